@@ -1,0 +1,8 @@
+"""Step-size controllers."""
+
+from .base import AbstractController
+from .constant import ConstantStep
+from .norms import max_norm, rms_norm
+from .pid import PIDController
+
+__all__ = ["AbstractController", "ConstantStep", "PIDController", "max_norm", "rms_norm"]

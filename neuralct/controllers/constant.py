@@ -1,0 +1,64 @@
+"""Fixed step size."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError
+from ..solvers.base import AbstractSolver
+from ..terms.base import AbstractTerm
+from .base import AbstractController, ControllerState
+
+
+@dataclass(frozen=True)
+class ConstantStep(AbstractController):
+    """Steps of size `dt`, shortened only to land exactly on save times and jump times.
+
+    Args:
+        dt: positive step magnitude (in the direction of each sample's time grid).
+    """
+
+    dt: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.dt, (int, float)) and math.isfinite(self.dt) and self.dt > 0):
+            raise InvalidInputError(f"`dt` must be a positive finite number; got {self.dt!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        """Always `False`: every finite step is accepted."""
+        return False
+
+    def init(
+        self,
+        term: AbstractTerm,
+        solver: AbstractSolver,
+        t0: Tensor,
+        y0: Tensor,
+        f0: Tensor | None,
+        direction: Tensor,
+        span: Tensor,
+        dt0: float | None,
+        args: Any,
+    ) -> tuple[Tensor, ControllerState, int]:
+        """First step `dt` (or `dt0` if given) in each sample's direction; no evaluations."""
+        return direction * (self.dt if dt0 is None else dt0), (direction,), 0
+
+    def adapt(
+        self,
+        y0: Tensor,
+        y1: Tensor,
+        error: Tensor | None,
+        h: Tensor,
+        state: ControllerState,
+        running: Tensor,
+        error_order: int | None,
+    ) -> tuple[Tensor, Tensor, ControllerState]:
+        """Accept every step; the next one is `dt` again."""
+        accept = torch.ones_like(running)
+        return accept, state[0] * self.dt, state

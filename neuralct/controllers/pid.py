@@ -1,0 +1,164 @@
+"""Adaptive step size by a PID controller on the scaled local error, per sample."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import IncompatibleTermError, InvalidInputError
+from ..solvers.base import AbstractSolver
+from ..terms.base import AbstractDriftTerm, AbstractTerm
+from .base import AbstractController, ControllerState
+from .norms import rms_norm, scaled_error
+
+
+@dataclass(frozen=True)
+class PIDController(AbstractController):
+    """PID step-size control (Söderlind, "Digital filters in adaptive time-stepping",
+    ACM TOMS 29, 2003) with the standard integral controller as default.
+
+    With $r_n$ the scaled error norm of step n and $k$ one plus the solver's error order,
+    the step is multiplied by
+    $\\text{safety}\\; r_n^{-(\\beta_P+\\beta_I+\\beta_D)/k}\\, r_{n-1}^{(\\beta_P+2\\beta_D)/k}\\,
+    r_{n-2}^{-\\beta_D/k}$, clipped to `[factor_min, factor_max]` (at most 1 after a rejection).
+    A step is accepted when $r_n \\le 1$; a non-finite error is rejected and the step cut by
+    `factor_min`. Step sizes, accept/reject and history are per sample unless
+    `per_sample=False`, where the batch shares the worst sample's error (as torchdiffeq does)
+    for comparison.
+
+    Args:
+        rtol, atol: relative and absolute tolerance.
+        pcoeff, icoeff, dcoeff: the PID coefficients ($\\beta_P, \\beta_I, \\beta_D$).
+        dt_min: a sample whose step must fall below this fails with `DT_UNDERFLOW`.
+        dt_max: largest step magnitude.
+        safety, factor_min, factor_max: step-change safety factor and bounds.
+        norm: `[B, *state]` -> `[B]` norm of the scaled error (RMS by default).
+        per_sample: per-sample control (default) or one shared step for the batch.
+    """
+
+    rtol: float = 1e-3
+    atol: float = 1e-6
+    pcoeff: float = 0.0
+    icoeff: float = 1.0
+    dcoeff: float = 0.0
+    dt_min: float = 0.0
+    dt_max: float = math.inf
+    safety: float = 0.9
+    factor_min: float = 0.2
+    factor_max: float = 10.0
+    norm: Callable[[Tensor], Tensor] = rms_norm
+    per_sample: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("rtol", "atol", "dt_min"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"`{name}` must be a finite number >= 0; got {value!r}")
+        if self.rtol == 0 and self.atol == 0:
+            raise InvalidInputError("`rtol` and `atol` cannot both be 0")
+        if not self.dt_max > self.dt_min:
+            raise InvalidInputError(f"`dt_max` must exceed `dt_min` ({self.dt_min}); got {self.dt_max!r}")
+        if not 0 < self.safety <= 1:
+            raise InvalidInputError(f"`safety` must be in (0, 1]; got {self.safety!r}")
+        if not 0 < self.factor_min < 1 < self.factor_max:
+            raise InvalidInputError(
+                f"need 0 < `factor_min` < 1 < `factor_max`; got {self.factor_min!r} and {self.factor_max!r}"
+            )
+        if self.pcoeff + self.icoeff + self.dcoeff <= 0:
+            raise InvalidInputError("`pcoeff + icoeff + dcoeff` must be positive for the step to respond to the error")
+
+    @property
+    def adaptive(self) -> bool:
+        """Always `True`."""
+        return True
+
+    def check_solver(self, solver: AbstractSolver) -> None:
+        """Raise `IncompatibleTermError` for a solver without an error estimate."""
+        if not solver.adaptive:
+            raise IncompatibleTermError(
+                f"solver {type(solver).__name__} has no error estimate, so PIDController cannot drive it; "
+                f"use nct.ConstantStep(dt) or an adaptive solver such as nct.Tsit5()"
+            )
+
+    def init(
+        self,
+        term: AbstractTerm,
+        solver: AbstractSolver,
+        t0: Tensor,
+        y0: Tensor,
+        f0: Tensor | None,
+        direction: Tensor,
+        span: Tensor,
+        dt0: float | None,
+        args: Any,
+    ) -> tuple[Tensor, ControllerState, int]:
+        """`dt0` when given, else Hairer's starting-step heuristic per sample (one evaluation)."""
+        ones = torch.ones_like(t0)
+        state = (ones.to(y0.dtype), ones.to(y0.dtype))
+        if dt0 is not None:
+            return direction * min(dt0, self.dt_max), state, 0
+        if f0 is None or not isinstance(term, AbstractDriftTerm):
+            return direction * torch.clamp(span * 1e-2, max=self.dt_max), state, 0
+        h0, evals = self._initial_step(term, solver, t0, y0, f0, direction, args)
+        return direction * torch.minimum(h0, span).clamp(self.dt_min, self.dt_max), state, evals
+
+    def _initial_step(
+        self, term: AbstractDriftTerm, solver: AbstractSolver, t0: Tensor, y0: Tensor, f0: Tensor, direction: Tensor, args: Any
+    ) -> tuple[Tensor, int]:
+        """Hairer, Nørsett & Wanner, Solving ODEs I, section II.4: starting step size."""
+        scale = self.atol + self.rtol * y0.abs()
+        d0 = self.norm(y0 / scale)
+        d1 = self.norm(f0 / scale)
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
+        h0_time = h0.to(t0.dtype)
+        hs = (direction * h0_time).to(y0.dtype).reshape(h0.shape + (1,) * (y0.ndim - 1))
+        f1 = term.vector_field(t0 + direction * h0_time, y0 + hs * f0, args)
+        d2 = self.norm((f1 - f0) / scale) / h0
+        k = (solver.error_order or 1) + 1
+        biggest = torch.maximum(d1, d2)
+        h1 = torch.where(biggest <= 1e-15, torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3), (0.01 / biggest) ** (1.0 / k))
+        return torch.minimum(100 * h0, h1).to(t0.dtype).detach(), 1
+
+    def adapt(
+        self,
+        y0: Tensor,
+        y1: Tensor,
+        error: Tensor | None,
+        h: Tensor,
+        state: ControllerState,
+        running: Tensor,
+        error_order: int | None,
+    ) -> tuple[Tensor, Tensor, ControllerState]:
+        """Accept where the scaled error norm is at most 1; propose the next step by PID."""
+        if error is None or error_order is None:
+            raise IncompatibleTermError("PIDController needs a solver with an error estimate")
+        with torch.no_grad():
+            ratio = self.norm(scaled_error(error.detach(), y0.detach(), y1.detach(), self.rtol, self.atol))
+            finite = torch.isfinite(ratio)
+            if not self.per_sample:
+                worst = torch.where(running, torch.where(finite, ratio, torch.inf), torch.zeros_like(ratio)).max()
+                ratio = worst.expand_as(ratio)
+                finite = torch.isfinite(ratio)
+            accept = finite & (ratio <= 1.0)
+            factor = self._factor(ratio, finite, accept, state, error_order + 1)
+            magnitude = (h.abs() * factor.to(h.dtype)).clamp(max=self.dt_max)
+            prev, prev_prev = state
+            inv = 1.0 / ratio.clamp_min(1e-10)
+            new_state = (torch.where(accept, inv, prev), torch.where(accept, prev, prev_prev))
+        return accept, torch.sign(h) * magnitude, new_state
+
+    def _factor(self, ratio: Tensor, finite: Tensor, accept: Tensor, state: ControllerState, k: int) -> Tensor:
+        inv = 1.0 / ratio.clamp_min(1e-10)
+        prev, prev_prev = state
+        beta1 = (self.pcoeff + self.icoeff + self.dcoeff) / k
+        beta2 = -(self.pcoeff + 2 * self.dcoeff) / k
+        beta3 = self.dcoeff / k
+        pid = self.safety * inv**beta1 * prev**beta2 * prev_prev**beta3
+        on_reject = (self.safety * inv ** (1.0 / k)).clamp(self.factor_min, 1.0)
+        factor = torch.where(accept, pid.clamp(self.factor_min, self.factor_max), on_reject)
+        return torch.where(finite, factor, torch.full_like(factor, self.factor_min))

@@ -1,0 +1,105 @@
+"""Dense output of a solve: the piecewise-polynomial interpolant over accepted steps.
+
+Every solver describes the solution on a step $[t_0, t_1]$ as a polynomial in
+$\\theta = (t - t_0) / (t_1 - t_0)$,
+$y(\\theta) = y_0 + \\sum_{p=1}^{P} c_p \\theta^p$; this module stores those
+coefficients per sample and evaluates them at per-sample times.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError
+
+
+def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
+    """Evaluate $y_0 + \\sum_p c_p \\theta^p$ by Horner's rule.
+
+    Args:
+        y0: `[..., *state]` value at $\\theta = 0$.
+        coeffs: `[..., P, *state]` coefficients $c_1 .. c_P$.
+        theta: `[...]` normalized times.
+
+    Returns:
+        `[..., *state]` interpolated values.
+    """
+    lead = theta.ndim
+    theta = theta.reshape(theta.shape + (1,) * (y0.ndim - theta.ndim))
+    acc = coeffs.select(lead, -1)
+    for p in range(coeffs.shape[lead] - 2, -1, -1):
+        acc = coeffs.select(lead, p) + theta * acc
+    return y0 + theta * acc
+
+
+def polynomial_derivative(coeffs: Tensor, theta: Tensor) -> Tensor:
+    """$d/d\\theta$ of the polynomial of `evaluate_polynomial`; shapes as there."""
+    lead = theta.ndim
+    theta = theta.reshape(theta.shape + (1,) * (coeffs.ndim - 1 - theta.ndim))
+    degree = coeffs.shape[lead]
+    acc = degree * coeffs.select(lead, -1)
+    for p in range(degree - 2, -1, -1):
+        acc = (p + 1) * coeffs.select(lead, p) + theta * acc
+    return acc
+
+
+class DenseInterpolant:
+    """Per-sample piecewise-polynomial solution built from a solve's step records.
+
+    Args:
+        t0: `[B, S]` start time of each recorded step.
+        t1: `[B, S]` end time of each recorded step.
+        y0: `[B, S, *state]` state at each step start.
+        coeffs: `[B, S, P, *state]` polynomial coefficients of each step.
+        accepted: `[B, S]` which recorded steps were accepted (only those are used).
+        direction: `[B]` +1 for forward solves, -1 for backward ones.
+    """
+
+    def __init__(self, t0: Tensor, t1: Tensor, y0: Tensor, coeffs: Tensor, accepted: Tensor, direction: Tensor):
+        self.t0, self.t1, self.y0, self.coeffs = t0, t1, y0, coeffs
+        self.direction = direction
+        key = torch.where(accepted, direction[:, None] * t1, torch.full_like(t1, -torch.inf))
+        self._end_key = torch.cummax(key, dim=1).values
+        first = torch.argmax(accepted.to(torch.int8), dim=1)
+        self._start_key = direction * t0.gather(1, first[:, None]).squeeze(1)
+        self._any = accepted.any(dim=1)
+
+    def _locate(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Step index `[B, Q]` and normalized time `[B, Q]` for query times `[B, Q]`."""
+        key = self.direction[:, None] * t
+        end = self._end_key[:, -1:]
+        outside = (~self._any[:, None]) | (key < self._start_key[:, None]) | (key > end)
+        if bool(outside.any()):
+            b, q = (int(i) for i in outside.nonzero()[0])
+            raise InvalidInputError(
+                f"`t` must lie inside each sample's solved interval; sample {b} asks t[{b}, {q}] = "
+                f"{float(t[b, q]):.6g}, outside [{float(self.direction[b] * self._start_key[b]):.6g}, "
+                f"{float(self.direction[b] * end[b, 0]):.6g}]"
+            )
+        index = torch.searchsorted(self._end_key, key.contiguous()).clamp_max(self.t0.shape[1] - 1)
+        t0 = self.t0.gather(1, index)
+        h = self.t1.gather(1, index) - t0
+        return index, (t - t0) / h
+
+    def _gather(self, tensor: Tensor, index: Tensor) -> Tensor:
+        batch = torch.arange(index.shape[0], device=index.device)[:, None]
+        return tensor[batch, index]
+
+    def evaluate(self, t: Tensor) -> Tensor:
+        """Interpolated state at `[B]` or `[B, Q]` times -> `[B, *state]` or `[B, Q, *state]`."""
+        single = t.ndim == 1
+        tq = t[:, None] if single else t
+        index, theta = self._locate(tq)
+        out = evaluate_polynomial(self._gather(self.y0, index), self._gather(self.coeffs, index), theta.to(self.y0.dtype))
+        return out[:, 0] if single else out
+
+    def derivative(self, t: Tensor) -> Tensor:
+        """Time derivative at `[B]` or `[B, Q]` times -> `[B, *state]` or `[B, Q, *state]`."""
+        single = t.ndim == 1
+        tq = t[:, None] if single else t
+        index, theta = self._locate(tq)
+        h = (self.t1.gather(1, index) - self.t0.gather(1, index)).to(self.y0.dtype)
+        dtheta = polynomial_derivative(self._gather(self.coeffs, index), theta.to(self.y0.dtype))
+        out = dtheta / h.reshape(h.shape + (1,) * (dtheta.ndim - 2))
+        return out[:, 0] if single else out

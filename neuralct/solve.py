@@ -1,0 +1,144 @@
+"""`solve`: the one entry point that integrates any term with any compatible solver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._loop import Problem
+from ._validate import check_options, check_term_tensors, check_times, check_y0
+from .controllers.base import AbstractController
+from .controllers.pid import PIDController
+from .errors import InvalidInputError, SolveFailed
+from .gradients.backprop import Backprop
+from .gradients.base import AbstractGradient
+from .solution import Solution, Status
+from .solvers.base import AbstractSolver
+from .solvers.tsit5 import Tsit5
+from .terms.base import AbstractTerm
+
+_ADVICE = {
+    Status.MAX_STEPS: "raise max_steps ({max_steps}), loosen rtol/atol, or, if the problem is stiff, "
+    "try an implicit solver (nct.ImplicitEuler())",
+    Status.DT_UNDERFLOW: "the step size vanished: the solution may blow up or be stiff; try an implicit solver "
+    "(nct.ImplicitEuler()), looser tolerances or a smaller dt_min",
+    Status.NONFINITE: "the state or error estimate became NaN/inf: check the vector field for overflow or "
+    "domain errors, or take smaller steps",
+    Status.NEWTON_FAILED: "Newton's iteration did not converge: take smaller steps or allow more iterations",
+}
+
+
+def solve(
+    term: AbstractTerm,
+    y0: Tensor,
+    t: Tensor,
+    *,
+    solver: AbstractSolver = Tsit5(),
+    controller: AbstractController = PIDController(rtol=1e-3, atol=1e-6),
+    gradient: AbstractGradient = Backprop(),
+    dt0: float | None = None,
+    max_steps: int = 4096,
+    throw: bool = True,
+    dense: bool = False,
+    args: Any = None,
+) -> Solution:
+    """Integrate `term` from `y0` over per-sample time grids.
+
+    Every sample has its own step size, accept/reject decisions, status and statistics;
+    a sample's result does not depend on the rest of the batch.
+
+    Args:
+        term: what to integrate (`ODETerm`, `ControlTerm`, an SDE `MultiTerm`, `DelayTerm`, ...).
+        y0: `[B, *state]` initial state at `t[:, 0]`.
+        t: `[K]` shared or `[B, K]` per-sample save times; each row strictly increasing or
+            strictly decreasing. The solve starts at the first time of each row.
+        solver: the method; must accept `term` (checked before solving).
+        controller: `PIDController(...)` for adaptive steps or `ConstantStep(dt)`.
+        gradient: `Backprop()`, `Backprop(checkpoint_every=k)` or `Backsolve()`.
+        dt0: first step magnitude; `None` chooses it per sample.
+        max_steps: steps (accepted or rejected) allowed per sample.
+        throw: raise `SolveFailed` when a sample fails; with `False`, return the partial
+            solution and read `Solution.status`.
+        dense: keep the dense interpolant so that `Solution.evaluate(t)` works.
+        args: passed unchanged to the vector field(s).
+
+    Returns:
+        A [`Solution`][neuralct.Solution] with `ts` `[B, K]`, `ys` `[B, K, *state]`,
+        `status` `[B]` and per-sample `stats`.
+
+    Raises:
+        InvalidInputError: bad `y0`, `t`, `max_steps` or `dt0` (a `ValueError`).
+        IncompatibleTermError: a solver/term/controller mismatch or a dtype/device clash
+            (a `TypeError`).
+        SolveFailed: some sample failed and `throw=True`.
+    """
+    _check_kinds(term, solver, controller, gradient)
+    y0 = check_y0(y0)
+    ts, direction = check_times(t, y0.shape[0], y0)
+    check_term_tensors(term, y0)
+    check_options(max_steps, dt0)
+    solver.check_term(term)
+    controller.check_solver(solver)
+    problem = Problem(
+        term=term,
+        solver=solver,
+        controller=controller,
+        ts=ts,
+        direction=direction,
+        args=args,
+        max_steps=max_steps,
+        dt0=dt0,
+        dense=dense,
+        jumps=_jump_times(term, ts),
+    )
+    gradient.check(problem)
+    solution = gradient.run(problem, y0)
+    if throw and not bool(solution.succeeded.all()):
+        raise SolveFailed(failure_message(solution, max_steps), solution)
+    return solution
+
+
+def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None:
+    for name, value, kind in (
+        ("term", term, AbstractTerm),
+        ("solver", solver, AbstractSolver),
+        ("controller", controller, AbstractController),
+        ("gradient", gradient, AbstractGradient),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(f"`{name}` must be a {kind.__name__}; got {type(value).__name__}")
+
+
+def _jump_times(term: AbstractTerm, ts: Tensor) -> Tensor | None:
+    jumps = term.jump_times()
+    if jumps is None:
+        return None
+    if jumps.ndim == 1:
+        jumps = jumps.expand(ts.shape[0], -1)
+    if jumps.ndim != 2 or jumps.shape[0] != ts.shape[0]:
+        raise InvalidInputError(f"term.jump_times() must be [J] or [B, J] with B = {ts.shape[0]}; got {tuple(jumps.shape)}")
+    jumps = jumps.to(device=ts.device, dtype=ts.dtype)
+    if jumps.shape[1] == 0:
+        return None
+    return jumps if bool((ts[:, 1:2] >= ts[:, :1]).all()) else jumps.flip(1)
+
+
+def failure_message(solution: Solution, max_steps: int, shown: int = 5) -> str:
+    """Describe the failed samples of `solution` and what to change."""
+    failed = (~solution.succeeded).nonzero().flatten().tolist()
+    lines = [f"solve failed for {len(failed)} of {solution.status.shape[0]} samples:"]
+    for b in failed[:shown]:
+        status = Status(int(solution.status[b]))
+        t_end = float(solution.ts[b, -1])
+        lines.append(f"  sample {b}: {status.name} at t = {float(solution.t_final[b]):.6g} (solving to {t_end:.6g})")
+    if len(failed) > shown:
+        lines.append(f"  ... and {len(failed) - shown} more")
+    for status in sorted({Status(int(solution.status[b])) for b in failed}):
+        lines.append(f"{status.name}: {_ADVICE[status].format(max_steps=max_steps)}")
+    lines.append("Pass throw=False to get the partial solution and per-sample statuses instead.")
+    return "\n".join(lines)
+
+
+__all__ = ["failure_message", "solve"]

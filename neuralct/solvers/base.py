@@ -1,0 +1,91 @@
+"""The solver interface: advance a term by one (per-sample) step."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from ..errors import IncompatibleTermError
+from ..terms.base import AbstractTerm
+
+Carry = tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one solver step returns.
+
+    Attributes:
+        y1: `[B, *state]` proposed state at `t0 + h`.
+        error: `[B, *state]` local error estimate, or `None` for methods without one.
+        carry: solver data handed to the next step if this one is accepted
+            (e.g. the first-same-as-last stage), each `[B, ...]`.
+        evals: vector-field evaluations this step cost each sample.
+        coeffs: `[B, P, *state]` dense-output polynomial coefficients on the step
+            (see `neuralct.paths.dense`), or `None` when not requested.
+        failed: `[B]` boolean, samples whose step failed inside the solver (e.g. Newton
+            did not converge); such steps are rejected. `None` when nothing can fail.
+    """
+
+    y1: Tensor
+    error: Tensor | None
+    carry: Carry
+    evals: int
+    coeffs: Tensor | None = None
+    failed: Tensor | None = None
+
+
+class AbstractSolver(abc.ABC):
+    """A one-step method.
+
+    Class attributes:
+        order: the method's (strong, for SDEs) order of convergence.
+        error_order: order of the embedded error estimate, or `None` when the method
+            has none (it then runs with `ConstantStep` only).
+        term_types: the term classes the method can integrate.
+    """
+
+    order: ClassVar[float]
+    error_order: ClassVar[int | None] = None
+    term_types: ClassVar[tuple[type, ...]] = ()
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the method has an error estimate, so an adaptive controller can drive it."""
+        return self.error_order is not None
+
+    @property
+    def has_dense_output(self) -> bool:
+        """Whether `step` can return dense-output coefficients."""
+        return True
+
+    @property
+    def interpolates_saves(self) -> bool:
+        """Whether adaptive solves should interpolate save times from the dense output (True)
+        or step exactly onto them (False, for methods whose interpolant is much less
+        accurate than their steps)."""
+        return self.has_dense_output
+
+    def check_term(self, term: AbstractTerm) -> None:
+        """Raise `IncompatibleTermError` when this solver cannot integrate `term`."""
+        if not isinstance(term, self.term_types):
+            accepted = ", ".join(cls.__name__ for cls in self.term_types)
+            raise IncompatibleTermError(
+                f"solver {type(self).__name__} cannot integrate a {type(term).__name__}; it accepts: {accepted}"
+            )
+
+    @abc.abstractmethod
+    def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+        """Prepare the carry at `(t0 [B], y0 [B, *state])`; returns `(carry, evals)`."""
+
+    @abc.abstractmethod
+    def step(
+        self, term: AbstractTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+    ) -> StepResult:
+        """Advance every sample from `t0` `[B]` by its signed step `h` `[B]`.
+
+        `dense=True` asks for dense-output coefficients in the result.
+        """

@@ -1,0 +1,96 @@
+"""Explicit Runge-Kutta methods driven by a Butcher tableau, stepping every sample at once."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..terms.base import AbstractDriftTerm
+from .base import AbstractSolver, Carry, StepResult
+from .tableau import ButcherTableau, tableau_tensors
+
+
+def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
+    """`[B]` step sizes cast to `like`'s dtype and shaped `[B, 1, ...]` to scale `[B, *state]`."""
+    return h.to(like.dtype).reshape(h.shape + (1,) * (like.ndim - 1))
+
+
+def weighted_sum(ks: list[Tensor], weights: tuple[float, ...]) -> Tensor | None:
+    """$\\sum_i w_i k_i$ over the non-zero weights (`None` when all are zero)."""
+    total = None
+    for k, w in zip(ks, weights):
+        if w == 0.0:
+            continue
+        total = k * w if total is None else total.add(k, alpha=w)
+    return total
+
+
+def hermite_coefficients(y0: Tensor, y1: Tensor, f0: Tensor, f1: Tensor, h: Tensor) -> Tensor:
+    """`[B, 3, *state]` coefficients of the cubic Hermite interpolant on a step.
+
+    The cubic matches $y_0, y_1$ and the slopes $f_0, f_1$ at both ends (third order).
+    """
+    hs = broadcast_step(h, y0)
+    delta = y1 - y0
+    c1 = hs * f0
+    c2 = 3 * delta - hs * (2 * f0 + f1)
+    c3 = hs * (f0 + f1) - 2 * delta
+    return torch.stack([c1, c2, c3], dim=1)
+
+
+class AbstractExplicitRK(AbstractSolver):
+    """An explicit Runge-Kutta method given by the class attribute `tableau`.
+
+    Every step returns the slope at its end, which becomes the first stage of the next
+    step (free for first-same-as-last tableaus, one evaluation otherwise that the next
+    step then saves), so dense output always has both end slopes.
+    """
+
+    tableau: ClassVar[ButcherTableau]
+    term_types: ClassVar[tuple[type, ...]] = (AbstractDriftTerm,)
+
+    @property
+    def dense_order(self) -> int:
+        """Order of the dense output: 4 for the tableaus that define one, 3 for cubic Hermite."""
+        return 4 if self.tableau.dense is not None else 3
+
+    @property
+    def interpolates_saves(self) -> bool:
+        """Interpolate save times only when the dense output is within one order of the method."""
+        return self.dense_order >= self.order - 1
+
+    def init(self, term: AbstractDriftTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+        """Carry is `(f(t0, y0),)`; costs one evaluation."""
+        return (term.vector_field(t0, y0, args),), 1
+
+    def step(
+        self, term: AbstractDriftTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+    ) -> StepResult:
+        """One RK step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
+        tab = self.tableau
+        hs = broadcast_step(h, y0)
+        ks = [carry[0]]
+        for i in range(1, tab.stages):
+            increment = weighted_sum(ks, tab.a[i])
+            yi = y0 if increment is None else y0 + hs * increment
+            ks.append(term.vector_field(t0 + tab.c[i] * h, yi, args))
+        y1 = y0 + hs * weighted_sum(ks, tab.b)
+        evals = tab.stages - 1
+        if tab.fsal:
+            f1 = ks[-1]
+        else:
+            f1 = term.vector_field(t0 + h, y1, args)
+            evals += 1
+        error = None if tab.b_error is None else hs * weighted_sum(ks, tab.b_error)
+        coeffs = self._dense(y0, y1, ks, f1, h) if dense else None
+        return StepResult(y1=y1, error=error, carry=(f1,), evals=evals, coeffs=coeffs)
+
+    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, h: Tensor) -> Tensor:
+        if self.tableau.dense is None:
+            return hermite_coefficients(y0, y1, ks[0], f1, h)
+        matrix = tableau_tensors(self.tableau, y0.dtype, y0.device)["dense"]
+        stacked = torch.stack(ks, dim=1).flatten(2)
+        coeffs = torch.einsum("ps,bsn->bpn", matrix, stacked).reshape(y0.shape[0], matrix.shape[0], *y0.shape[1:])
+        return broadcast_step(h, coeffs) * coeffs

@@ -1,0 +1,56 @@
+"""The controlled differential equation term $dz = f(t, z)\\,dX(t)$."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from .base import AbstractDriftTerm
+
+
+class PerSamplePath(Protocol):
+    """A control path evaluated at per-sample times.
+
+    `evaluate(t)` and `derivative(t)` take `[B]` times and return `[B, C]`.
+    A path may also provide `jump_times() -> [B, J]` for the knots where it is not smooth.
+    """
+
+    def evaluate(self, t: Tensor) -> Tensor: ...
+
+    def derivative(self, t: Tensor) -> Tensor: ...
+
+
+class ControlTerm(AbstractDriftTerm):
+    """CDE term $dz = f(t, z)\\,dX(t)$, solved as the ODE $dz/dt = f(t, z)\\,\\dot X(t)$.
+
+    This is the formulation of neural CDEs (Kidger et al., "Neural Controlled Differential
+    Equations for Irregular Time Series", NeurIPS 2020) and of `torchcde.cdeint`.
+
+    Args:
+        f: callable `f(t, z, args)` with `t` `[B]`, `z` `[B, *state]`, returning the matrix
+            `[B, *state, C]`.
+        path: the control $X$, with per-sample `evaluate(t)` / `derivative(t)` returning `[B, C]`.
+    """
+
+    def __init__(self, f: Callable[[Tensor, Tensor, Any], Tensor], path: PerSamplePath):
+        super().__init__()
+        if not callable(f):
+            raise TypeError(f"`f` must be callable as f(t, z, args); got {type(f).__name__}")
+        if not (callable(getattr(path, "evaluate", None)) and callable(getattr(path, "derivative", None))):
+            raise TypeError(f"`path` must have evaluate(t) and derivative(t) methods; got {type(path).__name__}")
+        self.f = f
+        self.path = path
+
+    def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
+        """$f(t, z)\\,\\dot X(t)$: `t` `[B]`, `z` `[B, *state]` -> `[B, *state]`."""
+        matrix = self.f(t, y, args)
+        control = self.path.derivative(t)
+        return torch.einsum("b...c,bc->b...", matrix, control.to(matrix.dtype))
+
+    def jump_times(self) -> Tensor | None:
+        """The path's knots, when it declares them (see `AbstractTerm.jump_times`)."""
+        jumps = getattr(self.path, "jump_times", None)
+        return jumps() if callable(jumps) else None

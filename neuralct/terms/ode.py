@@ -1,0 +1,38 @@
+"""The ordinary differential equation term $dy = f(t, y)\\,dt$."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+from .base import AbstractDriftTerm
+
+
+class ODETerm(AbstractDriftTerm):
+    """ODE term $dy/dt = f(t, y, \\text{args})$.
+
+    Args:
+        f: callable `f(t, y, args)` with `t` `[B]` and `y` `[B, *state]`, returning
+            `[B, *state]`. An `nn.Module` is registered as a submodule so its parameters
+            belong to the term (needed by `Backsolve`, which finds parameters there).
+
+    Example:
+        >>> import torch, neuralct as nct
+        >>> term = nct.ODETerm(lambda t, y, args: -y)
+        >>> sol = nct.solve(term, torch.ones(2, 1), torch.linspace(0, 1, 5))
+    """
+
+    def __init__(self, f: Callable[[Tensor, Tensor, Any], Tensor]):
+        super().__init__()
+        if not callable(f):
+            raise TypeError(f"`f` must be callable as f(t, y, args); got {type(f).__name__}")
+        self.f = f
+
+    def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
+        """$f(t, y, \\text{args})$: `t` `[B]`, `y` `[B, *state]` -> `[B, *state]`."""
+        return self.f(t, y, args)
+
+    def extra_repr(self) -> str:
+        return "" if isinstance(self.f, nn.Module) else f"f={getattr(self.f, '__name__', repr(self.f))}"
