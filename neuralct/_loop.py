@@ -73,7 +73,7 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     batch, num_saves = ts.shape
     t0 = ts[:, 0]
     carry, evals = problem.solver.init(problem.term, t0, y0, problem.args)
-    f0 = carry[0] if carry and carry[0].shape == y0.shape else None
+    f0 = carry[0] if carry and isinstance(carry[0], Tensor) and carry[0].shape == y0.shape else None
     span = (ts[:, -1] - t0).abs()
     h, ctrl, ctrl_evals = problem.controller.init(
         problem.term, problem.solver, t0, y0, f0, direction, span, problem.dt0, problem.args
@@ -161,7 +161,7 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         t=t_new,
         y=y_new,
         h=torch.where(running, h_next.to(s.t.dtype), s.h),
-        carry=tuple(_where_rows(accept, new, old) for new, old in zip(out.carry, s.carry)),
+        carry=solver.merge_carry(accept, out.carry, s.carry),
         controller=ctrl,
         counts=s.counts + torch.stack([out.evals * running, running, accept, running & ~accept]).long(),
         failure_reason=torch.where(running & ~accept, reason, s.failure_reason),
@@ -218,7 +218,7 @@ def _after_jumps(problem: Problem, state: LoopState, jumped: Tensor) -> LoopStat
     counts[VF_EVALS] += evals * jumped
     return dataclasses.replace(
         state,
-        carry=tuple(_where_rows(jumped, new, old) for new, old in zip(carry, state.carry)),
+        carry=problem.solver.merge_carry(jumped, carry, state.carry),
         next_jump=state.next_jump + jumped.long(),
         counts=counts,
     )

@@ -15,7 +15,7 @@ from .errors import InvalidInputError, SolveFailed
 from .gradients.backprop import Backprop
 from .gradients.base import AbstractGradient
 from .solution import Solution, Status
-from .solvers.base import AbstractSolver
+from .solvers.base import AbstractBackendSolver, AbstractSolver
 from .solvers.tsit5 import Tsit5
 from .terms.base import AbstractTerm
 
@@ -93,8 +93,11 @@ def solve(
         dense=dense,
         jumps=_jump_times(term, ts),
     )
-    gradient.check(problem)
-    solution = gradient.run(problem, y0)
+    if isinstance(solver, AbstractBackendSolver):
+        solution = solver.integrate(problem, y0)
+    else:
+        gradient.check(problem)
+        solution = gradient.run(problem, y0)
     if throw and not bool(solution.succeeded.all()):
         raise SolveFailed(failure_message(solution, max_steps), solution)
     return solution
@@ -112,7 +115,7 @@ def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None
 
 
 def _jump_times(term: AbstractTerm, ts: Tensor) -> Tensor | None:
-    jumps = term.jump_times()
+    jumps = term.jump_times(ts)
     if jumps is None:
         return None
     if jumps.ndim == 1:
@@ -122,7 +125,7 @@ def _jump_times(term: AbstractTerm, ts: Tensor) -> Tensor | None:
     jumps = jumps.to(device=ts.device, dtype=ts.dtype)
     if jumps.shape[1] == 0:
         return None
-    return jumps if bool((ts[:, 1:2] >= ts[:, :1]).all()) else jumps.flip(1)
+    return jumps
 
 
 def failure_message(solution: Solution, max_steps: int, shown: int = 5) -> str:

@@ -6,12 +6,13 @@ import abc
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError
 from ..terms.base import AbstractTerm
 
-Carry = tuple[Tensor, ...]
+Carry = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class AbstractSolver(abc.ABC):
                 f"solver {type(self).__name__} cannot integrate a {type(term).__name__}; it accepts: {accepted}"
             )
 
+    def merge_carry(self, rows: Tensor, new: Carry, old: Carry) -> Carry:
+        """Carry after a step: `new` for the `[B]` boolean `rows` (accepted or restarted
+        samples), `old` elsewhere. Solvers whose carry is not a tuple of `[B, ...]` tensors
+        (e.g. a growing history) override this."""
+        return tuple(torch.where(rows.reshape(rows.shape + (1,) * (n.ndim - 1)), n, o) for n, o in zip(new, old))
+
     @abc.abstractmethod
     def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """Prepare the carry at `(t0 [B], y0 [B, *state])`; returns `(carry, evals)`."""
@@ -89,3 +96,26 @@ class AbstractSolver(abc.ABC):
 
         `dense=True` asks for dense-output coefficients in the result.
         """
+
+
+class AbstractBackendSolver(AbstractSolver):
+    """A solver that hands the whole solve to a peer library (see `neuralct.backends`).
+
+    `solve` validates the inputs as usual and then calls `integrate` instead of running
+    neuralct's step loop; the gradient strategy is the backend's own.
+    """
+
+    def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+        """Unused: a backend solver runs its own loop."""
+        raise TypeError(f"{type(self).__name__} integrates whole solves; it has no step-level interface")
+
+    def step(
+        self, term: AbstractTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+    ) -> StepResult:
+        """Unused: a backend solver runs its own loop."""
+        raise TypeError(f"{type(self).__name__} integrates whole solves; it has no step-level interface")
+
+    @abc.abstractmethod
+    def integrate(self, problem: Any, y0: Tensor) -> Any:
+        """Solve the validated `problem` (a `neuralct._loop.Problem`) from `y0` `[B, *state]`
+        with the peer library and return a `Solution`."""

@@ -15,10 +15,17 @@ class AbstractTerm(nn.Module, abc.ABC):
     optimizers, `.to(device)` and the adjoint.
     """
 
-    def jump_times(self) -> Tensor | None:
-        """`[B, J]` times (each row increasing) where the term's right-hand side is not
-        smooth, such as the knots of a linearly interpolated control; solvers step onto
-        them instead of across them. `None` when the term is smooth."""
+    def jump_times(self, ts: Tensor) -> Tensor | None:
+        """Times where the term's right-hand side is not smooth, such as the knots of a
+        linearly interpolated control or the breakpoints $t_0 + k\\tau$ of a delay equation;
+        the step loop lands exactly on them instead of stepping across them.
+
+        Args:
+            ts: `[B, K]` the solve's save times (rows increasing or decreasing).
+
+        Returns:
+            `[J]` or `[B, J]` times sorted in the direction of `ts`, or `None` when smooth.
+        """
         return None
 
 

@@ -50,7 +50,8 @@ class ControlTerm(AbstractDriftTerm):
         control = self.path.derivative(t)
         return torch.einsum("b...c,bc->b...", matrix, control.to(matrix.dtype))
 
-    def jump_times(self) -> Tensor | None:
-        """The path's knots, when it declares them (see `AbstractTerm.jump_times`)."""
+    def jump_times(self, ts: Tensor) -> Tensor | None:
+        """The path's knots, when it declares them by a `jump_times()` method
+        (see `AbstractTerm.jump_times`)."""
         jumps = getattr(self.path, "jump_times", None)
         return jumps() if callable(jumps) else None
