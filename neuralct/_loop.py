@@ -10,6 +10,7 @@ of steps for checkpointing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,25 @@ class Problem:
         """Adaptive solves with dense output interpolate save times instead of stepping onto them."""
         return self.controller.adaptive and self.solver.interpolates_saves
 
+    @functools.cached_property
+    def key_times(self) -> Tensor:
+        """`[B, K]` save times times the direction: increasing in every row."""
+        return (self.direction[:, None] * self.ts).contiguous()
+
+    @property
+    def want_coefficients(self) -> bool:
+        """Whether steps must return dense-output coefficients."""
+        return self.interpolate_saves or self.dense
+
 
 @dataclass(frozen=True)
 class LoopState:
-    """Per-sample loop state; every tensor is `[B, ...]` (counts is `[4, B]`)."""
+    """Per-sample loop state; every tensor is `[B, ...]` (counts is `[4, B]`).
+
+    Saved outputs are kept as blocks `[B, W, *state]` in `saves`; block j holds, for sample
+    b, the outputs `save_from[j][b] <= k < save_from[j][b] + W` (only the first
+    `save_to[j][b] - save_from[j][b]` columns are used). `finish` maps them back to `[B, K]`.
+    """
 
     t: Tensor
     y: Tensor
@@ -63,8 +79,10 @@ class LoopState:
     counts: Tensor
     failure_reason: Tensor
     saves: tuple[Tensor, ...]
-    save_slot: Tensor
+    save_from: tuple[Tensor, ...]
+    save_to: tuple[Tensor, ...]
     records: tuple[tuple[Tensor, ...], ...]
+    iteration: int = 0
 
 
 def initial_state(problem: Problem, y0: Tensor) -> LoopState:
@@ -97,8 +115,9 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         done=torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device),
         counts=counts,
         failure_reason=torch.zeros(batch, **long),
-        saves=(y0,),
-        save_slot=torch.zeros(batch, num_saves, **long),
+        saves=(y0.unsqueeze(1),),
+        save_from=(torch.zeros(batch, **long),),
+        save_to=(torch.ones(batch, **long),),
         records=(),
     )
 
@@ -119,7 +138,11 @@ def _gather_row(table: Tensor, index: Tensor) -> Tensor:
     return table.gather(1, index.clamp_max(table.shape[1] - 1)[:, None]).squeeze(1)
 
 
-def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor]:
+def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    return torch.where(rows.reshape(rows.shape + (1,) * (new.ndim - 1)), new, old)
+
+
+def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor | None]:
     """The next time each sample must land on exactly, and whether it is a jump time."""
     direction = problem.direction
     if problem.interpolate_saves:
@@ -127,7 +150,7 @@ def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor]:
     else:
         boundary = _gather_row(problem.ts, state.next_save)
     if problem.jumps is None:
-        return boundary, torch.zeros_like(state.done)
+        return boundary, None
     jump = _gather_row(problem.jumps, state.next_jump)
     jump = torch.where(state.next_jump < problem.jumps.shape[1], jump, direction * torch.inf)
     at_jump = direction * (jump - boundary) <= 0
@@ -136,82 +159,81 @@ def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor]:
 
 def _iterate(problem: Problem, s: LoopState) -> LoopState:
     """One attempted step for every running sample."""
-    direction, controller, solver = problem.direction, problem.controller, problem.solver
+    solver = problem.solver
     running = ~s.done
     boundary, at_jump = _boundary(problem, s)
     proposal = s.t + s.h
-    hit = direction * (proposal - boundary) >= 0
+    hit = problem.direction * (proposal - boundary) >= 0
     t1 = torch.where(hit, boundary, proposal)
     h = t1 - s.t
-    out = solver.step(problem.term, s.t, s.y, h, s.carry, problem.args, problem.interpolate_saves or problem.dense)
-    accept, h_next, ctrl = controller.adapt(s.y, out.y1, out.error, h, s.controller, running, solver.error_order)
-    finite = torch.isfinite(out.y1).flatten(1).all(dim=1)
-    failed = out.failed if out.failed is not None else torch.zeros_like(finite)
-    reason = torch.where(~finite, int(Status.NONFINITE), torch.where(failed, int(Status.NEWTON_FAILED), 0))
-    accept = accept & running & finite & ~failed
-    broken = running & (reason > 0) & ~accept
-    if not controller.adaptive:
-        h_next = torch.where(broken, h, h_next)
-    t_new = torch.where(accept, t1, s.t)
-    mask = accept.reshape(accept.shape + (1,) * (s.y.ndim - 1))
-    y_new = torch.where(mask, out.y1, s.y)
-    ctrl = tuple(torch.where(running, new, old) for new, old in zip(ctrl, s.controller))
+    out = solver.step(problem.term, s.t, s.y, h, s.carry, problem.args, problem.want_coefficients)
+    accept, h_next, ctrl = problem.controller.adapt(s.y, out.y1, out.error, h, s.controller, running, solver.error_order)
+    healthy = torch.isfinite(out.y1).flatten(1).all(dim=1)
+    if out.failed is not None:
+        healthy = healthy & ~out.failed
+    accept = accept & running & healthy
+    evals = running.long() * out.evals
+    increments = torch.stack([evals, running.long(), accept.long(), (running ^ accept).long()])
     state = dataclasses.replace(
         s,
-        t=t_new,
-        y=y_new,
-        h=torch.where(running, h_next.to(s.t.dtype), s.h),
+        t=torch.where(accept, t1, s.t),
+        y=_where_rows(accept, out.y1, s.y),
+        h=h_next,
         carry=solver.merge_carry(accept, out.carry, s.carry),
         controller=ctrl,
-        counts=s.counts + torch.stack([out.evals * running, running, accept, running & ~accept]).long(),
-        failure_reason=torch.where(running & ~accept, reason, s.failure_reason),
+        counts=s.counts + increments,
+        iteration=s.iteration + 1,
     )
-    state = _record(problem, state, s, out, h, t1, accept, hit & ~at_jump)
-    state = _after_jumps(problem, state, accept & hit & at_jump)
-    return _update_status(problem, state, running, accept, h, broken)
+    if problem.dense:
+        state = dataclasses.replace(state, records=state.records + ((s.t, t1, s.y, out.coeffs, accept),))
+    landed = hit if at_jump is None else hit & ~at_jump
+    state = _save_reached(problem, state, s, out, h, t1, accept, landed)
+    if at_jump is not None:
+        state = _after_jumps(problem, state, accept & hit & at_jump)
+    return _update_status(problem, state, running, accept, healthy, h, out)
 
 
-def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    return torch.where(rows.reshape(rows.shape + (1,) * (new.ndim - 1)), new, old)
+def _save_reached(
+    problem: Problem, state: LoopState, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, accept: Tensor, landed: Tensor
+) -> LoopState:
+    """Write the outputs whose save times the accepted steps reached.
 
-
-def _save(state: LoopState, value: Tensor, rows: Tensor) -> LoopState:
-    """Store `value` `[B, *state]` as the next output of the samples in `rows`."""
-    slot = len(state.saves)
-    columns = torch.arange(state.save_slot.shape[1], device=rows.device)
-    target = rows[:, None] & (columns[None, :] == state.next_save[:, None])
+    Adaptive solves interpolate every save time inside the step (one batched evaluation of
+    the dense polynomial for up to W times per sample); fixed-step solves land on save times.
+    """
+    if problem.interpolate_saves:
+        reached = torch.searchsorted(problem.key_times, (problem.direction * t1)[:, None], right=True).squeeze(1)
+        next_save = torch.where(accept, reached, state.next_save)
+    else:
+        next_save = state.next_save + (accept & landed).long()
+    width = int((next_save - state.next_save).max())
+    if width == 0:
+        return state
+    if problem.interpolate_saves:
+        columns = torch.arange(width, device=t1.device)
+        index = (state.next_save[:, None] + columns).clamp_max(problem.ts.shape[1] - 1)
+        target = problem.ts.gather(1, index)
+        theta = ((target - before.t[:, None]) / h[:, None]).to(before.y.dtype)
+        block = evaluate_polynomial(before.y[:, None], out.coeffs[:, None], theta)
+        block = torch.where(_expand_like(target == t1[:, None], block), out.y1[:, None], block)
+    else:
+        block = out.y1[:, None]
     return dataclasses.replace(
         state,
-        saves=state.saves + (value,),
-        save_slot=torch.where(target, slot, state.save_slot),
-        next_save=state.next_save + rows.long(),
+        saves=state.saves + (block,),
+        save_from=state.save_from + (state.next_save,),
+        save_to=state.save_to + (next_save,),
+        next_save=next_save,
     )
 
 
-def _record(
-    problem: Problem, state: LoopState, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, accept: Tensor, hit_save: Tensor
-) -> LoopState:
-    """Write the outputs that the accepted steps reached, and the dense record."""
-    if problem.dense:
-        state = dataclasses.replace(state, records=state.records + ((before.t, t1, before.y, out.coeffs, accept),))
-    if not problem.interpolate_saves:
-        rows = accept & hit_save
-        return _save(state, out.y1, rows) if bool(rows.any()) else state
-    num_saves = problem.ts.shape[1]
-    while True:
-        target = _gather_row(problem.ts, state.next_save)
-        due = accept & (state.next_save < num_saves) & (problem.direction * (target - t1) <= 0)
-        if not bool(due.any()):
-            return state
-        theta = ((target - before.t) / h).to(before.y.dtype)
-        value = evaluate_polynomial(before.y, out.coeffs, theta)
-        value = _where_rows(target == t1, out.y1, value)
-        state = _save(state, value, due)
+def _expand_like(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
 def _after_jumps(problem: Problem, state: LoopState, jumped: Tensor) -> LoopState:
     """Samples that landed on a jump time restart their carry from the right-hand limit."""
-    if problem.jumps is None or not bool(jumped.any()):
+    if not bool(jumped.any()):
         return state
     carry, evals = problem.solver.init(problem.term, state.t, state.y, problem.args)
     counts = state.counts.clone()
@@ -224,47 +246,70 @@ def _after_jumps(problem: Problem, state: LoopState, jumped: Tensor) -> LoopStat
     )
 
 
-def _update_status(problem: Problem, state: LoopState, running: Tensor, accept: Tensor, h: Tensor, broken: Tensor) -> LoopState:
+def _update_status(
+    problem: Problem, state: LoopState, running: Tensor, accept: Tensor, healthy: Tensor, h: Tensor, out: StepResult
+) -> LoopState:
     """Finish samples that reached the end; fail those out of steps, step size or finite values."""
     finished = state.next_save >= problem.ts.shape[1]
-    dt_min = problem.controller.dt_min
-    stalled = running & ~accept & ((state.h.abs() < dt_min) | (state.t + state.h == state.t))
-    vanished = running & (h == 0)
+    done = state.done | finished
     status = state.status
-    hard_failure = torch.zeros_like(broken)
-    if not problem.controller.adaptive:
-        hard_failure = broken
-        status = torch.where(broken, state.failure_reason, status)
-        stalled = stalled & ~broken
-    underflow = (stalled | vanished) & ~finished
-    reason = torch.where(state.failure_reason > 0, state.failure_reason, int(Status.DT_UNDERFLOW))
-    status = torch.where(underflow, reason, status)
-    out_of_steps = running & ~finished & ~underflow & (state.counts[STEPS] >= problem.max_steps)
-    status = torch.where(out_of_steps, int(Status.MAX_STEPS), status)
-    done = state.done | finished | underflow | out_of_steps | hard_failure
+    rejected = running & ~accept
+    if bool(rejected.any()):
+        reason = _failure_reason(healthy, out)
+        failure_reason = torch.where(rejected, reason, state.failure_reason)
+        if problem.controller.adaptive:
+            stalled = (state.h.abs() < problem.controller.dt_min) | (state.t + state.h == state.t)
+            failing = rejected & stalled
+        else:
+            failing = rejected
+        failing = (failing | (rejected & (h == 0))) & ~finished
+        code = torch.where(failure_reason > 0, failure_reason, int(Status.DT_UNDERFLOW))
+        status = torch.where(failing, code, status)
+        done = done | failing
+        state = dataclasses.replace(state, failure_reason=failure_reason)
+    if state.iteration >= problem.max_steps:
+        out_of_steps = ~done & (state.counts[STEPS] >= problem.max_steps)
+        status = torch.where(out_of_steps, int(Status.MAX_STEPS), status)
+        done = done | out_of_steps
     return dataclasses.replace(state, status=status, done=done)
+
+
+def _failure_reason(healthy: Tensor, out: StepResult) -> Tensor:
+    """Per-sample status code explaining a rejected step: NONFINITE, NEWTON_FAILED or 0."""
+    finite = torch.isfinite(out.y1).flatten(1).all(dim=1)
+    newton = out.failed if out.failed is not None else torch.zeros_like(finite)
+    return torch.where(~finite, int(Status.NONFINITE), torch.where(newton, int(Status.NEWTON_FAILED), 0))
 
 
 def finish(problem: Problem, state: LoopState) -> Solution:
     """Assemble the `Solution` from the final loop state."""
-    y = state.saves[0]
-    values = torch.stack(state.saves + (torch.full_like(y, torch.nan),), dim=1)
-    missing = state.save_slot.new_full((), len(state.saves))
-    filled = torch.arange(problem.ts.shape[1], device=y.device)[None, :] < state.next_save[:, None]
-    slot = torch.where(filled, state.save_slot, missing)
-    batch = torch.arange(y.shape[0], device=y.device)[:, None]
-    ys = values[batch, slot]
     counts = state.counts
     stats = SolveStats(counts[VF_EVALS], counts[STEPS], counts[ACCEPTED], counts[REJECTED])
     return Solution(
         ts=problem.ts,
-        ys=ys,
+        ys=_gather_saves(problem, state),
         status=state.status,
         stats=stats,
         t_final=state.t,
         y_final=state.y,
         dense=_dense(problem, state),
     )
+
+
+def _gather_saves(problem: Problem, state: LoopState) -> Tensor:
+    """`[B, K, *state]` outputs from the save blocks; outputs never reached are NaN."""
+    y = state.y
+    widths = torch.tensor([block.shape[1] for block in state.saves], device=y.device)
+    offsets = torch.cumsum(widths, 0) - widths
+    values = torch.cat(state.saves + (torch.full_like(y, torch.nan)[:, None],), dim=1)
+    save_to = torch.stack(state.save_to, dim=1)
+    positions = torch.arange(problem.ts.shape[1], device=y.device).expand(y.shape[0], -1).contiguous()
+    block = torch.searchsorted(save_to, positions, right=True).clamp_max(len(state.saves) - 1)
+    start = torch.stack(state.save_from, dim=1).gather(1, block)
+    column = offsets[block] + positions - start
+    filled = positions < state.next_save[:, None]
+    column = torch.where(filled, column, values.shape[1] - 1)
+    return values[torch.arange(y.shape[0], device=y.device)[:, None], column]
 
 
 def _dense(problem: Problem, state: LoopState) -> DenseInterpolant | None:

@@ -138,27 +138,36 @@ class PIDController(AbstractController):
         if error is None or error_order is None:
             raise IncompatibleTermError("PIDController needs a solver with an error estimate")
         with torch.no_grad():
-            ratio = self.norm(scaled_error(error.detach(), y0.detach(), y1.detach(), self.rtol, self.atol))
-            finite = torch.isfinite(ratio)
+            ratio = self.norm(scaled_error(error, y0, y1, self.rtol, self.atol))
             if not self.per_sample:
-                worst = torch.where(running, torch.where(finite, ratio, torch.inf), torch.zeros_like(ratio)).max()
-                ratio = worst.expand_as(ratio)
-                finite = torch.isfinite(ratio)
-            accept = finite & (ratio <= 1.0)
-            factor = self._factor(ratio, finite, accept, state, error_order + 1)
-            magnitude = (h.abs() * factor.to(h.dtype)).clamp(max=self.dt_max)
-            prev, prev_prev = state
-            inv = 1.0 / ratio.clamp_min(1e-10)
-            new_state = (torch.where(accept, inv, prev), torch.where(accept, prev, prev_prev))
-        return accept, torch.sign(h) * magnitude, new_state
+                ratio = torch.where(running, ratio, 0.0).amax().expand_as(ratio)
+            accept = ratio <= 1.0
+            inv = ratio.clamp_min(1e-10).reciprocal()
+            factor = self._factor(inv, accept, state, error_order + 1)
+            h_next = h * factor.to(h.dtype)
+            if self.dt_max < math.inf:
+                h_next = h_next.clamp(-self.dt_max, self.dt_max)
+            new_state = state if self._is_integral else (torch.where(accept, inv, state[0]), torch.where(accept, state[0], state[1]))
+        return accept, h_next, new_state
 
-    def _factor(self, ratio: Tensor, finite: Tensor, accept: Tensor, state: ControllerState, k: int) -> Tensor:
-        inv = 1.0 / ratio.clamp_min(1e-10)
-        prev, prev_prev = state
+    @property
+    def _is_integral(self) -> bool:
+        return self.pcoeff == 0 and self.dcoeff == 0
+
+    def _factor(self, inv: Tensor, accept: Tensor, state: ControllerState, k: int) -> Tensor:
+        """Step multiplier from the inverse error ratios; NaN ratios give `factor_min`.
+
+        After a rejection only the integral term acts and the step cannot grow.
+        """
         beta1 = (self.pcoeff + self.icoeff + self.dcoeff) / k
-        beta2 = -(self.pcoeff + 2 * self.dcoeff) / k
-        beta3 = self.dcoeff / k
-        pid = self.safety * inv**beta1 * prev**beta2 * prev_prev**beta3
-        on_reject = (self.safety * inv ** (1.0 / k)).clamp(self.factor_min, 1.0)
-        factor = torch.where(accept, pid.clamp(self.factor_min, self.factor_max), on_reject)
-        return torch.where(finite, factor, torch.full_like(factor, self.factor_min))
+        ceiling = torch.where(accept, self.factor_max, 1.0)
+        if self._is_integral:
+            factor = torch.clamp(self.safety * inv**beta1, max=ceiling)
+        else:
+            prev, prev_prev = state
+            beta2 = -(self.pcoeff + 2 * self.dcoeff) / k
+            beta3 = self.dcoeff / k
+            pid = self.safety * inv**beta1 * prev**beta2 * prev_prev**beta3
+            on_reject = self.safety * inv ** (1.0 / k)
+            factor = torch.clamp(torch.where(accept, pid, on_reject), max=ceiling)
+        return torch.nan_to_num(factor, nan=self.factor_min).clamp_min(self.factor_min)

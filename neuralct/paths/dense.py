@@ -15,7 +15,7 @@ from ..errors import InvalidInputError
 
 
 def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
-    """Evaluate $y_0 + \\sum_p c_p \\theta^p$ by Horner's rule.
+    """Evaluate $y_0 + \\sum_p c_p \\theta^p$ as one batched matrix product.
 
     Args:
         y0: `[..., *state]` value at $\\theta = 0$.
@@ -26,11 +26,11 @@ def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
         `[..., *state]` interpolated values.
     """
     lead = theta.ndim
-    theta = theta.reshape(theta.shape + (1,) * (y0.ndim - theta.ndim))
-    acc = coeffs.select(lead, -1)
-    for p in range(coeffs.shape[lead] - 2, -1, -1):
-        acc = coeffs.select(lead, p) + theta * acc
-    return y0 + theta * acc
+    degree = coeffs.shape[lead]
+    powers = torch.cumprod(theta.unsqueeze(-1).expand(*theta.shape, degree), dim=-1)
+    flat = coeffs.flatten(lead + 1).expand(*theta.shape, degree, -1)
+    values = (powers.unsqueeze(-2) @ flat).squeeze(-2)
+    return y0 + values.reshape(theta.shape + coeffs.shape[lead + 1 :])
 
 
 def polynomial_derivative(coeffs: Tensor, theta: Tensor) -> Tensor:

@@ -17,22 +17,26 @@ def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
     return h.to(like.dtype).reshape(h.shape + (1,) * (like.ndim - 1))
 
 
-def weighted_sum(ks: list[Tensor], weights: tuple[float, ...]) -> Tensor | None:
-    """$\\sum_i w_i k_i$ over the non-zero weights (`None` when all are zero)."""
-    total = None
-    for k, w in zip(ks, weights):
-        if w == 0.0:
-            continue
-        total = k * w if total is None else total.add(k, alpha=w)
-    return total
+def weighted_sum(ks: list[Tensor], weights: tuple[int, ...], coefficients: Tensor | None) -> Tensor | None:
+    """$\\sum_i w_i k_i$ over the stages `weights` (indices with non-zero weight).
+
+    One stacked matrix product with the cached `coefficients` keeps the number of tensor
+    operations per stage constant: for small states they, not the arithmetic, dominate
+    the cost of a step.
+    """
+    if not weights:
+        return None
+    if len(weights) == 1:
+        return ks[weights[0]] * coefficients[0]
+    return torch.stack([ks[i] for i in weights], dim=-1) @ coefficients
 
 
-def hermite_coefficients(y0: Tensor, y1: Tensor, f0: Tensor, f1: Tensor, h: Tensor) -> Tensor:
+def hermite_coefficients(y0: Tensor, y1: Tensor, f0: Tensor, f1: Tensor, hs: Tensor) -> Tensor:
     """`[B, 3, *state]` coefficients of the cubic Hermite interpolant on a step.
 
     The cubic matches $y_0, y_1$ and the slopes $f_0, f_1$ at both ends (third order).
+    `hs` is the step broadcast against the state (see `broadcast_step`).
     """
-    hs = broadcast_step(h, y0)
     delta = y1 - y0
     c1 = hs * f0
     c2 = 3 * delta - hs * (2 * f0 + f1)
@@ -70,27 +74,28 @@ class AbstractExplicitRK(AbstractSolver):
     ) -> StepResult:
         """One RK step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
         tab = self.tableau
+        weights = tableau_tensors(tab, y0.dtype, y0.device)
         hs = broadcast_step(h, y0)
         ks = [carry[0]]
+        yi = y0
         for i in range(1, tab.stages):
-            increment = weighted_sum(ks, tab.a[i])
-            yi = y0 if increment is None else y0 + hs * increment
-            ks.append(term.vector_field(t0 + tab.c[i] * h, yi, args))
-        y1 = y0 + hs * weighted_sum(ks, tab.b)
+            increment = weighted_sum(ks, *weights.a[i])
+            yi = y0 if increment is None else torch.addcmul(y0, hs, increment)
+            ks.append(term.vector_field(torch.add(t0, h, alpha=tab.c[i]), yi, args))
         evals = tab.stages - 1
         if tab.fsal:
-            f1 = ks[-1]
+            y1, f1 = yi, ks[-1]
         else:
+            y1 = torch.addcmul(y0, hs, weighted_sum(ks, *weights.b))
             f1 = term.vector_field(t0 + h, y1, args)
             evals += 1
-        error = None if tab.b_error is None else hs * weighted_sum(ks, tab.b_error)
-        coeffs = self._dense(y0, y1, ks, f1, h) if dense else None
+        error = None if tab.b_error is None else hs * weighted_sum(ks, *weights.b_error)
+        coeffs = self._dense(y0, y1, ks, f1, hs, weights.dense) if dense else None
         return StepResult(y1=y1, error=error, carry=(f1,), evals=evals, coeffs=coeffs)
 
-    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, h: Tensor) -> Tensor:
-        if self.tableau.dense is None:
-            return hermite_coefficients(y0, y1, ks[0], f1, h)
-        matrix = tableau_tensors(self.tableau, y0.dtype, y0.device)["dense"]
-        stacked = torch.stack(ks, dim=1).flatten(2)
-        coeffs = torch.einsum("ps,bsn->bpn", matrix, stacked).reshape(y0.shape[0], matrix.shape[0], *y0.shape[1:])
-        return broadcast_step(h, coeffs) * coeffs
+    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, hs: Tensor, matrix: Tensor | None) -> Tensor:
+        """`[B, P, *state]` dense-output coefficients (tableau polynomial or cubic Hermite)."""
+        if matrix is None:
+            return hermite_coefficients(y0, y1, ks[0], f1, hs)
+        stacked = torch.stack(ks, dim=-1) @ matrix.T
+        return (hs.unsqueeze(-1) * stacked).movedim(-1, 1)

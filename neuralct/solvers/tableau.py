@@ -52,15 +52,37 @@ class ButcherTableau:
         return len(self.c)
 
 
+Weights = tuple[tuple[int, ...], "torch.Tensor | None"]
+
+
+@dataclass(frozen=True)
+class TableauTensors:
+    """A tableau's weights on one dtype and device, as (non-zero stage indices, coefficients)
+    pairs for each row of `a`, for `b` and for `b_error`; `dense` as a `[P, s]` matrix."""
+
+    a: tuple[Weights, ...]
+    b: Weights
+    b_error: Weights
+    dense: torch.Tensor | None
+
+
+def _weights(row: tuple[float, ...] | None, dtype: torch.dtype, device: torch.device) -> Weights:
+    if row is None:
+        return (), None
+    index = tuple(i for i, w in enumerate(row) if w != 0.0)
+    return index, torch.tensor([row[i] for i in index], dtype=dtype, device=device)
+
+
 @lru_cache(maxsize=None)
-def tableau_tensors(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-    """The tableau's weight matrices as tensors of `dtype` on `device` (cached)."""
-    out = {"b": torch.tensor(tableau.b, dtype=dtype, device=device)}
-    if tableau.b_error is not None:
-        out["b_error"] = torch.tensor(tableau.b_error, dtype=dtype, device=device)
-    if tableau.dense is not None:
-        out["dense"] = torch.tensor(tableau.dense, dtype=dtype, device=device)
-    return out
+def tableau_tensors(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> TableauTensors:
+    """The tableau's weights as tensors of `dtype` on `device` (cached per tableau)."""
+    dense = None if tableau.dense is None else torch.tensor(tableau.dense, dtype=dtype, device=device)
+    return TableauTensors(
+        a=tuple(_weights(row, dtype, device) for row in tableau.a),
+        b=_weights(tableau.b, dtype, device),
+        b_error=_weights(tableau.b_error, dtype, device),
+        dense=dense,
+    )
 
 
 def quartic_dense_from_midpoint(b: tuple[float, ...], b_mid: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
