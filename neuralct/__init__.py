@@ -28,8 +28,21 @@ from .solvers import (
 from .terms import AbstractDriftTerm, AbstractTerm, ControlTerm, ODETerm
 
 # --- sde exports ---
+from .paths.brownian import BrownianPath, LevyArea
+from .solvers.euler_maruyama import EulerMaruyama
+from .solvers.milstein import Milstein
+from .solvers.reversible_heun import ReversibleHeun
+from .solvers.stochastic_heun import StochasticHeun
+from .terms.multi import MultiTerm
+from .terms.noise import NoiseTerm, NoiseType, SDEType
 # --- dde exports ---
+from .solvers.method_of_steps import MethodOfSteps
+from .terms.delay import DelayTerm
 # --- gradient exports ---
+from .gradients import Backsolve
+from .solvers import ImplicitEuler
 # --- backend exports ---
+from .backends.torchdiffeq import TorchDiffEq
+from .paths.interpolation import AbstractPiecewisePath, CubicPath, LinearPath
 
 __version__ = "0.1.0"

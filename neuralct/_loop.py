@@ -163,15 +163,23 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     running = ~s.done
     boundary, at_jump = _boundary(problem, s)
     proposal = s.t + s.h
-    hit = problem.direction * (proposal - boundary) >= 0
+    # A proposal short of the boundary by rounding (ten steps of 0.1 end at
+    # 0.9999999999999999; long runs accumulate more) or by at most 0.1% of the step is
+    # stretched onto it instead of leaving a sliver step.
+    rounding = 4 * torch.finfo(s.t.dtype).eps * torch.maximum(s.t.abs(), boundary.abs())
+    hit = problem.direction * (proposal - boundary) >= -torch.maximum(rounding, 1e-3 * s.h.abs())
     t1 = torch.where(hit, boundary, proposal)
     h = t1 - s.t
+    if at_jump is not None:
+        h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
     out = solver.step(problem.term, s.t, s.y, h, s.carry, problem.args, problem.want_coefficients)
     accept, h_next, ctrl = problem.controller.adapt(s.y, out.y1, out.error, h, s.controller, running, solver.error_order)
     healthy = torch.isfinite(out.y1).flatten(1).all(dim=1)
     if out.failed is not None:
         healthy = healthy & ~out.failed
-    accept = accept & running & healthy
+    # A step below the time resolution leaves t unchanged and has zero error; accepting it
+    # would repeat forever, so it is rejected and fails as DT_UNDERFLOW (h == 0 below).
+    accept = accept & running & healthy & (hit | (h != 0))
     evals = running.long() * out.evals
     increments = torch.stack([evals, running.long(), accept.long(), (running ^ accept).long()])
     state = dataclasses.replace(
@@ -186,7 +194,8 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     )
     if problem.dense:
         state = dataclasses.replace(state, records=state.records + ((s.t, t1, s.y, out.coeffs, accept),))
-    landed = hit if at_jump is None else hit & ~at_jump
+    # A jump time may coincide with the save time: the step then lands on both.
+    landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
     state = _save_reached(problem, state, s, out, h, t1, accept, landed)
     if at_jump is not None:
         state = _after_jumps(problem, state, accept & hit & at_jump)
@@ -213,7 +222,9 @@ def _save_reached(
         columns = torch.arange(width, device=t1.device)
         index = (state.next_save[:, None] + columns).clamp_max(problem.ts.shape[1] - 1)
         target = problem.ts.gather(1, index)
-        theta = ((target - before.t[:, None]) / h[:, None]).to(before.y.dtype)
+        # Finished samples take h = 0 steps; a NaN theta there would poison the gradient.
+        safe_h = torch.where(h == 0, torch.ones_like(h), h)
+        theta = ((target - before.t[:, None]) / safe_h[:, None]).to(before.y.dtype)
         block = evaluate_polynomial(before.y[:, None], out.coeffs[:, None], theta)
         block = torch.where(_expand_like(target == t1[:, None], block), out.y1[:, None], block)
     else:
@@ -231,11 +242,27 @@ def _expand_like(mask: Tensor, like: Tensor) -> Tensor:
     return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
+def _jump_margin(t0: Tensor, t1: Tensor) -> Tensor:
+    """A few ulps of the larger time: more than the rounding in `t0 + c * h`."""
+    scale = torch.maximum(torch.maximum(t0.abs(), t1.abs()), torch.ones_like(t0))
+    return 4 * torch.finfo(t0.dtype).eps * scale
+
+
+def _short_of_jumps(h: Tensor, t0: Tensor, t1: Tensor, to_jump: Tensor, direction: Tensor) -> Tensor:
+    """Steps that land on a jump time stop a hair short of it, so that every stage (c = 1
+    included) sees the vector field before the jump whichever side the term returns at the
+    jump itself; the sample is still placed exactly on the jump (`t1`)."""
+    margin = _jump_margin(t0, t1)
+    return torch.where(to_jump & (h.abs() > 2 * margin), h - direction * margin, h)
+
+
 def _after_jumps(problem: Problem, state: LoopState, jumped: Tensor) -> LoopState:
-    """Samples that landed on a jump time restart their carry from the right-hand limit."""
+    """Samples that landed on a jump time restart their carry from the limit past the jump
+    (evaluated a hair past it, see `_short_of_jumps`)."""
     if not bool(jumped.any()):
         return state
-    carry, evals = problem.solver.init(problem.term, state.t, state.y, problem.args)
+    past = state.t + problem.direction * _jump_margin(state.t, state.t)
+    carry, evals = problem.solver.init(problem.term, past, state.y, problem.args)
     counts = state.counts.clone()
     counts[VF_EVALS] += evals * jumped
     return dataclasses.replace(

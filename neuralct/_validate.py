@@ -49,10 +49,11 @@ def check_times(t: Any, batch: int, y0: Tensor) -> tuple[Tensor, Tensor]:
         raise InvalidInputError(
             f"`t` has dtype {t.dtype}, less precise than `y0` ({y0.dtype}); times need at least the state's precision"
         )
+    shape = tuple(t.shape)
     if t.ndim == 1:
         t = t.expand(batch, -1)
     if t.ndim != 2 or t.shape[0] != batch or t.shape[1] == 0:
-        raise InvalidInputError(f"`t` must have shape [K] or [B, K] with B = {batch} and K >= 1; got {tuple(t.shape)}")
+        raise InvalidInputError(f"`t` must have shape [K] or [B, K] with B = {batch} and K >= 1; got {shape}")
     check_finite("t", t)
     direction = torch.ones(batch, dtype=t.dtype, device=t.device)
     if t.shape[1] == 1:

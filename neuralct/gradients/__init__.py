@@ -1,6 +1,7 @@
 """Gradient strategies for `solve`."""
 
 from .backprop import Backprop
+from .backsolve import Backsolve
 from .base import AbstractGradient
 
-__all__ = ["AbstractGradient", "Backprop"]
+__all__ = ["AbstractGradient", "Backprop", "Backsolve"]

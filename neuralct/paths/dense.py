@@ -65,11 +65,19 @@ class DenseInterpolant:
         self._start_key = direction * t0.gather(1, first[:, None]).squeeze(1)
         self._any = accepted.any(dim=1)
 
+    def _queries(self, t: Tensor) -> tuple[Tensor, bool]:
+        """`[B]` or `[B, Q]` query times as `[B, Q]`, and whether they were `[B]`."""
+        batch = self.t0.shape[0]
+        if not isinstance(t, Tensor) or t.ndim not in (1, 2) or t.shape[0] != batch:
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise InvalidInputError(f"`t` must be [B] or [B, K] with B = {batch}; got {got}")
+        return (t[:, None], True) if t.ndim == 1 else (t, False)
+
     def _locate(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """Step index `[B, Q]` and normalized time `[B, Q]` for query times `[B, Q]`."""
         key = self.direction[:, None] * t
         end = self._end_key[:, -1:]
-        outside = (~self._any[:, None]) | (key < self._start_key[:, None]) | (key > end)
+        outside = (~self._any[:, None]) | ~(key >= self._start_key[:, None]) | ~(key <= end)
         if bool(outside.any()):
             b, q = (int(i) for i in outside.nonzero()[0])
             raise InvalidInputError(
@@ -88,16 +96,14 @@ class DenseInterpolant:
 
     def evaluate(self, t: Tensor) -> Tensor:
         """Interpolated state at `[B]` or `[B, Q]` times -> `[B, *state]` or `[B, Q, *state]`."""
-        single = t.ndim == 1
-        tq = t[:, None] if single else t
+        tq, single = self._queries(t)
         index, theta = self._locate(tq)
         out = evaluate_polynomial(self._gather(self.y0, index), self._gather(self.coeffs, index), theta.to(self.y0.dtype))
         return out[:, 0] if single else out
 
     def derivative(self, t: Tensor) -> Tensor:
         """Time derivative at `[B]` or `[B, Q]` times -> `[B, *state]` or `[B, Q, *state]`."""
-        single = t.ndim == 1
-        tq = t[:, None] if single else t
+        tq, single = self._queries(t)
         index, theta = self._locate(tq)
         h = (self.t1.gather(1, index) - self.t0.gather(1, index)).to(self.y0.dtype)
         dtheta = polynomial_derivative(self._gather(self.coeffs, index), theta.to(self.y0.dtype))

@@ -7,6 +7,7 @@ from .dopri8 import Dopri8
 from .euler import Euler
 from .explicit_rk import AbstractExplicitRK
 from .heun import Heun
+from .implicit_euler import ImplicitEuler
 from .midpoint import Midpoint
 from .ralston import Ralston
 from .rk4 import RK4
@@ -22,6 +23,7 @@ __all__ = [
     "Dopri8",
     "Euler",
     "Heun",
+    "ImplicitEuler",
     "Midpoint",
     "RK4",
     "Ralston",

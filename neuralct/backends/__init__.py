@@ -1,0 +1,4 @@
+"""Backends: the same terms solved by peer libraries (torchdiffeq, torchsde), for cross-checks."""
+
+from .torchdiffeq import TorchDiffEq
+from .torchsde import TorchSDE, TorchSDEMethod

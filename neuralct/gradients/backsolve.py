@@ -1,0 +1,225 @@
+"""Optimise-then-discretise: the continuous adjoint, solved backwards in time per sample."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._loop import Problem, advance, finish, initial_state
+from ..controllers.base import AbstractController
+from ..controllers.pid import PIDController
+from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
+from ..solution import Solution, Status
+from ..solvers.base import AbstractSolver
+from ..terms.base import AbstractDriftTerm
+from ._adjoint_field import AdjointNorm, AdjointSystem
+from .base import AbstractGradient
+
+
+@dataclass(frozen=True)
+class Backsolve(AbstractGradient):
+    """Continuous adjoint: solve the augmented adjoint ODE backwards in time (Chen, Rubanova,
+    Bettencourt & Duvenaud, "Neural Ordinary Differential Equations", NeurIPS 2018).
+
+    The forward solve keeps no graph, so memory does not grow with the number of steps.
+    The backward pass integrates, for every sample on its own time grid and with its own
+    step sizes, $[y, a, a_\\theta]$ with $\\dot a = -a^\\top \\partial_y f$ and
+    $\\dot a_\\theta = -a^\\top \\partial_\\theta f$ from each save time to the previous one,
+    adding the incoming cotangent of `ys[:, k]` at save time k. The state is reset to the
+    forward value at every save time. The gradient is that of the exact solution, so it
+    matches the discrete gradient of `Backprop` only up to the solver tolerances, and can be
+    inaccurate for stiff or chaotic dynamics (Kim et al., "Stiff neural ordinary
+    differential equations", Chaos 31, 2021).
+
+    What gets a gradient: `y0`, the parameters of the term (`term.parameters()` that
+    require grad; the term is an `nn.Module` holding `f`) and the tensors in `args` that
+    require grad. Tensors the vector field captures by closure, or that a term stores
+    without registering them as parameters, are not seen: if such a tensor requires grad,
+    `solve` raises `IncompatibleTermError` instead of silently dropping its gradient.
+    Times (`t`) get no gradient. Only `Solution.ys` (and `y_final` of successful samples)
+    carry gradients; the dense output does not. Double backward is not supported.
+
+    Per-sample parameter adjoints use `torch.func.vmap` over per-sample VJPs when the field
+    can be called one sample at a time, and batched VJPs with one cotangent per sample
+    otherwise (O(B^2) work, e.g. for `ControlTerm`s whose path holds per-sample data).
+
+    Args:
+        rtol, atol: tolerances of the backward solve; `None` takes the forward
+            `PIDController`'s. With a `ConstantStep` forward and no tolerances, the backward
+            solve uses the same `ConstantStep`.
+        seminorm: leave the parameter adjoint out of the backward error norm (Kidger, Chen &
+            Lyons, "'Hey, that's not an ODE'", ICML 2021); fewer backward steps, same
+            accuracy for $y_0$ and, in practice, for the parameters.
+        solver: solver of the backward solve; `None` takes the forward solver.
+    """
+
+    rtol: float | None = None
+    atol: float | None = None
+    seminorm: bool = False
+    solver: AbstractSolver | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            ok = value is None or (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0)
+            if not ok or isinstance(value, bool):
+                raise InvalidInputError(f"`{name}` must be None or a finite number >= 0; got {value!r}")
+        if not isinstance(self.seminorm, bool):
+            raise InvalidInputError(f"`seminorm` must be a bool; got {self.seminorm!r}")
+        if self.solver is not None and not isinstance(self.solver, AbstractSolver):
+            raise InvalidInputError(f"`solver` must be None or an AbstractSolver; got {type(self.solver).__name__}")
+
+    def check(self, problem: Problem) -> None:
+        """Raise `IncompatibleTermError` unless the term is a drift term whose augmented
+        system the backward solver and controller can integrate."""
+        if not isinstance(problem.term, AbstractDriftTerm):
+            raise IncompatibleTermError(
+                f"Backsolve differentiates ODE-like (drift) terms only; got a {type(problem.term).__name__}. "
+                f"Use gradient=nct.Backprop() (optionally with checkpoint_every=k) for this term"
+            )
+        solver = self.solver or problem.solver
+        probe = AdjointSystem(problem.term, None, torch.Size([1])).term()
+        try:
+            solver.check_term(probe)
+        except IncompatibleTermError as err:
+            raise IncompatibleTermError(
+                f"Backsolve integrates the adjoint system (an ODETerm) backwards, which {type(solver).__name__} "
+                f"cannot do; pass Backsolve(solver=nct.Tsit5()) or similar ({err})"
+            ) from None
+        self._backward_controller(problem.controller, 1).check_solver(solver)
+
+    def _backward_controller(self, forward: AbstractController, state_size: int) -> AbstractController:
+        if isinstance(forward, PIDController):
+            rtol = forward.rtol if self.rtol is None else self.rtol
+            atol = forward.atol if self.atol is None else self.atol
+            norm = AdjointNorm(forward.norm, state_size, self.seminorm)
+            return dataclasses.replace(forward, rtol=rtol, atol=atol, norm=norm)
+        if self.rtol is None and self.atol is None:
+            return forward
+        defaults = PIDController()
+        return PIDController(
+            rtol=defaults.rtol if self.rtol is None else self.rtol,
+            atol=defaults.atol if self.atol is None else self.atol,
+            norm=AdjointNorm(defaults.norm, state_size, self.seminorm),
+        )
+
+    def run(self, problem: Problem, y0: Tensor) -> Solution:
+        """Solve forwards without a graph; attach the adjoint backward pass to `ys`."""
+        system = AdjointSystem(problem.term, problem.args, y0.shape[1:])
+        needs_grad = torch.is_grad_enabled() and (y0.requires_grad or any(x.requires_grad for x in system.inputs))
+        if not needs_grad:
+            with torch.no_grad():
+                return finish(problem, advance(problem, initial_state(problem, y0)))
+        system.probe(problem.ts[:, 0], y0)
+        holder: dict[str, Solution] = {}
+        ys = _BacksolveFunction.apply(self, problem, system, holder, y0, *system.inputs)
+        solution = holder["solution"]
+        ok = solution.succeeded.reshape((-1,) + (1,) * (y0.ndim - 1))
+        y_final = torch.where(ok, ys[:, -1], solution.y_final)
+        return dataclasses.replace(solution, ys=ys, y_final=y_final)
+
+    def backward_problem(self, problem: Problem, system: AdjointSystem, k: int, skip: Tensor) -> Problem:
+        """The backward solve from save time k + 1 to k; samples in `skip` `[B]` get an empty interval."""
+        ts = problem.ts
+        start = ts[:, k + 1]
+        end = torch.where(skip, start, ts[:, k])
+        forward = problem.controller
+        controller = self._backward_controller(forward, system.state_size)
+        jumps = None if problem.jumps is None else problem.jumps.flip(1)
+        return Problem(
+            term=system.term(),
+            solver=self.solver or problem.solver,
+            controller=controller,
+            ts=torch.stack([start, end], dim=1),
+            direction=-problem.direction,
+            args=None,
+            max_steps=problem.max_steps,
+            dt0=None,
+            dense=False,
+            jumps=jumps,
+        )
+
+
+class _BacksolveFunction(torch.autograd.Function):
+    """`ys = solve(y0; inputs)` with the continuous adjoint as its backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        strategy: Backsolve,
+        problem: Problem,
+        system: AdjointSystem,
+        holder: dict,
+        y0: Tensor,
+        *inputs: Tensor,
+    ) -> Tensor:
+        solution = finish(problem, advance(problem, initial_state(problem, y0.detach())))
+        holder["solution"] = solution
+        ctx.strategy, ctx.problem, ctx.system = strategy, problem, system
+        ctx.status = solution.status
+        ctx.save_for_backward(solution.ys)
+        return solution.ys.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_ys: Tensor) -> tuple[Tensor | None, ...]:
+        (ys,) = ctx.saved_tensors
+        strategy, problem, system = ctx.strategy, ctx.problem, ctx.system
+        grad_ys = torch.zeros_like(ys) if grad_ys is None else grad_ys
+        skip = _failed_samples_without_cotangent(ctx.status, grad_ys)
+        grad_ys = torch.where(skip.reshape((-1,) + (1,) * (ys.ndim - 1)), 0.0, grad_ys)
+        batch, num_saves = problem.ts.shape
+        n = system.state_size
+        a = grad_ys[:, -1].reshape(batch, n)
+        a_inputs = ys.new_zeros(batch, system.input_size)
+        for k in range(num_saves - 2, -1, -1):
+            sub = strategy.backward_problem(problem, system, k, skip)
+            z0 = torch.cat([torch.nan_to_num(ys[:, k + 1]).reshape(batch, n), a, a_inputs], dim=1)
+            with torch.no_grad():
+                solution = finish(sub, advance(sub, initial_state(sub, z0)))
+            _raise_if_failed(solution, skip, problem.ts, k, problem.max_steps)
+            z1 = torch.where(skip[:, None], torch.zeros_like(z0), solution.ys[:, -1])
+            a = z1[:, n : 2 * n] + grad_ys[:, k].reshape(batch, n)
+            a_inputs = z1[:, 2 * n :]
+        grad_y0 = torch.where(skip[:, None], torch.zeros_like(a), a).reshape(ys[:, 0].shape)
+        grads, offset = [], 0
+        for x in system.inputs:
+            grads.append(a_inputs[:, offset : offset + x.numel()].sum(dim=0).reshape(x.shape).to(x.dtype))
+            offset += x.numel()
+        return (None, None, None, None, grad_y0, *grads)
+
+
+def _failed_samples_without_cotangent(status: Tensor, grad_ys: Tensor) -> Tensor:
+    """`[B]` samples whose forward solve failed and whose outputs get no cotangent: they are
+    skipped (zero gradient). A failed sample that does get a cotangent cannot be differentiated
+    by the adjoint, which needs the state at every save time."""
+    failed = status != int(Status.SUCCESS)
+    wanted = (grad_ys != 0).flatten(1).any(dim=1)
+    bad = (failed & wanted).nonzero().flatten().tolist()
+    if bad:
+        raise InvalidInputError(
+            f"Backsolve cannot differentiate samples whose forward solve failed; samples {bad[:5]} have status "
+            f"{[Status(int(status[b])).name for b in bad[:5]]} and a non-zero gradient. Mask them out of the loss "
+            f"or use gradient=nct.Backprop()"
+        )
+    return failed
+
+
+def _raise_if_failed(solution: Solution, skip: Tensor, ts: Tensor, k: int, max_steps: int) -> None:
+    failed = ~solution.succeeded & ~skip
+    if not bool(failed.any()):
+        return
+    from ..solve import failure_message  # solve imports the gradient strategies
+
+    masked = dataclasses.replace(solution, status=torch.where(skip, int(Status.SUCCESS), solution.status))
+    raise SolveFailed(
+        f"Backsolve's backward (adjoint) solve from save time {k + 1} to {k} failed:\n"
+        + failure_message(masked, max_steps)
+        + "\nThe adjoint of stiff or chaotic dynamics can be hard to solve backwards; try gradient=nct.Backprop()",
+        masked,
+    )

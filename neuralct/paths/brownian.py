@@ -1,0 +1,227 @@
+"""Brownian motion queried over per-sample time intervals, on top of torchsde's `BrownianInterval`."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torchsde
+from torch import Tensor
+
+from ..errors import InvalidInputError
+
+
+class LevyArea(enum.Enum):
+    """Which Lévy-area approximation the underlying `BrownianInterval` also computes (needed
+    only by some peer-library solvers, e.g. torchsde's `srk` and `log_ode`).
+
+    Attributes:
+        NONE: increments only.
+        SPACE_TIME: exact space-time Lévy area.
+        DAVIE: Davie's approximation of the Lévy area.
+        FOSTER: Foster's correction of Davie's approximation.
+    """
+
+    NONE = "none"
+    SPACE_TIME = "space-time"
+    DAVIE = "davie"
+    FOSTER = "foster"
+
+
+class BrownianPath:
+    """A batch of Brownian motions on $[t_0, t_1]$, queried at per-sample times.
+
+    Wraps `torchsde.BrownianInterval` (Kidger et al., "Efficient and Accurate Gradients for
+    Neural SDEs", NeurIPS 2021, section 4), which samples increments by Brownian bridges in a
+    binary tree of intervals seeded by splittable PRNGs: memory stays small and any interval
+    can be asked for again with identical results (values that fall out of its LRU cache are
+    regenerated from their seeds). The tree is split at the queried times, so the sample path
+    is a function of the seed *and* of the query times: the same seed with the same sequence
+    of queries gives the same values, and re-querying an interval always repeats its values.
+
+    Args:
+        t0: start of the interval (a float or a 0-dim tensor).
+        t1: end of the interval, `t1 > t0`.
+        shape: `(B, M)`: B samples of an M-dimensional Brownian motion (`(B, *state)` for
+            diagonal noise).
+        dtype: dtype of the increments (default: torch's default dtype).
+        device: device of the increments (default: CPU).
+        seed: a non-negative int; `None` draws one from torch's global generator, so
+            `torch.manual_seed` makes the path reproducible too.
+        levy_area: a [`LevyArea`][neuralct.paths.brownian.LevyArea], `None` for `NONE`.
+
+    Raises:
+        InvalidInputError: a bad interval, shape or seed.
+        TypeError: `levy_area` not a `LevyArea`.
+    """
+
+    def __init__(
+        self,
+        t0: float | Tensor,
+        t1: float | Tensor,
+        shape: Sequence[int],
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = None,
+        levy_area: LevyArea | None = None,
+    ):
+        t0, t1, shape = _check_number("t0", t0), _check_number("t1", t1), tuple(shape)
+        if not t1 > t0:
+            raise InvalidInputError(f"`t1` must be greater than `t0`; got t0 = {t0}, t1 = {t1}")
+        if len(shape) < 2 or not all(isinstance(n, int) and n > 0 for n in shape):
+            raise InvalidInputError(f"`shape` must be (B, M) (or (B, *state)) of positive ints; got {shape}")
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InvalidInputError(f"`seed` must be None or a non-negative int; got {seed!r}")
+        levy_area = LevyArea.NONE if levy_area is None else levy_area
+        if not isinstance(levy_area, LevyArea):
+            raise TypeError(f"`levy_area` must be None or a LevyArea (e.g. LevyArea.SPACE_TIME); got {levy_area!r}")
+        self.interval = torchsde.BrownianInterval(
+            t0=t0,
+            t1=t1,
+            size=shape,
+            dtype=dtype if dtype is not None else torch.get_default_dtype(),
+            device=torch.device(device) if device is not None else torch.device("cpu"),
+            entropy=seed,
+            levy_area_approximation=levy_area.value,
+        )
+        self.seed, self.levy_area = seed, levy_area
+        self._t0, self._t1 = t0, t1
+        self._rows: Tensor | None = None
+        self._shape = shape
+
+    @property
+    def t0(self) -> float:
+        """Start of the interval."""
+        return self._t0
+
+    @property
+    def t1(self) -> float:
+        """End of the interval."""
+        return self._t1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """`(B, M)`: the shape of every increment."""
+        return self._shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the increments."""
+        return self.interval.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the increments."""
+        return torch.device(self.interval.device)
+
+    def rows(self, index: Tensor | Sequence[int]) -> BrownianPath:
+        """A view on some samples of this path: the same Brownian motion for those rows.
+
+        Use it to solve a sub-batch with exactly the noise it has inside the full batch.
+        Every query of the view still samples the whole parent batch.
+
+        Args:
+            index: `[B']` sample indices into this path's batch.
+
+        Returns:
+            A `BrownianPath` of shape `(B', M)` sharing this path's tree.
+        """
+        index = torch.as_tensor(index, dtype=torch.long)
+        if index.ndim != 1 or len(index) == 0 or int(index.min()) < 0 or int(index.max()) >= self._shape[0]:
+            raise InvalidInputError(
+                f"`index` must be a non-empty 1-D index into {self._shape[0]} rows; got {index.tolist()}"
+            )
+        view = object.__new__(BrownianPath)
+        view.interval, view.seed, view.levy_area = self.interval, self.seed, self.levy_area
+        view._t0, view._t1 = self._t0, self._t1
+        view._rows = index if self._rows is None else self._rows[index]
+        view._shape = (len(index), *self._shape[1:])
+        return view
+
+    def increment(self, ta: Tensor | float, tb: Tensor | float) -> Tensor:
+        """$W(t_b) - W(t_a)$ for every sample, each over its own interval.
+
+        When every sample shares `ta` and `tb` (the usual case) this is one query of the
+        tree. Otherwise the samples are grouped by their `(ta, tb)` pair and each distinct
+        pair costs one query, which samples the *whole* batch: per-sample grids cost
+        O(distinct pairs x B x M) per step. Samples with `ta == tb` get zeros for free.
+        `ta > tb` gives $-(W(t_a) - W(t_b))$.
+
+        Args:
+            ta: `[B]` (or scalar) start times inside `[t0, t1]`.
+            tb: `[B]` (or scalar) end times inside `[t0, t1]`.
+
+        Returns:
+            `[B, M]` increments in this path's dtype and device.
+
+        Raises:
+            InvalidInputError: a time outside `[t0, t1]` or a batch mismatch.
+        """
+        ta, tb = self._times("ta", ta), self._times("tb", tb)
+        if bool(((ta == ta[0]) & (tb == tb[0])).all()):
+            return self._select(self._query(float(ta[0]), float(tb[0])))
+        out = torch.zeros(self._shape, dtype=self.dtype, device=self.device)
+        groups: dict[tuple[float, float], list[int]] = defaultdict(list)
+        for row, pair in enumerate(zip(ta.tolist(), tb.tolist())):
+            groups[pair].append(row)
+        for (a, b), members in sorted(groups.items()):
+            if a != b:
+                index = torch.tensor(members, device=self.device)
+                out[index] = self._select(self._query(a, b))[index]
+        return out
+
+    def evaluate(self, t: Tensor | float) -> Tensor:
+        """$W(t) - W(t_0)$ at `[B]` (or scalar) times -> `[B, M]` (see `increment` for the cost)."""
+        return self.increment(self.t0, t)
+
+    def _query(self, a: float, b: float) -> Tensor:
+        """The whole parent batch's increment from `a` to `b` (either order)."""
+        if a == b:
+            return torch.zeros(self.interval.shape, dtype=self.dtype, device=self.device)
+        if a < b:
+            return self.interval(a, b)
+        return -self.interval(b, a)
+
+    def _select(self, value: Tensor) -> Tensor:
+        return value if self._rows is None else value[self._rows.to(value.device)]
+
+    def _times(self, name: str, t: Any) -> Tensor:
+        """Broadcast `t` to `[B]` float64 on the CPU, checked (with rounding slack) against `[t0, t1]`."""
+        batch = self._shape[0]
+        t = torch.as_tensor(t).detach().to("cpu", torch.float64)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise InvalidInputError(f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}")
+        slack = 8 * torch.finfo(torch.float32).eps * max(1.0, abs(self.t0), abs(self.t1))
+        outside = ~((t >= self.t0 - slack) & (t <= self.t1 + slack))
+        if bool(outside.any()):
+            b = int(outside.nonzero()[0])
+            raise InvalidInputError(
+                f"`{name}` must lie in the Brownian path's interval [{self.t0:.6g}, {self.t1:.6g}]; sample {b} asks "
+                f"{name}[{b}] = {float(t[b]):.6g}; build the BrownianPath over the whole solve interval"
+            )
+        return t.clamp(self.t0, self.t1)
+
+    def __repr__(self) -> str:
+        interval = f"t0={self.t0:.6g}, t1={self.t1:.6g}"
+        return f"BrownianPath({interval}, shape={self._shape}, dtype={self.dtype}, seed={self.seed})"
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise InvalidInputError(
+                f"`{name}` must be a number or a one-element tensor; got shape {tuple(value.shape)}"
+            )
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(f"`{name}` must be a finite number; got {value!r}")
+    return float(value)

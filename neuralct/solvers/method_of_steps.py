@@ -1,0 +1,207 @@
+"""The method of steps: any explicit Runge-Kutta method for delay equations, with dense history."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import IncompatibleTermError, InvalidInputError
+from ..terms.base import AbstractDriftTerm
+from ..terms.delay import DelayTerm
+from ._delay_history import History, Record
+from .base import AbstractSolver, Carry, StepResult
+from .explicit_rk import AbstractExplicitRK
+from .tsit5 import Tsit5
+
+
+@dataclass(frozen=True)
+class _State:
+    """The carry of `MethodOfSteps` (one object, so `carry[0]` is never a state-shaped tensor).
+
+    Attributes:
+        history: accepted steps so far, `None` before the first step.
+        slope: `[B, *state]` $f$ at each sample's current point, valid where not `stale`.
+        stale: `[B]` samples whose slope must be evaluated afresh (at the start and after a
+            breakpoint, where the right-hand limit differs from the last stage of the step).
+        step: set only in a step's result: what `merge_carry` needs to commit that step.
+    """
+
+    history: History | None = None
+    slope: Tensor | None = None
+    stale: Tensor | None = None
+    step: _StepOutput | None = None
+
+
+@dataclass(frozen=True)
+class _StepOutput:
+    """A step's proposal: its `record` for `history`, the slopes at its end and start
+    `[B, *state]`, and `moved` `[B]` (a non-zero step; zero-length steps change nothing)."""
+
+    history: History
+    record: Record
+    end_slope: Tensor
+    start_slope: Tensor
+    moved: Tensor
+
+
+class _DelayedDrift(AbstractDriftTerm):
+    """The delay term as an ODE on one step: delayed values come from the history.
+
+    A delayed time $t - \\tau_i$ is read from $\\phi$ when the step, shifted back by $\\tau_i$,
+    lies before the start (decided at the step's midpoint, so a stage on a breakpoint takes the
+    one-sided limit from inside the step), and from the accepted steps otherwise.
+    """
+
+    def __init__(self, term: DelayTerm, history: History, t0: Tensor, h: Tensor, like: Tensor):
+        super().__init__()
+        self.term = term
+        self.history = history
+        self.like = like
+        self.taus = term.delay_values(t0)
+        mid = history.direction * (t0 - history.start) + h.abs() / 2
+        self.before_start = mid[:, None] < self.taus[None, :]
+        self.solution_rows = ~self.before_start & (h != 0)[:, None]
+        self.window = history.window(history.direction * t0, self.taus, self.solution_rows)
+        self.any_before_start = bool(self.before_start.any())
+
+    def delayed(self, t: Tensor) -> Tensor:
+        """`[B, n_delays, *state]` values $y(t - d\\tau_i)$ at stage times `t` `[B]`."""
+        history = self.history
+        shifts = history.direction[:, None] * self.taus[None, :]
+        times = t[:, None] - shifts
+        solution = None if self.window is None else self.window.evaluate(times)
+        if solution is not None and not self.any_before_start:
+            return solution
+        # Pairs read from the solution ask phi at a harmless time, so that no value outside
+        # phi's domain (nor its gradient) can leak through the `where` below.
+        safe = torch.where(self.before_start, times, history.start[:, None] - shifts)
+        before = torch.stack([self.term.history_at(safe[:, i], self.like) for i in range(safe.shape[1])], dim=1)
+        if solution is None:
+            return before
+        mask = self.before_start.reshape(self.before_start.shape + (1,) * (self.like.ndim - 1))
+        return torch.where(mask, before, solution)
+
+    def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
+        """$f(t, y, y(t - \\tau), \\text{args})$ with the delayed values looked up."""
+        return self.term.vector_field(t, y, self.delayed(t), args)
+
+
+@dataclass(frozen=True)
+class MethodOfSteps(AbstractSolver):
+    """Solve a [`DelayTerm`][neuralct.DelayTerm] with an explicit Runge-Kutta method and
+    its dense output as the history (Bellen & Zennaro, *Numerical Methods for Delay
+    Differential Equations*, Oxford 2003, sections 3.2 and 4.1).
+
+    Each stage reads the delayed values $y(t + c_i h - \\tau_j)$ from the history function
+    before the start and from the dense polynomials of the accepted steps after it. The
+    term's breakpoints $t_0 + k\\tau_j$ are landed on exactly, so no step is longer than the
+    smallest delay (every delayed stage time is already known: no iteration is needed) and
+    no step crosses a derivative jump; the method then keeps the inner solver's order as
+    long as its dense output is accurate to that order minus one (Tsit5, Dopri5: fourth-order
+    dense output for a fifth-order method; RK4 with its cubic Hermite interpolant: order 4).
+
+    The history is stored per sample in immutable chunks of `chunk_size` steps; a step reads
+    only the chunks its delayed times fall in, so time and memory grow linearly with the
+    number of steps and gradients flow through every lookup (to `y0`, the history's and
+    the vector field's parameters, and learnable delays).
+
+    Args:
+        solver: the explicit Runge-Kutta method used on each step; its order, error estimate
+            (hence adaptivity) and dense output are this solver's.
+        chunk_size: accepted steps per stored history chunk.
+
+    Raises:
+        IncompatibleTermError: `solver` is not an explicit Runge-Kutta method.
+        InvalidInputError: `chunk_size` is not a positive int.
+    """
+
+    solver: AbstractExplicitRK = Tsit5()
+    chunk_size: int = 16
+    term_types: ClassVar[tuple[type, ...]] = (DelayTerm,)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.solver, AbstractExplicitRK):
+            raise IncompatibleTermError(
+                f"`solver` must be an explicit Runge-Kutta method (an AbstractExplicitRK such as nct.Tsit5()); "
+                f"got {type(self.solver).__name__}"
+            )
+        size = self.chunk_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidInputError(f"`chunk_size` must be a positive int; got {size!r}")
+
+    @property
+    def order(self) -> float:  # pyright: ignore[reportIncompatibleVariableOverride]
+        """The inner solver's order."""
+        return self.solver.order
+
+    @property
+    def error_order(self) -> int | None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        """The inner solver's error order (`None`: fixed steps only)."""
+        return self.solver.error_order
+
+    @property
+    def has_dense_output(self) -> bool:
+        """Always `True`: the history is the dense output."""
+        return True
+
+    @property
+    def interpolates_saves(self) -> bool:
+        """As the inner solver."""
+        return self.solver.interpolates_saves
+
+    def init(self, term: DelayTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+        """No evaluation: the slope at `(t0, y0)` is evaluated by the next step, which knows
+        the direction of time (and so where the delayed times lie)."""
+        return (_State(),), 0
+
+    def step(
+        self, term: DelayTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+    ) -> StepResult:
+        """One step of the inner solver with the delayed values bound in; see the class docstring."""
+        state: _State = carry[0]
+        history = state.history
+        if history is None:
+            direction = torch.where(h < 0, -1.0, 1.0).to(t0.dtype)
+            history = History.empty(t0, direction, self.chunk_size)
+        field = _DelayedDrift(term, history, t0, h, y0)
+        stale = state.stale if state.slope is not None else None
+        start_slope, evals = state.slope, 0
+        if start_slope is None or stale is None or bool(stale.any()):
+            fresh = field.vector_field(t0, y0, args)
+            start_slope = fresh if start_slope is None or stale is None else _where_rows(stale, fresh, start_slope)
+            evals = 1
+        out = self.solver.step(field, t0, y0, h, (start_slope,), args, True)
+        if out.coeffs is None:
+            raise IncompatibleTermError(f"{type(self.solver).__name__} gave no dense output, which the history needs")
+        output = _StepOutput(history, Record(t0, t0 + h, y0, out.coeffs), out.carry[0], start_slope, h != 0)
+        new_state = dataclasses.replace(state, step=output)
+        coeffs = out.coeffs if dense else None
+        return StepResult(out.y1, out.error, (new_state,), out.evals + evals, coeffs, out.failed)
+
+    def merge_carry(self, rows: Tensor, new: Carry, old: Carry) -> Carry:
+        """Commit the step for the `[B]` samples in `rows` (append it to their history), or
+        mark the restarted samples' slopes stale (`new` from `init` after a breakpoint)."""
+        fresh: _State = new[0]
+        kept: _State = old[0]
+        output = fresh.step
+        if output is None:
+            if kept.stale is None:
+                return old
+            return (dataclasses.replace(kept, stale=kept.stale | rows),)
+        moved = rows & output.moved
+        history = output.history.append(output.record, moved)
+        previous = output.start_slope if kept.slope is None else kept.slope
+        stale = ~output.moved if kept.stale is None else torch.where(output.moved, False, kept.stale)
+        slope = _where_rows(moved, output.end_slope, _where_rows(output.moved, output.start_slope, previous))
+        return (_State(history=history, slope=slope, stale=stale),)
+
+
+def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    return torch.where(rows.reshape(rows.shape + (1,) * (new.ndim - 1)), new, old)
+
+
+__all__ = ["MethodOfSteps"]

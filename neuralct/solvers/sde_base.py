@@ -1,0 +1,107 @@
+"""Shared machinery of the fixed-step SDE solvers.
+
+Conventions every SDE solver follows:
+
+- It integrates a [`MultiTerm`][neuralct.MultiTerm] with `nct.ConstantStep(dt)` only
+  (`error_order = None`); the step loop lands exactly on save times.
+- `order` is the strong order the method guarantees for every noise type it accepts;
+  `strong_order(noise_type)` gives the (possibly higher) order for a given noise type, and
+  `weak_order` the weak order.
+- `StepResult.evals` counts calls of the drift plus calls of the diffusion per sample
+  (Euler-Maruyama: 1 + 1 per step).
+- Dense output is the piecewise-linear interpolant of the numerical solution between
+  steps (one coefficient, `(y1 - y0)`), which is what an SDE solver can honestly offer.
+- For a step of signed size $h$ the Brownian increment is $W(t_0 + h) - W(t_0)$ and
+  $|h|$ plays the role of $dt$ in the Itô correction terms.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, cast
+
+from torch import Tensor
+
+from ..errors import IncompatibleTermError
+from ..terms.base import AbstractTerm
+from ..terms.multi import MultiTerm
+from ..terms.noise import NoiseType, SDEType
+from .base import AbstractSolver, Carry
+
+ALL_NOISE = frozenset(NoiseType)
+
+
+class AbstractSDESolver(AbstractSolver):
+    """A fixed-step one-step method for SDEs given as a `MultiTerm`.
+
+    Class attributes:
+        order: strong order guaranteed for every accepted noise type.
+        weak_order: weak order.
+        noise_types: the [`NoiseType`][neuralct.NoiseType]s the method handles.
+        sde_types: the [`SDEType`][neuralct.SDEType]s the method handles.
+    """
+
+    term_types: ClassVar[tuple[type, ...]] = (MultiTerm,)
+    weak_order: ClassVar[float]
+    noise_types: ClassVar[frozenset[NoiseType]]
+    sde_types: ClassVar[frozenset[SDEType]]
+
+    @property
+    def interpolates_saves(self) -> bool:
+        """Always `False`: fixed-step SDE solvers step exactly onto save times."""
+        return False
+
+    def strong_order(self, noise_type: NoiseType) -> float:
+        """The strong order for `noise_type` (default: `order`)."""
+        return self.order
+
+    def check_term(self, term: AbstractTerm) -> None:
+        """Raise `IncompatibleTermError` unless `term` is a `MultiTerm` whose noise type and
+        SDE type this solver handles; the message lists the solvers that can."""
+        super().check_term(term)
+        sde_term = cast(MultiTerm, term)  # super().check_term made sure of it
+        noise, sde = sde_term.noise_type, sde_term.sde_type
+        if noise in self.noise_types and sde in self.sde_types:
+            return
+        name = type(self).__name__
+        handles = ", ".join(n.name for n in NoiseType if n in self.noise_types)
+        kinds = ", ".join(s.name for s in SDEType if s in self.sde_types)
+        able = ", ".join(sde_solvers_for(noise, sde)) or "none"
+        hint = ""
+        if noise == NoiseType.ADDITIVE:
+            hint = " (with additive noise the Itô and Stratonovich SDEs coincide, so either SDEType may be declared)"
+        raise IncompatibleTermError(
+            f"solver {name} cannot integrate a MultiTerm with {noise} and {sde}: {name} handles noise types "
+            f"{handles} and SDE types {kinds}. Solvers for {noise.name} noise with {sde.name}: {able}{hint}"
+        )
+
+    def init(self, term: MultiTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+        """Check the Brownian motion against `y0`; no carry, no evaluations."""
+        term.noise.check_state(y0)
+        return (), 0
+
+
+def sde_solvers_for(noise_type: NoiseType, sde_type: SDEType) -> list[str]:
+    """Names of the concrete SDE solvers that handle `noise_type` with `sde_type`."""
+    names, pending = [], list(AbstractSDESolver.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        pending.extend(cls.__subclasses__())
+        if not inspect.isabstract(cls) and noise_type in cls.noise_types and sde_type in cls.sde_types:
+            names.append(cls.__name__)
+    return sorted(set(names))
+
+
+def linear_coefficients(y0: Tensor, y1: Tensor, dense: bool) -> Tensor | None:
+    """`[B, 1, *state]` coefficients of the linear interpolant on a step, or `None`."""
+    return (y1 - y0).unsqueeze(1) if dense else None
+
+
+def brownian_step(term: MultiTerm, t0: Tensor, h: Tensor) -> Tensor:
+    """$\\Delta W = W(t_0 + h) - W(t_0)$ for `[B]` times and steps -> `[B, M]`, in the state dtype."""
+    return term.increment(t0, t0 + h)
+
+
+def step_size(h: Tensor, like: Tensor) -> Tensor:
+    """`[B]` signed steps as `like`'s dtype, shaped `[B, 1, ...]` to scale `like`."""
+    return h.to(like.dtype).reshape(h.shape + (1,) * (like.ndim - 1))

@@ -1,0 +1,228 @@
+"""The delay differential equation term $dy/dt = f(t, y(t), y(t - \\tau_1), \\dots, y(t - \\tau_n))$."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+from .base import AbstractTerm
+
+History = Callable[[Tensor], Tensor]
+
+
+class DelayTerm(AbstractTerm):
+    """Delay differential equation with constant delays.
+
+    $$\\frac{dy}{dt} = f\\big(t, y(t), [y(t - \\tau_1), \\dots, y(t - \\tau_n)], \\text{args}\\big),
+    \\qquad y(t) = \\phi(t) \\text{ for } t < t_0.$$
+
+    Integrate it with [`MethodOfSteps`][neuralct.MethodOfSteps] (Bellen & Zennaro,
+    *Numerical Methods for Delay Differential Equations*, Oxford 2003, chapter 3). A delay
+    equation is not an ODE in $y(t)$ alone, so ODE solvers refuse this term.
+
+    The solution is continuous but its derivatives jump at the breakpoints
+    $t_0 + \\sum_i k_i \\tau_i$ (a jump of $y'$ at $t_0$, when $\\phi'(t_0^-) \\ne y'(t_0^+)$,
+    reappears in $y''$ at $t_0 + \\tau_i$, and so on); `jump_times` lists them so that
+    steps land on them and keep the solver's order.
+
+    Time direction: "before" follows the direction of each sample's time grid. For a
+    backward solve (decreasing `t`) the delayed value is $y(t + \\tau_i)$ and the history
+    covers $t > t_0$; the equation is then the time reversal of a forward delay equation.
+
+    Args:
+        f: callable `f(t, y, y_delayed, args)` with `t` `[B]`, `y` `[B, *state]` and
+            `y_delayed` `[B, n_delays, *state]` holding $y(t - \\tau_i)$; returns `[B, *state]`.
+            An `nn.Module` is registered as a submodule.
+        delays: the positive delays $\\tau_i$, a sequence of floats or a 1-D tensor `[n_delays]`.
+            An `nn.Parameter` makes them learnable: gradients reach them through the
+            history lookups and the breakpoint grid.
+        history: $\\phi$, either a callable `history(t)` with `t` `[B]` returning `[B, *state]`
+            (called at times before each sample's start), or a constant tensor `[B, *state]`.
+            A tensor is registered as a parameter (if it is one) or buffer.
+        breakpoint_depth: breakpoints that combine several delays, $t_0 + \\sum_i k_i\\tau_i$
+            with $\\sum_i k_i \\le$ `breakpoint_depth`, are listed; derivative jumps of higher
+            order are too small to matter. Every multiple $t_0 + k\\tau_i$ is always listed,
+            which also keeps every step no longer than the smallest delay.
+
+    Raises:
+        InvalidInputError: `delays` empty, not 1-D, not finite or not positive; `history`
+            neither callable nor a tensor; `breakpoint_depth` not a positive int.
+
+    Example:
+        >>> import torch, neuralct as nct
+        >>> history = lambda t: torch.ones(len(t), 1)
+        >>> term = nct.DelayTerm(lambda t, y, yd, args: -yd[:, 0], delays=[1.0], history=history)
+        >>> sol = nct.solve(term, torch.ones(1, 1), torch.linspace(0, 3, 4), solver=nct.MethodOfSteps())
+    """
+
+    def __init__(
+        self,
+        f: Callable[[Tensor, Tensor, Tensor, Any], Tensor],
+        delays: Sequence[float] | Tensor,
+        history: History | Tensor,
+        *,
+        breakpoint_depth: int = 5,
+    ):
+        super().__init__()
+        if not callable(f):
+            raise InvalidInputError(f"`f` must be callable as f(t, y, y_delayed, args); got {type(f).__name__}")
+        if isinstance(breakpoint_depth, bool) or not isinstance(breakpoint_depth, int) or breakpoint_depth < 1:
+            raise InvalidInputError(f"`breakpoint_depth` must be a positive int; got {breakpoint_depth!r}")
+        self.f = f
+        self.breakpoint_depth = breakpoint_depth
+        self._fixed_delays: tuple[float, ...] | None = None
+        if isinstance(delays, Tensor):
+            _check_delays(delays.detach())
+            if isinstance(delays, nn.Parameter):
+                self.delays = delays
+            else:
+                self.register_buffer("delays", delays)
+        else:
+            values = _delays_from_sequence(delays)
+            _check_delays(torch.tensor(values, dtype=torch.float64))
+            self._fixed_delays = values
+        self._history_fn: History | None = None
+        if isinstance(history, Tensor):
+            if isinstance(history, nn.Parameter):
+                self.history = history
+            else:
+                self.register_buffer("history", history)
+        elif callable(history):
+            self._history_fn = history
+            if isinstance(history, nn.Module):
+                self.history_module = history
+        else:
+            raise InvalidInputError(
+                f"`history` must be a callable history(t [B]) -> [B, *state] or a tensor [B, *state]; "
+                f"got {type(history).__name__}"
+            )
+
+    @property
+    def n_delays(self) -> int:
+        """Number of delays."""
+        return len(self._fixed_delays) if self._fixed_delays is not None else int(self.delays.shape[0])
+
+    def delay_values(self, like: Tensor) -> Tensor:
+        """`[n_delays]` delays in `like`'s dtype and device (differentiable when learnable)."""
+        if self._fixed_delays is not None:
+            return torch.tensor(self._fixed_delays, dtype=like.dtype, device=like.device)
+        return self.delays.to(dtype=like.dtype, device=like.device)
+
+    def vector_field(self, t: Tensor, y: Tensor, y_delayed: Tensor, args: Any) -> Tensor:
+        """$f(t, y, y_\\text{delayed}, \\text{args})$: `t` `[B]`, `y` `[B, *state]`,
+        `y_delayed` `[B, n_delays, *state]` -> `[B, *state]`."""
+        return self.f(t, y, y_delayed, args)
+
+    def history_at(self, t: Tensor, like: Tensor) -> Tensor:
+        """$\\phi(t)$ for `t` `[B]` -> `[B, *state]`, checked against `like` (the state).
+
+        Raises:
+            InvalidInputError: the history's shape or dtype is not the state's.
+        """
+        if self._history_fn is None:
+            value, origin = self.history, "the history tensor has"
+        else:
+            value, origin = self._history_fn(t), "history(t) returned"
+        if not isinstance(value, Tensor) or value.shape != like.shape:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise InvalidInputError(
+                f"`history` must give values of shape [B, *state] = {tuple(like.shape)} like `y0`; "
+                f"{origin} shape {shape}"
+            )
+        if value.dtype != like.dtype:
+            raise InvalidInputError(
+                f"`history` must give values of dtype {like.dtype} like `y0`; {origin} dtype {value.dtype}"
+            )
+        return value
+
+    def jump_times(self, ts: Tensor) -> Tensor:
+        """`[B, J]` breakpoints $t_0 + d \\sum_i k_i \\tau_i$ of each sample (direction $d$),
+        sorted along the solve; see the class docstring.
+
+        Each row holds only its own breakpoints strictly inside its span, less those that
+        coincide with the previous one to rounding (the loop cannot step between them);
+        rows with fewer are padded with $d \\cdot \\infty$, which the loop never reaches.
+        """
+        taus = self.delay_values(ts)
+        _check_delays(taus.detach())
+        t0 = ts[:, 0]
+        direction = torch.where(ts[:, -1] < t0, -1.0, 1.0).to(ts.dtype)
+        span = (ts[:, -1] - t0).abs()
+        combos = _breakpoint_combinations(taus.detach().double().tolist(), float(span.max()), self.breakpoint_depth)
+        multiples = torch.tensor(combos, dtype=ts.dtype, device=ts.device).reshape(len(combos), len(taus))
+        jumps = t0[:, None] + direction[:, None] * (multiples @ taus)[None, :]
+        key = (direction[:, None] * (jumps - t0[:, None])).detach()
+        tolerance = 64 * torch.finfo(ts.dtype).eps * ts.detach().abs().amax(dim=1, keepdim=True).clamp_min(1.0)
+        crowded = torch.zeros_like(key, dtype=torch.bool)
+        crowded[:, 1:] = key.diff(dim=1) <= tolerance
+        dropped = crowded | (key >= span[:, None] - tolerance)
+        order = torch.argsort(torch.where(dropped, torch.inf, key), dim=1, stable=True)
+        kept = int((~dropped).sum(dim=1).max()) if key.numel() else 0
+        order = order[:, :kept]
+        padded = torch.where(dropped, direction[:, None] * torch.inf, jumps)
+        return padded.gather(1, order)
+
+    def extra_repr(self) -> str:
+        delays = (
+            self._fixed_delays
+            if self._fixed_delays is not None
+            else "learnable"
+            if self.delays.requires_grad
+            else "tensor"
+        )
+        return f"delays={delays}"
+
+
+def _delays_from_sequence(delays: Any) -> tuple[float, ...]:
+    try:
+        values = tuple(float(d) for d in delays)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"`delays` must be a sequence of positive floats or a 1-D tensor; got {type(delays).__name__}"
+        ) from None
+    return values
+
+
+def _check_delays(delays: Tensor) -> None:
+    """`delays` must be a non-empty 1-D tensor of positive finite numbers."""
+    if delays.ndim != 1 or delays.shape[0] == 0:
+        raise InvalidInputError(
+            f"`delays` must be a non-empty 1-D sequence of positive floats; got shape {tuple(delays.shape)}"
+        )
+    bad = ~(torch.isfinite(delays) & (delays > 0))
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise InvalidInputError(
+            f"`delays` must be positive and finite (a zero or negative delay is not a delay equation); "
+            f"got delays[{i}] = {float(delays[i])}"
+        )
+
+
+def _breakpoint_combinations(taus: list[float], span: float, depth: int) -> list[list[int]]:
+    """Integer vectors $k \\ge 0$, $k \\ne 0$, with $k \\cdot \\tau < $ `span`: every pure
+    multiple, and mixed sums with $\\sum k \\le$ `depth`; sorted by value, one per value."""
+    n = len(taus)
+    found: dict[tuple[int, ...], float] = {}
+    for i, tau in enumerate(taus):
+        for k in range(1, math.ceil(span / tau)):
+            found[tuple(k if j == i else 0 for j in range(n))] = k * tau
+    level = [tuple(0 for _ in range(n))] if n > 1 else []
+    for _ in range(depth):
+        grown = (tuple(b + (j == i) for j, b in enumerate(base)) for base in level for i in range(n))
+        level = [key for key in dict.fromkeys(grown) if sum(k * tau for k, tau in zip(key, taus)) < span]
+        found.update((key, sum(k * tau for k, tau in zip(key, taus))) for key in level)
+    kept: list[list[int]] = []
+    last = 0.0
+    for key, value in sorted(found.items(), key=lambda item: item[1]):
+        if value > last:
+            kept.append(list(key))
+            last = value
+    return kept
+
+
+__all__ = ["DelayTerm"]

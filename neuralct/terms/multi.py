@@ -1,0 +1,74 @@
+"""The stochastic differential equation $dy = \\mu(t, y)\\,dt + \\sigma(t, y)\\,dW(t)$ as one term."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from .base import AbstractDriftTerm, AbstractTerm
+from .noise import NoiseTerm, NoiseType, SDEType
+
+
+class MultiTerm(AbstractTerm):
+    """An SDE $dy = \\mu(t, y)\\,dt + \\sigma(t, y)\\,dW(t)$: a drift term plus a noise term.
+
+    It is deliberately *not* an `AbstractDriftTerm`, so ODE solvers refuse it; integrate
+    it with an SDE solver (`nct.EulerMaruyama`, `nct.Milstein`, `nct.StochasticHeun`,
+    `nct.ReversibleHeun`) and `nct.ConstantStep(dt)`.
+
+    Args:
+        drift: the drift $\\mu$, an `ODETerm` (or any `AbstractDriftTerm`, e.g. a
+            `ControlTerm`). Its `vector_field(t, y, args)` returns `[B, *state]`.
+        noise: the diffusion [`NoiseTerm`][neuralct.NoiseTerm], with its Brownian motion,
+            noise type and SDE type (Itô or Stratonovich; the drift is read accordingly).
+
+    Raises:
+        TypeError: `drift` is not a drift term or `noise` is not a `NoiseTerm`.
+
+    Example:
+        >>> import torch, neuralct as nct
+        >>> bm = nct.BrownianPath(0.0, 1.0, shape=(8, 1), seed=0)
+        >>> sde = nct.MultiTerm(nct.ODETerm(lambda t, y, a: -y), nct.NoiseTerm(lambda t, y, a: 0.1 * y, bm))
+        >>> sol = nct.solve(sde, torch.ones(8, 1), torch.linspace(0, 1, 5),
+        ...                 solver=nct.EulerMaruyama(), controller=nct.ConstantStep(0.01))
+    """
+
+    def __init__(self, drift: AbstractDriftTerm, noise: NoiseTerm):
+        super().__init__()
+        if not isinstance(drift, AbstractDriftTerm):
+            raise TypeError(f"`drift` must be an ODETerm or another AbstractDriftTerm; got {type(drift).__name__}")
+        if not isinstance(noise, NoiseTerm):
+            raise TypeError(f"`noise` must be a NoiseTerm; got {type(noise).__name__}")
+        self.drift = drift
+        self.noise = noise
+
+    @property
+    def noise_type(self) -> NoiseType:
+        """The noise term's [`NoiseType`][neuralct.NoiseType]."""
+        return self.noise.noise_type
+
+    @property
+    def sde_type(self) -> SDEType:
+        """The noise term's [`SDEType`][neuralct.SDEType]."""
+        return self.noise.sde_type
+
+    def drift_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
+        """$\\mu(t, y)$: `t` `[B]`, `y` `[B, *state]` -> `[B, *state]`."""
+        return self.drift.vector_field(t, y, args)
+
+    def diffusion(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
+        """$\\sigma(t, y)$, shape-checked (see `NoiseTerm.diffusion`)."""
+        return self.noise.diffusion(t, y, args)
+
+    def increment(self, ta: Tensor, tb: Tensor) -> Tensor:
+        """Brownian increments over `[ta, tb]` (`[B]` each) -> `[B, M]` (or `[B, *state]`)."""
+        return self.noise.increment(ta, tb)
+
+    def prod(self, g_value: Tensor, dw: Tensor) -> Tensor:
+        """$\\sigma\\,\\Delta W$ -> `[B, *state]` (see `NoiseTerm.prod`)."""
+        return self.noise.prod(g_value, dw)
+
+    def jump_times(self, ts: Tensor) -> Tensor | None:
+        """The drift's non-smooth times (e.g. a `ControlTerm`'s knots); see `AbstractTerm.jump_times`."""
+        return self.drift.jump_times(ts)

@@ -1,0 +1,473 @@
+"""Delay differential equations: `DelayTerm` and `MethodOfSteps` against exact solutions,
+a method-of-steps reference built on SciPy, and torchdde."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+import neuralct as nct
+from neuralct.solvers._delay_history import History, Record
+
+F64 = torch.float64
+
+
+def ones_history(t: torch.Tensor) -> torch.Tensor:
+    return torch.ones(t.shape[0], 1, dtype=t.dtype)
+
+
+def negative_feedback(t, y, y_delayed, args):
+    """$y' = -y(t - \\tau)$."""
+    return -y_delayed[:, 0]
+
+
+def exact_negative_feedback(t: torch.Tensor) -> torch.Tensor:
+    """Solution of $y' = -y(t-1)$, $y = 1$ on $[-1, 0]$:
+    $y(t) = \\sum_{j=0}^{\\lfloor t \\rfloor + 1} (-1)^j (t - j + 1)^j / j!$."""
+    terms = [(-1) ** j * (t - j + 1).clamp_min(0) ** j / math.factorial(j) for j in range(int(t.max()) + 2)]
+    return torch.stack(terms).sum(dim=0)
+
+
+def scipy_method_of_steps(f, history, delays, y0, t_end, breakpoints):
+    """Reference: SciPy's DOP853 (rtol 1e-12) from breakpoint to breakpoint, the delayed values
+    read from the dense output of the finished pieces (Bellen & Zennaro, section 3.2)."""
+    pieces = []
+
+    def lookup(s):
+        if s <= 0:
+            return history(s)
+        for a, b, dense in reversed(pieces):
+            if a <= s <= b + 1e-14:
+                return dense(min(s, b))
+        raise AssertionError(f"no piece covers {s}")
+
+    y = np.asarray(y0, dtype=float)
+    ends = sorted(b for b in set(breakpoints) if 0 < b < t_end) + [t_end]
+    for a, b in zip([0.0] + ends[:-1], ends):
+        rhs = lambda t, y: f(t, y, [lookup(t - tau) for tau in delays])  # noqa: E731
+        sol = solve_ivp(rhs, (a, b), y, method="DOP853", rtol=1e-12, atol=1e-13, dense_output=True)
+        pieces.append((a, b, sol.sol))
+        y = sol.y[:, -1]
+    return lambda ts: np.stack([lookup(float(s)) if s > 0 else np.asarray(y0, dtype=float) for s in ts])
+
+
+def tight() -> nct.PIDController:
+    return nct.PIDController(rtol=1e-10, atol=1e-12)
+
+
+def solve(term, y0, t, solver=None, controller=None, **options):
+    """`nct.solve` with `MethodOfSteps(Tsit5())` at tight tolerances unless told otherwise."""
+    solver = solver or nct.MethodOfSteps()
+    return nct.solve(term, y0, t, solver=solver, controller=controller or tight(), **options)
+
+
+def rk4(dt: float) -> dict:
+    return {"solver": nct.MethodOfSteps(nct.RK4()), "controller": nct.ConstantStep(dt)}
+
+
+# ---------------------------------------------------------------- exact solutions and order
+
+
+def test_negative_feedback_matches_exact_piecewise_polynomial_on_first_three_intervals():
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    t = torch.linspace(0, 3, 31, dtype=F64)
+    sol = solve(term, torch.ones(2, 1, dtype=F64), t, dense=True)
+    assert (sol.ys[..., 0] - exact_negative_feedback(t)).abs().max() < 1e-8
+    between = torch.tensor([[0.37, 1.5, 2.99]] * 2, dtype=F64)
+    assert (sol.evaluate(between)[..., 0] - exact_negative_feedback(between)).abs().max() < 1e-8
+
+
+def test_negative_feedback_stays_accurate_once_the_solution_is_no_longer_polynomial_in_the_steps():
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    t = torch.linspace(0, 8, 33, dtype=F64)
+    sol = solve(term, torch.ones(1, 1, dtype=F64), t)
+    assert (sol.ys[0, :, 0] - exact_negative_feedback(t)).abs().max() < 1e-8
+
+
+def test_rk4_method_of_steps_converges_at_fourth_order():
+    # On [0, 3] RK4 is exact (the solution is a cubic there); beyond, its Hermite history is not.
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    t = torch.linspace(0, 6, 13, dtype=F64)
+    steps = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    errors = []
+    for dt in steps:
+        sol = solve(term, torch.ones(1, 1, dtype=F64), t, **rk4(dt))
+        errors.append(float((sol.ys[0, :, 0] - exact_negative_feedback(t)).abs().max()))
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(slope - 4) < 0.3, (errors, slope)
+
+
+def test_discontinuous_initial_value_takes_the_one_sided_limits_at_the_breakpoint():
+    # y' = -y(t - 1), history cos(t), y(0) = 0.5 != cos(0): y' jumps at 0 and y'' at 1.
+    y0 = 0.5
+    term = nct.DelayTerm(negative_feedback, [1.0], lambda t: torch.cos(t)[:, None])
+    t = torch.linspace(0, 2, 21, dtype=F64)
+    sol = solve(term, torch.full((1, 1), y0, dtype=F64), t)
+    first = y0 - (torch.sin(t - 1) + math.sin(1))
+    y1 = y0 - math.sin(1)
+    second = y1 - ((y0 - math.sin(1)) * (t - 1) + torch.cos(t - 2) - math.cos(1))
+    exact = torch.where(t <= 1, first, second)
+    assert (sol.ys[0, :, 0] - exact).abs().max() < 1e-8
+
+
+def test_steps_never_exceed_the_smallest_delay_even_with_a_longer_fixed_step():
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    t = torch.tensor([0.0, 3.0], dtype=F64)
+    sol = solve(term, torch.ones(1, 1, dtype=F64), t, **rk4(5.0))
+    assert sol.stats.steps.tolist() == [3]
+    assert abs(float(sol.ys[0, -1, 0] - exact_negative_feedback(t)[-1])) < 1e-12
+
+
+def test_method_of_steps_takes_order_and_adaptivity_from_its_inner_solver():
+    assert nct.MethodOfSteps().order == 5 and nct.MethodOfSteps().error_order == 4
+    assert nct.MethodOfSteps().adaptive
+    assert nct.MethodOfSteps(nct.RK4()).order == 4 and not nct.MethodOfSteps(nct.RK4()).adaptive
+
+
+# ---------------------------------------------------------------- nonlinear problems vs references
+
+
+def logistic(t, y, y_delayed, args):
+    """Hutchinson's delayed logistic equation $y' = r y (1 - y(t - \\tau))$, r = 1.4."""
+    return 1.4 * y * (1 - y_delayed[:, 0])
+
+
+@pytest.mark.filterwarnings("ignore:b_err_list is only zeros")
+def test_delayed_logistic_agrees_with_scipy_method_of_steps_and_torchdde():
+    torchdde = pytest.importorskip("torchdde")
+    t = torch.linspace(0, 10, 41, dtype=F64)
+    term = nct.DelayTerm(logistic, [1.0], lambda t: torch.full((t.shape[0], 1), 0.5, dtype=t.dtype))
+    ours = solve(term, torch.full((1, 1), 0.5, dtype=F64), t).ys[0, :, 0]
+
+    reference = scipy_method_of_steps(
+        lambda t, y, yd: 1.4 * y * (1 - yd[0]), lambda s: np.array([0.5]), [1.0], [0.5], 10.0, list(range(1, 10))
+    )(t.numpy())[:, 0]
+    assert np.abs(ours.numpy() - reference).max() < 1e-8
+
+    def field(t, y, args, *, history):
+        return 1.4 * y * (1 - history[0])
+
+    def phi(s):
+        return torch.full((1, 1), 0.5, dtype=F64)
+
+    rk4 = torchdde.integrate(
+        field,
+        torchdde.RK4(),
+        t[0],
+        t[-1],
+        t,
+        phi,
+        None,
+        dt0=torch.tensor(0.01, dtype=F64),
+        delays=torch.tensor([1.0], dtype=F64),
+        discretize_then_optimize=True,
+        max_steps=2000,
+    )
+    assert (rk4[0, :, 0] - ours).abs().max() < 1e-6
+    # torchdde's Dopri5 interpolant is float32 only, hence the float32 solve and tolerance.
+    dopri5 = torchdde.integrate(
+        field,
+        torchdde.Dopri5(),
+        t[0].float(),
+        t[-1].float(),
+        t.float(),
+        lambda s: torch.full((1, 1), 0.5),
+        None,
+        stepsize_controller=torchdde.AdaptiveStepSizeController(atol=1e-7, rtol=1e-7),
+        delays=torch.tensor([1.0]),
+        discretize_then_optimize=True,
+        max_steps=2000,
+    )
+    assert (dopri5[0, :, 0].double() - ours).abs().max() < 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:b_err_list is only zeros")
+def test_two_incommensurate_delays_agree_with_scipy_method_of_steps_and_torchdde():
+    torchdde = pytest.importorskip("torchdde")
+    delays = [1.0, 0.7]
+    t = torch.linspace(0, 4, 17, dtype=F64)
+
+    def field(t, y, y_delayed, args):
+        return -0.8 * y_delayed[:, 0] + 0.5 * torch.sin(y_delayed[:, 1]) - 0.1 * y
+
+    term = nct.DelayTerm(field, delays, lambda t: torch.cos(t)[:, None])
+    ours = solve(term, torch.ones(1, 1, dtype=F64), t).ys[0, :, 0]
+    breakpoints = [i + 0.7 * j for i in range(5) for j in range(7)]
+    reference = scipy_method_of_steps(
+        lambda t, y, yd: -0.8 * yd[0] + 0.5 * np.sin(yd[1]) - 0.1 * y,
+        lambda s: np.array([math.cos(s)]),
+        delays,
+        [1.0],
+        4.0,
+        breakpoints,
+    )(t.numpy())[:, 0]
+    assert np.abs(ours.numpy() - reference).max() < 1e-8
+
+    peer = torchdde.integrate(
+        lambda t, y, args, *, history: -0.8 * history[0] + 0.5 * torch.sin(history[1]) - 0.1 * y,
+        torchdde.RK4(),
+        t[0],
+        t[-1],
+        t,
+        lambda s: torch.cos(s).reshape(1, 1),
+        None,
+        dt0=torch.tensor(0.005, dtype=F64),
+        delays=torch.tensor(delays, dtype=F64),
+        discretize_then_optimize=True,
+        max_steps=2000,
+    )
+    assert (peer[0, :, 0] - ours).abs().max() < 1e-5
+
+
+def test_mackey_glass_agrees_with_scipy_method_of_steps():
+    # Mackey & Glass, Science 197 (1977): y' = b y(t - tau) / (1 + y(t - tau)^10) - g y, tau = 17.
+    def field(t, y, y_delayed, args):
+        lagged = y_delayed[:, 0]
+        return 0.2 * lagged / (1 + lagged**10) - 0.1 * y
+
+    t = torch.linspace(0, 100, 51, dtype=F64)
+    term = nct.DelayTerm(field, [17.0], lambda t: torch.full((t.shape[0], 1), 1.2, dtype=t.dtype))
+    ours = solve(term, torch.full((1, 1), 1.2, dtype=F64), t).ys[0, :, 0]
+    reference = scipy_method_of_steps(
+        lambda t, y, yd: 0.2 * yd[0] / (1 + yd[0] ** 10) - 0.1 * y, lambda s: np.array([1.2]), [17.0], [1.2], 100.0,
+        [17.0 * k for k in range(1, 6)],
+    )(t.numpy())[:, 0]  # fmt: skip
+    assert np.abs(ours.numpy() - reference).max() < 1e-7
+
+
+# ---------------------------------------------------------------- batches, grids and direction
+
+
+def per_sample_problem():
+    def field(t, y, y_delayed, rate):
+        return -rate * y_delayed[:, 0] + 0.3 * torch.tanh(y_delayed[:, 1]) + 0.1 * torch.sin(t)[:, None]
+
+    term = nct.DelayTerm(field, [0.6, 0.25], lambda t: torch.stack([torch.cos(t), torch.sin(t)], dim=1))
+    t = torch.tensor([[0.0, 0.5, 1.7, 3.0], [1.0, 1.2, 2.0, 2.5], [-1.0, 0.0, 1.0, 4.0]], dtype=F64)
+    y0 = torch.tensor([[1.0, 0.0], [0.2, -0.4], [0.5, 0.5]], dtype=F64)
+    rate = torch.tensor([[1.0], [2.0], [0.5]], dtype=F64)
+    return term, t, y0, rate
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"controller": nct.PIDController(rtol=1e-8, atol=1e-10)}, rk4(0.05)],
+    ids=["tsit5-pid", "rk4-constant"],
+)
+def test_per_sample_time_grids_give_each_sample_its_own_solve(options):
+    term, t, y0, rate = per_sample_problem()
+    batch = solve(term, y0, t, args=rate, **options)
+    for b in range(3):
+        alone = solve(term, y0[b : b + 1], t[b : b + 1], args=rate[b : b + 1], **options)
+        torch.testing.assert_close(batch.ys[b], alone.ys[0], rtol=0, atol=1e-12)
+        assert batch.stats.steps[b] == alone.stats.steps[0]
+
+
+def test_backward_solve_is_the_time_reversal_of_a_forward_solve():
+    # Backward in time the delayed value is y(t + tau): y' = -y(t + 1) for t < 0 reflects
+    # z' = z(s - 1) for s = -t > 0; one batch holds both directions.
+    term = nct.DelayTerm(lambda t, y, y_delayed, sign: sign * y_delayed[:, 0], [1.0], ones_history)
+    s = torch.linspace(0, 2.5, 11, dtype=F64)
+    t = torch.stack([s, -s])
+    sol = solve(term, torch.ones(2, 1, dtype=F64), t, args=torch.tensor([[1.0], [-1.0]], dtype=F64))
+    growth = torch.where(s <= 1, 1 + s, 1 + s + (s - 1) ** 2 / 2)
+    growth = torch.where(s <= 2, growth, 1 + s + (s - 1) ** 2 / 2 + (s - 2) ** 3 / 6)
+    torch.testing.assert_close(sol.ys[0, :, 0], growth, rtol=0, atol=1e-9)
+    torch.testing.assert_close(sol.ys[1, :, 0], growth, rtol=0, atol=1e-9)
+
+
+def test_jump_times_list_every_breakpoint_per_sample_in_the_direction_of_time():
+    term = nct.DelayTerm(negative_feedback, [1.0, 0.7], ones_history)
+    t = torch.tensor([[0.0, 2.5], [1.0, -0.5]], dtype=F64)
+    offsets = torch.tensor([0.7, 1.0, 1.4, 1.7, 2.0, 2.1, 2.4], dtype=F64)
+    backward = torch.cat([1.0 - offsets[:3], torch.full((4,), -torch.inf, dtype=F64)])
+    torch.testing.assert_close(term.jump_times(t), torch.stack([offsets, backward]))
+
+
+@pytest.mark.parametrize("inner", [nct.RK4(), nct.Dopri8()], ids=["rk4-constant", "dopri8-pid"])
+def test_save_times_on_breakpoints_are_landed_on_once(inner):
+    # Save times 1, 2 are breakpoints; a fixed-step or non-interpolating solve lands on each once.
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    t = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=F64)
+    controller = nct.ConstantStep(0.25) if isinstance(inner, nct.RK4) else nct.PIDController(rtol=1e-10, atol=1e-12)
+    sol = solve(term, torch.ones(1, 1, dtype=F64), t, nct.MethodOfSteps(inner), controller, max_steps=200)
+    torch.testing.assert_close(sol.ys[0, :, 0], exact_negative_feedback(t), rtol=0, atol=1e-10)
+    if isinstance(inner, nct.RK4):
+        assert sol.stats.steps.tolist() == [12]
+
+
+# ---------------------------------------------------------------- gradients
+
+
+def small_solve(y0, weights, rate, delay=0.5, solver=None, gradient=None):
+    """y' = rate y - y(t - delay) with history weights[0] + weights[1] t, on a fixed grid."""
+    term = nct.DelayTerm(
+        lambda t, y, y_delayed, args: rate * y - y_delayed[:, 0],
+        delay,
+        lambda t: weights[:, :1] + weights[:, 1:] * t[:, None],
+    )
+    t = torch.tensor([0.0, 0.6, 1.3], dtype=F64)
+    solver = solver or nct.MethodOfSteps(nct.RK4())
+    return solve(term, y0, t, solver, nct.ConstantStep(0.1), gradient=gradient or nct.Backprop()).ys
+
+
+def test_gradcheck_through_a_delay_solve_reaches_initial_state_history_and_field():
+    y0 = torch.tensor([[0.8], [0.3]], dtype=F64, requires_grad=True)
+    weights = torch.tensor([[1.0, 0.3], [0.5, -0.2]], dtype=F64, requires_grad=True)
+    rate = torch.tensor([-0.5], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *args: small_solve(*args, delay=[0.5]), (y0, weights, rate))
+
+
+def test_gradcheck_through_a_learnable_delay():
+    # The breakpoint grid moves with the delay; the gradient follows it (exact for the discrete solve).
+    y0 = torch.tensor([[0.8]], dtype=F64)
+    weights = torch.tensor([[1.0, 0.3]], dtype=F64)
+    rate = torch.tensor([-0.5], dtype=F64)
+    delay = torch.tensor([0.53], dtype=F64, requires_grad=True)
+    tsit5 = nct.MethodOfSteps(nct.Tsit5())
+    assert torch.autograd.gradcheck(lambda d: small_solve(y0, weights, rate, delay=d, solver=tsit5), (delay,))
+
+
+def test_learnable_delay_gradient_matches_finite_differences_of_accurate_solves():
+    delay = torch.nn.Parameter(torch.tensor([0.7], dtype=F64))
+    term = nct.DelayTerm(lambda t, y, y_delayed, args: -2.0 * y_delayed[:, 0], delay, lambda t: torch.cos(t)[:, None])
+
+    def final(tau_shift=0.0):
+        with torch.no_grad():
+            delay.add_(tau_shift)
+        y = solve(term, torch.ones(1, 1, dtype=F64), torch.tensor([0.0, 2.0], dtype=F64)).ys
+        with torch.no_grad():
+            delay.sub_(tau_shift)
+        return y[0, -1, 0]
+
+    final().backward()
+    with torch.no_grad():
+        numeric = (final(1e-5) - final(-1e-5)) / 2e-5
+    assert abs(float(delay.grad[0]) - float(numeric)) < 1e-6 * max(1.0, abs(float(numeric)))
+
+
+def test_checkpointed_backprop_gives_the_same_gradients():
+    y0 = torch.tensor([[0.8]], dtype=F64, requires_grad=True)
+    weights = torch.tensor([[1.0, 0.3]], dtype=F64, requires_grad=True)
+    rate = torch.tensor([-0.5], dtype=F64)
+    plain = torch.autograd.grad(small_solve(y0, weights, rate, delay=[0.5]).sum(), (y0, weights))
+    checkpointed = small_solve(y0, weights, rate, delay=[0.5], gradient=nct.Backprop(checkpoint_every=4))
+    for a, b in zip(plain, torch.autograd.grad(checkpointed.sum(), (y0, weights))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- history storage
+
+
+def test_history_lookups_read_only_the_recent_chunks():
+    batch, chunk = 2, 8
+    history = History.empty(torch.zeros(batch, dtype=F64), torch.ones(batch, dtype=F64), chunk)
+    for i in range(400):
+        t0 = torch.full((batch,), 0.01 * i, dtype=F64)
+        y = torch.full((batch, 1), float(i), dtype=F64)
+        coeffs = torch.ones(batch, 1, 1, dtype=F64)  # slope 1 per step: y(t) = i + theta
+        history = history.append(Record(t0, t0 + 0.01, y, coeffs), torch.ones(batch, dtype=torch.bool))
+    assert len(history.chunks) == 50
+    rows = torch.ones(batch, 1, dtype=torch.bool)
+    window = history.window(torch.full((batch,), 4.0, dtype=F64), torch.tensor([0.1], dtype=F64), rows)
+    assert window is not None and window.steps.width <= 3 * chunk
+    values = window.evaluate(torch.tensor([[3.905], [3.99]], dtype=F64))
+    torch.testing.assert_close(values[:, 0, 0], torch.tensor([390.5, 399.0], dtype=F64))
+
+
+def test_history_chunk_size_does_not_change_the_solution():
+    term, t, y0, rate = per_sample_problem()
+    default = solve(term, y0, t, args=rate, controller=nct.PIDController(rtol=1e-8, atol=1e-10))
+    tiny = solve(term, y0, t, nct.MethodOfSteps(chunk_size=2), nct.PIDController(rtol=1e-8, atol=1e-10), args=rate)
+    torch.testing.assert_close(default.ys, tiny.ys, rtol=0, atol=1e-13)
+
+
+def test_float32_state_with_default_times_matches_float64():
+    term = nct.DelayTerm(logistic, [1.0], lambda t: torch.full((t.shape[0], 1), 0.5, dtype=t.dtype))
+    t = torch.linspace(0, 10, 11)
+    single = solve(term, torch.full((1, 1), 0.5), t, controller=nct.PIDController(rtol=1e-6, atol=1e-8)).ys
+    double = solve(term, torch.full((1, 1), 0.5, dtype=F64), t.double()).ys
+    assert single.dtype == torch.float32
+    assert (single.double() - double).abs().max() < 1e-4
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_zero_or_negative_delay_is_rejected_naming_delays():
+    for bad in ([1.0, 0.0], [-0.5], torch.tensor([0.2, -1.0])):
+        with pytest.raises(nct.InvalidInputError, match=r"`delays` must be positive.*delays\[\d\]"):
+            nct.DelayTerm(negative_feedback, bad, ones_history)
+
+
+def test_empty_delays_are_rejected_naming_delays():
+    with pytest.raises(nct.InvalidInputError, match="`delays` must be a non-empty 1-D"):
+        nct.DelayTerm(negative_feedback, [], ones_history)
+
+
+def test_learnable_delay_that_became_non_positive_is_rejected_at_solve_time():
+    delay = torch.nn.Parameter(torch.tensor([0.5], dtype=F64))
+    term = nct.DelayTerm(negative_feedback, delay, ones_history)
+    with torch.no_grad():
+        delay.fill_(-0.1)
+    with pytest.raises(nct.InvalidInputError, match="`delays` must be positive"):
+        solve(term, torch.ones(1, 1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
+
+
+def test_history_of_the_wrong_shape_is_rejected_naming_history():
+    expected = r"`history` must give values of shape \[B, \*state\] = \(2, 1\)"
+    for history in (torch.ones(2, 3, dtype=F64), lambda t: torch.ones(t.shape[0], 3, dtype=t.dtype)):
+        term = nct.DelayTerm(negative_feedback, [1.0], history)
+        with pytest.raises(nct.InvalidInputError, match=expected):
+            solve(term, torch.ones(2, 1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
+
+
+def test_history_of_the_wrong_dtype_is_rejected_naming_history():
+    term = nct.DelayTerm(negative_feedback, [1.0], lambda t: torch.ones(t.shape[0], 1, dtype=torch.float32))
+    with pytest.raises(nct.InvalidInputError, match="`history` must give values of dtype torch.float64"):
+        solve(term, torch.ones(2, 1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
+
+
+def test_history_that_is_neither_callable_nor_tensor_is_rejected():
+    with pytest.raises(nct.InvalidInputError, match="`history` must be a callable"):
+        nct.DelayTerm(negative_feedback, [1.0], 1.0)
+
+
+def test_ode_solver_refuses_a_delay_term_naming_both():
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    with pytest.raises(nct.IncompatibleTermError, match="Tsit5 cannot integrate a DelayTerm"):
+        nct.solve(term, torch.ones(1, 1), torch.tensor([0.0, 1.0]), solver=nct.Tsit5())
+
+
+def test_method_of_steps_refuses_an_ode_term_naming_both():
+    ode = nct.ODETerm(lambda t, y, args: -y)
+    with pytest.raises(
+        nct.IncompatibleTermError, match="MethodOfSteps cannot integrate a ODETerm; it accepts: DelayTerm"
+    ):
+        solve(ode, torch.ones(1, 1), torch.tensor([0.0, 1.0]))
+
+
+def test_method_of_steps_needs_an_explicit_runge_kutta_inner_solver():
+    with pytest.raises(nct.IncompatibleTermError, match="`solver` must be an explicit Runge-Kutta method"):
+        nct.MethodOfSteps(nct.MethodOfSteps())  # type: ignore[arg-type]
+
+
+def test_adaptive_control_of_method_of_steps_around_rk4_is_refused():
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    with pytest.raises(nct.IncompatibleTermError, match="MethodOfSteps has no error estimate"):
+        nct.solve(term, torch.ones(1, 1), torch.tensor([0.0, 1.0]), solver=nct.MethodOfSteps(nct.RK4()))
+
+
+def test_backsolve_refuses_a_delay_term():
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    with pytest.raises(nct.IncompatibleTermError, match="DelayTerm"):
+        solve(term, torch.ones(1, 1), torch.tensor([0.0, 1.0]), gradient=nct.Backsolve())
+
+
+def test_invalid_chunk_size_is_rejected_naming_it():
+    with pytest.raises(nct.InvalidInputError, match="`chunk_size` must be a positive int; got 0"):
+        nct.MethodOfSteps(chunk_size=0)
