@@ -108,7 +108,7 @@ def run_case(name: str, batch: int, backward: bool, repeats: int) -> None:
     reference = None
     for library, solve in LIBRARIES.items():
 
-        def step() -> None:
+        def step(solve=solve) -> None:
             with torch.set_grad_enabled(backward):
                 ys = solve(f, y0, ts)
                 if backward:

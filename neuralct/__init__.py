@@ -6,43 +6,99 @@ sol = nct.solve(nct.ODETerm(f), y0, t, solver=nct.Tsit5(), controller=nct.PIDCon
 ```
 """
 
+from .backends import TorchDiffEq, TorchSDE
 from .controllers import AbstractController, ConstantStep, PIDController, max_norm, rms_norm
 from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
-from .gradients import AbstractGradient, Backprop
+from .gradients import AbstractGradient, Backprop, Backsolve
+from .paths import AbstractPiecewisePath, BrownianPath, CubicPath, DenseInterpolant, LevyArea, LinearPath
 from .solution import Solution, SolveStats, Status
 from .solve import solve
 from .solvers import (
     RK4,
     AbstractExplicitRK,
+    AbstractSDESolver,
     AbstractSolver,
     Bosh3,
     ButcherTableau,
     Dopri5,
     Dopri8,
     Euler,
+    EulerMaruyama,
     Heun,
+    ImplicitEuler,
+    MethodOfSteps,
     Midpoint,
+    Milstein,
     Ralston,
+    ReversibleHeun,
+    StochasticHeun,
     Tsit5,
 )
-from .terms import AbstractDriftTerm, AbstractTerm, ControlTerm, ODETerm
-
-# --- sde exports ---
-from .paths.brownian import BrownianPath, LevyArea
-from .solvers.euler_maruyama import EulerMaruyama
-from .solvers.milstein import Milstein
-from .solvers.reversible_heun import ReversibleHeun
-from .solvers.stochastic_heun import StochasticHeun
-from .terms.multi import MultiTerm
-from .terms.noise import NoiseTerm, NoiseType, SDEType
-# --- dde exports ---
-from .solvers.method_of_steps import MethodOfSteps
-from .terms.delay import DelayTerm
-# --- gradient exports ---
-from .gradients import Backsolve
-from .solvers import ImplicitEuler
-# --- backend exports ---
-from .backends.torchdiffeq import TorchDiffEq
-from .paths.interpolation import AbstractPiecewisePath, CubicPath, LinearPath
+from .terms import (
+    AbstractDriftTerm,
+    AbstractTerm,
+    ControlTerm,
+    DelayTerm,
+    MultiTerm,
+    NoiseTerm,
+    NoiseType,
+    ODETerm,
+    SDEType,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "RK4",
+    "AbstractController",
+    "AbstractDriftTerm",
+    "AbstractExplicitRK",
+    "AbstractGradient",
+    "AbstractPiecewisePath",
+    "AbstractSDESolver",
+    "AbstractSolver",
+    "AbstractTerm",
+    "Backprop",
+    "Backsolve",
+    "Bosh3",
+    "BrownianPath",
+    "ButcherTableau",
+    "ConstantStep",
+    "ControlTerm",
+    "CubicPath",
+    "DelayTerm",
+    "DenseInterpolant",
+    "Dopri5",
+    "Dopri8",
+    "Euler",
+    "EulerMaruyama",
+    "Heun",
+    "ImplicitEuler",
+    "IncompatibleTermError",
+    "InvalidInputError",
+    "LevyArea",
+    "LinearPath",
+    "MethodOfSteps",
+    "Midpoint",
+    "Milstein",
+    "MultiTerm",
+    "NeuralCTError",
+    "NoiseTerm",
+    "NoiseType",
+    "ODETerm",
+    "PIDController",
+    "Ralston",
+    "ReversibleHeun",
+    "SDEType",
+    "Solution",
+    "SolveFailed",
+    "SolveStats",
+    "Status",
+    "StochasticHeun",
+    "TorchDiffEq",
+    "TorchSDE",
+    "Tsit5",
+    "max_norm",
+    "rms_norm",
+    "solve",
+]

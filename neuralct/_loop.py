@@ -145,10 +145,7 @@ def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
 def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor | None]:
     """The next time each sample must land on exactly, and whether it is a jump time."""
     direction = problem.direction
-    if problem.interpolate_saves:
-        boundary = problem.ts[:, -1]
-    else:
-        boundary = _gather_row(problem.ts, state.next_save)
+    boundary = problem.ts[:, -1] if problem.interpolate_saves else _gather_row(problem.ts, state.next_save)
     if problem.jumps is None:
         return boundary, None
     jump = _gather_row(problem.jumps, state.next_jump)
@@ -173,7 +170,9 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     if at_jump is not None:
         h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
     out = solver.step(problem.term, s.t, s.y, h, s.carry, problem.args, problem.want_coefficients)
-    accept, h_next, ctrl = problem.controller.adapt(s.y, out.y1, out.error, h, s.controller, running, solver.error_order)
+    accept, h_next, ctrl = problem.controller.adapt(
+        s.y, out.y1, out.error, h, s.controller, running, solver.error_order
+    )
     healthy = torch.isfinite(out.y1).flatten(1).all(dim=1)
     if out.failed is not None:
         healthy = healthy & ~out.failed
@@ -203,7 +202,14 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
 
 
 def _save_reached(
-    problem: Problem, state: LoopState, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, accept: Tensor, landed: Tensor
+    problem: Problem,
+    state: LoopState,
+    before: LoopState,
+    out: StepResult,
+    h: Tensor,
+    t1: Tensor,
+    accept: Tensor,
+    landed: Tensor,
 ) -> LoopState:
     """Write the outputs whose save times the accepted steps reached.
 
@@ -285,7 +291,8 @@ def _update_status(
         reason = _failure_reason(healthy, out)
         failure_reason = torch.where(rejected, reason, state.failure_reason)
         if problem.controller.adaptive:
-            stalled = (state.h.abs() < problem.controller.dt_min) | (state.t + state.h == state.t)
+            # A NaN step (e.g. from a non-finite slope at the start) must fail, not spin.
+            stalled = ~(state.h.abs() >= problem.controller.dt_min) | (state.t + state.h == state.t)
             failing = rejected & stalled
         else:
             failing = rejected

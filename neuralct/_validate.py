@@ -30,8 +30,10 @@ def check_finite(name: str, value: Tensor) -> None:
 def check_y0(y0: Any) -> Tensor:
     """`y0` must be a finite floating tensor `[B, *state]` with B >= 1."""
     y0 = check_tensor("y0", y0)
-    if y0.ndim < 2 or y0.shape[0] == 0:
-        raise InvalidInputError(f"`y0` must have shape [B, *state] with B >= 1 and a state dim; got {tuple(y0.shape)}")
+    if y0.ndim < 2 or y0.numel() == 0:
+        raise InvalidInputError(
+            f"`y0` must have shape [B, *state] with B >= 1 and a non-empty state; got {tuple(y0.shape)}"
+        )
     check_finite("y0", y0)
     return y0
 

@@ -32,12 +32,23 @@ from .backends.torchsde import TorchSDE, TorchSDEMethod
 from .controllers import ConstantStep, PIDController
 from .errors import InvalidInputError
 from .gradients import Backprop, Backsolve
-from .solvers import RK4, Bosh3, Dopri5, Dopri8, Euler, Heun, ImplicitEuler, Midpoint, Ralston, Tsit5
-from .solvers.euler_maruyama import EulerMaruyama
-from .solvers.method_of_steps import MethodOfSteps
-from .solvers.milstein import Milstein
-from .solvers.reversible_heun import ReversibleHeun
-from .solvers.stochastic_heun import StochasticHeun
+from .solvers import (
+    RK4,
+    Bosh3,
+    Dopri5,
+    Dopri8,
+    Euler,
+    EulerMaruyama,
+    Heun,
+    ImplicitEuler,
+    MethodOfSteps,
+    Midpoint,
+    Milstein,
+    Ralston,
+    ReversibleHeun,
+    StochasticHeun,
+    Tsit5,
+)
 
 # kind -> name -> class (or factory) called with the options.
 _NAMES: dict[str, dict[str, Callable[..., Any]]] = {

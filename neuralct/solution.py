@@ -96,7 +96,9 @@ class Solution:
         if self.dense is None:
             from .errors import InvalidInputError
 
-            raise InvalidInputError("Solution.evaluate needs a solve with dense=True; this one was solved with dense=False")
+            raise InvalidInputError(
+                "Solution.evaluate needs a solve with dense=True; this one was solved with dense=False"
+            )
         return self.dense.evaluate(t)
 
     def derivative(self, t: Tensor) -> Tensor:
@@ -104,7 +106,9 @@ class Solution:
         if self.dense is None:
             from .errors import InvalidInputError
 
-            raise InvalidInputError("Solution.derivative needs a solve with dense=True; this one was solved with dense=False")
+            raise InvalidInputError(
+                "Solution.derivative needs a solve with dense=True; this one was solved with dense=False"
+            )
         return self.dense.derivative(t)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ._loop import Problem
@@ -121,7 +120,9 @@ def _jump_times(term: AbstractTerm, ts: Tensor) -> Tensor | None:
     if jumps.ndim == 1:
         jumps = jumps.expand(ts.shape[0], -1)
     if jumps.ndim != 2 or jumps.shape[0] != ts.shape[0]:
-        raise InvalidInputError(f"term.jump_times() must be [J] or [B, J] with B = {ts.shape[0]}; got {tuple(jumps.shape)}")
+        raise InvalidInputError(
+            f"term.jump_times() must be [J] or [B, J] with B = {ts.shape[0]}; got {tuple(jumps.shape)}"
+        )
     jumps = jumps.to(device=ts.device, dtype=ts.dtype)
     if jumps.shape[1] == 0:
         return None

@@ -151,7 +151,11 @@ def test_fixed_step_vf_evals_match_the_tableau(solver_cls):
     n = 10
     y0 = torch.tensor([[1.0]], dtype=DTYPE)
     sol = nct.solve(
-        nct.ODETerm(rational_field), y0, torch.tensor([0.0, 1.0], dtype=DTYPE), solver=solver, controller=nct.ConstantStep(0.1)
+        nct.ODETerm(rational_field),
+        y0,
+        torch.tensor([0.0, 1.0], dtype=DTYPE),
+        solver=solver,
+        controller=nct.ConstantStep(0.1),
     )
     per_step = stages - 1 if solver.tableau.fsal else stages
     # one evaluation for the initial slope, then (stages - 1) per step for FSAL tableaus and

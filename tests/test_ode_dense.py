@@ -37,24 +37,31 @@ def forced_decay_exact(t0: float, y0: float, t: torch.Tensor) -> torch.Tensor:
     return c * torch.exp(-t) + (torch.sin(t) - torch.cos(t)) / 2
 
 
+def exp_sin_field(t, y, args):
+    """$y' = \\cos(t)\\, y$: $y(t) = e^{\\sin t}$ (non-autonomous)."""
+    return torch.cos(t)[:, None] * y
+
+
 @pytest.mark.parametrize(
-    ("solver", "expected"),
-    [(nct.Dopri5(), 5), (nct.Tsit5(), 5), (nct.RK4(), 4), (nct.Dopri8(), 4)],
-    ids=["Dopri5-quartic", "Tsit5-quartic", "RK4-hermite", "Dopri8-hermite"],
+    ("solver", "expected", "t0"),
+    [(nct.Dopri5(), 5, 1.0), (nct.Tsit5(), 5, 1.0), (nct.RK4(), 4, 0.5), (nct.Dopri8(), 4, 0.5), (nct.Bosh3(), 4, 0.5)],
+    ids=["Dopri5-quartic", "Tsit5-quartic", "RK4-hermite", "Dopri8-hermite", "Bosh3-hermite"],
 )
-def test_one_step_interpolant_error_falls_with_the_dense_order(solver, expected):
+def test_one_step_interpolant_error_falls_with_the_dense_order(solver, expected, t0):
+    # Starting points where the error is in its asymptotic range for these step sizes
+    # (found by scanning; the slopes there are 4.0-4.1 and 5.0-5.1).
     assert solver.dense_order + 1 == expected
-    t0 = 0.5
     steps = [0.2, 0.1, 0.05, 0.025]
     theta = torch.tensor([0.2, 0.5, 0.7], dtype=F64)
     errors = []
     for h in steps:
-        y0 = rational_exact(torch.tensor([[t0]], dtype=F64))
+        y0 = torch.exp(torch.sin(torch.tensor([[t0]], dtype=F64)))
         t = torch.tensor([t0, t0 + h], dtype=F64)
-        sol = nct.solve(nct.ODETerm(rational_field), y0, t, solver=solver, controller=nct.ConstantStep(h), dense=True)
+        sol = nct.solve(nct.ODETerm(exp_sin_field), y0, t, solver=solver, controller=nct.ConstantStep(h), dense=True)
         assert int(sol.stats.steps[0]) == 1
         query = t0 + theta * h
-        errors.append(float((sol.evaluate(query[None])[0, :, 0] - rational_exact(query)).abs().max()))
+        errors.append(float((sol.evaluate(query[None])[0, :, 0] - torch.exp(torch.sin(query))).abs().max()))
+    assert min(errors) > 1e-13
     slope = float(np.polyfit(np.log(steps), np.log(errors), 1)[0])
     assert abs(slope - expected) <= 0.3, f"slope {slope:.3f}, errors {errors}"
 
@@ -63,7 +70,9 @@ def test_one_step_interpolant_error_falls_with_the_dense_order(solver, expected)
 def test_dense_output_at_off_grid_times_is_within_tolerance(solver):
     y0 = torch.tensor([[1.0], [-0.5]], dtype=F64)
     t = torch.tensor([[0.0, 1.0, 4.0], [2.0, 1.0, -1.0]], dtype=F64)
-    sol = nct.solve(nct.ODETerm(forced_decay), y0, t, solver=solver, controller=nct.PIDController(rtol=1e-8, atol=1e-10), dense=True)
+    sol = nct.solve(
+        nct.ODETerm(forced_decay), y0, t, solver=solver, controller=nct.PIDController(rtol=1e-8, atol=1e-10), dense=True
+    )
     fractions = torch.linspace(0.013, 0.987, 37, dtype=F64)
     query = t[:, :1] + fractions[None] * (t[:, -1:] - t[:, :1])
     got = sol.evaluate(query)[..., 0]
@@ -89,7 +98,11 @@ def test_evaluate_takes_b_and_bk_times():
 
 @pytest.mark.parametrize(
     ("solver", "controller"),
-    [(nct.Tsit5(), nct.PIDController(rtol=1e-8, atol=1e-10)), (nct.Dopri8(), nct.PIDController(rtol=1e-8, atol=1e-10)), (nct.RK4(), nct.ConstantStep(0.05))],
+    [
+        (nct.Tsit5(), nct.PIDController(rtol=1e-8, atol=1e-10)),
+        (nct.Dopri8(), nct.PIDController(rtol=1e-8, atol=1e-10)),
+        (nct.RK4(), nct.ConstantStep(0.05)),
+    ],
     ids=["Tsit5", "Dopri8", "RK4"],
 )
 def test_evaluate_at_save_times_equals_the_saved_states(solver, controller):
@@ -99,20 +112,33 @@ def test_evaluate_at_save_times_equals_the_saved_states(solver, controller):
     torch.testing.assert_close(sol.evaluate(t), sol.ys, rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("solver", [nct.Dopri5(), nct.Tsit5(), nct.Dopri8(), nct.Bosh3()], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "solver", [nct.Dopri5(), nct.Tsit5(), nct.Dopri8(), nct.Bosh3()], ids=lambda s: type(s).__name__
+)
 def test_derivative_matches_the_vector_field(solver):
     y0 = torch.tensor([[1.0], [-0.5]], dtype=F64)
     t = torch.tensor([[0.0, 3.0], [2.0, -1.0]], dtype=F64)
-    sol = nct.solve(nct.ODETerm(forced_decay), y0, t, solver=solver, controller=nct.PIDController(rtol=1e-10, atol=1e-12), dense=True)
+    sol = nct.solve(
+        nct.ODETerm(forced_decay),
+        y0,
+        t,
+        solver=solver,
+        controller=nct.PIDController(rtol=1e-10, atol=1e-12),
+        dense=True,
+    )
     fractions = torch.linspace(0.0, 1.0, 41, dtype=F64)
     query = t[:, :1] + fractions[None] * (t[:, -1:] - t[:, :1])
     slope = sol.derivative(query)
     field = forced_decay(query.flatten(), sol.evaluate(query).flatten(0, 1), None).reshape(slope.shape)
-    # Hermite interpolants match the field exactly at step ends and to O(h^3) inside.
-    assert float((slope - field).abs().max()) <= 1e-4
+    # The quartic interpolants' derivative is O(h^4) accurate; the cubic Hermite one only
+    # O(h^3), which with Dopri8's long steps is far looser than the tolerance.
+    bound = 1e-6 if solver.dense_order == 4 else 2e-3
+    assert float(((slope - field).abs() / (1 + field.abs())).max()) <= bound
     # at the step ends the dense derivative is the slope the solver computed there
     ends = sol.dense.t1[:, :3]
-    end_slope = sol.derivative(ends.clamp(min=torch.minimum(t[:, :1], t[:, -1:]), max=torch.maximum(t[:, :1], t[:, -1:])))
+    end_slope = sol.derivative(
+        ends.clamp(min=torch.minimum(t[:, :1], t[:, -1:]), max=torch.maximum(t[:, :1], t[:, -1:]))
+    )
     end_field = forced_decay(ends.flatten(), sol.evaluate(ends).flatten(0, 1), None).reshape(end_slope.shape)
     torch.testing.assert_close(end_slope, end_field, rtol=1e-9, atol=1e-9)
 
@@ -134,7 +160,9 @@ def test_dense_output_skips_rejected_steps():
     # not leak into the interpolant.
     y0 = torch.tensor([[1.0]], dtype=F64)
     t = torch.tensor([0.0, 4.0], dtype=F64)
-    sol = nct.solve(nct.ODETerm(forced_decay), y0, t, dt0=4.0, controller=nct.PIDController(rtol=1e-9, atol=1e-11), dense=True)
+    sol = nct.solve(
+        nct.ODETerm(forced_decay), y0, t, dt0=4.0, controller=nct.PIDController(rtol=1e-9, atol=1e-11), dense=True
+    )
     assert int(sol.stats.rejected[0]) >= 1
     query = torch.linspace(0, 4, 101, dtype=F64)
     err = (sol.evaluate(query[None])[0, :, 0] - forced_decay_exact(0.0, 1.0, query)).abs().max()
@@ -159,6 +187,8 @@ def test_evaluate_of_a_failed_sample_covers_only_what_it_solved():
     assert sol.status.tolist()[0] == nct.Status.SUCCESS and sol.status.tolist()[1] != nct.Status.SUCCESS
     reached = float(sol.t_final[1])
     value = sol.evaluate(torch.tensor([2.0, reached / 2], dtype=F64))
-    torch.testing.assert_close(value[:, 0], torch.tensor([1.0, (0.5 - reached / 4) ** 2], dtype=F64), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        value[:, 0], torch.tensor([1.0, (0.5 - reached / 4) ** 2], dtype=F64), rtol=1e-4, atol=1e-6
+    )
     with pytest.raises(nct.InvalidInputError, match=r"sample 1"):
         sol.evaluate(torch.tensor([2.0, 2.5], dtype=F64))

@@ -13,6 +13,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import neuralct as nct
 
@@ -43,7 +45,9 @@ def assert_same_sample(batch_sol, b, alone, *, exact_counts=True):
 # --- batch-composition invariance ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solver", [nct.Tsit5(), nct.Dopri5(), nct.Dopri8(), nct.Bosh3()], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "solver", [nct.Tsit5(), nct.Dopri5(), nct.Dopri8(), nct.Bosh3()], ids=lambda s: type(s).__name__
+)
 def test_batch_composition_does_not_change_solution(solver):
     t = torch.linspace(0, 6, 7, dtype=F64)
     controller = nct.PIDController(rtol=1e-6, atol=1e-8)
@@ -63,7 +67,9 @@ def test_batch_composition_does_not_change_fixed_step_solutions():
     t = torch.tensor([0.0, 0.35, 1.0, 2.2], dtype=F64)
     batch = nct.solve(VDP, VDP_Y0, t, solver=nct.RK4(), controller=nct.ConstantStep(0.01), args=MU)
     for b in range(len(MU)):
-        alone = nct.solve(VDP, VDP_Y0[b : b + 1], t, solver=nct.RK4(), controller=nct.ConstantStep(0.01), args=MU[b : b + 1])
+        alone = nct.solve(
+            VDP, VDP_Y0[b : b + 1], t, solver=nct.RK4(), controller=nct.ConstantStep(0.01), args=MU[b : b + 1]
+        )
         assert_same_sample(batch, b, alone)
 
 
@@ -85,6 +91,17 @@ def test_per_sample_control_spends_fewer_evaluations_than_a_shared_step():
     # with a shared accept/reject decision the easy samples pay for the stiff one
     assert bool((shared.stats.vf_evals[:2] > per_sample.stats.vf_evals[:2]).all())
     torch.testing.assert_close(shared.ys, per_sample.ys, rtol=1e-4, atol=1e-5)
+
+
+def test_joint_control_takes_one_step_size_for_the_whole_batch():
+    t = torch.tensor([0.0, 0.5, 2.0], dtype=F64)
+    controller = nct.PIDController(rtol=1e-6, atol=1e-8, per_sample=False)
+    shared = nct.solve(VDP, VDP_Y0, t, controller=controller, args=MU, dense=True)
+    for name in ("steps", "accepted", "rejected", "vf_evals"):
+        counts = getattr(shared.stats, name)
+        assert bool((counts == counts[0]).all()), f"{name} differs across samples: {counts.tolist()}"
+    step_starts = shared.dense.t0
+    torch.testing.assert_close(step_starts, step_starts[:1].expand_as(step_starts), rtol=0, atol=0)
 
 
 # --- per-sample time grids -------------------------------------------------------------------
@@ -113,7 +130,11 @@ MIXED_GRIDS = torch.tensor(
 
 @pytest.mark.parametrize(
     ("solver", "controller"),
-    [(nct.Tsit5(), nct.PIDController(rtol=1e-8, atol=1e-10)), (nct.Dopri8(), nct.PIDController(rtol=1e-8, atol=1e-10)), (nct.RK4(), nct.ConstantStep(0.01))],
+    [
+        (nct.Tsit5(), nct.PIDController(rtol=1e-8, atol=1e-10)),
+        (nct.Dopri8(), nct.PIDController(rtol=1e-8, atol=1e-10)),
+        (nct.RK4(), nct.ConstantStep(0.01)),
+    ],
     ids=["Tsit5", "Dopri8", "RK4"],
 )
 def test_per_sample_time_grids_match_solving_each_row_alone(solver, controller):
@@ -181,7 +202,13 @@ def test_a_nan_in_a_trial_step_is_rejected_and_the_step_shrunk():
     # y0 = 1 reaches 0 at t = 2; a first step of 1.9 sends stages below 0 (NaN), which must be
     # rejected and retried smaller rather than accepted or propagated.
     t = torch.tensor([0.0, 1.5], dtype=F64)
-    sol = nct.solve(nct.ODETerm(sqrt_decay), torch.ones(1, 1, dtype=F64), t, dt0=1.9, controller=nct.PIDController(rtol=1e-8, atol=1e-10))
+    sol = nct.solve(
+        nct.ODETerm(sqrt_decay),
+        torch.ones(1, 1, dtype=F64),
+        t,
+        dt0=1.9,
+        controller=nct.PIDController(rtol=1e-8, atol=1e-10),
+    )
     assert int(sol.status[0]) == nct.Status.SUCCESS
     assert int(sol.stats.rejected[0]) >= 1
     torch.testing.assert_close(sol.ys[0, -1, 0], torch.tensor(0.0625, dtype=F64), rtol=1e-7, atol=1e-9)
@@ -189,7 +216,11 @@ def test_a_nan_in_a_trial_step_is_rejected_and_the_step_shrunk():
 
 @pytest.mark.parametrize(
     ("solver", "controller"),
-    [(nct.Tsit5(), nct.PIDController(rtol=1e-6, atol=1e-9)), (nct.Heun(), nct.PIDController(rtol=1e-3, atol=1e-6)), (nct.RK4(), nct.ConstantStep(0.1))],
+    [
+        (nct.Tsit5(), nct.PIDController(rtol=1e-6, atol=1e-9)),
+        (nct.Heun(), nct.PIDController(rtol=1e-3, atol=1e-6)),
+        (nct.RK4(), nct.ConstantStep(0.1)),
+    ],
     ids=["Tsit5", "Heun", "RK4"],
 )
 def test_a_sample_whose_field_turns_nan_fails_alone(solver, controller):
@@ -259,7 +290,11 @@ def oscillator(t, y, args):
     return torch.stack([y[:, 1], -y[:, 0]], dim=1)
 
 
-@pytest.mark.parametrize("controller", [nct.PIDController(rtol=1e-6, atol=1e-8), nct.PIDController(rtol=1e-3, atol=1e-6), nct.ConstantStep(0.1)], ids=["pid-tight", "pid-loose", "constant"])
+@pytest.mark.parametrize(
+    "controller",
+    [nct.PIDController(rtol=1e-6, atol=1e-8), nct.PIDController(rtol=1e-3, atol=1e-6), nct.ConstantStep(0.1)],
+    ids=["pid-tight", "pid-loose", "constant"],
+)
 def test_float32_state_with_float64_times_at_large_t_completes(controller):
     y0 = torch.tensor([[1.0, 0.0], [0.3, -0.7]], dtype=torch.float32)
     t = torch.tensor([1e4, 1e4 + 2.5, 1e4 + 10.0], dtype=F64)
@@ -273,7 +308,11 @@ def test_float32_state_with_float64_times_at_large_t_completes(controller):
 
 
 @pytest.mark.parametrize("t0", [600.0, 1e4, 1e5])
-@pytest.mark.parametrize("controller", [nct.PIDController(rtol=1e-3, atol=1e-6), nct.PIDController(rtol=1e-6, atol=1e-8), nct.ConstantStep(0.1)], ids=["pid-loose", "pid-tight", "constant"])
+@pytest.mark.parametrize(
+    "controller",
+    [nct.PIDController(rtol=1e-3, atol=1e-6), nct.PIDController(rtol=1e-6, atol=1e-8), nct.ConstantStep(0.1)],
+    ids=["pid-loose", "pid-tight", "constant"],
+)
 def test_float32_times_at_large_t_terminate_promptly(t0, controller):
     # In float32 the spacing of times near 1e5 is ~0.008: a step smaller than that leaves t
     # unchanged. The solve must either finish or report DT_UNDERFLOW, never spin until max_steps.
@@ -295,7 +334,9 @@ def test_end_time_a_hair_from_a_step_boundary_completes(end):
     assert float(fixed.t_final[0]) == end
     assert int(fixed.stats.steps[0]) in (10, 11)
     for solver in (nct.Tsit5(), nct.Dopri8()):
-        adaptive = nct.solve(term, y0, t, solver=solver, controller=nct.PIDController(rtol=1e-8, atol=1e-10, dt_max=0.1))
+        adaptive = nct.solve(
+            term, y0, t, solver=solver, controller=nct.PIDController(rtol=1e-8, atol=1e-10, dt_max=0.1)
+        )
         assert float(adaptive.t_final[0]) == end
         torch.testing.assert_close(adaptive.ys[0, -1], fixed.ys[0, -1], rtol=1e-6, atol=1e-8)
 
@@ -306,9 +347,80 @@ def test_constant_steps_that_sum_to_the_span_up_to_rounding_take_no_sliver_step(
     term = nct.ODETerm(forced_decay)
     y0 = torch.ones(1, 1, dtype=F64)
     for dt, span, steps in ((0.1, 1.0, 10), (0.01, 1.0, 100), (0.1, 3.0, 30), (0.3, 0.9, 3)):
-        sol = nct.solve(term, y0, torch.tensor([0.0, span], dtype=F64), solver=nct.RK4(), controller=nct.ConstantStep(dt))
+        sol = nct.solve(
+            term, y0, torch.tensor([0.0, span], dtype=F64), solver=nct.RK4(), controller=nct.ConstantStep(dt)
+        )
         assert int(sol.stats.steps[0]) == steps, (dt, span)
         assert float(sol.t_final[0]) == span
     grid = torch.linspace(0, 1, 11, dtype=F64)
     sol = nct.solve(term, y0, grid, solver=nct.RK4(), controller=nct.ConstantStep(0.1))
     assert int(sol.stats.steps[0]) == 10
+
+
+def test_a_field_that_is_nan_at_the_start_fails_that_sample_without_spinning():
+    # sqrt of a negative rate: the slope at t0 is NaN, so is the starting-step heuristic's
+    # step; the sample must fail as NONFINITE rather than run to max_steps with a NaN step.
+    term = nct.ODETerm(lambda t, y, args: -torch.sqrt(args) * y)
+    rates = torch.tensor([[1.0], [-1.0]], dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    sol = nct.solve(term, torch.ones(2, 1, dtype=F64), t, args=rates, throw=False)
+    assert sol.status.tolist() == [nct.Status.SUCCESS, nct.Status.NONFINITE]
+    assert int(sol.stats.steps[1]) < 10
+    # with a given first step it shrinks the step until it vanishes, then fails the same way
+    sol = nct.solve(term, torch.ones(2, 1, dtype=F64), t, args=rates, dt0=0.1, throw=False)
+    assert sol.status.tolist() == [nct.Status.SUCCESS, nct.Status.NONFINITE]
+    assert int(sol.stats.steps[1]) < 4096
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "status"), [(9, nct.Status.MAX_STEPS), (10, nct.Status.SUCCESS), (11, nct.Status.SUCCESS)]
+)
+def test_max_steps_counts_the_step_that_reaches_the_end(max_steps, status):
+    sol = nct.solve(
+        nct.ODETerm(forced_decay),
+        torch.ones(1, 1, dtype=F64),
+        torch.tensor([0.0, 1.0], dtype=F64),
+        solver=nct.RK4(),
+        controller=nct.ConstantStep(0.1),
+        max_steps=max_steps,
+        throw=False,
+    )
+    assert int(sol.status[0]) == status
+    assert int(sol.stats.steps[0]) == min(max_steps, 10)
+
+
+def test_states_with_several_dimensions_are_per_sample_too():
+    y0 = torch.randn(3, 2, 4, dtype=F64)
+    rates = torch.tensor([0.5, 3.0, 40.0], dtype=F64)[:, None, None]
+    term = nct.ODETerm(lambda t, y, args: -args * y + torch.cos(t)[:, None, None])
+    t = torch.tensor([0.0, 1.0, 2.0], dtype=F64)
+    controller = nct.PIDController(rtol=1e-7, atol=1e-9)
+    batch = nct.solve(term, y0, t, args=rates, controller=controller)
+    assert batch.ys.shape == (3, 3, 2, 4)
+    for b in range(3):
+        alone = nct.solve(term, y0[b : b + 1], t, args=rates[b : b + 1], controller=controller)
+        assert_same_sample(batch, b, alone)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.1, 50.0), min_size=2, max_size=5),
+    starts=st.lists(st.floats(-3.0, 3.0), min_size=5, max_size=5),
+    spans=st.lists(st.floats(-2.0, 2.0).filter(lambda x: abs(x) > 0.05), min_size=5, max_size=5),
+    pick=st.integers(0, 4),
+)
+def test_any_sample_solves_the_same_alone_as_in_any_batch(rates, starts, spans, pick):
+    batch = len(rates)
+    pick = pick % batch
+    rate = torch.tensor(rates, dtype=F64)[:, None]
+    fractions = torch.tensor([0.0, 0.3, 1.0], dtype=F64)
+    t = (
+        torch.tensor(starts[:batch], dtype=F64)[:, None]
+        + fractions[None] * torch.tensor(spans[:batch], dtype=F64)[:, None]
+    )
+    y0 = torch.linspace(-1.0, 1.0, batch, dtype=F64)[:, None]
+    term = nct.ODETerm(lambda t, y, args: -args * (y - torch.sin(t)[:, None]))
+    controller = nct.PIDController(rtol=1e-6, atol=1e-8)
+    together = nct.solve(term, y0, t, args=rate, controller=controller)
+    alone = nct.solve(term, y0[pick : pick + 1], t[pick], args=rate[pick : pick + 1], controller=controller)
+    assert_same_sample(together, pick, alone)

@@ -43,7 +43,9 @@ def test_non_monotonic_t_names_the_sample_and_index():
 
 
 def test_repeated_time_in_a_shared_grid_is_not_monotonic():
-    with pytest.raises(nct.InvalidInputError, match=r"`t` must be strictly monotonic.*t\[0, 2\] = 1 after t\[0, 1\] = 1"):
+    with pytest.raises(
+        nct.InvalidInputError, match=r"`t` must be strictly monotonic.*t\[0, 2\] = 1 after t\[0, 1\] = 1"
+    ):
         solve(t=torch.tensor([0.0, 1.0, 1.0]))
 
 
@@ -82,7 +84,9 @@ def test_t_that_is_not_a_tensor_is_rejected():
 
 
 def test_float32_t_with_float64_y0_is_rejected():
-    with pytest.raises(nct.InvalidInputError, match=r"`t` has dtype torch.float32, less precise than `y0` \(torch.float64\)"):
+    with pytest.raises(
+        nct.InvalidInputError, match=r"`t` has dtype torch.float32, less precise than `y0` \(torch.float64\)"
+    ):
         solve(y0=Y0.double(), t=torch.tensor([0.0, 1.0]))
 
 
@@ -126,7 +130,9 @@ def test_integer_y0_is_rejected():
 
 def test_term_parameters_in_float64_with_a_float32_state_are_incompatible():
     term = nct.ODETerm(torch.nn.Linear(3, 3).double())
-    with pytest.raises(nct.IncompatibleTermError, match=r"term tensor `f.weight` has dtype torch.float64 but `y0` has torch.float32"):
+    with pytest.raises(
+        nct.IncompatibleTermError, match=r"term tensor `f.weight` has dtype torch.float64 but `y0` has torch.float32"
+    ):
         solve(term=term)
 
 
@@ -140,7 +146,9 @@ def test_term_buffers_in_another_dtype_are_incompatible():
 
 def test_pid_controller_with_a_fixed_step_solver_is_incompatible():
     for solver in (nct.Euler(), nct.Midpoint(), nct.Ralston(), nct.RK4()):
-        with pytest.raises(nct.IncompatibleTermError, match=rf"solver {type(solver).__name__} has no error estimate.*ConstantStep"):
+        with pytest.raises(
+            nct.IncompatibleTermError, match=rf"solver {type(solver).__name__} has no error estimate.*ConstantStep"
+        ):
             solve(solver=solver, controller=nct.PIDController())
 
 
@@ -156,7 +164,11 @@ def test_wrong_term_type_names_term():
 
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
-    [("solver", "tsit5", "AbstractSolver; got str"), ("controller", 0.1, "AbstractController; got float"), ("gradient", None, "AbstractGradient; got NoneType")],
+    [
+        ("solver", "tsit5", "AbstractSolver; got str"),
+        ("controller", 0.1, "AbstractController; got float"),
+        ("gradient", None, "AbstractGradient; got NoneType"),
+    ],
 )
 def test_wrong_solver_controller_or_gradient_type_names_the_argument(name, value, expected):
     with pytest.raises(TypeError, match=rf"`{name}` must be a {expected}"):
@@ -234,7 +246,9 @@ def test_solve_failed_names_the_sample_its_time_and_the_fix():
     rates = torch.tensor([[1.0], [400.0]])
     term = nct.ODETerm(lambda t, y, args: -args * y)
     with pytest.raises(nct.SolveFailed) as info:
-        nct.solve(term, torch.ones(2, 1), T, args=rates, controller=nct.PIDController(rtol=1e-8, atol=1e-10), max_steps=20)
+        nct.solve(
+            term, torch.ones(2, 1), T, args=rates, controller=nct.PIDController(rtol=1e-8, atol=1e-10), max_steps=20
+        )
     message = str(info.value)
     assert "sample 1: MAX_STEPS" in message and "sample 0" not in message
     assert "raise max_steps (20)" in message and "throw=False" in message
@@ -250,7 +264,10 @@ def test_evaluate_without_dense_output_is_rejected():
 
 def test_evaluate_outside_the_solved_interval_names_sample_and_time():
     sol = solve(dense=True)
-    with pytest.raises(nct.InvalidInputError, match=r"`t` must lie inside each sample's solved interval; sample 1 asks t\[1, 0\] = 1.5, outside \[0, 1\]"):
+    with pytest.raises(
+        nct.InvalidInputError,
+        match=r"`t` must lie inside each sample's solved interval; sample 1 asks t\[1, 0\] = 1.5, outside \[0, 1\]",
+    ):
         sol.evaluate(torch.tensor([0.5, 1.5]))
     with pytest.raises(nct.InvalidInputError, match=r"sample 0 asks t\[0, 1\] = -0.1"):
         sol.evaluate(torch.tensor([[0.5, -0.1], [0.2, 0.3]]))
@@ -268,3 +285,11 @@ def test_evaluate_with_the_wrong_batch_size_is_rejected():
         sol.evaluate(torch.tensor([0.5, 0.5, 0.5]))
     with pytest.raises(nct.InvalidInputError, match=r"`t` must be \[B\] or \[B, K\] with B = 2; got \(\)"):
         sol.evaluate(torch.tensor(0.5))
+
+
+def test_y0_with_an_empty_state_is_rejected():
+    with pytest.raises(
+        nct.InvalidInputError,
+        match=r"`y0` must have shape \[B, \*state\] with B >= 1 and a non-empty state; got \(2, 0\)",
+    ):
+        solve(y0=torch.ones(2, 0))

@@ -2,3 +2,5 @@
 
 from .torchdiffeq import TorchDiffEq
 from .torchsde import TorchSDE, TorchSDEMethod
+
+__all__ = ["TorchDiffEq", "TorchSDE", "TorchSDEMethod"]

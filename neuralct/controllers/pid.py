@@ -28,15 +28,22 @@ class PIDController(AbstractController):
     r_{n-2}^{-\\beta_D/k}$, clipped to `[factor_min, factor_max]` (at most 1 after a rejection).
     A step is accepted when $r_n \\le 1$; a non-finite error is rejected and the step cut by
     `factor_min`. Step sizes, accept/reject and history are per sample unless
-    `per_sample=False`, where the batch shares the worst sample's error (as torchdiffeq does)
-    for comparison.
+    `per_sample=False` (joint control, for comparison): the batch then starts from the
+    smallest sample's initial step and shares the worst sample's error ratio, so every
+    sample is accepted or rejected together and takes the same step (as torchdiffeq does),
+    except where a sample's own output times clip it.
 
     Args:
-        rtol, atol: relative and absolute tolerance.
-        pcoeff, icoeff, dcoeff: the PID coefficients ($\\beta_P, \\beta_I, \\beta_D$).
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        pcoeff: proportional coefficient $\\beta_P$.
+        icoeff: integral coefficient $\\beta_I$.
+        dcoeff: derivative coefficient $\\beta_D$.
         dt_min: a sample whose step must fall below this fails with `DT_UNDERFLOW`.
         dt_max: largest step magnitude.
-        safety, factor_min, factor_max: step-change safety factor and bounds.
+        safety: safety factor on the proposed step change.
+        factor_min: smallest step-change factor.
+        factor_max: largest step-change factor after an accepted step.
         norm: `[B, *state]` -> `[B]` norm of the scaled error (RMS by default).
         per_sample: per-sample control (default) or one shared step for the batch.
     """
@@ -105,10 +112,19 @@ class PIDController(AbstractController):
         if f0 is None or not isinstance(term, AbstractDriftTerm):
             return direction * torch.clamp(span * 1e-2, max=self.dt_max), state, 0
         h0, evals = self._initial_step(term, solver, t0, y0, f0, direction, args)
+        if not self.per_sample:
+            h0 = h0.amin().expand_as(h0)
         return direction * torch.minimum(h0, span).clamp(self.dt_min, self.dt_max), state, evals
 
     def _initial_step(
-        self, term: AbstractDriftTerm, solver: AbstractSolver, t0: Tensor, y0: Tensor, f0: Tensor, direction: Tensor, args: Any
+        self,
+        term: AbstractDriftTerm,
+        solver: AbstractSolver,
+        t0: Tensor,
+        y0: Tensor,
+        f0: Tensor,
+        direction: Tensor,
+        args: Any,
     ) -> tuple[Tensor, int]:
         """Hairer, Nørsett & Wanner, Solving ODEs I, section II.4: starting step size."""
         scale = self.atol + self.rtol * y0.abs()
@@ -121,7 +137,9 @@ class PIDController(AbstractController):
         d2 = self.norm((f1 - f0) / scale) / h0
         k = (solver.error_order or 1) + 1
         biggest = torch.maximum(d1, d2)
-        h1 = torch.where(biggest <= 1e-15, torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3), (0.01 / biggest) ** (1.0 / k))
+        h1 = torch.where(
+            biggest <= 1e-15, torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3), (0.01 / biggest) ** (1.0 / k)
+        )
         return torch.minimum(100 * h0, h1).to(t0.dtype).detach(), 1
 
     def adapt(
@@ -147,7 +165,11 @@ class PIDController(AbstractController):
             h_next = h * factor.to(h.dtype)
             if self.dt_max < math.inf:
                 h_next = h_next.clamp(-self.dt_max, self.dt_max)
-            new_state = state if self._is_integral else (torch.where(accept, inv, state[0]), torch.where(accept, state[0], state[1]))
+            new_state = (
+                state
+                if self._is_integral
+                else (torch.where(accept, inv, state[0]), torch.where(accept, state[0], state[1]))
+            )
         return accept, h_next, new_state
 
     @property

@@ -49,9 +49,10 @@ class Backsolve(AbstractGradient):
     otherwise (O(B^2) work, e.g. for `ControlTerm`s whose path holds per-sample data).
 
     Args:
-        rtol, atol: tolerances of the backward solve; `None` takes the forward
+        rtol: relative tolerance of the backward solve; `None` takes the forward
             `PIDController`'s. With a `ConstantStep` forward and no tolerances, the backward
             solve uses the same `ConstantStep`.
+        atol: absolute tolerance of the backward solve; `None` as for `rtol`.
         seminorm: leave the parameter adjoint out of the backward error norm (Kidger, Chen &
             Lyons, "'Hey, that's not an ODE'", ICML 2021); fewer backward steps, same
             accuracy for $y_0$ and, in practice, for the parameters.

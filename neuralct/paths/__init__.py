@@ -1,5 +1,7 @@
 """Paths: objects evaluated at per-sample times (dense solutions, controls, Brownian motion)."""
 
+from .brownian import BrownianPath, LevyArea
 from .dense import DenseInterpolant
+from .interpolation import AbstractPiecewisePath, CubicPath, LinearPath
 
-__all__ = ["DenseInterpolant"]
+__all__ = ["AbstractPiecewisePath", "BrownianPath", "CubicPath", "DenseInterpolant", "LevyArea", "LinearPath"]

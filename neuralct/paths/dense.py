@@ -98,7 +98,9 @@ class DenseInterpolant:
         """Interpolated state at `[B]` or `[B, Q]` times -> `[B, *state]` or `[B, Q, *state]`."""
         tq, single = self._queries(t)
         index, theta = self._locate(tq)
-        out = evaluate_polynomial(self._gather(self.y0, index), self._gather(self.coeffs, index), theta.to(self.y0.dtype))
+        out = evaluate_polynomial(
+            self._gather(self.y0, index), self._gather(self.coeffs, index), theta.to(self.y0.dtype)
+        )
         return out[:, 0] if single else out
 
     def derivative(self, t: Tensor) -> Tensor:

@@ -42,7 +42,7 @@ class StepResult:
 class AbstractSolver(abc.ABC):
     """A one-step method.
 
-    Class attributes:
+    Attributes:
         order: the method's (strong, for SDEs) order of convergence.
         error_order: order of the embedded error estimate, or `None` when the method
             has none (it then runs with `ConstantStep` only).

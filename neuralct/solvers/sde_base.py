@@ -34,7 +34,7 @@ ALL_NOISE = frozenset(NoiseType)
 class AbstractSDESolver(AbstractSolver):
     """A fixed-step one-step method for SDEs given as a `MultiTerm`.
 
-    Class attributes:
+    Attributes:
         order: strong order guaranteed for every accepted noise type.
         weak_order: weak order.
         noise_types: the [`NoiseType`][neuralct.NoiseType]s the method handles.

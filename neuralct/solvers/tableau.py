@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ class ButcherTableau:
     def __post_init__(self) -> None:
         stages = len(self.c)
         if len(self.a) != stages or any(len(row) != i for i, row in enumerate(self.a)):
-            raise ValueError(f"`a` must be lower triangular with {stages} rows; got row lengths {[len(r) for r in self.a]}")
+            raise ValueError(
+                f"`a` must be lower triangular with {stages} rows; got row lengths {[len(r) for r in self.a]}"
+            )
         if len(self.b) != stages or (self.b_error is not None and len(self.b_error) != stages):
             raise ValueError(f"`b` and `b_error` must have {stages} entries")
         if abs(sum(self.b) - 1.0) > 1e-12:
@@ -73,7 +75,7 @@ def _weights(row: tuple[float, ...] | None, dtype: torch.dtype, device: torch.de
     return index, torch.tensor([row[i] for i in index], dtype=dtype, device=device)
 
 
-@lru_cache(maxsize=None)
+@cache
 def tableau_tensors(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> TableauTensors:
     """The tableau's weights as tensors of `dtype` on `device` (cached per tableau)."""
     dense = None if tableau.dense is None else torch.tensor(tableau.dense, dtype=dtype, device=device)

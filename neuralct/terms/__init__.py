@@ -2,6 +2,19 @@
 
 from .base import AbstractDriftTerm, AbstractTerm
 from .control import ControlTerm
+from .delay import DelayTerm
+from .multi import MultiTerm
+from .noise import NoiseTerm, NoiseType, SDEType
 from .ode import ODETerm
 
-__all__ = ["AbstractDriftTerm", "AbstractTerm", "ControlTerm", "ODETerm"]
+__all__ = [
+    "AbstractDriftTerm",
+    "AbstractTerm",
+    "ControlTerm",
+    "DelayTerm",
+    "MultiTerm",
+    "NoiseTerm",
+    "NoiseType",
+    "ODETerm",
+    "SDEType",
+]

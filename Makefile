@@ -1,0 +1,67 @@
+# neuralct developer commands. `make demo` and `make test` are all a new checkout needs.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# python3.11 (the tested version) when it runs, else python3; override with `make BOOTSTRAP_PYTHON=...`.
+BOOTSTRAP_PYTHON ?= $(shell for p in python3.11 python3; do $$p -c '' 2>/dev/null && { command -v $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# Parallel pytest workers; each worker runs torch single-threaded so they do not oversubscribe the cores.
+WORKERS ?= 2
+PYTEST_ARGS ?=
+
+export MPLBACKEND := Agg
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: help venv demo test test-slow bench docs lint clean
+
+help:
+	@echo "make venv       create .venv with the pinned versions in constraints.txt"
+	@echo "make demo       run examples/demo.py (plots go to examples/output/)"
+	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
+	@echo "make test-slow  only the tests marked slow"
+	@echo "make bench      run every benchmarks/*.py"
+	@echo "make docs       build the documentation site into site/ (strict)"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make clean      remove .venv, build outputs and caches"
+
+venv: $(STAMP)
+
+# Rebuilt whenever the declared dependencies or the pins change. torch goes in first, pinned,
+# so that pip takes the CPU wheel and never resolves a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(BOOTSTRAP_PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt torch
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,docs]'
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS)) $(PYTEST_ARGS)
+
+# pytest exits with 5 when nothing is marked slow; that is not a failure.
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m slow $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS)) $(PYTEST_ARGS) \
+		|| { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
+
+bench: $(STAMP)
+	@shopt -s nullglob; files=(benchmarks/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py yet"; fi; \
+	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit 1; done
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) site build dist *.egg-info .pytest_cache .ruff_cache .hypothesis examples/output
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
