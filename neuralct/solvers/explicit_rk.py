@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..terms.base import AbstractDriftTerm
 from .base import AbstractSolver, Carry, StepResult
-from .tableau import ButcherTableau, tableau_tensors
+from .tableau import ButcherTableau, Terms, dense_matrix
 
 
 def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
@@ -17,18 +17,20 @@ def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
     return h.to(like.dtype).reshape(h.shape + (1,) * (like.ndim - 1))
 
 
-def weighted_sum(ks: list[Tensor], weights: tuple[int, ...], coefficients: Tensor | None) -> Tensor | None:
-    """$\\sum_i w_i k_i$ over the stages `weights` (indices with non-zero weight).
+def combine_stages(ks: list[Tensor], terms: Terms) -> Tensor | None:
+    """$\\sum_i w_i k_i$ over the non-zero `(i, w_i)` `terms`, or `None` when there are none.
 
-    One stacked matrix product with the cached `coefficients` keeps the number of tensor
-    operations per stage constant: for small states they, not the arithmetic, dominate
-    the cost of a step.
+    A chain of scaled additions: elementwise, so a sample's result never depends on the
+    batch it is in, and cheaper than stacking the stages for a matrix product when, as for
+    neural ODEs with small states, per-operation overhead dominates the arithmetic.
     """
-    if not weights:
+    if not terms:
         return None
-    if len(weights) == 1:
-        return ks[weights[0]] * coefficients[0]
-    return torch.stack([ks[i] for i in weights], dim=-1) @ coefficients
+    (first, weight), *rest = terms
+    total = ks[first] * weight
+    for index, weight in rest:
+        total = total.add_(ks[index], alpha=weight)
+    return total
 
 
 def hermite_coefficients(y0: Tensor, y1: Tensor, f0: Tensor, f1: Tensor, hs: Tensor) -> Tensor:
@@ -74,28 +76,29 @@ class AbstractExplicitRK(AbstractSolver):
     ) -> StepResult:
         """One RK step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
         tab = self.tableau
-        weights = tableau_tensors(tab, y0.dtype, y0.device)
         hs = broadcast_step(h, y0)
         ks = [carry[0]]
         yi = y0
         for i in range(1, tab.stages):
-            increment = weighted_sum(ks, *weights.a[i])
+            increment = combine_stages(ks, tab.a_terms[i])
             yi = y0 if increment is None else torch.addcmul(y0, hs, increment)
             ks.append(term.vector_field(torch.add(t0, h, alpha=tab.c[i]), yi, args))
         evals = tab.stages - 1
         if tab.fsal:
             y1, f1 = yi, ks[-1]
         else:
-            y1 = torch.addcmul(y0, hs, weighted_sum(ks, *weights.b))
+            y1 = torch.addcmul(y0, hs, combine_stages(ks, tab.b_terms))
             f1 = term.vector_field(t0 + h, y1, args)
             evals += 1
-        error = None if tab.b_error is None else hs * weighted_sum(ks, *weights.b_error)
-        coeffs = self._dense(y0, y1, ks, f1, hs, weights.dense) if dense else None
+        error = None if tab.b_error is None else hs * combine_stages(ks, tab.b_error_terms)
+        coeffs = self._dense(y0, y1, ks, f1, hs) if dense else None
         return StepResult(y1=y1, error=error, carry=(f1,), evals=evals, coeffs=coeffs)
 
-    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, hs: Tensor, matrix: Tensor | None) -> Tensor:
+    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, hs: Tensor) -> Tensor:
         """`[B, P, *state]` dense-output coefficients (tableau polynomial or cubic Hermite)."""
+        matrix = dense_matrix(self.tableau, y0.dtype, y0.device)
         if matrix is None:
             return hermite_coefficients(y0, y1, ks[0], f1, hs)
-        stacked = torch.stack(ks, dim=-1) @ matrix.T
-        return (hs.unsqueeze(-1) * stacked).movedim(-1, 1)
+        stacked = torch.stack(ks).flatten(1)
+        per_power = (matrix @ stacked).unflatten(1, y0.shape).movedim(0, 1)
+        return per_power * hs.unsqueeze(1)

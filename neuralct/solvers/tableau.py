@@ -53,38 +53,43 @@ class ButcherTableau:
         """Number of stages s."""
         return len(self.c)
 
+    @property
+    def a_terms(self) -> tuple[Terms, ...]:
+        """Non-zero `(stage, weight)` pairs of every row of `a`."""
+        return _row_terms(self)[0]
 
-Weights = tuple[tuple[int, ...], "torch.Tensor | None"]
+    @property
+    def b_terms(self) -> Terms:
+        """Non-zero `(stage, weight)` pairs of `b`."""
+        return _row_terms(self)[1]
+
+    @property
+    def b_error_terms(self) -> Terms:
+        """Non-zero `(stage, weight)` pairs of `b_error` (empty without an error estimate)."""
+        return _row_terms(self)[2]
 
 
-@dataclass(frozen=True)
-class TableauTensors:
-    """A tableau's weights on one dtype and device, as (non-zero stage indices, coefficients)
-    pairs for each row of `a`, for `b` and for `b_error`; `dense` as a `[P, s]` matrix."""
-
-    a: tuple[Weights, ...]
-    b: Weights
-    b_error: Weights
-    dense: torch.Tensor | None
-
-
-def _weights(row: tuple[float, ...] | None, dtype: torch.dtype, device: torch.device) -> Weights:
-    if row is None:
-        return (), None
-    index = tuple(i for i, w in enumerate(row) if w != 0.0)
-    return index, torch.tensor([row[i] for i in index], dtype=dtype, device=device)
+Terms = tuple[tuple[int, float], ...]
 
 
 @cache
-def tableau_tensors(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> TableauTensors:
-    """The tableau's weights as tensors of `dtype` on `device` (cached per tableau)."""
-    dense = None if tableau.dense is None else torch.tensor(tableau.dense, dtype=dtype, device=device)
-    return TableauTensors(
-        a=tuple(_weights(row, dtype, device) for row in tableau.a),
-        b=_weights(tableau.b, dtype, device),
-        b_error=_weights(tableau.b_error, dtype, device),
-        dense=dense,
+def _row_terms(tableau: ButcherTableau) -> tuple[tuple[Terms, ...], Terms, Terms]:
+    return (
+        tuple(nonzero_terms(row) for row in tableau.a),
+        nonzero_terms(tableau.b),
+        nonzero_terms(tableau.b_error),
     )
+
+
+def nonzero_terms(row: tuple[float, ...] | None) -> Terms:
+    """`(stage index, weight)` pairs of a tableau row's non-zero weights (empty for `None`)."""
+    return () if row is None else tuple((i, w) for i, w in enumerate(row) if w != 0.0)
+
+
+@cache
+def dense_matrix(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+    """The tableau's `[P, s]` dense-output matrix as a tensor (cached per dtype and device)."""
+    return None if tableau.dense is None else torch.tensor(tableau.dense, dtype=dtype, device=device)
 
 
 def quartic_dense_from_midpoint(b: tuple[float, ...], b_mid: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
