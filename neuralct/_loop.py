@@ -23,8 +23,6 @@ from .solution import Solution, SolveStats, Status
 from .solvers.base import AbstractSolver, Carry, StepResult
 from .terms.base import AbstractTerm
 
-VF_EVALS, STEPS, ACCEPTED, REJECTED = range(4)
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -52,6 +50,24 @@ class Problem:
         """`[B, K]` save times times the direction: increasing in every row."""
         return (self.direction[:, None] * self.ts).contiguous()
 
+    @functools.cached_property
+    def sign(self) -> float | Tensor:
+        """The direction as a Python number when every sample goes the same way, else `[B]`."""
+        first = float(self.direction[0])
+        return first if bool((self.direction == first).all()) else self.direction
+
+    @functools.cached_property
+    def t_end(self) -> Tensor:
+        """`[B]` last save time of each sample."""
+        return self.ts[:, -1]
+
+    @functools.cached_property
+    def time_slack(self) -> Tensor:
+        """`[B]` a few ulps of the largest time magnitude each sample meets: how far a step may
+        fall short of a boundary by rounding alone."""
+        largest = torch.maximum(self.ts[:, 0].abs(), self.t_end.abs())
+        return 4 * torch.finfo(self.ts.dtype).eps * largest
+
     @property
     def want_coefficients(self) -> bool:
         """Whether steps must return dense-output coefficients."""
@@ -60,7 +76,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class LoopState:
-    """Per-sample loop state; every tensor is `[B, ...]` (counts is `[4, B]`).
+    """Per-sample loop state; every tensor is `[B, ...]`.
 
     Saved outputs are kept as blocks `[B, W, *state]` in `saves`; block j holds, for sample
     b, the outputs `save_from[j][b] <= k < save_from[j][b] + W` (only the first
@@ -76,7 +92,9 @@ class LoopState:
     next_jump: Tensor
     status: Tensor
     done: Tensor
-    counts: Tensor
+    vf_evals: Tensor
+    steps: Tensor
+    accepted: Tensor
     failure_reason: Tensor
     saves: tuple[Tensor, ...]
     save_from: tuple[Tensor, ...]
@@ -97,8 +115,6 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         problem.term, problem.solver, t0, y0, f0, direction, span, problem.dt0, problem.args
     )
     long = dict(dtype=torch.long, device=ts.device)
-    counts = torch.zeros(4, batch, **long)
-    counts[VF_EVALS] = evals + ctrl_evals
     if problem.jumps is not None:
         next_jump = (direction[:, None] * (problem.jumps - t0[:, None]) <= 0).sum(dim=1)
     else:
@@ -113,7 +129,9 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         next_jump=next_jump,
         status=torch.full((batch,), int(Status.SUCCESS), **long),
         done=torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device),
-        counts=counts,
+        vf_evals=torch.full((batch,), evals + ctrl_evals, **long),
+        steps=torch.zeros(batch, **long),
+        accepted=torch.zeros(batch, **long),
         failure_reason=torch.zeros(batch, **long),
         saves=(y0.unsqueeze(1),),
         save_from=(torch.zeros(batch, **long),),
@@ -145,7 +163,7 @@ def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
 def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor | None]:
     """The next time each sample must land on exactly, and whether it is a jump time."""
     direction = problem.direction
-    boundary = problem.ts[:, -1] if problem.interpolate_saves else _gather_row(problem.ts, state.next_save)
+    boundary = problem.t_end if problem.interpolate_saves else _gather_row(problem.ts, state.next_save)
     if problem.jumps is None:
         return boundary, None
     jump = _gather_row(problem.jumps, state.next_jump)
@@ -159,13 +177,12 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     solver = problem.solver
     running = ~s.done
     boundary, at_jump = _boundary(problem, s)
-    proposal = s.t + s.h
-    # A proposal short of the boundary by rounding (ten steps of 0.1 end at
+    # A step that would end short of the boundary by rounding (ten steps of 0.1 end at
     # 0.9999999999999999; long runs accumulate more) or by at most 0.1% of the step is
     # stretched onto it instead of leaving a sliver step.
-    rounding = 4 * torch.finfo(s.t.dtype).eps * torch.maximum(s.t.abs(), boundary.abs())
-    hit = problem.direction * (proposal - boundary) >= -torch.maximum(rounding, 1e-3 * s.h.abs())
-    t1 = torch.where(hit, boundary, proposal)
+    remaining = problem.sign * (boundary - s.t)
+    hit = remaining <= torch.add(problem.time_slack, s.h.abs(), alpha=1.001)
+    t1 = torch.where(hit, boundary, s.t + s.h)
     h = t1 - s.t
     if at_jump is not None:
         h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
@@ -173,14 +190,12 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     accept, h_next, ctrl = problem.controller.adapt(
         s.y, out.y1, out.error, h, s.controller, running, solver.error_order
     )
-    healthy = torch.isfinite(out.y1).flatten(1).all(dim=1)
+    healthy = _finite_rows(out.y1)
     if out.failed is not None:
         healthy = healthy & ~out.failed
     # A step below the time resolution leaves t unchanged and has zero error; accepting it
-    # would repeat forever, so it is rejected and fails as DT_UNDERFLOW (h == 0 below).
-    accept = accept & running & healthy & (hit | (h != 0))
-    evals = running.long() * out.evals
-    increments = torch.stack([evals, running.long(), accept.long(), (running ^ accept).long()])
+    # would repeat forever, so it is rejected and fails as DT_UNDERFLOW (see _update_status).
+    accept = accept & running & healthy & (h != 0)
     state = dataclasses.replace(
         s,
         t=torch.where(accept, t1, s.t),
@@ -188,7 +203,9 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         h=h_next,
         carry=solver.merge_carry(accept, out.carry, s.carry),
         controller=ctrl,
-        counts=s.counts + increments,
+        vf_evals=torch.add(s.vf_evals, running, alpha=out.evals),
+        steps=s.steps + running,
+        accepted=s.accepted + accept,
         iteration=s.iteration + 1,
     )
     if problem.dense:
@@ -199,6 +216,12 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     if at_jump is not None:
         state = _after_jumps(problem, state, accept & hit & at_jump)
     return _update_status(problem, state, running, accept, healthy, h, out)
+
+
+def _finite_rows(y: Tensor) -> Tensor:
+    """`[B]` whether every entry of each row of `y` `[B, *state]` is finite."""
+    finite = torch.isfinite(y)
+    return finite.all(dim=1) if y.ndim == 2 else finite.flatten(1).all(dim=1)
 
 
 def _save_reached(
@@ -217,24 +240,25 @@ def _save_reached(
     the dense polynomial for up to W times per sample); fixed-step solves land on save times.
     """
     if problem.interpolate_saves:
-        reached = torch.searchsorted(problem.key_times, (problem.direction * t1)[:, None], right=True).squeeze(1)
+        key = (problem.sign * t1).unsqueeze(1)
+        reached = torch.searchsorted(problem.key_times, key, right=True).squeeze(1)
         next_save = torch.where(accept, reached, state.next_save)
     else:
-        next_save = state.next_save + (accept & landed).long()
+        next_save = state.next_save + (accept & landed)
     width = int((next_save - state.next_save).max())
     if width == 0:
         return state
     if problem.interpolate_saves:
         columns = torch.arange(width, device=t1.device)
-        index = (state.next_save[:, None] + columns).clamp_max(problem.ts.shape[1] - 1)
+        index = (state.next_save.unsqueeze(1) + columns).clamp_max(problem.ts.shape[1] - 1)
         target = problem.ts.gather(1, index)
         # Finished samples take h = 0 steps; a NaN theta there would poison the gradient.
-        safe_h = torch.where(h == 0, torch.ones_like(h), h)
-        theta = ((target - before.t[:, None]) / safe_h[:, None]).to(before.y.dtype)
-        block = evaluate_polynomial(before.y[:, None], out.coeffs[:, None], theta)
-        block = torch.where(_expand_like(target == t1[:, None], block), out.y1[:, None], block)
+        safe_h = h + (h == 0)
+        theta = ((target - before.t.unsqueeze(1)) / safe_h.unsqueeze(1)).to(before.y.dtype)
+        block = evaluate_polynomial(before.y.unsqueeze(1), out.coeffs.unsqueeze(1), theta)
+        block = torch.where(_expand_like(target == t1.unsqueeze(1), block), out.y1.unsqueeze(1), block)
     else:
-        block = out.y1[:, None]
+        block = out.y1.unsqueeze(1)
     return dataclasses.replace(
         state,
         saves=state.saves + (block,),
@@ -269,13 +293,11 @@ def _after_jumps(problem: Problem, state: LoopState, jumped: Tensor) -> LoopStat
         return state
     past = state.t + problem.direction * _jump_margin(state.t, state.t)
     carry, evals = problem.solver.init(problem.term, past, state.y, problem.args)
-    counts = state.counts.clone()
-    counts[VF_EVALS] += evals * jumped
     return dataclasses.replace(
         state,
         carry=problem.solver.merge_carry(jumped, carry, state.carry),
-        next_jump=state.next_jump + jumped.long(),
-        counts=counts,
+        next_jump=state.next_jump + jumped,
+        vf_evals=torch.add(state.vf_evals, jumped, alpha=evals),
     )
 
 
@@ -302,7 +324,7 @@ def _update_status(
         done = done | failing
         state = dataclasses.replace(state, failure_reason=failure_reason)
     if state.iteration >= problem.max_steps:
-        out_of_steps = ~done & (state.counts[STEPS] >= problem.max_steps)
+        out_of_steps = ~done & (state.steps >= problem.max_steps)
         status = torch.where(out_of_steps, int(Status.MAX_STEPS), status)
         done = done | out_of_steps
     return dataclasses.replace(state, status=status, done=done)
@@ -310,15 +332,14 @@ def _update_status(
 
 def _failure_reason(healthy: Tensor, out: StepResult) -> Tensor:
     """Per-sample status code explaining a rejected step: NONFINITE, NEWTON_FAILED or 0."""
-    finite = torch.isfinite(out.y1).flatten(1).all(dim=1)
+    finite = _finite_rows(out.y1)
     newton = out.failed if out.failed is not None else torch.zeros_like(finite)
     return torch.where(~finite, int(Status.NONFINITE), torch.where(newton, int(Status.NEWTON_FAILED), 0))
 
 
 def finish(problem: Problem, state: LoopState) -> Solution:
     """Assemble the `Solution` from the final loop state."""
-    counts = state.counts
-    stats = SolveStats(counts[VF_EVALS], counts[STEPS], counts[ACCEPTED], counts[REJECTED])
+    stats = SolveStats(state.vf_evals, state.steps, state.accepted, state.steps - state.accepted)
     return Solution(
         ts=problem.ts,
         ys=_gather_saves(problem, state),

@@ -9,7 +9,8 @@ from torch import Tensor
 
 def rms_norm(x: Tensor) -> Tensor:
     """Root mean square over non-batch dims: `[B, *state]` -> `[B]`."""
-    return x.square().flatten(1).mean(dim=1).sqrt()
+    flat = x if x.ndim == 2 else x.flatten(1)
+    return torch.linalg.vector_norm(flat, dim=1) * flat.shape[1] ** -0.5
 
 
 def max_norm(x: Tensor) -> Tensor:

@@ -160,15 +160,17 @@ class PIDController(AbstractController):
             if not self.per_sample:
                 ratio = torch.where(running, ratio, 0.0).amax().expand_as(ratio)
             accept = ratio <= 1.0
-            inv = ratio.clamp_min(1e-10).reciprocal()
-            factor = self._factor(inv, accept, state, error_order + 1)
+            factor = self._factor(ratio, accept, state, error_order + 1)
             h_next = h * factor.to(h.dtype)
             if self.dt_max < math.inf:
                 h_next = h_next.clamp(-self.dt_max, self.dt_max)
             new_state = (
                 state
                 if self._is_integral
-                else (torch.where(accept, inv, state[0]), torch.where(accept, state[0], state[1]))
+                else (
+                    torch.where(accept, ratio.clamp_min(1e-10).reciprocal(), state[0]),
+                    torch.where(accept, state[0], state[1]),
+                )
             )
         return accept, h_next, new_state
 
@@ -176,20 +178,21 @@ class PIDController(AbstractController):
     def _is_integral(self) -> bool:
         return self.pcoeff == 0 and self.dcoeff == 0
 
-    def _factor(self, inv: Tensor, accept: Tensor, state: ControllerState, k: int) -> Tensor:
-        """Step multiplier from the inverse error ratios; NaN ratios give `factor_min`.
+    def _factor(self, ratio: Tensor, accept: Tensor, state: ControllerState, k: int) -> Tensor:
+        """Step multiplier from the error ratio; NaN ratios give `factor_min`.
 
-        After a rejection only the integral term acts and the step cannot grow.
+        After a rejection only the integral term acts and the step cannot grow (for the
+        integral controller this holds by itself: the ratio exceeds 1 and `safety <= 1`).
         """
         beta1 = (self.pcoeff + self.icoeff + self.dcoeff) / k
-        ceiling = torch.where(accept, self.factor_max, 1.0)
+        integral = ratio.clamp_min(1e-10).pow(-beta1).mul_(self.safety)
         if self._is_integral:
-            factor = torch.clamp(self.safety * inv**beta1, max=ceiling)
+            factor = integral
         else:
             prev, prev_prev = state
             beta2 = -(self.pcoeff + 2 * self.dcoeff) / k
             beta3 = self.dcoeff / k
-            pid = self.safety * inv**beta1 * prev**beta2 * prev_prev**beta3
-            on_reject = self.safety * inv ** (1.0 / k)
-            factor = torch.clamp(torch.where(accept, pid, on_reject), max=ceiling)
-        return torch.nan_to_num(factor, nan=self.factor_min).clamp_min(self.factor_min)
+            pid = integral * prev**beta2 * prev_prev**beta3
+            on_reject = torch.clamp(self.safety * ratio.clamp_min(1e-10) ** (-1.0 / k), max=1.0)
+            factor = torch.where(accept, pid, on_reject)
+        return torch.nan_to_num(factor, nan=self.factor_min).clamp_(self.factor_min, self.factor_max)

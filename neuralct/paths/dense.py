@@ -15,7 +15,10 @@ from ..errors import InvalidInputError
 
 
 def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
-    """Evaluate $y_0 + \\sum_p c_p \\theta^p$ as one batched matrix product.
+    """Evaluate $y_0 + \\sum_p c_p \\theta^p$ by Horner's rule.
+
+    Elementwise operations only, so a sample's value never depends on its batch mates.
+    `y0`, `coeffs` and `theta` broadcast against each other over the leading dimensions.
 
     Args:
         y0: `[..., *state]` value at $\\theta = 0$.
@@ -26,11 +29,11 @@ def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
         `[..., *state]` interpolated values.
     """
     lead = theta.ndim
-    degree = coeffs.shape[lead]
-    powers = torch.cumprod(theta.unsqueeze(-1).expand(*theta.shape, degree), dim=-1)
-    flat = coeffs.flatten(lead + 1).expand(*theta.shape, degree, -1)
-    values = (powers.unsqueeze(-2) @ flat).squeeze(-2)
-    return y0 + values.reshape(theta.shape + coeffs.shape[lead + 1 :])
+    theta = theta.reshape(theta.shape + (1,) * (coeffs.ndim - lead - 1))
+    acc = coeffs.select(lead, -1) * theta
+    for p in range(coeffs.shape[lead] - 2, -1, -1):
+        acc = (acc + coeffs.select(lead, p)) * theta
+    return y0 + acc
 
 
 def polynomial_derivative(coeffs: Tensor, theta: Tensor) -> Tensor:
