@@ -30,10 +30,10 @@ def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
     """
     lead = theta.ndim
     theta = theta.reshape(theta.shape + (1,) * (coeffs.ndim - lead - 1))
-    acc = coeffs.select(lead, -1) * theta
+    acc = coeffs.select(lead, -1)
     for p in range(coeffs.shape[lead] - 2, -1, -1):
-        acc = (acc + coeffs.select(lead, p)) * theta
-    return y0 + acc
+        acc = torch.addcmul(coeffs.select(lead, p), acc, theta)
+    return torch.addcmul(y0, acc, theta)
 
 
 def polynomial_derivative(coeffs: Tensor, theta: Tensor) -> Tensor:

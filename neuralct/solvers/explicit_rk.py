@@ -17,20 +17,34 @@ def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
     return h.to(like.dtype).reshape(h.shape + (1,) * (like.ndim - 1))
 
 
-def combine_stages(ks: list[Tensor], terms: Terms) -> Tensor | None:
-    """$\\sum_i w_i k_i$ over the non-zero `(i, w_i)` `terms`, or `None` when there are none.
+def combine_stages(ks: list[Tensor], terms: Terms) -> tuple[Tensor, float] | None:
+    """$\\sum_i w_i k_i$ over the non-zero `(i, w_i)` `terms` as `(sum / w_first, w_first)`,
+    or `None` when there are none.
 
-    A chain of scaled additions: elementwise, so a sample's result never depends on the
-    batch it is in, and cheaper than stacking the stages for a matrix product when, as for
-    neural ODEs with small states, per-operation overhead dominates the arithmetic.
+    A chain of scaled additions, with the first weight factored out so that the caller
+    applies it in the operation that consumes the sum (`torch.addcmul(..., value=w)`):
+    elementwise, so a sample's result never depends on the batch it is in, and with as
+    few tensor operations as possible, which is what dominates the cost of a step for
+    neural ODEs with small states.
     """
     if not terms:
         return None
-    (first, weight), *rest = terms
-    total = ks[first] * weight
+    (first, scale), *rest = terms
+    if not rest:
+        return ks[first], scale
+    (second, weight), *rest = rest
+    total = torch.add(ks[first], ks[second], alpha=weight / scale)
     for index, weight in rest:
-        total = total.add_(ks[index], alpha=weight)
-    return total
+        total = total.add_(ks[index], alpha=weight / scale)
+    return total, scale
+
+
+def step_with(y0: Tensor, hs: Tensor, combination: tuple[Tensor, float] | None) -> Tensor:
+    """$y_0 + h \\sum_i w_i k_i$ from the result of `combine_stages`."""
+    if combination is None:
+        return y0
+    total, scale = combination
+    return torch.addcmul(y0, hs, total, value=scale)
 
 
 def hermite_coefficients(y0: Tensor, y1: Tensor, f0: Tensor, f1: Tensor, hs: Tensor) -> Tensor:
@@ -44,6 +58,12 @@ def hermite_coefficients(y0: Tensor, y1: Tensor, f0: Tensor, f1: Tensor, hs: Ten
     c2 = 3 * delta - hs * (2 * f0 + f1)
     c3 = hs * (f0 + f1) - 2 * delta
     return torch.stack([c1, c2, c3], dim=1)
+
+
+def _error(hs: Tensor, combination: tuple[Tensor, float]) -> Tensor:
+    """Local error estimate $h \\sum_i e_i k_i$ from the result of `combine_stages`."""
+    total, scale = combination
+    return total * (hs * scale)
 
 
 class AbstractExplicitRK(AbstractSolver):
@@ -80,17 +100,16 @@ class AbstractExplicitRK(AbstractSolver):
         ks = [carry[0]]
         yi = y0
         for i in range(1, tab.stages):
-            increment = combine_stages(ks, tab.a_terms[i])
-            yi = y0 if increment is None else torch.addcmul(y0, hs, increment)
+            yi = step_with(y0, hs, combine_stages(ks, tab.a_terms[i]))
             ks.append(term.vector_field(torch.add(t0, h, alpha=tab.c[i]), yi, args))
         evals = tab.stages - 1
         if tab.fsal:
             y1, f1 = yi, ks[-1]
         else:
-            y1 = torch.addcmul(y0, hs, combine_stages(ks, tab.b_terms))
+            y1 = step_with(y0, hs, combine_stages(ks, tab.b_terms))
             f1 = term.vector_field(t0 + h, y1, args)
             evals += 1
-        error = None if tab.b_error is None else hs * combine_stages(ks, tab.b_error_terms)
+        error = None if tab.b_error is None else _error(hs, combine_stages(ks, tab.b_error_terms))
         coeffs = self._dense(y0, y1, ks, f1, hs) if dense else None
         return StepResult(y1=y1, error=error, carry=(f1,), evals=evals, coeffs=coeffs)
 
