@@ -9,7 +9,6 @@ of steps for checkpointing.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ class Problem:
     dense: bool
     jumps: Tensor | None
 
-    @property
+    @functools.cached_property
     def interpolate_saves(self) -> bool:
         """Adaptive solves with dense output interpolate save times instead of stepping onto them."""
         return self.controller.adaptive and self.solver.interpolates_saves
@@ -51,10 +50,13 @@ class Problem:
         return (self.direction[:, None] * self.ts).contiguous()
 
     @functools.cached_property
-    def sign(self) -> float | Tensor:
-        """The direction as a Python number when every sample goes the same way, else `[B]`."""
-        first = float(self.direction[0])
-        return first if bool((self.direction == first).all()) else self.direction
+    def forward(self) -> bool:
+        """Whether every sample integrates forward in time."""
+        return bool((self.direction > 0).all())
+
+    def along(self, t: Tensor) -> Tensor:
+        """`t` `[B, ...]` times each sample's direction: increasing along its solve."""
+        return t if self.forward else self.direction.reshape(t.shape[:1] + (1,) * (t.ndim - 1)) * t
 
     @functools.cached_property
     def t_end(self) -> Tensor:
@@ -68,7 +70,7 @@ class Problem:
         largest = torch.maximum(self.ts[:, 0].abs(), self.t_end.abs())
         return 4 * torch.finfo(self.ts.dtype).eps * largest
 
-    @property
+    @functools.cached_property
     def want_coefficients(self) -> bool:
         """Whether steps must return dense-output coefficients."""
         return self.interpolate_saves or self.dense
@@ -176,16 +178,7 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     """One attempted step for every running sample."""
     solver = problem.solver
     running = ~s.done
-    boundary, at_jump = _boundary(problem, s)
-    # A step that would end short of the boundary by rounding (ten steps of 0.1 end at
-    # 0.9999999999999999; long runs accumulate more) or by at most 0.1% of the step is
-    # stretched onto it instead of leaving a sliver step.
-    remaining = problem.sign * (boundary - s.t)
-    hit = remaining <= torch.add(problem.time_slack, s.h.abs(), alpha=1.001)
-    t1 = torch.where(hit, boundary, s.t + s.h)
-    h = t1 - s.t
-    if at_jump is not None:
-        h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
+    t1, h, hit, at_jump = _step_end(problem, s)
     out = solver.step(problem.term, s.t, s.y, h, s.carry, problem.args, problem.want_coefficients)
     accept, h_next, ctrl = problem.controller.adapt(
         s.y, out.y1, out.error, h, s.controller, running, solver.error_order
@@ -194,28 +187,59 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     if out.failed is not None:
         healthy = healthy & ~out.failed
     # A step below the time resolution leaves t unchanged and has zero error; accepting it
-    # would repeat forever, so it is rejected and fails as DT_UNDERFLOW (see _update_status).
+    # would repeat forever, so it is rejected and fails as DT_UNDERFLOW (see _statuses).
     accept = accept & running & healthy & (h != 0)
-    state = dataclasses.replace(
-        s,
-        t=torch.where(accept, t1, s.t),
-        y=_where_rows(accept, out.y1, s.y),
-        h=h_next,
-        carry=solver.merge_carry(accept, out.carry, s.carry),
-        controller=ctrl,
-        vf_evals=torch.add(s.vf_evals, running, alpha=out.evals),
-        steps=s.steps + running,
-        accepted=s.accepted + accept,
-        iteration=s.iteration + 1,
-    )
-    if problem.dense:
-        state = dataclasses.replace(state, records=state.records + ((s.t, t1, s.y, out.coeffs, accept),))
+    t = torch.where(accept, t1, s.t)
+    y = _where_rows(accept, out.y1, s.y)
+    carry = solver.merge_carry(accept, out.carry, s.carry)
+    vf_evals = torch.add(s.vf_evals, running, alpha=out.evals)
     # A jump time may coincide with the save time: the step then lands on both.
     landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
-    state = _save_reached(problem, state, s, out, h, t1, accept, landed)
+    saves, save_from, save_to, next_save = _saves_after(problem, s, out, h, t1, accept, landed)
+    next_jump = s.next_jump
     if at_jump is not None:
-        state = _after_jumps(problem, state, accept & hit & at_jump)
-    return _update_status(problem, state, running, accept, healthy, h, out)
+        carry, next_jump, vf_evals = _restart_past_jumps(
+            problem, t, y, carry, next_jump, vf_evals, accept & hit & at_jump
+        )
+    steps = s.steps + running
+    rejected = running & ~accept
+    status, done, failure_reason = _statuses(problem, s, t, h_next, next_save, steps, rejected, healthy, h, out)
+    return LoopState(
+        t=t,
+        y=y,
+        h=h_next,
+        carry=carry,
+        controller=ctrl,
+        next_save=next_save,
+        next_jump=next_jump,
+        status=status,
+        done=done,
+        vf_evals=vf_evals,
+        steps=steps,
+        accepted=s.accepted + accept,
+        failure_reason=failure_reason,
+        saves=saves,
+        save_from=save_from,
+        save_to=save_to,
+        records=s.records + ((s.t, t1, s.y, out.coeffs, accept),) if problem.dense else s.records,
+        iteration=s.iteration + 1,
+    )
+
+
+def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Where each sample's next step ends (`t1`), its signed size, whether it lands on the
+    boundary, and whether that boundary is a jump time."""
+    boundary, at_jump = _boundary(problem, s)
+    # A step that would end short of the boundary by rounding (ten steps of 0.1 end at
+    # 0.9999999999999999; long runs accumulate more) or by at most 0.1% of the step is
+    # stretched onto it instead of leaving a sliver step.
+    remaining = problem.along(boundary - s.t)
+    hit = remaining <= torch.add(problem.time_slack, s.h.abs(), alpha=1.001)
+    t1 = torch.where(hit, boundary, s.t + s.h)
+    h = t1 - s.t
+    if at_jump is not None:
+        h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
+    return t1, h, hit, at_jump
 
 
 def _finite_rows(y: Tensor) -> Tensor:
@@ -224,48 +248,54 @@ def _finite_rows(y: Tensor) -> Tensor:
     return finite.all(dim=1) if y.ndim == 2 else finite.flatten(1).all(dim=1)
 
 
-def _save_reached(
-    problem: Problem,
-    state: LoopState,
-    before: LoopState,
-    out: StepResult,
-    h: Tensor,
-    t1: Tensor,
-    accept: Tensor,
-    landed: Tensor,
-) -> LoopState:
-    """Write the outputs whose save times the accepted steps reached.
+Saves = tuple[tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...], Tensor]
+
+
+def _saves_after(
+    problem: Problem, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, accept: Tensor, landed: Tensor
+) -> Saves:
+    """The save blocks and pointer after writing the outputs whose save times the accepted
+    steps reached: `(saves, save_from, save_to, next_save)` as in `LoopState`.
 
     Adaptive solves interpolate every save time inside the step (one batched evaluation of
     the dense polynomial for up to W times per sample); fixed-step solves land on save times.
     """
     if problem.interpolate_saves:
-        key = (problem.sign * t1).unsqueeze(1)
+        key = problem.along(t1).unsqueeze(1)
         reached = torch.searchsorted(problem.key_times, key, right=True).squeeze(1)
-        next_save = torch.where(accept, reached, state.next_save)
+        next_save = torch.where(accept, reached, before.next_save)
     else:
-        next_save = state.next_save + (accept & landed)
-    width = int((next_save - state.next_save).max())
+        next_save = before.next_save + (accept & landed)
+    width = int((next_save - before.next_save).max())
     if width == 0:
-        return state
+        return before.saves, before.save_from, before.save_to, next_save
     if problem.interpolate_saves:
-        columns = torch.arange(width, device=t1.device)
-        index = (state.next_save.unsqueeze(1) + columns).clamp_max(problem.ts.shape[1] - 1)
-        target = problem.ts.gather(1, index)
-        # Finished samples take h = 0 steps; a NaN theta there would poison the gradient.
-        safe_h = h + (h == 0)
-        theta = ((target - before.t.unsqueeze(1)) / safe_h.unsqueeze(1)).to(before.y.dtype)
-        block = evaluate_polynomial(before.y.unsqueeze(1), out.coeffs.unsqueeze(1), theta)
-        block = torch.where(_expand_like(target == t1.unsqueeze(1), block), out.y1.unsqueeze(1), block)
+        block = _interpolated_block(problem, before, out, h, t1, width)
     else:
         block = out.y1.unsqueeze(1)
-    return dataclasses.replace(
-        state,
-        saves=state.saves + (block,),
-        save_from=state.save_from + (state.next_save,),
-        save_to=state.save_to + (next_save,),
-        next_save=next_save,
+    return (
+        before.saves + (block,),
+        before.save_from + (before.next_save,),
+        before.save_to + (next_save,),
+        next_save,
     )
+
+
+def _interpolated_block(
+    problem: Problem, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, width: int
+) -> Tensor:
+    """`[B, width, *state]` dense output at the next `width` save times of each sample; a save
+    time at the end of the step takes the step's value exactly."""
+    columns = torch.arange(width, device=t1.device)
+    index = (before.next_save.unsqueeze(1) + columns).clamp_max(problem.ts.shape[1] - 1)
+    target = problem.ts.gather(1, index)
+    # Samples that did not step (h = 0) or whose later columns lie beyond the step get a
+    # theta that is never read; it must still be finite, or its zero gradient becomes NaN.
+    theta = ((target - before.t.unsqueeze(1)) / h.unsqueeze(1)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    if theta.dtype != before.y.dtype:
+        theta = theta.to(before.y.dtype)
+    block = evaluate_polynomial(before.y.unsqueeze(1), out.coeffs.unsqueeze(1), theta)
+    return torch.where(_expand_like(target == t1.unsqueeze(1), block), out.y1.unsqueeze(1), block)
 
 
 def _expand_like(mask: Tensor, like: Tensor) -> Tensor:
@@ -286,35 +316,44 @@ def _short_of_jumps(h: Tensor, t0: Tensor, t1: Tensor, to_jump: Tensor, directio
     return torch.where(to_jump & (h.abs() > 2 * margin), h - direction * margin, h)
 
 
-def _after_jumps(problem: Problem, state: LoopState, jumped: Tensor) -> LoopState:
+def _restart_past_jumps(
+    problem: Problem, t: Tensor, y: Tensor, carry: Carry, next_jump: Tensor, vf_evals: Tensor, jumped: Tensor
+) -> tuple[Carry, Tensor, Tensor]:
     """Samples that landed on a jump time restart their carry from the limit past the jump
-    (evaluated a hair past it, see `_short_of_jumps`)."""
+    (evaluated a hair past it, see `_short_of_jumps`); returns `(carry, next_jump, vf_evals)`."""
     if not bool(jumped.any()):
-        return state
-    past = state.t + problem.direction * _jump_margin(state.t, state.t)
-    carry, evals = problem.solver.init(problem.term, past, state.y, problem.args)
-    return dataclasses.replace(
-        state,
-        carry=problem.solver.merge_carry(jumped, carry, state.carry),
-        next_jump=state.next_jump + jumped,
-        vf_evals=torch.add(state.vf_evals, jumped, alpha=evals),
+        return carry, next_jump, vf_evals
+    past = t + problem.direction * _jump_margin(t, t)
+    restarted, evals = problem.solver.init(problem.term, past, y, problem.args)
+    return (
+        problem.solver.merge_carry(jumped, restarted, carry),
+        next_jump + jumped,
+        torch.add(vf_evals, jumped, alpha=evals),
     )
 
 
-def _update_status(
-    problem: Problem, state: LoopState, running: Tensor, accept: Tensor, healthy: Tensor, h: Tensor, out: StepResult
-) -> LoopState:
-    """Finish samples that reached the end; fail those out of steps, step size or finite values."""
-    finished = state.next_save >= problem.ts.shape[1]
-    done = state.done | finished
-    status = state.status
-    rejected = running & ~accept
+def _statuses(
+    problem: Problem,
+    before: LoopState,
+    t: Tensor,
+    h_next: Tensor,
+    next_save: Tensor,
+    steps: Tensor,
+    rejected: Tensor,
+    healthy: Tensor,
+    h: Tensor,
+    out: StepResult,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`(status, done, failure_reason)` after a step: samples that reached their last save
+    time finish; those out of steps, step size or finite values fail."""
+    finished = next_save >= problem.ts.shape[1]
+    done = before.done | finished
+    status, failure_reason = before.status, before.failure_reason
     if bool(rejected.any()):
-        reason = _failure_reason(healthy, out)
-        failure_reason = torch.where(rejected, reason, state.failure_reason)
+        failure_reason = torch.where(rejected, _failure_reason(healthy, out), failure_reason)
         if problem.controller.adaptive:
             # A NaN step (e.g. from a non-finite slope at the start) must fail, not spin.
-            stalled = ~(state.h.abs() >= problem.controller.dt_min) | (state.t + state.h == state.t)
+            stalled = ~(h_next.abs() >= problem.controller.dt_min) | (t + h_next == t)
             failing = rejected & stalled
         else:
             failing = rejected
@@ -322,12 +361,11 @@ def _update_status(
         code = torch.where(failure_reason > 0, failure_reason, int(Status.DT_UNDERFLOW))
         status = torch.where(failing, code, status)
         done = done | failing
-        state = dataclasses.replace(state, failure_reason=failure_reason)
-    if state.iteration >= problem.max_steps:
-        out_of_steps = ~done & (state.steps >= problem.max_steps)
+    if before.iteration + 1 >= problem.max_steps:
+        out_of_steps = ~done & (steps >= problem.max_steps)
         status = torch.where(out_of_steps, int(Status.MAX_STEPS), status)
         done = done | out_of_steps
-    return dataclasses.replace(state, status=status, done=done)
+    return status, done, failure_reason
 
 
 def _failure_reason(healthy: Tensor, out: StepResult) -> Tensor:

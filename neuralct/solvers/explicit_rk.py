@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..terms.base import AbstractDriftTerm
 from .base import AbstractSolver, Carry, StepResult
-from .tableau import ButcherTableau, Terms, dense_matrix
+from .tableau import ButcherTableau, Terms
 
 
 def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
@@ -115,7 +115,7 @@ class AbstractExplicitRK(AbstractSolver):
 
     def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, hs: Tensor) -> Tensor:
         """`[B, P, *state]` dense-output coefficients (tableau polynomial or cubic Hermite)."""
-        matrix = dense_matrix(self.tableau, y0.dtype, y0.device)
+        matrix = self.tableau.dense_matrix(y0.dtype, y0.device)
         if matrix is None:
             return hermite_coefficients(y0, y1, ks[0], f1, hs)
         stacked = torch.stack(ks).flatten(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
 
 import numpy as np
 import torch
@@ -30,6 +29,10 @@ class ButcherTableau:
     b_error: tuple[float, ...] | None = None
     dense: tuple[tuple[float, ...], ...] | None = None
     fsal: bool = field(init=False)
+    a_terms: tuple[Terms, ...] = field(init=False, compare=False, repr=False)
+    b_terms: Terms = field(init=False, compare=False, repr=False)
+    b_error_terms: Terms = field(init=False, compare=False, repr=False)
+    _dense_tensors: dict = field(init=False, compare=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         stages = len(self.c)
@@ -47,49 +50,32 @@ class ButcherTableau:
         last = self.a[-1] + (0.0,)
         fsal = stages > 1 and self.c[-1] == 1.0 and all(abs(x - y) < 1e-15 for x, y in zip(last, self.b))
         object.__setattr__(self, "fsal", fsal)
+        # The non-zero (stage, weight) pairs of each row, looked up on every step.
+        object.__setattr__(self, "a_terms", tuple(nonzero_terms(row) for row in self.a))
+        object.__setattr__(self, "b_terms", nonzero_terms(self.b))
+        object.__setattr__(self, "b_error_terms", nonzero_terms(self.b_error))
 
     @property
     def stages(self) -> int:
         """Number of stages s."""
         return len(self.c)
 
-    @property
-    def a_terms(self) -> tuple[Terms, ...]:
-        """Non-zero `(stage, weight)` pairs of every row of `a`."""
-        return _row_terms(self)[0]
-
-    @property
-    def b_terms(self) -> Terms:
-        """Non-zero `(stage, weight)` pairs of `b`."""
-        return _row_terms(self)[1]
-
-    @property
-    def b_error_terms(self) -> Terms:
-        """Non-zero `(stage, weight)` pairs of `b_error` (empty without an error estimate)."""
-        return _row_terms(self)[2]
+    def dense_matrix(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+        """The `[P, s]` dense-output matrix as a tensor (cached per dtype and device), or `None`."""
+        if self.dense is None:
+            return None
+        key = (dtype, device)
+        if key not in self._dense_tensors:
+            self._dense_tensors[key] = torch.tensor(self.dense, dtype=dtype, device=device)
+        return self._dense_tensors[key]
 
 
 Terms = tuple[tuple[int, float], ...]
 
 
-@cache
-def _row_terms(tableau: ButcherTableau) -> tuple[tuple[Terms, ...], Terms, Terms]:
-    return (
-        tuple(nonzero_terms(row) for row in tableau.a),
-        nonzero_terms(tableau.b),
-        nonzero_terms(tableau.b_error),
-    )
-
-
 def nonzero_terms(row: tuple[float, ...] | None) -> Terms:
     """`(stage index, weight)` pairs of a tableau row's non-zero weights (empty for `None`)."""
     return () if row is None else tuple((i, w) for i, w in enumerate(row) if w != 0.0)
-
-
-@cache
-def dense_matrix(tableau: ButcherTableau, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-    """The tableau's `[P, s]` dense-output matrix as a tensor (cached per dtype and device)."""
-    return None if tableau.dense is None else torch.tensor(tableau.dense, dtype=dtype, device=device)
 
 
 def quartic_dense_from_midpoint(b: tuple[float, ...], b_mid: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
