@@ -9,6 +9,7 @@ of steps for checkpointing.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .controllers.base import AbstractController, ControllerState
-from .paths.dense import DenseInterpolant, evaluate_polynomial
+from .paths.dense import DenseInterpolant, accepted_end_keys, evaluate_polynomial
 from .solution import Solution, SolveStats, Status
 from .solvers.base import AbstractSolver, Carry, StepResult
 from .terms.base import AbstractTerm
@@ -76,6 +77,14 @@ class Problem:
         return self.interpolate_saves or self.dense
 
 
+# (t0, t1, y0, y1, dense coefficients, accepted) of one attempted step, all `[B, ...]`.
+StepRecord = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+
+# Steps whose records are kept before the save times they passed are interpolated in one
+# batch: bounds the memory of a solve without gradients while amortizing the interpolation.
+SAVE_WINDOW = 32
+
+
 @dataclass(frozen=True)
 class LoopState:
     """Per-sample loop state; every tensor is `[B, ...]`.
@@ -83,6 +92,10 @@ class LoopState:
     Saved outputs are kept as blocks `[B, W, *state]` in `saves`; block j holds, for sample
     b, the outputs `save_from[j][b] <= k < save_from[j][b] + W` (only the first
     `save_to[j][b] - save_from[j][b]` columns are used). `finish` maps them back to `[B, K]`.
+    Solves that interpolate save times keep the records of their latest steps in `window`
+    and interpolate the save times those steps passed every `SAVE_WINDOW` steps and at the
+    end (`next_save` counts the outputs written so far). `records` keeps every step for
+    dense output.
     """
 
     t: Tensor
@@ -101,7 +114,8 @@ class LoopState:
     saves: tuple[Tensor, ...]
     save_from: tuple[Tensor, ...]
     save_to: tuple[Tensor, ...]
-    records: tuple[tuple[Tensor, ...], ...]
+    window: tuple[StepRecord, ...]
+    records: tuple[StepRecord, ...]
     iteration: int = 0
 
 
@@ -138,6 +152,7 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         saves=(y0.unsqueeze(1),),
         save_from=(torch.zeros(batch, **long),),
         save_to=(torch.ones(batch, **long),),
+        window=(),
         records=(),
     )
 
@@ -193,9 +208,20 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     y = _where_rows(accept, out.y1, s.y)
     carry = solver.merge_carry(accept, out.carry, s.carry)
     vf_evals = torch.add(s.vf_evals, running, alpha=out.evals)
-    # A jump time may coincide with the save time: the step then lands on both.
-    landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
-    saves, save_from, save_to, next_save = _saves_after(problem, s, out, h, t1, accept, landed)
+    record = (s.t, t1, s.y, out.y1, out.coeffs, accept)
+    saves, save_from, save_to, next_save = s.saves, s.save_from, s.save_to, s.next_save
+    window = s.window
+    if problem.interpolate_saves:
+        finished = t == problem.t_end
+        window = window + (record,)
+        if len(window) >= SAVE_WINDOW:
+            saves, save_from, save_to, next_save = _interpolate_window(problem, t, window, s)
+            window = ()
+    else:
+        # A jump time may coincide with the save time: the step then lands on both.
+        landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
+        saves, save_from, save_to, next_save = _saves_landed_on(s, out.y1, accept & landed)
+        finished = next_save >= problem.ts.shape[1]
     next_jump = s.next_jump
     if at_jump is not None:
         carry, next_jump, vf_evals = _restart_past_jumps(
@@ -203,7 +229,7 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         )
     steps = s.steps + running
     rejected = running & ~accept
-    status, done, failure_reason = _statuses(problem, s, t, h_next, next_save, steps, rejected, healthy, h, out)
+    status, done, failure_reason = _statuses(problem, s, t, h_next, finished, steps, rejected, healthy, h, out)
     return LoopState(
         t=t,
         y=y,
@@ -221,7 +247,8 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         saves=saves,
         save_from=save_from,
         save_to=save_to,
-        records=s.records + ((s.t, t1, s.y, out.coeffs, accept),) if problem.dense else s.records,
+        window=window,
+        records=s.records + (record,) if problem.dense else s.records,
         iteration=s.iteration + 1,
     )
 
@@ -251,51 +278,52 @@ def _finite_rows(y: Tensor) -> Tensor:
 Saves = tuple[tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...], Tensor]
 
 
-def _saves_after(
-    problem: Problem, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, accept: Tensor, landed: Tensor
-) -> Saves:
-    """The save blocks and pointer after writing the outputs whose save times the accepted
-    steps reached: `(saves, save_from, save_to, next_save)` as in `LoopState`.
-
-    Adaptive solves interpolate every save time inside the step (one batched evaluation of
-    the dense polynomial for up to W times per sample); fixed-step solves land on save times.
-    """
-    if problem.interpolate_saves:
-        key = problem.along(t1).unsqueeze(1)
-        reached = torch.searchsorted(problem.key_times, key, right=True).squeeze(1)
-        next_save = torch.where(accept, reached, before.next_save)
-    else:
-        next_save = before.next_save + (accept & landed)
-    width = int((next_save - before.next_save).max())
-    if width == 0:
+def _saves_landed_on(before: LoopState, y1: Tensor, landed: Tensor) -> Saves:
+    """`(saves, save_from, save_to, next_save)` as in `LoopState` after the samples in
+    `landed` `[B]` stepped exactly onto their next save time with state `y1`."""
+    next_save = before.next_save + landed
+    if not bool(landed.any()):
         return before.saves, before.save_from, before.save_to, next_save
-    if problem.interpolate_saves:
-        block = _interpolated_block(problem, before, out, h, t1, width)
-    else:
-        block = out.y1.unsqueeze(1)
     return (
-        before.saves + (block,),
+        before.saves + (y1.unsqueeze(1),),
         before.save_from + (before.next_save,),
         before.save_to + (next_save,),
         next_save,
     )
 
 
-def _interpolated_block(
-    problem: Problem, before: LoopState, out: StepResult, h: Tensor, t1: Tensor, width: int
-) -> Tensor:
-    """`[B, width, *state]` dense output at the next `width` save times of each sample; a save
-    time at the end of the step takes the step's value exactly."""
-    columns = torch.arange(width, device=t1.device)
+def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, ...], before: LoopState) -> Saves:
+    """Write every save time up to each sample's current time `t` `[B]` from the dense
+    output of the steps in `window`; returns `(saves, save_from, save_to, next_save)`.
+
+    One batched evaluation for up to W save times per sample. A save time at the end of an
+    accepted step takes that step's value exactly.
+    """
+    reached = torch.searchsorted(problem.key_times, problem.along(t).unsqueeze(1), right=True).squeeze(1)
+    width = int((reached - before.next_save).max())
+    if width == 0:
+        return before.saves, before.save_from, before.save_to, reached
+    t0, t1, y0, y1, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*window))
+    columns = torch.arange(width, device=t.device)
     index = (before.next_save.unsqueeze(1) + columns).clamp_max(problem.ts.shape[1] - 1)
     target = problem.ts.gather(1, index)
-    # Samples that did not step (h = 0) or whose later columns lie beyond the step get a
-    # theta that is never read; it must still be finite, or its zero gradient becomes NaN.
-    theta = ((target - before.t.unsqueeze(1)) / h.unsqueeze(1)).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-    if theta.dtype != before.y.dtype:
-        theta = theta.to(before.y.dtype)
-    block = evaluate_polynomial(before.y.unsqueeze(1), out.coeffs.unsqueeze(1), theta)
-    return torch.where(_expand_like(target == t1.unsqueeze(1), block), out.y1.unsqueeze(1), block)
+    end_keys = accepted_end_keys(t1, accepted, problem.direction)
+    step = torch.searchsorted(end_keys, problem.along(target)).clamp_max(len(window) - 1)
+    start, end = t0.gather(1, step), t1.gather(1, step)
+    # Columns past a sample's reached saves point at no step of theirs; their theta is never
+    # read but must stay in [0, 1], or its zero gradient turns into NaN.
+    theta = torch.nan_to_num((target - start) / (end - start), nan=0.0).clamp_(0.0, 1.0)
+    if theta.dtype != y0.dtype:
+        theta = theta.to(y0.dtype)
+    rows = torch.arange(t.shape[0], device=t.device).unsqueeze(1)
+    block = evaluate_polynomial(y0[rows, step], coeffs[rows, step], theta)
+    block = torch.where(_expand_like(target == end, block), y1[rows, step], block)
+    return (
+        before.saves + (block,),
+        before.save_from + (before.next_save,),
+        before.save_to + (reached,),
+        reached,
+    )
 
 
 def _expand_like(mask: Tensor, like: Tensor) -> Tensor:
@@ -337,7 +365,7 @@ def _statuses(
     before: LoopState,
     t: Tensor,
     h_next: Tensor,
-    next_save: Tensor,
+    finished: Tensor,
     steps: Tensor,
     rejected: Tensor,
     healthy: Tensor,
@@ -346,7 +374,6 @@ def _statuses(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`(status, done, failure_reason)` after a step: samples that reached their last save
     time finish; those out of steps, step size or finite values fail."""
-    finished = next_save >= problem.ts.shape[1]
     done = before.done | finished
     status, failure_reason = before.status, before.failure_reason
     if bool(rejected.any()):
@@ -377,6 +404,11 @@ def _failure_reason(healthy: Tensor, out: StepResult) -> Tensor:
 
 def finish(problem: Problem, state: LoopState) -> Solution:
     """Assemble the `Solution` from the final loop state."""
+    if state.window:
+        saves, save_from, save_to, next_save = _interpolate_window(problem, state.t, state.window, state)
+        state = dataclasses.replace(
+            state, saves=saves, save_from=save_from, save_to=save_to, next_save=next_save, window=()
+        )
     stats = SolveStats(state.vf_evals, state.steps, state.accepted, state.steps - state.accepted)
     return Solution(
         ts=problem.ts,
@@ -408,5 +440,5 @@ def _gather_saves(problem: Problem, state: LoopState) -> Tensor:
 def _dense(problem: Problem, state: LoopState) -> DenseInterpolant | None:
     if not problem.dense or not state.records:
         return None
-    t0, t1, y0, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*state.records))
+    t0, t1, y0, _, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*state.records))
     return DenseInterpolant(t0, t1, y0, coeffs, accepted, problem.direction)

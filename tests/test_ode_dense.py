@@ -192,3 +192,39 @@ def test_evaluate_of_a_failed_sample_covers_only_what_it_solved():
     )
     with pytest.raises(nct.InvalidInputError, match=r"sample 1"):
         sol.evaluate(torch.tensor([2.0, 2.5], dtype=F64))
+
+
+# --- save times interpolated in windows of steps -----------------------------------------
+
+
+def _windowed_solve(window: int, monkeypatch, weight: torch.Tensor):
+    """A solve of y' = -w y + sin t over per-sample irregular grids, with save times
+    interpolated every `window` steps; returns the saves and d(loss)/d(w)."""
+    import neuralct._loop as loop
+
+    monkeypatch.setattr(loop, "SAVE_WINDOW", window)
+    generator = torch.Generator().manual_seed(3)
+    times = torch.sort(torch.rand(3, 40, generator=generator, dtype=F64) * 12, dim=1).values
+    times[1] = times[1].flip(0)  # one sample runs backward in time
+    w = weight.clone().requires_grad_(True)
+    sol = nct.solve(
+        nct.ODETerm(lambda t, y, args: -args * y + torch.sin(t)[:, None]),
+        torch.ones(3, 2, dtype=F64),
+        times,
+        args=w,
+        controller=nct.PIDController(rtol=1e-7, atol=1e-9),
+    )
+    (gradient,) = torch.autograd.grad(sol.ys.square().sum(), w)
+    return sol, gradient
+
+
+def test_save_times_interpolated_in_windows_match_one_window(monkeypatch):
+    weight = torch.tensor(0.7, dtype=F64)
+    reference, reference_grad = _windowed_solve(10_000, monkeypatch, weight)
+    assert int(reference.stats.steps.max()) > 20
+    assert torch.equal(reference.ys[:, -1], reference.y_final)  # the last save is the last step's value
+    for window in (1, 2, 7):
+        sol, grad = _windowed_solve(window, monkeypatch, weight)
+        torch.testing.assert_close(sol.ys, reference.ys, rtol=0, atol=0)
+        torch.testing.assert_close(grad, reference_grad, rtol=1e-12, atol=0)
+        assert bool(torch.isfinite(grad))

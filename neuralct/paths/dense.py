@@ -47,6 +47,20 @@ def polynomial_derivative(coeffs: Tensor, theta: Tensor) -> Tensor:
     return acc
 
 
+def accepted_end_keys(t1: Tensor, accepted: Tensor, direction: Tensor) -> Tensor:
+    """`[B, S]` running maximum of the signed end times `direction * t1` of the accepted
+    steps (`-inf` before the first): `searchsorted` over it finds, for a signed time, the
+    accepted step that covers it.
+
+    Args:
+        t1: `[B, S]` end time of each recorded step.
+        accepted: `[B, S]` which recorded steps were accepted.
+        direction: `[B]` +1 for forward solves, -1 for backward ones.
+    """
+    key = torch.where(accepted, direction[:, None] * t1, -torch.inf)
+    return torch.cummax(key, dim=1).values
+
+
 class DenseInterpolant:
     """Per-sample piecewise-polynomial solution built from a solve's step records.
 
@@ -62,8 +76,7 @@ class DenseInterpolant:
     def __init__(self, t0: Tensor, t1: Tensor, y0: Tensor, coeffs: Tensor, accepted: Tensor, direction: Tensor):
         self.t0, self.t1, self.y0, self.coeffs = t0, t1, y0, coeffs
         self.direction = direction
-        key = torch.where(accepted, direction[:, None] * t1, torch.full_like(t1, -torch.inf))
-        self._end_key = torch.cummax(key, dim=1).values
+        self._end_key = accepted_end_keys(t1, accepted, direction)
         first = torch.argmax(accepted.to(torch.int8), dim=1)
         self._start_key = direction * t0.gather(1, first[:, None]).squeeze(1)
         self._any = accepted.any(dim=1)
