@@ -110,7 +110,6 @@ class LoopState:
     vf_evals: Tensor
     steps: Tensor
     accepted: Tensor
-    failure_reason: Tensor
     saves: tuple[Tensor, ...]
     save_from: tuple[Tensor, ...]
     save_to: tuple[Tensor, ...]
@@ -148,7 +147,6 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         vf_evals=torch.full((batch,), evals + ctrl_evals, **long),
         steps=torch.zeros(batch, **long),
         accepted=torch.zeros(batch, **long),
-        failure_reason=torch.zeros(batch, **long),
         saves=(y0.unsqueeze(1),),
         save_from=(torch.zeros(batch, **long),),
         save_to=(torch.ones(batch, **long),),
@@ -229,7 +227,7 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         )
     steps = s.steps + running
     rejected = running & ~accept
-    status, done, failure_reason = _statuses(problem, s, t, h_next, finished, steps, rejected, healthy, h, out)
+    status, done = _statuses(problem, s, t, h_next, finished, steps, rejected, out)
     return LoopState(
         t=t,
         y=y,
@@ -243,7 +241,6 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         vf_evals=vf_evals,
         steps=steps,
         accepted=s.accepted + accept,
-        failure_reason=failure_reason,
         saves=saves,
         save_from=save_from,
         save_to=save_to,
@@ -270,9 +267,17 @@ def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, T
 
 
 def _finite_rows(y: Tensor) -> Tensor:
-    """`[B]` whether every entry of each row of `y` `[B, *state]` is finite."""
-    finite = torch.isfinite(y)
-    return finite.all(dim=1) if y.ndim == 2 else finite.flatten(1).all(dim=1)
+    """`[B]` whether every entry of each row of `y` `[B, *state]` is finite.
+
+    In single and double precision a row's sum stands in for its entries (NaN or infinite
+    if any entry is, and cheaper than an elementwise test): a row whose finite entries sum
+    past the largest float counts as non-finite too, a state that has blown up anyway.
+    """
+    flat = y if y.ndim == 2 else y.flatten(1)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        return torch.isfinite(flat).all(dim=1)
+    total = flat.sum(dim=1)
+    return (total - total) == 0
 
 
 Saves = tuple[tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...], Tensor]
@@ -368,38 +373,40 @@ def _statuses(
     finished: Tensor,
     steps: Tensor,
     rejected: Tensor,
-    healthy: Tensor,
-    h: Tensor,
     out: StepResult,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """`(status, done, failure_reason)` after a step: samples that reached their last save
-    time finish; those out of steps, step size or finite values fail."""
+) -> tuple[Tensor, Tensor]:
+    """`(status, done)` after a step: samples that reached their last save time finish;
+    those out of steps, step size or finite values fail.
+
+    A rejected sample fails when an adaptive controller cannot shrink its step any further
+    (below `dt_min`, to a NaN, or so small that `t + h == t`), or at once under a fixed
+    step; its status says why its last step was rejected (NONFINITE, NEWTON_FAILED) or
+    else DT_UNDERFLOW.
+    """
     done = before.done | finished
-    status, failure_reason = before.status, before.failure_reason
+    status = before.status
     if bool(rejected.any()):
-        failure_reason = torch.where(rejected, _failure_reason(healthy, out), failure_reason)
         if problem.controller.adaptive:
-            # A NaN step (e.g. from a non-finite slope at the start) must fail, not spin.
             stalled = ~(h_next.abs() >= problem.controller.dt_min) | (t + h_next == t)
             failing = rejected & stalled
         else:
             failing = rejected
-        failing = (failing | (rejected & (h == 0))) & ~finished
-        code = torch.where(failure_reason > 0, failure_reason, int(Status.DT_UNDERFLOW))
-        status = torch.where(failing, code, status)
-        done = done | failing
+        if bool(failing.any()):
+            status = torch.where(failing, _failure_code(out), status)
+            done = done | failing
     if before.iteration + 1 >= problem.max_steps:
         out_of_steps = ~done & (steps >= problem.max_steps)
         status = torch.where(out_of_steps, int(Status.MAX_STEPS), status)
         done = done | out_of_steps
-    return status, done, failure_reason
+    return status, done
 
 
-def _failure_reason(healthy: Tensor, out: StepResult) -> Tensor:
-    """Per-sample status code explaining a rejected step: NONFINITE, NEWTON_FAILED or 0."""
-    finite = _finite_rows(out.y1)
-    newton = out.failed if out.failed is not None else torch.zeros_like(finite)
-    return torch.where(~finite, int(Status.NONFINITE), torch.where(newton, int(Status.NEWTON_FAILED), 0))
+def _failure_code(out: StepResult) -> Tensor:
+    """`[B]` status code explaining a rejected step: NONFINITE, NEWTON_FAILED or DT_UNDERFLOW."""
+    code = torch.where(_finite_rows(out.y1), int(Status.DT_UNDERFLOW), int(Status.NONFINITE))
+    if out.failed is not None:
+        code = torch.where(out.failed & (code == int(Status.DT_UNDERFLOW)), int(Status.NEWTON_FAILED), code)
+    return code
 
 
 def finish(problem: Problem, state: LoopState) -> Solution:

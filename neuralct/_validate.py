@@ -21,10 +21,10 @@ def check_tensor(name: str, value: Any) -> Tensor:
 
 def check_finite(name: str, value: Tensor) -> None:
     """`value` must hold no NaN or infinity; the message points at the first bad entry."""
-    bad = ~torch.isfinite(value)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise InvalidInputError(f"`{name}` must be finite; {name}{list(index)} = {float(value[index])}")
+    if bool(torch.isfinite(value).all()):
+        return
+    index = tuple(int(i) for i in (~torch.isfinite(value)).nonzero()[0])
+    raise InvalidInputError(f"`{name}` must be finite; {name}{list(index)} = {float(value[index])}")
 
 
 def check_y0(y0: Any) -> Tensor:
@@ -62,9 +62,9 @@ def check_times(t: Any, batch: int, y0: Tensor) -> tuple[Tensor, Tensor]:
         return t, direction
     steps = t.diff(dim=1)
     direction = torch.sign(steps[:, 0])
-    wrong = (steps * direction[:, None] <= 0).nonzero()
-    if len(wrong):
-        b, k = (int(i) for i in wrong[0])
+    wrong = steps * direction[:, None] <= 0
+    if bool(wrong.any()):
+        b, k = (int(i) for i in wrong.nonzero()[0])
         order = "increasing" if direction[b] > 0 else "decreasing"
         raise InvalidInputError(
             f"`t` must be strictly monotonic along dim 1; sample {b} is {order} but has "
