@@ -134,6 +134,13 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         next_jump = (direction[:, None] * (problem.jumps - t0[:, None]) <= 0).sum(dim=1)
     else:
         next_jump = torch.zeros(batch, **long)
+    status = torch.full((batch,), int(Status.SUCCESS), **long)
+    done = torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device)
+    if f0 is not None:
+        # No step size helps a sample whose slope at the start is NaN or infinite.
+        broken = ~_finite_rows(f0) & ~done
+        status = torch.where(broken, int(Status.NONFINITE), status)
+        done = done | broken
     return LoopState(
         t=t0,
         y=y0,
@@ -142,8 +149,8 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         controller=ctrl,
         next_save=torch.ones(batch, **long),
         next_jump=next_jump,
-        status=torch.full((batch,), int(Status.SUCCESS), **long),
-        done=torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device),
+        status=status,
+        done=done,
         vf_evals=torch.full((batch,), evals + ctrl_evals, **long),
         steps=torch.zeros(batch, **long),
         accepted=torch.zeros(batch, **long),

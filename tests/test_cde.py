@@ -339,3 +339,15 @@ def test_float32_state_over_float64_times_solves_a_linear_cde():
     )
     assert single.ys.dtype == torch.float32 and single.succeeded.all()
     assert torch.allclose(single.ys.double(), exact.ys, atol=1e-4)
+
+
+def test_a_field_returning_the_wrong_matrix_shape_is_named():
+    values, times = _data(per_sample=False)  # [B, L, C] and [L]
+    path = LinearPath(values, times)
+    batch, channels = values.shape[0], values.shape[-1]
+    term = nct.ControlTerm(lambda t, z, args: torch.zeros(batch, 3, channels + 1, dtype=F64), path)
+    expected = (
+        rf"must return a \[B, \*state, C\] = \({batch}, 3, {channels}\) matrix .* got \({batch}, 3, {channels + 1}\)"
+    )
+    with pytest.raises(nct.IncompatibleTermError, match=expected):
+        nct.solve(term, torch.zeros(batch, 3, dtype=F64), times)

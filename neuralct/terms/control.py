@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from ..errors import IncompatibleTermError
 from .base import AbstractDriftTerm
 
 
@@ -48,6 +49,12 @@ class ControlTerm(AbstractDriftTerm):
         """$f(t, z)\\,\\dot X(t)$: `t` `[B]`, `z` `[B, *state]` -> `[B, *state]`."""
         matrix = self.f(t, y, args)
         control = self.path.derivative(t)
+        if not isinstance(matrix, Tensor) or matrix.shape != y.shape + control.shape[-1:]:
+            got = tuple(matrix.shape) if isinstance(matrix, Tensor) else type(matrix).__name__
+            raise IncompatibleTermError(
+                f"the vector field `f` must return a [B, *state, C] = {tuple(y.shape + control.shape[-1:])} "
+                f"matrix for a {control.shape[-1]}-channel control; got {got}"
+            )
         return torch.einsum("b...c,bc->b...", matrix, control.to(matrix.dtype))
 
     def jump_times(self, ts: Tensor) -> Tensor | None:

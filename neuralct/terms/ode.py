@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..errors import IncompatibleTermError
 from .base import AbstractDriftTerm
 
 
@@ -31,8 +32,18 @@ class ODETerm(AbstractDriftTerm):
         self.f = f
 
     def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
-        """$f(t, y, \\text{args})$: `t` `[B]`, `y` `[B, *state]` -> `[B, *state]`."""
-        return self.f(t, y, args)
+        """$f(t, y, \\text{args})$: `t` `[B]`, `y` `[B, *state]` -> `[B, *state]`.
+
+        Raises:
+            IncompatibleTermError: `f` returned something other than a tensor shaped like `y`.
+        """
+        out = self.f(t, y, args)
+        if not isinstance(out, Tensor) or out.shape != y.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise IncompatibleTermError(
+                f"the vector field `f` must return a tensor shaped like y, {tuple(y.shape)}; got {got}"
+            )
+        return out
 
     def extra_repr(self) -> str:
         return "" if isinstance(self.f, nn.Module) else f"f={getattr(self.f, '__name__', repr(self.f))}"
