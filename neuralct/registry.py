@@ -140,12 +140,12 @@ def make(kind: str, name: str, **options: Any) -> Any:
         factory, methods = families[prefix]
         if method not in methods():
             raise InvalidInputError(_unknown(f"{prefix} method", method, methods()))
-        _check_options(factory, f"{kind} {name!r}", options, skip=1)
+        check_options(factory, f"{kind} {name!r}", options, skip=1)
         return factory(method, **_resolve(options))
     if name not in table:
         choices = list(table) + [f"{p}:<method>" for p in families]
         raise InvalidInputError(_unknown(kind, name, choices))
-    _check_options(table[name], f"{kind} {name!r}", options)
+    check_options(table[name], f"{kind} {name!r}", options)
     return table[name](**_resolve(options))
 
 
@@ -171,21 +171,22 @@ def _table(kind: str) -> dict[str, Callable[..., Any]]:
 
 
 def _unknown(what: str, given: object, choices: list[str]) -> str:
-    return f"unknown {what} {given!r}{_did_you_mean(str(given), choices)} Valid choices: {', '.join(choices)}"
+    return f"unknown {what} {given!r}{did_you_mean(str(given), choices)} Valid choices: {', '.join(choices)}"
 
 
-def _did_you_mean(given: str, choices: list[str]) -> str:
+def did_you_mean(given: str, choices: list[str]) -> str:
+    """ "; did you mean 'x'?" for the choices closest to `given`, or "" when none is close."""
     close = difflib.get_close_matches(given, choices, n=3)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-def _check_options(factory: Callable[..., Any], label: str, options: dict[str, Any], skip: int = 0) -> None:
+def check_options(factory: Callable[..., Any], label: str, options: dict[str, Any], skip: int = 0) -> None:
     """Raise `TypeError` naming any option `factory` does not take, or a required one missing."""
     parameters = list(inspect.signature(factory).parameters.values())[skip:]
     valid = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for option in options:
         if option not in valid:
-            hint = _did_you_mean(option, valid)
+            hint = did_you_mean(option, valid)
             takes = f"valid options: {', '.join(valid)}" if valid else "it takes no options"
             raise TypeError(f"unknown option {option!r} for {label}{hint} ({takes})")
     missing = [p.name for p in parameters if p.name in valid and p.default is p.empty and p.name not in options]

@@ -61,3 +61,10 @@ def test_readme_usage_example_solves_every_sample() -> None:
     sol = _run_blocks(ROOT / "README.md")["sol"]
     assert bool(sol.succeeded.all())
     assert tuple(sol.ys.shape) == (2, 50, 2)
+
+
+def test_interpolations_example_draws_its_figure_through_the_observations(tmp_path: Path) -> None:
+    errors = _load("interpolations").main(["--out", str(tmp_path)])
+    assert (tmp_path / "interpolations.png").stat().st_size > 10_000
+    assert sorted(errors) == ["hermite", "linear", "natural", "rectilinear"]
+    assert max(errors.values()) < 1e-12  # every path passes through every observed value

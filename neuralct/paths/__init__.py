@@ -2,6 +2,14 @@
 
 from .brownian import BrownianPath, LevyArea
 from .dense import DenseInterpolant
-from .interpolation import AbstractPiecewisePath, CubicPath, LinearPath
+from .interpolation import AbstractPiecewisePath, CubicPath, LinearPath, RectilinearPath
 
-__all__ = ["AbstractPiecewisePath", "BrownianPath", "CubicPath", "DenseInterpolant", "LevyArea", "LinearPath"]
+__all__ = [
+    "AbstractPiecewisePath",
+    "BrownianPath",
+    "CubicPath",
+    "DenseInterpolant",
+    "LevyArea",
+    "LinearPath",
+    "RectilinearPath",
+]

@@ -11,14 +11,19 @@ that of the piece starting there.
 
 Missing observations are NaN and are filled per sample and channel as torchcde does: linearly
 between observed neighbours, with the first (last) observation carried to the start (end)
-and a never-observed channel set to 0. Filling backwards uses the future, so causal models
-should impute the start of every channel themselves.
+and a never-observed channel set to 0. `RectilinearPath` carries observations forward
+instead (`fill_forward`). Filling backwards or between neighbours uses the future, so causal
+models should fill the values themselves (`neuralct.data.controls.control_path` does, with
+`fill="forward"`) and impute the start of every channel.
+
+The coefficient routines live in `neuralct.paths._splines`.
 
 References:
     Kidger, Morrill, Foster & Lyons, "Neural Controlled Differential Equations for Irregular
     Time Series", NeurIPS 2020 (natural cubic splines, linear interpolation).
     Morrill, Kidger, Yang & Lyons, "Neural Controlled Differential Equations for Online
-    Prediction Tasks", 2021, arXiv 2106.11028 (Hermite cubic with backward differences, causality).
+    Prediction Tasks", 2021, arXiv 2106.11028 (Hermite cubic with backward differences,
+    rectilinear interpolation, causality).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torchcde
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ._splines import fill_forward, fill_missing, hermite_coeffs, linear_coeffs, natural_coeffs, rectilinear_knots
 
 
 class AbstractPiecewisePath(abc.ABC):
@@ -125,12 +131,60 @@ class LinearPath(AbstractPiecewisePath):
 
     def __init__(self, values: Tensor, times: Tensor | None = None):
         values, times = _prepare(values, times)
-        x = fill_missing(values, times)
-        slope = x.diff(dim=1) / _widths(times, x.dtype)
-        super().__init__(times, torch.stack([x[:, :-1], slope], dim=2))
+        super().__init__(times, linear_coeffs(fill_missing(values, times), times))
 
     def jump_times(self) -> Tensor:
         """`[B, L - 2]` interior knots."""
+        return self.times[:, 1:-1]
+
+
+class RectilinearPath(AbstractPiecewisePath):
+    """Rectilinear interpolation (Morrill et al. 2021): from one observation to the next, first
+    time moves with the values held, then the values move with time held.
+
+    Between observations $(t_i, x_i)$ and $(t_{i+1}, x_{i+1})$ the path with time as channel 0
+    goes $(t_i, x_i) \\to (t_{i+1}, x_i) \\to (t_{i+1}, x_{i+1})$ along two straight segments. The
+    second segment is vertical in time, so the path cannot be a function of time: it lives on a
+    *parameter* $s$, and the path doubles the knots.
+
+    **Convention.** The parameter equals real time at every observation: $s = t_i$ is the point
+    $(t_i, x_i)$, and the extra knot $s = m_i = (t_i + t_{i+1}) / 2$ is the corner
+    $(t_{i+1}, x_i)$. So `times` (the knots `[B, 2 L - 1]` $t_0, m_0, t_1, \\dots, t_{L-1}$) keep
+    each sample's own observation times, a CDE driven by this path is solved over the same
+    per-sample `t` as for the other interpolations, and its state at $s = t_i$ has seen
+    $x_0, \\dots, x_i$. On $[t_i, m_i]$ the time channel runs at speed 2 from $t_i$ to $t_{i+1}$;
+    on $[m_i, t_{i+1}]$ the values move. Where the corner sits does not matter: a CDE's solution
+    at the knots is invariant under reparameterisation of its control. torchcde's
+    `linear_interpolation_coeffs(x, rectilinear=0)` builds the same points on the integer
+    parameter $s = 0, 1, \\dots, 2 L - 2$.
+
+    Causal in the online sense: $X$ on $[t_0, m_i]$ depends on $x_0, \\dots, x_i$ and on the time
+    $t_{i+1}$ of the next observation, never on its value. Missing values (NaN) are carried
+    forward; NaNs before a channel's first observation take that first observation, as in
+    torchcde (not causal: fill the start of every channel yourself where it matters).
+
+    Args:
+        values: `[B, L, C]` observations, NaN where missing (time is *not* among them).
+        times: `[L]` or `[B, L]` strictly increasing observation times; default `0, 1, ..., L - 1`.
+
+    Attributes:
+        times: `[B, 2 L - 1]` knots on the parameter. coeffs: `[B, 2 L - 2, 2, 1 + C]`, channel 0
+            being time. observation_times: `[B, L]`.
+
+    Example:
+        >>> path = RectilinearPath(torch.randn(4, 10, 3), torch.linspace(0, 1, 10))
+        >>> path.evaluate(torch.full((4,), 0.5)).shape  # time and 3 value channels
+        torch.Size([4, 4])
+    """
+
+    def __init__(self, values: Tensor, times: Tensor | None = None):
+        values, times = _prepare(values, times)
+        knots, points = rectilinear_knots(fill_missing(fill_forward(values), times), times)
+        super().__init__(knots, linear_coeffs(points, knots))
+        self.observation_times = times
+
+    def jump_times(self) -> Tensor:
+        """`[B, 2 L - 3]` interior knots (observation times and corners)."""
         return self.times[:, 1:-1]
 
 
@@ -168,39 +222,44 @@ class CubicPath(AbstractPiecewisePath):
             times: `[L]` or `[B, L]` knots; default `0, 1, ..., L - 1`.
         """
         values, times = _prepare(values, times)
-        x = fill_missing(values, times)
-        width = _widths(times, x.dtype)
-        slope = x.diff(dim=1) / width
-        change = slope - torch.cat([slope[:, :1], slope[:, :-1]], dim=1)
-        coeffs = torch.stack([x[:, :-1], slope - change, 2 * change / width, -change / width.square()], dim=2)
-        return cls(times, coeffs)
+        return cls(times, hermite_coeffs(fill_missing(values, times), times))
 
     @classmethod
-    def natural(cls, values: Tensor, times: Tensor | None = None) -> CubicPath:
+    def natural(cls, values: Tensor, times: Tensor | None = None, lengths: Tensor | None = None) -> CubicPath:
         """Natural cubic spline (Kidger et al. 2020): twice continuously differentiable, zero
         second derivative at both ends. Not causal: every piece depends on every observation.
 
-        On a shared grid this uses `torchcde.natural_cubic_coeffs` (which skips missing values
-        when fitting). On per-sample grids the tridiagonal system for the knot slopes is solved
-        for the whole batch at once; missing values are not supported there.
+        On a shared grid without `lengths` this uses `torchcde.natural_cubic_coeffs` (which skips
+        missing values when fitting). Otherwise the tridiagonal system for the knot slopes is
+        solved for the whole batch at once; missing values are not supported there.
 
         Args:
             values: `[B, L, C]` observations, NaN where missing (shared grids only).
             times: `[L]` or `[B, L]` knots; default `0, 1, ..., L - 1`.
+            lengths: `[B]` integers in `[1, L]`, or `None` for all L: sample b is the spline
+                through its first `lengths[b]` knots alone (natural at its last real knot), held
+                constant after them, whatever the padded values.
 
         Raises:
-            InvalidInputError: NaN values on a per-sample grid.
+            InvalidInputError: NaN values on a per-sample grid or with `lengths`; bad `lengths`.
         """
         values, times = _prepare(values, times)
-        if bool((times == times[:1]).all()):
+        if lengths is None and bool((times == times[:1]).all()):
             grid = times[0].to(values.dtype)
             return cls.from_torchcde(torchcde.natural_cubic_coeffs(values, grid), times)
         if bool(values.isnan().any()):
             raise InvalidInputError(
-                "`CubicPath.natural` supports missing (NaN) values only on a shared time grid; "
+                "`CubicPath.natural` supports missing (NaN) values only on a shared time grid without `lengths`; "
                 "use a shared grid, fill the values first, or use CubicPath.hermite"
             )
-        return cls(times, _natural_coeffs(values, times))
+        if lengths is not None:
+            batch, length = values.shape[:2]
+            if not isinstance(lengths, Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
+                raise InvalidInputError(f"`lengths` must be an integer tensor [{batch}]; got {_describe(lengths)}")
+            if bool(((lengths < 1) | (lengths > length)).any()):
+                raise InvalidInputError(f"`lengths` must lie in [1, L = {length}]; got {lengths.tolist()}")
+            lengths = lengths.to(device=values.device, dtype=torch.long)
+        return cls(times, natural_coeffs(values, times, lengths))
 
     @classmethod
     def from_torchcde(cls, coeffs: Tensor, times: Tensor | None = None) -> CubicPath:
@@ -245,38 +304,6 @@ def check_knots(times: object, batch: int, length: int, device: torch.device) ->
     return times.contiguous()
 
 
-def fill_missing(values: Tensor, times: Tensor) -> Tensor:
-    """Fill NaNs linearly in time between observed neighbours, per sample and channel.
-
-    Leading (trailing) NaNs take the first (last) observed value; a channel with no
-    observation becomes 0 (torchcde's convention). Batched: no loop over samples or channels.
-
-    Args:
-        values: `[B, L, C]` with NaN where missing. times: `[B, L]`.
-
-    Returns:
-        `[B, L, C]` without NaN; observed entries unchanged.
-    """
-    observed = ~values.isnan()
-    if bool(observed.all()):
-        return values
-    length = values.shape[1]
-    position = torch.arange(length, device=values.device).view(1, -1, 1).expand_as(values)
-    before = torch.where(observed, position, -1).cummax(dim=1).values
-    after = torch.where(observed, position, length).flip(1).cummin(dim=1).values.flip(1)
-    has_before, has_after = before >= 0, after < length
-    before, after = before.clamp(min=0), after.clamp(max=length - 1)
-    clean = torch.where(observed, values, torch.zeros_like(values))
-    x0, x1 = clean.gather(1, before), clean.gather(1, after)
-    grid = times.unsqueeze(-1).expand(values.shape)
-    t0, t1 = grid.gather(1, before), grid.gather(1, after)
-    between = has_before & has_after & (after > before)
-    width = torch.where(between, t1 - t0, torch.ones_like(t0))
-    inside = x0 + ((grid - t0) / width).to(values.dtype) * (x1 - x0)
-    edge = torch.where(has_before, x0, torch.where(has_after, x1, torch.zeros_like(x0)))
-    return torch.where(observed, values, torch.where(between, inside, edge))
-
-
 def _prepare(values: Tensor, times: Tensor | None) -> tuple[Tensor, Tensor]:
     """Check `values` `[B, L, C]` and return it with `[B, L]` knots."""
     if not isinstance(values, Tensor) or values.ndim != 3 or not values.is_floating_point():
@@ -286,57 +313,18 @@ def _prepare(values: Tensor, times: Tensor | None) -> tuple[Tensor, Tensor]:
     return values, check_knots(times, values.shape[0], values.shape[1], values.device)
 
 
-def _widths(times: Tensor, dtype: torch.dtype) -> Tensor:
-    """`[B, L - 1, 1]` interval lengths, computed in the time dtype."""
-    return times.diff(dim=1).to(dtype).unsqueeze(-1)
-
-
-def _natural_coeffs(values: Tensor, times: Tensor) -> Tensor:
-    """`[B, L - 1, 4, C]` natural cubic spline coefficients on per-sample knots.
-
-    The knot slopes $k$ solve the symmetric tridiagonal system
-    $r_{i-1} k_{i-1} + 2 (r_{i-1} + r_i) k_i + r_i k_{i+1} = 3 (r_{i-1}^2 \\Delta x_{i-1} + r_i^2 \\Delta x_i)$
-    with $r_i = 1 / (t_{i+1} - t_i)$ (terms with out-of-range indices dropped).
-    """
-    width = _widths(times, values.dtype)
-    inverse = width.reciprocal()
-    step = values.diff(dim=1)
-    scaled = 3 * step * inverse.square()
-    zero = torch.zeros_like(inverse[:, :1])
-    diagonal = 2 * (torch.cat([zero, inverse], dim=1) + torch.cat([inverse, zero], dim=1))
-    rhs = torch.cat([zero * scaled[:, :1], scaled], dim=1) + torch.cat([scaled, zero * scaled[:, :1]], dim=1)
-    k = _solve_tridiagonal(diagonal, inverse, rhs)
-    c2 = (3 * step * inverse - 2 * k[:, :-1] - k[:, 1:]) * inverse
-    c3 = (-2 * step * inverse + k[:, :-1] + k[:, 1:]) * inverse.square()
-    return torch.stack([values[:, :-1], k[:, :-1], c2, c3], dim=2)
-
-
-def _solve_tridiagonal(diagonal: Tensor, off: Tensor, rhs: Tensor) -> Tensor:
-    """Thomas algorithm for a batch of symmetric tridiagonal systems (loops over L only).
-
-    Args:
-        diagonal: `[B, L, 1]`; off: `[B, L - 1, 1]` the off-diagonal; rhs: `[B, L, C]`.
-
-    Returns:
-        `[B, L, C]` solution. Stable here because the matrix is diagonally dominant.
-    """
-    length = diagonal.shape[1]
-    ratios, partial = [], [rhs[:, 0] / diagonal[:, 0]]
-    pivot = diagonal[:, 0]
-    for i in range(1, length):
-        ratios.append(off[:, i - 1] / pivot)
-        pivot = diagonal[:, i] - off[:, i - 1] * ratios[-1]
-        partial.append((rhs[:, i] - off[:, i - 1] * partial[-1]) / pivot)
-    solution = [partial[-1]]
-    for i in range(length - 2, -1, -1):
-        solution.append(partial[i] - ratios[i] * solution[-1])
-    return torch.stack(solution[::-1], dim=1)
-
-
 def _describe(value: object) -> str:
     if isinstance(value, Tensor):
         return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     return type(value).__name__
 
 
-__all__ = ["AbstractPiecewisePath", "CubicPath", "LinearPath", "check_knots", "fill_missing"]
+__all__ = [
+    "AbstractPiecewisePath",
+    "CubicPath",
+    "LinearPath",
+    "RectilinearPath",
+    "check_knots",
+    "fill_forward",
+    "fill_missing",
+]

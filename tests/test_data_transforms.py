@@ -1,0 +1,157 @@
+"""Transforms of irregular batches: dropped observations, time jitter and train-fitted normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neuralct.data import IrregularBatch, Series, collate
+from neuralct.data.transforms import Normalize, drop_observations, jitter_times
+from neuralct.errors import InvalidInputError
+
+
+def _random_batch(seed: int, size: int = 6, length: int = 12, channels: int = 3, observed: float = 0.7):
+    """A float64 batch with random lengths, irregular times and about `observed` of its values present."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, length + 1, (size,), generator=g)
+    times = torch.rand(size, length, generator=g, dtype=torch.float64).add(0.05).cumsum(dim=1)
+    values = torch.randn(size, length, channels, generator=g, dtype=torch.float64) * 3 + 2
+    mask = torch.rand(size, length, channels, generator=g) < observed
+    mask[:, 0, :] = True  # every channel of every sample starts observed
+    return IrregularBatch.from_padded(times, values, mask=mask, lengths=lengths)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.5, 0.7])
+def test_dropping_removes_the_requested_fraction_of_every_channel_of_every_sample(rate: float) -> None:
+    batch = _random_batch(0, size=40, length=30)
+    dropped = drop_observations(batch, rate, generator=_generator(1))
+    before, after = batch.mask.sum(dim=1), dropped.mask.sum(dim=1)
+    # Each (sample, channel) loses rate * n rounded to a whole number, keeping at least one.
+    assert bool(((before - after - rate * before).abs() <= 0.5).logical_or(after == 1).all())
+    assert bool((after >= 1).all())
+    long = before >= 10
+    assert bool(((after[long] / before[long] - (1 - rate)).abs() <= 0.05).all())
+
+
+def test_dropping_whole_time_points_removes_rows_not_single_values() -> None:
+    batch = IrregularBatch.from_padded(torch.linspace(0, 1, 20), torch.randn(5, 20, 4))
+    dropped = drop_observations(batch, 0.3, per_channel=False, generator=_generator(2))
+    rows = dropped.mask.all(dim=-1)
+    assert torch.equal(dropped.mask, rows.unsqueeze(-1).expand_as(dropped.mask))
+    assert rows.sum(dim=1).tolist() == [14] * 5
+
+
+@settings(max_examples=40)
+@given(
+    seed=st.integers(0, 2**31),
+    rate=st.floats(0.0, 0.999),
+    per_channel=st.booleans(),
+    observed=st.floats(0.05, 1.0),
+)
+def test_dropping_only_removes_and_never_empties_a_sample_or_a_channel(seed, rate, per_channel, observed) -> None:
+    batch = _random_batch(seed, observed=observed)
+    dropped = drop_observations(batch, rate, per_channel=per_channel, generator=_generator(seed))
+    assert not bool((dropped.mask & ~batch.mask).any())  # nothing invented
+    assert torch.equal(dropped.values, batch.values * dropped.mask)  # kept values untouched, dropped ones 0
+    assert bool(dropped.mask.flatten(1).any(dim=1).all())  # no sample empty
+    if per_channel:
+        assert torch.equal(dropped.mask.any(dim=1), batch.mask.any(dim=1))  # no channel of a sample lost
+    assert torch.equal(dropped.times, batch.times) and torch.equal(dropped.lengths, batch.lengths)
+
+
+def test_dropping_is_reproducible_under_a_seeded_generator() -> None:
+    batch = _random_batch(3)
+    first = drop_observations(batch, 0.5, generator=_generator(7))
+    assert torch.equal(first.mask, drop_observations(batch, 0.5, generator=_generator(7)).mask)
+    assert not torch.equal(first.mask, drop_observations(batch, 0.5, generator=_generator(8)).mask)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, float("nan"), True])
+def test_dropping_rejects_a_rate_outside_zero_to_one(rate) -> None:
+    with pytest.raises(InvalidInputError, match=r"`rate` must be a number in \[0, 1\)"):
+        drop_observations(_random_batch(0), rate)
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**31), scale=st.floats(0.0, 0.999))
+def test_jitter_keeps_every_row_strictly_increasing_and_moves_times_within_half_a_gap(seed, scale) -> None:
+    batch = _random_batch(seed)
+    shaken = jitter_times(batch, scale, generator=_generator(seed))
+    assert bool((shaken.times.diff(dim=1) > 0).all())
+    gaps = batch.times.diff(dim=1)
+    moved = (shaken.times - batch.times).abs()
+    # Position k moves less than half of each gap it borders (real positions only).
+    assert bool((moved[:, :-1][batch.valid[:, 1:]] <= 0.5 * scale * gaps[batch.valid[:, 1:]] + 1e-12).all())
+    assert bool((moved[:, 1:][batch.valid[:, 1:]] <= 0.5 * scale * gaps[batch.valid[:, 1:]] + 1e-12).all())
+    assert torch.equal(shaken.values, batch.values) and torch.equal(shaken.mask, batch.mask)
+
+
+def test_jitter_moves_times_reproducibly() -> None:
+    batch = _random_batch(4)
+    shaken = jitter_times(batch, 0.9, generator=_generator(5))
+    assert not torch.equal(shaken.times, batch.times)
+    assert torch.equal(shaken.times, jitter_times(batch, 0.9, generator=_generator(5)).times)
+
+
+def test_jitter_rejects_a_scale_that_could_reorder_times() -> None:
+    with pytest.raises(InvalidInputError, match=r"`scale` must be a number in \[0, 1\)"):
+        jitter_times(_random_batch(0), 1.0)
+
+
+def test_normalization_fitted_on_train_gives_zero_mean_and_unit_std_over_observed_values(float64) -> None:
+    train = _random_batch(6, size=30, length=20, observed=0.5)
+    unit = Normalize.fit(train)(train)
+    observed = [unit.values[..., c][unit.mask[..., c]] for c in range(train.channels)]
+    torch.testing.assert_close(torch.stack([o.mean() for o in observed]), torch.zeros(3), atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.stack([o.std(correction=0) for o in observed]), torch.ones(3))
+    assert bool((unit.values[~unit.mask] == 0).all())  # unobserved and padded entries stay 0
+
+
+def test_normalization_statistics_ignore_padding_and_missing_values(float64) -> None:
+    nan = float("nan")
+    series = [
+        Series(torch.tensor([0.0, 1.0, 2.0]), torch.tensor([[1.0, nan], [3.0, 10.0], [5.0, nan]])),
+        Series(torch.tensor([0.0]), torch.tensor([[7.0, 20.0]])),
+    ]
+    fitted = Normalize.fit(collate(series))  # channel 0: 1, 3, 5, 7; channel 1: 10, 20
+    torch.testing.assert_close(fitted.mean, torch.tensor([4.0, 15.0]))
+    torch.testing.assert_close(fitted.std, torch.tensor([5.0**0.5, 5.0]))
+
+
+def test_normalization_applies_train_statistics_to_another_split(float64) -> None:
+    train, test = _random_batch(8), _random_batch(9)
+    normalize = Normalize.fit(train)
+    expected = ((test.values - normalize.mean) / normalize.std) * test.mask
+    torch.testing.assert_close(normalize.apply(test).values, expected)
+
+
+def test_a_constant_channel_is_only_centred(float64) -> None:
+    batch = IrregularBatch.from_padded(torch.linspace(0, 1, 4), torch.full((2, 4, 1), 3.0))
+    fitted = Normalize.fit(batch)
+    assert fitted.std.tolist() == [1.0] and bool((fitted(batch).values == 0).all())
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "message"),
+    [
+        (torch.zeros(2), torch.tensor([1.0, 0.0]), "`std` must be positive"),
+        (torch.zeros(2), torch.ones(3), "`mean` and `std` must both be"),
+        (torch.zeros(2, 1), torch.ones(2), r"`mean` must be a floating tensor \[C\]"),
+        (torch.tensor([0.0, float("inf")]), torch.ones(2), "`mean` must be finite"),
+    ],
+)
+def test_normalize_rejects_bad_statistics(mean, std, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        Normalize(mean=mean, std=std)
+
+
+def test_normalize_rejects_a_batch_with_other_channels() -> None:
+    normalize = Normalize(mean=torch.zeros(2), std=torch.ones(2))
+    with pytest.raises(InvalidInputError, match="must have the 2 channels this Normalize was fitted on; got 3"):
+        normalize(_random_batch(0).to(dtype=torch.float32))
