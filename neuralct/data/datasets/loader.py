@@ -10,7 +10,7 @@ from ...errors import InvalidInputError
 from ...registry import check_options, did_you_mean
 from ..series import IrregularBatch
 from ..transforms import drop_observations
-from . import memory, packaged, synthetic
+from . import forecasting, memory, packaged, synthetic
 from ._common import generator_for
 
 _REAL = ("train", "test")
@@ -29,6 +29,7 @@ _DATASETS: dict[str, _Entry] = {
     "basic_motions": _Entry(packaged.basic_motions, _REAL),
     "covid_3_month": _Entry(packaged.covid_3_month, _REAL),
     "spoken_digits": _Entry(packaged.spoken_digits, _REAL),
+    "co2": _Entry(forecasting.co2, _REAL),
     # Synthetic, irregularly sampled.
     "spirals": _Entry(synthetic.spirals, _DRAWN),
     "oscillators": _Entry(synthetic.oscillators, _DRAWN),
