@@ -315,7 +315,8 @@ def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, .
     width = int((reached - before.next_save).max())
     if width == 0:
         return before.saves, before.save_from, before.save_to, reached
-    t0, t1, y0, y1, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*window))
+    t0, t1, y0, y1, coeffs, accepted = zip(*window)
+    t0, t1, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, accepted))
     columns = torch.arange(width, device=t.device)
     index = (before.next_save.unsqueeze(1) + columns).clamp_max(problem.ts.shape[1] - 1)
     target = problem.ts.gather(1, index)
@@ -325,17 +326,25 @@ def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, .
     # Columns past a sample's reached saves point at no step of theirs; their theta is never
     # read but must stay in [0, 1], or its zero gradient turns into NaN.
     theta = torch.nan_to_num((target - start) / (end - start), nan=0.0).clamp_(0.0, 1.0)
-    if theta.dtype != y0.dtype:
-        theta = theta.to(y0.dtype)
-    rows = torch.arange(t.shape[0], device=t.device).unsqueeze(1)
-    block = evaluate_polynomial(y0[rows, step], coeffs[rows, step], theta)
-    block = torch.where(_expand_like(target == end, block), y1[rows, step], block)
+    if theta.dtype != y1[0].dtype:
+        theta = theta.to(y1[0].dtype)
+    # Row b of step s is row s * B + b of the records stacked step after step.
+    flat = (step * t.shape[0] + torch.arange(t.shape[0], device=t.device).unsqueeze(1)).flatten()
+    y0, y1, coeffs = (_take_rows(parts, flat, step.shape) for parts in (y0, y1, coeffs))
+    block = evaluate_polynomial(y0, coeffs, theta)
+    block = torch.where(_expand_like(target == end, block), y1, block)
     return (
         before.saves + (block,),
         before.save_from + (before.next_save,),
         before.save_to + (reached,),
         reached,
     )
+
+
+def _take_rows(parts: tuple[Tensor, ...], flat: Tensor, shape: torch.Size) -> Tensor:
+    """`[*shape, ...]` rows `flat` of the `[B, ...]` tensors `parts` stacked one after another."""
+    stacked = torch.stack(parts).flatten(0, 1)
+    return stacked.index_select(0, flat).unflatten(0, shape)
 
 
 def _expand_like(mask: Tensor, like: Tensor) -> Tensor:

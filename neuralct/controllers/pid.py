@@ -185,7 +185,9 @@ class PIDController(AbstractController):
         integral controller this holds by itself: the ratio exceeds 1 and `safety <= 1`).
         """
         beta1 = (self.pcoeff + self.icoeff + self.dcoeff) / k
-        integral = ratio.clamp_min(1e-10).pow(-beta1).mul_(self.safety)
+        # A zero ratio gives an infinite factor and a NaN one a NaN factor: both are
+        # clipped below (to factor_max and factor_min).
+        integral = ratio.pow(-beta1).mul_(self.safety)
         if self._is_integral:
             factor = integral
         else:
