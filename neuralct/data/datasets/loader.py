@@ -30,6 +30,7 @@ _DATASETS: dict[str, _Entry] = {
     "covid_3_month": _Entry(packaged.covid_3_month, _REAL),
     "spoken_digits": _Entry(packaged.spoken_digits, _REAL),
     "co2": _Entry(forecasting.co2, _REAL),
+    "pixel_digits": _Entry(packaged.pixel_digits, _REAL),
     # Synthetic, irregularly sampled.
     "spirals": _Entry(synthetic.spirals, _DRAWN),
     "oscillators": _Entry(synthetic.oscillators, _DRAWN),

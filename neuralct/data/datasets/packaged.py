@@ -89,15 +89,45 @@ def spoken_digits(split: str, seed: int, split_seed: int = 0) -> IrregularBatch:
         split_seed: the seed of the per-digit shuffle.
     """
     series, labels = _digits()
+    rows = _stratified(labels, split, split_seed)
+    return from_arrays([series[i] for i in rows], torch.as_tensor(labels[rows]), time_step=1.0)
+
+
+def pixel_digits(split: str, seed: int, split_seed: int = 0) -> IrregularBatch:
+    """Handwritten digits 8x8 read pixel by pixel: 1797 sequences of length 64, 10 classes (80/20 split).
+
+    Each 8x8 image (grey levels 0-16) becomes a univariate sequence of its 64 pixels in
+    row-major order, the sequential-MNIST protocol at a CPU-sized scale. For each digit the
+    images are shuffled with `split_seed`; the first 80% go to train (1433 / 364 in all).
+
+    - Source: the UCI optical recognition of handwritten digits test set (Alpaydin & Kaynak,
+      1998), as `sklearn/datasets/data/digits.csv.gz` of the `scikit-learn==1.9.1` wheel.
+    - Licence: CC BY 4.0 (UCI); the wheel is BSD 3-Clause.
+    - Sizes: 1797 images (174-183 per digit); C = 1; every length 64; no missing values.
+      Values are the raw grey levels 0-16: normalise before training.
+    - Targets: `long` digit 0-9.
+    - Times: the pixel index 0, 1, ..., 63.
+
+    Args:
+        split: "train" or "test".
+        seed: unused (the split depends only on `split_seed`).
+        split_seed: the seed of the per-digit shuffle.
+    """
+    pixels, labels = _pixel_digits()
+    rows = _stratified(labels, split, split_seed)
+    return from_arrays([pixels[i][:, None] for i in rows], torch.as_tensor(labels[rows]), time_step=1.0)
+
+
+def _stratified(labels: np.ndarray, split: str, split_seed: int) -> np.ndarray:
+    """Rows of `split` in a seeded per-class 80/20 split, in their original order."""
     generator = generator_for(split_seed, "train", stream="split")
     chosen = []
-    for digit in range(10):
-        members = np.flatnonzero(labels == digit)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
         order = members[torch.randperm(len(members), generator=generator).numpy()]
         cut = len(members) * 4 // 5
         chosen.append(order[:cut] if split == "train" else order[cut:])
-    rows = np.sort(np.concatenate(chosen))
-    return from_arrays([series[i] for i in rows], torch.as_tensor(labels[rows]), time_step=1.0)
+    return np.sort(np.concatenate(chosen))
 
 
 def _uea(name: str, split: str, time_step: float, regression: bool) -> IrregularBatch:
@@ -123,3 +153,10 @@ def _digits() -> tuple[list[np.ndarray], np.ndarray]:
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     series = [frames[s : s + n].astype(np.float64) for s, n in zip(starts, lengths)]
     return series, labels.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _pixel_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The `[1797, 64]` float64 pixels and `[1797]` labels of the 8x8 digits file."""
+    table = np.loadtxt(wheel_file("sklearn", "datasets", "data", "digits.csv.gz"), delimiter=",")
+    return table[:, :-1], table[:, -1].astype(np.int64)
