@@ -123,7 +123,13 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     ts, direction = problem.ts, problem.direction
     batch, num_saves = ts.shape
     t0 = ts[:, 0]
-    carry, evals = problem.solver.init(problem.term, t0, y0, problem.args)
+    t_init = t0
+    if problem.jumps is not None:
+        # A sample starting on a jump time (the first knot of a piecewise-constant input) starts
+        # from the limit past it, as after landing on one (see `_restart_past_jumps`).
+        at_start = (problem.jumps == t0[:, None]).any(dim=1)
+        t_init = torch.where(at_start, t0 + direction * _jump_margin(t0, t0), t0)
+    carry, evals = problem.solver.init(problem.term, t_init, y0, problem.args)
     f0 = carry[0] if carry and isinstance(carry[0], Tensor) and carry[0].shape == y0.shape else None
     span = (ts[:, -1] - t0).abs()
     h, ctrl, ctrl_evals = problem.controller.init(

@@ -49,6 +49,7 @@ from .solvers import (
     StochasticHeun,
     Tsit5,
 )
+from .solvers.exact_linear import GBT, ZOH
 
 # kind -> name -> class (or factory) called with the options.
 _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
@@ -65,6 +66,9 @@ _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
         "dopri8": Dopri8,
         # stiff
         "implicit_euler": ImplicitEuler,
+        # linear terms (LinearTerm): exact zero-order hold, generalized bilinear transform
+        "zoh": ZOH,
+        "gbt": GBT,
         # SDE
         "euler_maruyama": EulerMaruyama,
         "milstein": Milstein,

@@ -68,3 +68,32 @@ def test_interpolations_example_draws_its_figure_through_the_observations(tmp_pa
     assert (tmp_path / "interpolations.png").stat().st_size > 10_000
     assert sorted(errors) == ["hermite", "linear", "natural", "rectilinear"]
     assert max(errors.values()) < 1e-12  # every path passes through every observed value
+
+
+def test_hope_noise_padded_example_trains_both_models_and_draws_its_figures(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # it imports the shared training loop
+    result = _load("hope_noise_padded").main(["--small", "--out", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["accuracy_vs_padding.png", "impulse_responses.png"]
+    assert min(p.stat().st_size for p in tmp_path.glob("*.png")) > 10_000
+    assert sorted(result["accuracy"]) == ["hope", "s4d"]
+    for accuracy in result["accuracy"].values():
+        assert sorted(accuracy) == [16, 64]
+        assert all(0.0 <= value <= 1.0 for value in accuracy.values())
+    # about the same parameter count: HOPE's n = 16 Markov parameters against S4D's 4 complex modes (N = 8)
+    assert abs(result["parameters"]["hope"] - result["parameters"]["s4d"]) < 0.1 * result["parameters"]["s4d"]
+
+
+def test_lssl_digits_example_beats_chance_with_hippo_and_draws_its_figure(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # it imports the shared training loop
+    accuracy = _load("lssl_digits").main(["--small", "--out", str(tmp_path)])
+    assert (tmp_path / "lssl_digits.png").stat().st_size > 10_000
+    assert accuracy["legs"] > 0.3  # ten classes: chance is 0.1
+    assert accuracy["legs"] > accuracy["random"]
+
+
+def test_lssl_timescale_example_keeps_its_accuracy_at_twice_the_rate(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # it imports lssl_digits and the shared training loop
+    accuracy = _load("lssl_timescale").main(["--small", "--out", str(tmp_path)])
+    assert (tmp_path / "lssl_timescale.png").stat().st_size > 10_000
+    assert accuracy["lssl"]["rate"] > 0.5  # four classes: chance is 0.25
+    assert accuracy["lssl"]["double_rate"] > accuracy["lssl"]["rate"] - 0.1

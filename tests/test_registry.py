@@ -7,6 +7,7 @@ import pytest
 import neuralct as nct
 from neuralct import registry
 from neuralct.backends import TorchDiffEq, TorchSDE
+from neuralct.solvers.exact_linear import GBT, ZOH
 
 SOLVERS = {
     "euler": nct.Euler,
@@ -19,6 +20,8 @@ SOLVERS = {
     "tsit5": nct.Tsit5,
     "dopri8": nct.Dopri8,
     "implicit_euler": nct.ImplicitEuler,
+    "zoh": ZOH,
+    "gbt": GBT,
     "euler_maruyama": nct.EulerMaruyama,
     "milstein": nct.Milstein,
     "stochastic_heun": nct.StochasticHeun,

@@ -44,7 +44,11 @@ def hippo_legt(n: int, window: float = 1.0, *, dtype: torch.dtype | None = None)
     $A_{nk} = -\\frac{1}{\\theta}\\sqrt{2n+1}\\sqrt{2k+1}\\,(1 \\text{ if } n \\ge k \\text{ else } (-1)^{n-k})$,
     $B_n = \\frac{1}{\\theta}\\sqrt{2n+1}$, with window $\\theta$ = `window`. The state then
     holds the Legendre coefficients of $u$ on $[t - \\theta, t]$:
-    $u(t - \\theta + s\\theta) \\approx \\sum_n c_n(t) \\sqrt{2n+1} P_n(2s - 1)\\,(-1)^n$ for s in [0, 1].
+    $u(t - \\theta + s\\theta) \\approx \\sum_n c_n(t) \\sqrt{2n+1}\\, P_n(2s - 1)$ for $s \\in [0, 1]$
+    ($s = 1$ is the present), i.e. $c_n(t) = \\frac{1}{\\theta}\\int_{t-\\theta}^{t} u(r) \\sqrt{2n+1}\\,
+    P_n\\big(2\\tfrac{r - t}{\\theta} + 1\\big)\\, dr$. The ODE is approximate (it reconstructs
+    $u(t - \\theta)$ from the state), so the error falls as N grows once the history from
+    before the start has left the window (checked in `tests/test_linear.py`).
 
     Window convention: the LSSL reference code halves A and B "for timescale correctness",
     which is `window=2` here. A factor in the window only rescales the step, so when porting

@@ -3,6 +3,7 @@
 from .brownian import BrownianPath, LevyArea
 from .dense import DenseInterpolant
 from .interpolation import AbstractPiecewisePath, CubicPath, LinearPath, RectilinearPath
+from .piecewise_constant import PiecewiseConstantPath
 
 __all__ = [
     "AbstractPiecewisePath",

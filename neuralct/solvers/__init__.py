@@ -6,6 +6,7 @@ from .dopri5 import Dopri5
 from .dopri8 import Dopri8
 from .euler import Euler
 from .euler_maruyama import EulerMaruyama
+from .exact_linear import GBT, ZOH, AbstractLinearSolver
 from .explicit_rk import AbstractExplicitRK
 from .heun import Heun
 from .implicit_euler import ImplicitEuler
@@ -22,6 +23,7 @@ from .tsit5 import Tsit5
 
 __all__ = [
     "AbstractExplicitRK",
+    "AbstractLinearSolver",
     "AbstractSDESolver",
     "AbstractSolver",
     "Bosh3",
@@ -29,6 +31,7 @@ __all__ = [
     "Dopri5",
     "Dopri8",
     "Euler",
+    "GBT",
     "EulerMaruyama",
     "Heun",
     "ImplicitEuler",
@@ -41,4 +44,5 @@ __all__ = [
     "StepResult",
     "StochasticHeun",
     "Tsit5",
+    "ZOH",
 ]

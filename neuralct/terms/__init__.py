@@ -3,6 +3,7 @@
 from .base import AbstractDriftTerm, AbstractTerm
 from .control import ControlTerm
 from .delay import DelayTerm
+from .linear import LinearTerm
 from .multi import MultiTerm
 from .noise import NoiseTerm, NoiseType, SDEType
 from .ode import ODETerm
@@ -12,6 +13,7 @@ __all__ = [
     "AbstractTerm",
     "ControlTerm",
     "DelayTerm",
+    "LinearTerm",
     "MultiTerm",
     "NoiseTerm",
     "NoiseType",

@@ -1,0 +1,179 @@
+"""A deep sequence model of stacked state-space layers: encoder, residual blocks, pooled head.
+
+The stack is independent of the layer: any module mapping `[B, L, H] -> [B, L, H_out]` plugs in
+through a factory (LSSL, HOPE, a diagonal SSM). Each block is, with pre-norm (the default),
+
+$x \\leftarrow x + \\mathrm{Drop}(\\mathrm{Mix}(\\mathrm{Drop}(\\mathrm{GELU}(\\mathrm{Layer}(\\mathrm{LN}(x))))))$
+
+and with post-norm $x \\leftarrow \\mathrm{LN}(x + \\dots\\mathrm{Layer}(x)\\dots)$. `Mix` is the
+position-wise linear map $H_{out} \\to H$ (or a gated linear unit $H_{out} \\to 2H \\to H$).
+$H_{out}$ is the layer's `d_output` attribute when it has one (LSSL with M channels has
+$H \\cdot M$), else H.
+
+Reference: Gu et al., "Combining Recurrent, Convolutional, and Continuous-time Models with
+Linear State-Space Layers", NeurIPS 2021 (the LSSL deep model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+
+POOLS = ("mean", "last", "none")
+MIXES = ("linear", "glu")
+
+
+class SSMBlock(nn.Module):
+    """One residual block around a sequence layer: norm, layer, GELU, dropout, mixing, dropout.
+
+    Args:
+        layer: maps `[B, L, H] -> [B, L, H_out]`; `H_out = layer.d_output` if defined, else H.
+        d_model: the width H.
+        dropout: dropout probability after the activation and after the mixing.
+        prenorm: LayerNorm before the layer (True) or after the residual sum (False).
+        mix: `"linear"` ($H_{out} \\to H$) or `"glu"` ($H_{out} \\to 2H$, then a GLU).
+    """
+
+    def __init__(self, layer: nn.Module, d_model: int, *, dropout: float, prenorm: bool, mix: str) -> None:
+        super().__init__()
+        d_layer = int(getattr(layer, "d_output", d_model))
+        self.layer = layer
+        self.prenorm = prenorm
+        self.norm = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.mix = (
+            nn.Linear(d_layer, d_model)
+            if mix == "linear"
+            else nn.Sequential(nn.Linear(d_layer, 2 * d_model), nn.GLU(dim=-1))
+        )
+
+    def forward(self, x: Tensor, layer_kwargs: Mapping[str, object]) -> Tensor:
+        """`[B, L, H] -> [B, L, H]`; `layer_kwargs` go to the layer's forward."""
+        z = self.norm(x) if self.prenorm else x
+        z = self.drop(nn.functional.gelu(self.layer(z, **layer_kwargs)))
+        x = x + self.drop(self.mix(z))
+        return x if self.prenorm else self.norm(x)
+
+
+class DeepSSM(nn.Module):
+    """Linear encoder, `n_layers` residual blocks of a pluggable layer, pooled linear head.
+
+    Args:
+        layer_factory: called with the width H (`d_model`) once per block; returns a module
+            mapping `[B, L, H] -> [B, L, H_out]` (see the module docstring).
+        d_input: input channels C.
+        d_model: width H.
+        n_layers: number of blocks, >= 1.
+        d_output: outputs per prediction (classes for classification, targets for regression).
+        pool: `"mean"` over time, `"last"` step, `"none"` (one prediction per step, `[B, L, d_output]`),
+            or a `slice` of steps to average over (e.g. `slice(64, None)`: only the noise part).
+        dropout: dropout probability in every block.
+        prenorm: pre-LayerNorm (True; a final LayerNorm then precedes the head) or post-LayerNorm.
+        mix: `"linear"` or `"glu"` position-wise mixing in each block.
+
+    Raises:
+        InvalidInputError: on a bad size, pool, dropout or mix.
+    """
+
+    def __init__(
+        self,
+        layer_factory: Callable[[int], nn.Module],
+        d_input: int,
+        d_model: int,
+        n_layers: int,
+        d_output: int,
+        *,
+        pool: str | slice = "mean",
+        dropout: float = 0.0,
+        prenorm: bool = True,
+        mix: str = "linear",
+    ) -> None:
+        super().__init__()
+        for name, value in (("d_input", d_input), ("d_model", d_model), ("n_layers", n_layers), ("d_output", d_output)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"`{name}` must be a positive int; got {value!r}")
+        if not (isinstance(pool, slice) or pool in POOLS):
+            raise InvalidInputError(f"`pool` must be one of {POOLS} or a slice of steps; got {pool!r}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise InvalidInputError(f"`dropout` must be a number in [0, 1); got {dropout!r}")
+        if mix not in MIXES:
+            raise InvalidInputError(f"`mix` must be one of {MIXES}; got {mix!r}")
+        self.pool = pool
+        self.encoder = nn.Linear(d_input, d_model)
+        self.blocks = nn.ModuleList(
+            SSMBlock(layer_factory(d_model), d_model, dropout=dropout, prenorm=prenorm, mix=mix)
+            for _ in range(n_layers)
+        )
+        self.final_norm = nn.LayerNorm(d_model) if prenorm else nn.Identity()
+        self.head = nn.Linear(d_model, d_output)
+
+    def forward(self, u: Tensor, layer_kwargs: Mapping[str, object] | None = None) -> Tensor:
+        """Run the stack.
+
+        Args:
+            u: `[B, L, C]` input sequences.
+            layer_kwargs: keyword arguments passed to every layer's forward (e.g. LSSL's
+                `dt_scale=0.5` to run at twice the training sampling rate).
+
+        Returns:
+            `[B, d_output]` when pooled, `[B, L, d_output]` when `pool="none"`.
+
+        Raises:
+            InvalidInputError: if `u` is not `[B, L, C]` with C = `d_input`, or a slice pools no step.
+        """
+        if not isinstance(u, Tensor) or u.ndim != 3 or u.shape[-1] != self.encoder.in_features:
+            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise InvalidInputError(f"`u` must be a tensor [B, L, {self.encoder.in_features}]; got {shape}")
+        x = self.encoder(u)
+        for block in self.blocks:
+            x = block(x, layer_kwargs or {})
+        return self.head(self._pool(self.final_norm(x)))
+
+    def _pool(self, x: Tensor) -> Tensor:
+        if self.pool == "none":
+            return x
+        if self.pool == "last":
+            return x[:, -1]
+        if self.pool == "mean":
+            return x.mean(dim=1)
+        part = x[:, self.pool]
+        if part.shape[1] == 0:
+            raise InvalidInputError(f"`pool` {self.pool} selects no step of a length-{x.shape[1]} sequence")
+        return part.mean(dim=1)
+
+
+def param_groups(
+    model: nn.Module, lr: float, *, lr_ssm: float = 1e-4, lr_dt: float = 1e-3, weight_decay: float = 0.0
+) -> list[dict]:
+    """Optimizer parameter groups with their own learning rates for the state-space parameters.
+
+    A submodule that defines `special_parameters() -> {"ssm": [...], "dt": [...]}` (as
+    [`LSSL`][neuralct.models.lssl.LSSL] does: A and B under `"ssm"`, $\\log \\Delta$ under `"dt"`)
+    has those parameters trained at `lr_ssm` and `lr_dt` without weight decay; every other
+    parameter is trained at `lr` with `weight_decay`. Empty groups are left out.
+
+    Args:
+        model: any module, e.g. a [`DeepSSM`][neuralct.models.deep_ssm.DeepSSM].
+        lr: learning rate of the ordinary parameters.
+        lr_ssm: learning rate of A and B (the reference code's 1e-4).
+        lr_dt: learning rate of $\\log \\Delta$ (1e-3).
+        weight_decay: weight decay of the ordinary parameters.
+
+    Returns:
+        A list of `{"params", "lr", "weight_decay"}` dicts for a `torch.optim` optimizer.
+    """
+    special: dict[str, list[nn.Parameter]] = {"ssm": [], "dt": []}
+    for module in model.modules():
+        if callable(getattr(module, "special_parameters", None)):
+            for group, params in module.special_parameters().items():
+                special[group].extend(params)
+    taken = {id(p) for params in special.values() for p in params}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in taken], "lr": lr, "weight_decay": weight_decay},
+        {"params": special["ssm"], "lr": lr_ssm, "weight_decay": 0.0},
+        {"params": special["dt"], "lr": lr_dt, "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]

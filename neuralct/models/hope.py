@@ -1,0 +1,245 @@
+"""HOPE: a state-space layer parameterised by its Markov parameters (its Hankel operator).
+
+Each channel holds an impulse response $h_1, \\dots, h_n$ (the entries of the Hankel matrix
+$H_{ij} = h_{i+j-1}$) instead of matrices $(A, B, C)$. The discrete FIR filter
+$G(w) = \\sum_{j=1}^{n} h_j w^{-j}$ is read as a continuous system by the inverse bilinear
+transform at step 1 and re-discretised by the bilinear transform at the channel's own step
+$\\Delta$ (learned in log space). The two maps compose to the Möbius map of the unit circle
+
+$w(z) = \\frac{(1 + \\Delta) z + \\Delta - 1}{(\\Delta - 1) z + \\Delta + 1}$,
+
+so the layer's transfer function at the FFT points $z_l = e^{2\\pi i l / P}$ is
+$\\hat K_l = \\sum_{j=1}^n h_j\\, w(z_l)^{-j}$: the FIR transfer function sampled at non-uniform
+points. Since $|w(z_l)| = 1$, $\\hat K$ is $\\sqrt{n}$-Lipschitz in $h$ whatever its value.
+
+Indexing: kernel lag $j$ multiplies $u_{t-j}$. At $\\Delta = 1$ the map is the identity and the
+kernel is exactly $(0, h_1, \\dots, h_n, 0, \\dots)$: lag 0 (the feed-through) is zero and the
+memory is flat up to lag n and exactly zero after.
+
+Reference: Yu, Mahoney & Erichson, "There is HOPE to Avoid HiPPOs for Long-memory State Space
+Models", ICLR 2025 (arXiv 2405.13975).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+from ..terms.linear import LinearTerm
+from ._layer_common import check_sequence, register_log_dt, special_parameters
+from ._ssm_kernels import causal_convolution
+
+MODES = ("causal", "bidirectional")
+
+
+def mobius(z: Tensor, dt: Tensor) -> Tensor:
+    """The Möbius map $w(z) = ((1+\\Delta) z + \\Delta - 1) / ((\\Delta - 1) z + \\Delta + 1)$.
+
+    It is the bilinear transform at step $\\Delta$ followed by the inverse bilinear transform at
+    step 1; for $\\Delta > 0$ it maps the unit circle onto itself, and it is the identity at 1.
+
+    Args:
+        z: complex points, broadcastable with `dt`.
+        dt: real steps $\\Delta > 0$.
+
+    Returns:
+        The complex $w(z)$, over the broadcast shape.
+    """
+    return ((1 + dt) * z + dt - 1) / ((dt - 1) * z + dt + 1)
+
+
+def hope_transfer(markov: Tensor, dt: Tensor, points: int, *, onesided: bool = False) -> Tensor:
+    """HOPE's transfer function $\\hat K_l = \\sum_{j=1}^n h_j\\, w(z_l)^{-j}$ at $z_l = e^{2\\pi i l/P}$.
+
+    Args:
+        markov: `[C, n]` Markov parameters $h_1, \\dots, h_n$ per channel, real or complex.
+        dt: `[C]` steps $\\Delta > 0$, real.
+        points: the number P of points on the unit circle, >= 1.
+        onesided: only $l = 0, \\dots, \\lfloor P/2 \\rfloor$, the half `torch.fft.irfft` needs; the
+            rest are their conjugates when `markov` is real (the Möbius map has real coefficients).
+
+    Returns:
+        `[C, P]` (or `[C, P // 2 + 1]`) complex $\\hat K$; its inverse FFT is the impulse response
+        aliased with period P.
+
+    Raises:
+        InvalidInputError: on a bad shape, a step <= 0, or a bad `points`.
+    """
+    if not isinstance(markov, Tensor) or markov.ndim != 2:
+        raise InvalidInputError(f"`markov` must be a tensor [C, n]; got {_shape(markov)}")
+    if not isinstance(dt, Tensor) or tuple(dt.shape) != markov.shape[:1] or not bool((dt > 0).all()):
+        raise InvalidInputError(f"`dt` must be a tensor [{markov.shape[0]}] of steps > 0; got {_shape(dt)}")
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise InvalidInputError(f"`points` must be a positive int; got {points!r}")
+    real, imag = (markov.real, markov.imag) if markov.is_complex() else (markov, torch.zeros_like(markov))
+    index = torch.arange(points // 2 + 1 if onesided else points, dtype=real.dtype, device=real.device)
+    z = torch.exp(2j * math.pi * index / points)
+    angle = torch.angle(mobius(z, dt.to(real.dtype)[:, None]))  # [C, P]; |w| = 1, so w^-j = e^{-ij angle}
+    phase = angle[..., None] * torch.arange(1, markov.shape[1] + 1, dtype=real.dtype, device=real.device)
+    cos, sin = phase.cos(), phase.sin()  # [C, P, n]; real products are faster than complex ones
+    return torch.complex(
+        torch.einsum("cpn,cn->cp", cos, real) + torch.einsum("cpn,cn->cp", sin, imag),
+        torch.einsum("cpn,cn->cp", cos, imag) - torch.einsum("cpn,cn->cp", sin, real),
+    )
+
+
+def fir_realization(markov: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Continuous-time matrices of the FIR filter $\\sum_j h_j w^{-j}$, by the inverse bilinear at step 1.
+
+    The discrete realization is the shift register $A_d = S$ (ones below the diagonal),
+    $B_d = e_1$, $C_d = h$, $D_d = 0$. With $P = (I + S)^{-1}$ (entries $(-1)^{i-k}$ on and
+    below the diagonal), the inverse bilinear transform gives, in closed form,
+    $A_c = 2(S - I)(S + I)^{-1} = 2I - 4P$, $B_c = 4P^2 e_1$ (entries $4(-1)^{i}(i+1)$),
+    $C_c = h$ and $D_c = G(-1) = \\sum_j (-1)^j h_j$. $A_c$ has the single eigenvalue $-2$ (one
+    Jordan block), so the bilinear transform at step $\\Delta$ has the pole $(1-\\Delta)/(1+\\Delta)$:
+    0 at $\\Delta = 1$, where the system is the FIR filter again.
+
+    Args:
+        markov: `[C, n]` real Markov parameters.
+
+    Returns:
+        `(A_c [n, n], B_c [n], C_c [C, n], D_c [C])` of $\\dot x = A_c x + B_c u$, $y = C_c x + D_c u$.
+
+    Raises:
+        InvalidInputError: if `markov` is not a real tensor `[C, n]`.
+    """
+    if not isinstance(markov, Tensor) or markov.ndim != 2 or markov.is_complex():
+        raise InvalidInputError(f"`markov` must be a real tensor [C, n]; got {_shape(markov)}")
+    n = markov.shape[1]
+    index = torch.arange(n, device=markov.device)
+    gap = index[:, None] - index[None, :]
+    inverse = torch.where(gap >= 0, 1.0 - 2.0 * (gap % 2), 0.0).to(markov.dtype)  # (I + S)^-1
+    a = 2.0 * torch.eye(n, dtype=markov.dtype, device=markov.device) - 4.0 * inverse
+    b = 4.0 * (1.0 - 2.0 * (index % 2)).to(markov.dtype) * (index + 1).to(markov.dtype)
+    d = markov @ (1.0 - 2.0 * ((index + 1) % 2)).to(markov.dtype)
+    return a, b, markov, d
+
+
+class HOPE(nn.Module):
+    """HOPE layer: per-channel Markov parameters, Möbius-resampled transfer function, FFT convolution.
+
+    `mode="causal"` (the default) evaluates $\\hat K$ on the 2L-point grid, takes the real part of
+    its inverse FFT, keeps lags 0 to L - 1 and convolves with the zero-padded input, so the output
+    at t depends on inputs up to t only. The Markov parameters are then real `[H, n]`: $\\hat K$ at
+    conjugate points is conjugate (the Möbius map has real coefficients), so an imaginary part
+    would vanish from the real output.
+
+    `mode="bidirectional"` is the reference code's kernel: complex Markov parameters and steps for
+    2H channels, each evaluated at L/2 points; the first H and the flipped last H are concatenated
+    in the frequency domain, and the convolution is circular (no padding), real part taken. The
+    output then depends on the whole sequence (and L must be even).
+
+    Args:
+        d_model: channels H.
+        n: Markov parameters per channel (the memory length at $\\Delta = 1$).
+        mode: "causal" or "bidirectional".
+        dt_min: smallest initial step; steps are drawn log-uniform in `[dt_min, dt_max]`.
+        dt_max: largest initial step.
+        learn_dt: learn the log-steps (True) or keep them fixed (a buffer).
+
+    Raises:
+        InvalidInputError: on a bad size, mode or step range.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n: int = 64,
+        *,
+        mode: str = "causal",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        learn_dt: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, value in (("d_model", d_model), ("n", n)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"`{name}` must be a positive int; got {value!r}")
+        if mode not in MODES:
+            raise InvalidInputError(f"`mode` must be one of {MODES}; got {mode!r}")
+        self.mode = mode
+        channels = d_model if mode == "causal" else 2 * d_model
+        register_log_dt(self, channels, dt_min, dt_max, learn_dt)
+        if mode == "causal":
+            self.markov = nn.Parameter(torch.randn(channels, n) / (4 * math.sqrt(n)))
+        else:  # complex, stored as (real, imaginary) pairs for optimisers
+            self.markov = nn.Parameter(torch.randn(channels, n, 2) / (4 * math.sqrt(n)))
+        self.d = nn.Parameter(torch.randn(d_model))
+
+    def markov_parameters(self) -> Tensor:
+        """`[H, n]` real (causal) or `[2H, n]` complex (bidirectional) $h_1, \\dots, h_n$."""
+        return self.markov if self.mode == "causal" else torch.view_as_complex(self.markov)
+
+    def kernel(self, length: int) -> Tensor:
+        """`[H, L]` real causal impulse response, lag 0 first (lags >= 2L alias into it)."""
+        self._require_causal("kernel")
+        transfer = hope_transfer(self.markov, self.log_dt.exp(), 2 * length, onesided=True)
+        return torch.fft.irfft(transfer, n=2 * length, dim=-1)[:, :length]
+
+    def forward(self, u: Tensor) -> Tensor:
+        """`[B, L, H] -> [B, L, H]`: the convolution plus the skip term $D u$.
+
+        Raises:
+            InvalidInputError: if `u` is not `[B, L, H]` (with L even and >= 2 when bidirectional).
+        """
+        width = self.d.shape[0]
+        check_sequence(u, width)
+        length = u.shape[1]
+        if self.mode == "causal":
+            return causal_convolution(u.transpose(1, 2), self.kernel(length)).transpose(1, 2) + self.d * u
+        if length % 2:
+            raise InvalidInputError(f"`u` must have an even length L in bidirectional mode; got L = {length}")
+        half = hope_transfer(self.markov_parameters(), self.log_dt.exp(), length // 2)
+        transfer = torch.cat([half[:width], half[width:].flip(-1)], dim=-1)  # [H, L]
+        y = torch.fft.ifft(torch.fft.fft(u, dim=1) * transfer.transpose(0, 1), dim=1).real
+        return y + self.d * u
+
+    def special_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """The Markov parameters (`"ssm"`) and a learned log-step (`"dt"`), for
+        [`param_groups`][neuralct.models.deep_ssm.param_groups]: their own rates, no weight decay."""
+        return special_parameters(self, [self.markov])
+
+    def realization(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """State-space matrices of the causal layer, with one time unit per sample.
+
+        Channel h is [`fir_realization`][neuralct.models.hope.fir_realization] with time
+        scaled by its step: $A = \\Delta_h A_c$, $B = \\Delta_h B_c$, $C = h$, $D = D_c + D_{skip}$.
+
+        Returns:
+            `(A [H, n, n], B [H, n], C [H, n], D [H])`.
+        """
+        self._require_causal("realization")
+        a, b, c, d = fir_realization(self.markov)
+        dt = self.log_dt.exp()
+        return dt[:, None, None] * a, dt[:, None] * b, c, d + self.d
+
+    def linear_term(self, path: Any) -> LinearTerm:
+        """The causal layer as a [`LinearTerm`][neuralct.terms.linear.LinearTerm] driven by `path`.
+
+        The term is the realization (one time unit per sample) with the readout $y = C x + D u$
+        (M = 1 output per channel), so any solver applies, on any grid. The bilinear rule with
+        the input read at each step's midpoint (`GBT(0.5)`) on a `LinearPath` through the
+        samples, stepping knot to knot from zero state one time unit before the first sample
+        (input 0 there), reproduces `forward` on the unit grid up to the kernel's aliasing
+        beyond lag 2L: the midpoint of a linear piece is the trapezoidal average of its ends.
+
+        Args:
+            path: the input with H channels, `evaluate(t)` `[B]` -> `[B, H]`.
+
+        Returns:
+            `LinearTerm` with `a` `[H, n, n]`, `b` `[H, n]`, `c` `[H, 1, n]`, `d` `[H, 1]`.
+        """
+        a, b, c, d = self.realization()
+        return LinearTerm(a, b, path, c=c[:, None, :], d=d[:, None])
+
+    def _require_causal(self, what: str) -> None:
+        if self.mode != "causal":
+            raise InvalidInputError(f"`mode` must be 'causal' for the {what}; got {self.mode!r}")
+
+
+def _shape(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__

@@ -1,0 +1,135 @@
+"""A diagonal state-space layer (S4D): decaying complex modes, ZOH, Vandermonde kernel, FFT convolution.
+
+Each channel runs N/2 complex modes $\\dot x_m = a_m x_m + u$ ($\\mathrm{Re}\\, a_m < 0$, kept so by
+learning $\\log(-\\mathrm{Re}\\, a_m)$) read out by $y = 2\\,\\mathrm{Re}\\sum_m c_m x_m + D u$ (the
+conjugate modes are implicit, so the output is real). Zero-order hold at the learned step
+$\\Delta$ gives $\\bar a_m = e^{\\Delta a_m}$, $\\bar b_m = (e^{\\Delta a_m} - 1) / a_m$ and the kernel
+$k_j = 2\\,\\mathrm{Re}\\sum_m c_m \\bar b_m \\bar a_m^{\\,j}$ (a Vandermonde product): memory decays
+like $e^{-\\Delta j / 2}$, the baseline HOPE's flat memory is measured against.
+
+Reference: Gu, Gupta, Goel & Ré, "On the Parameterization and Initialization of Diagonal State
+Space Models", NeurIPS 2022.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+from ._layer_common import check_sequence, register_log_dt, special_parameters
+from ._ssm_kernels import causal_convolution
+
+INITS = ("lin", "inv")
+
+
+def s4d_init(modes: int, init: str = "lin", *, dtype: torch.dtype | None = None) -> Tensor:
+    """Initial diagonal state matrix of S4D, half of the conjugate pairs.
+
+    S4D-Lin: $a_m = -\\tfrac12 + i\\pi m$. S4D-Inv: $a_m = -\\tfrac12 + i\\frac{N}{\\pi}\\big(\\frac{N}{2m+1} - 1\\big)$
+    with $N = 2 \\cdot$ `modes`, for $m = 0, \\dots,$ `modes` $- 1$.
+
+    Args:
+        modes: number of complex modes N/2 >= 1.
+        init: "lin" or "inv".
+        dtype: real dtype of the parts (torch's default when `None`).
+
+    Returns:
+        `[modes]` complex eigenvalues.
+
+    Raises:
+        InvalidInputError: on a bad `modes` or `init`.
+    """
+    if isinstance(modes, bool) or not isinstance(modes, int) or modes < 1:
+        raise InvalidInputError(f"`modes` must be a positive int; got {modes!r}")
+    if init not in INITS:
+        raise InvalidInputError(f"`init` must be one of {INITS}; got {init!r}")
+    m = torch.arange(modes, dtype=dtype or torch.get_default_dtype())
+    state = 2 * modes
+    imag = math.pi * m if init == "lin" else state / math.pi * (state / (2 * m + 1) - 1)
+    return torch.complex(torch.full_like(m, -0.5), imag)
+
+
+class S4D(nn.Module):
+    """Diagonal SSM layer (S4D) with zero-order hold and a causal FFT convolution.
+
+    Args:
+        d_model: channels H.
+        d_state: state size N (even); N/2 complex modes per channel.
+        init: "lin" (S4D-Lin) or "inv" (S4D-Inv) imaginary parts.
+        dt_min: smallest initial step; steps are drawn log-uniform in `[dt_min, dt_max]`.
+        dt_max: largest initial step.
+        learn_dt: learn the log-steps (True) or keep them fixed (a buffer).
+
+    Raises:
+        InvalidInputError: on a bad size, init or step range.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        init: str = "lin",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        learn_dt: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
+            raise InvalidInputError(f"`d_model` must be a positive int; got {d_model!r}")
+        if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2:
+            raise InvalidInputError(f"`d_state` must be an even int >= 2; got {d_state!r}")
+        a = s4d_init(d_state // 2, init).expand(d_model, -1)
+        register_log_dt(self, d_model, dt_min, dt_max, learn_dt)
+        self.log_decay = nn.Parameter(torch.log(-a.real).clone())  # [H, N/2]: Re a = -exp(log_decay)
+        self.frequency = nn.Parameter(a.imag.clone())  # [H, N/2]
+        self.c = nn.Parameter(torch.randn(d_model, d_state // 2, 2) * math.sqrt(0.5))  # complex N(0, 1)
+        self.d = nn.Parameter(torch.randn(d_model))
+
+    def special_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """The eigenvalues (`"ssm"`) and a learned log-step (`"dt"`), for
+        [`param_groups`][neuralct.models.deep_ssm.param_groups]: their own rates, no weight decay."""
+        return special_parameters(self, [self.log_decay, self.frequency])
+
+    def discretize(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Zero-order hold: `(a_bar [H, N/2], b_bar [H, N/2], c [H, N/2])`, all complex."""
+        a = torch.complex(-self.log_decay.exp(), self.frequency)
+        step = self.log_dt.exp()[:, None] * a
+        return step.exp(), (step.exp() - 1) / a, torch.view_as_complex(self.c)
+
+    def kernel(self, length: int) -> Tensor:
+        """`[H, L]` real impulse response, lag 0 first: $k_j = 2\\,\\mathrm{Re}\\sum_m c_m \\bar b_m \\bar a_m^j$."""
+        a_bar, b_bar, c = self.discretize()
+        lags = torch.arange(length, dtype=self.log_dt.dtype, device=self.log_dt.device)
+        vandermonde = torch.exp(a_bar.log()[..., None] * lags)  # [H, N/2, L]
+        return 2 * torch.einsum("hm,hml->hl", c * b_bar, vandermonde).real
+
+    def forward(self, u: Tensor) -> Tensor:
+        """`[B, L, H] -> [B, L, H]`: the causal convolution plus the skip term $D u$.
+
+        Raises:
+            InvalidInputError: if `u` is not `[B, L, H]`.
+        """
+        width = self.d.shape[0]
+        check_sequence(u, width)
+        return causal_convolution(u.transpose(1, 2), self.kernel(u.shape[1])).transpose(1, 2) + self.d * u
+
+    def unroll(self, u: Tensor) -> Tensor:
+        """The same layer as the recurrence $x_k = \\bar a x_{k-1} + \\bar b u_k$, $y_k = 2\\mathrm{Re}(c x_k) + D u_k$.
+
+        Args:
+            u: `[B, L, H]` inputs.
+
+        Returns:
+            `[B, L, H]` outputs, equal to `forward(u)` to rounding.
+        """
+        a_bar, b_bar, c = self.discretize()
+        state = torch.zeros(u.shape[0], *a_bar.shape, dtype=a_bar.dtype, device=u.device)
+        outputs = []
+        for k in range(u.shape[1]):
+            state = a_bar * state + b_bar * u[:, k, :, None]
+            outputs.append(2 * (c * state).sum(-1).real + self.d * u[:, k])
+        return torch.stack(outputs, dim=1)
