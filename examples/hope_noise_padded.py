@@ -35,15 +35,16 @@ SIGNAL = 64  # pixels per digit
 class Config(NamedTuple):
     paddings: tuple[int, ...] = (64, 256, 1024)
     train_size: int | None = None  # None: all 1433 training digits
-    d_model: int = 16
+    d_model: int = 32
     n_layers: int = 2
-    markov: int = 64  # HOPE: n real Markov parameters per channel
+    markov: int = 128  # HOPE: n real Markov parameters per channel
+    hope_dt: float = 0.1  # HOPE's step, fixed as in the paper's noise-padded runs: memory of about n / dt steps
     d_state: int = 32  # S4D: 16 complex modes, 64 real parameters per channel with their eigenvalues
-    epochs: int = 10
+    epochs: int = 30
     batch: int = 64
-    lr: float = 1e-2
-    lr_hope: float = 1e-2  # HOPE's Markov parameters (bounded effect: the kernel is sqrt(n)-Lipschitz in them)
-    lr_s4d: float = 1e-3  # S4D's eigenvalues and steps, its paper's rate (at 1e-2 it stayed at chance here)
+    lr: float = 3e-3
+    lr_hope: float = 3e-3  # HOPE's Markov parameters (bounded effect: the kernel is sqrt(n)-Lipschitz in them)
+    lr_s4d: float = 1e-3  # S4D's eigenvalues and steps, its paper's rate
 
 
 SMALL = Config(paddings=(16, 64), train_size=128, d_model=8, markov=16, d_state=8, epochs=2, batch=64)
@@ -59,9 +60,9 @@ def noise_padded_digits(split: str, padding: int, size: int | None = None) -> tu
 
 
 def build(kind: str, config: Config) -> DeepSSM:
-    """The stack with HOPE (steps fixed at 0.1..1) or S4D-Lin (steps learned from 1e-3..1e-1) layers."""
+    """The stack with HOPE (step fixed at `config.hope_dt`) or S4D-Lin (steps learned from 1e-3..1e-1) layers."""
     if kind == "hope":
-        factory = lambda h: HOPE(h, config.markov, dt_min=0.1, dt_max=1.0, learn_dt=False)
+        factory = lambda h: HOPE(h, config.markov, dt_min=config.hope_dt, dt_max=config.hope_dt, learn_dt=False)
     else:
         factory = lambda h: S4D(h, config.d_state, dt_min=1e-3, dt_max=1e-1)
     return DeepSSM(factory, 1, config.d_model, config.n_layers, 10, pool=slice(SIGNAL, None), mix="glu")
