@@ -7,7 +7,7 @@ sol = nct.solve(nct.ODETerm(f), y0, t, solver=nct.Tsit5(), controller=nct.PIDCon
 """
 
 from .backends import TorchDiffEq, TorchSDE
-from .controllers import AbstractController, ConstantStep, PIDController, max_norm, rms_norm
+from .controllers import AbstractController, ConstantStep, KnotToKnot, PIDController, max_norm, rms_norm
 from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
 from .gradients import AbstractGradient, Backprop, Backsolve
 from .paths import (
@@ -36,6 +36,7 @@ from .solvers import (
     GBT,
     Heun,
     ImplicitEuler,
+    LTCFused,
     MethodOfSteps,
     Midpoint,
     Milstein,
@@ -89,9 +90,11 @@ __all__ = [
     "ImplicitEuler",
     "IncompatibleTermError",
     "InvalidInputError",
+    "KnotToKnot",
     "LevyArea",
     "LinearPath",
     "LinearTerm",
+    "LTCFused",
     "MethodOfSteps",
     "Midpoint",
     "Milstein",

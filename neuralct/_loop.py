@@ -274,7 +274,7 @@ def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, T
     hit = remaining <= torch.add(problem.time_slack, s.h.abs(), alpha=1.001)
     t1 = torch.where(hit, boundary, s.t + s.h)
     h = t1 - s.t
-    if at_jump is not None:
+    if at_jump is not None and problem.solver.reads_step_end:
         h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
     return t1, h, hit, at_jump
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from .backends.torchdiffeq import TorchDiffEq, available_methods
 from .backends.torchsde import TorchSDE, TorchSDEMethod
-from .controllers import ConstantStep, PIDController
+from .controllers import ConstantStep, KnotToKnot, PIDController
 from .errors import InvalidInputError
 from .gradients import Backprop, Backsolve
 from .solvers import (
@@ -41,6 +41,7 @@ from .solvers import (
     EulerMaruyama,
     Heun,
     ImplicitEuler,
+    LTCFused,
     MethodOfSteps,
     Midpoint,
     Milstein,
@@ -69,6 +70,8 @@ _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
         # linear terms (LinearTerm): exact zero-order hold, generalized bilinear transform
         "zoh": ZOH,
         "gbt": GBT,
+        # the LTC term: fused semi-implicit step, `unfolds` sub-steps per step
+        "ltc_fused": LTCFused,
         # SDE
         "euler_maruyama": EulerMaruyama,
         "milstein": Milstein,
@@ -79,6 +82,7 @@ _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
     },
     "controller": {
         "constant": ConstantStep,
+        "knots": KnotToKnot,
         "pid": PIDController,
     },
     "gradient": {

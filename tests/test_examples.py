@@ -97,3 +97,29 @@ def test_lssl_timescale_example_keeps_its_accuracy_at_twice_the_rate(tmp_path: P
     assert (tmp_path / "lssl_timescale.png").stat().st_size > 10_000
     assert accuracy["lssl"]["rate"] > 0.5  # four classes: chance is 0.25
     assert accuracy["lssl"]["double_rate"] > accuracy["lssl"]["rate"] - 0.1
+
+
+def test_irregular_models_example_trains_every_model_under_each_of_its_solvers(tmp_path: Path) -> None:
+    module = _load("irregular_models")
+    rows = module.main(["--small", "--out", str(tmp_path)])
+    expected = sum(2 if spec.general is not None else 1 for spec in module.MODELS.values())
+    assert len(rows) == expected
+    assert {row.model for row in rows} == set(module.MODELS)
+    assert all(0.0 <= row.accuracy <= 1.0 and row.parameters > 0 for row in rows)
+    # models with a solve report its evaluations; the discrete baselines report none
+    assert all((row.vf_evals > 0) == (row.solver != "(discrete)") for row in rows)
+    assert (tmp_path / "irregular_models.md").read_text().count("\n") == expected + 2
+
+
+def test_adding_memory_example_trains_the_delay_and_noisy_models(tmp_path: Path) -> None:
+    runs = _load("adding_memory").main(["--small", "--out", str(tmp_path)])
+    assert [run.model for run in runs] == [
+        "tau_gru",
+        "tau_gru (RK4 per gap)",
+        "noisy_rnn",
+        "noisy_rnn (Milstein)",
+        "gru_delta",
+    ]
+    assert all(run.test_mse >= 0 for run in runs)
+    assert "MethodOfSteps(RK4)" in runs[1].solver
+    assert (tmp_path / "adding_memory.json").exists()

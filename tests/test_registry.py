@@ -59,7 +59,7 @@ def test_names_list_every_entry_with_a_one_line_description():
     assert "torchdiffeq:dopri5" in solvers and "torchsde:euler" in solvers
     assert solvers["euler"] == "Euler's method, order 1"
     assert all(text and "\n" not in text for text in solvers.values())
-    assert set(registry.names("controller")) == {"constant", "pid"}
+    assert set(registry.names("controller")) == {"constant", "knots", "pid"}
     assert set(registry.kinds()) == {"solver", "controller", "gradient"}
 
 

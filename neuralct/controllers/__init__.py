@@ -2,7 +2,8 @@
 
 from .base import AbstractController
 from .constant import ConstantStep
+from .knots import KnotToKnot
 from .norms import max_norm, rms_norm
 from .pid import PIDController
 
-__all__ = ["AbstractController", "ConstantStep", "PIDController", "max_norm", "rms_norm"]
+__all__ = ["AbstractController", "ConstantStep", "KnotToKnot", "PIDController", "max_norm", "rms_norm"]

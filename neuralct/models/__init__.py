@@ -1,24 +1,74 @@
-"""Sequence models built on the solver core: linear state-space layers (LSSL, HOPE, S4D) and their stack."""
+"""Sequence models built on the solver core.
 
+- Linear state-space layers (LSSL, HOPE, S4D) and their deep stack.
+- Nonlinear continuous-time models: LTC (and CfC), neural CDE and ANCDE, the noisy RNN (an
+  SDE), tau-GRU (a delay equation).
+- Irregular-series baselines (`neuralct.models.baselines`): GRU-D, ODE-RNN, a GRU given the gaps.
+- The interface they share (`neuralct.models.base`).
+"""
+
+from .ancde import ANCDE
+from .base import (
+    AbstractContinuousModel,
+    AbstractJumpModel,
+    AbstractSequenceModel,
+    HeldInput,
+    ModelOutput,
+    SolveOptions,
+    held_input,
+    last_observed,
+    lead_in_times,
+)
+from .baselines import GRUD, ODERNN, GRUDelta
+from .cfc import CfC, CfCCell
 from .deep_ssm import DeepSSM, SSMBlock, param_groups
 from .hippo import HIPPO, hippo_lagt, hippo_legs, hippo_legt
 from .hope import HOPE, fir_realization, hope_transfer, mobius
 from .lssl import LSSL
+from .ltc import LTC, LTCField, LTCTerm
+from .ncde import NeuralCDE
+from .noisy_rnn import NoisyRNN, ReferenceNoisyEuler, lipschitz_matrix
 from .s4d import S4D, s4d_init
+from .tau_gru import TauGRU, TauGRUCell, tau_gru_recursion
 
 __all__ = [
+    "ANCDE",
+    "GRUD",
     "HIPPO",
     "HOPE",
     "LSSL",
+    "LTC",
+    "ODERNN",
     "S4D",
+    "AbstractContinuousModel",
+    "AbstractJumpModel",
+    "AbstractSequenceModel",
+    "CfC",
+    "CfCCell",
     "DeepSSM",
+    "GRUDelta",
+    "HeldInput",
+    "LTCField",
+    "LTCTerm",
+    "ModelOutput",
+    "NeuralCDE",
+    "NoisyRNN",
+    "ReferenceNoisyEuler",
     "SSMBlock",
+    "SolveOptions",
+    "TauGRU",
+    "TauGRUCell",
     "fir_realization",
+    "held_input",
     "hippo_lagt",
     "hippo_legs",
     "hippo_legt",
     "hope_transfer",
+    "last_observed",
+    "lead_in_times",
+    "lipschitz_matrix",
     "mobius",
     "param_groups",
     "s4d_init",
+    "tau_gru_recursion",
 ]

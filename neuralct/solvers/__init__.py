@@ -10,6 +10,7 @@ from .exact_linear import GBT, ZOH, AbstractLinearSolver
 from .explicit_rk import AbstractExplicitRK
 from .heun import Heun
 from .implicit_euler import ImplicitEuler
+from .ltc_fused import AbstractLTCTerm, LTCFused
 from .method_of_steps import MethodOfSteps
 from .midpoint import Midpoint
 from .milstein import Milstein
@@ -24,6 +25,7 @@ from .tsit5 import Tsit5
 __all__ = [
     "AbstractExplicitRK",
     "AbstractLinearSolver",
+    "AbstractLTCTerm",
     "AbstractSDESolver",
     "AbstractSolver",
     "Bosh3",
@@ -35,6 +37,7 @@ __all__ = [
     "EulerMaruyama",
     "Heun",
     "ImplicitEuler",
+    "LTCFused",
     "MethodOfSteps",
     "Midpoint",
     "Milstein",

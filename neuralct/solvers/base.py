@@ -70,6 +70,14 @@ class AbstractSolver(abc.ABC):
         accurate than their steps)."""
         return self.has_dense_output
 
+    @property
+    def reads_step_end(self) -> bool:
+        """Whether a step evaluates the term at its end time. The loop then stops a step that lands
+        on a jump time a hair short of it, so the evaluation sees the term before the jump; a
+        solver that reads a held input only inside the step (ZOH, GBT, the LTC fused step) takes
+        the exact step instead."""
+        return True
+
     def check_term(self, term: AbstractTerm) -> None:
         """Raise `IncompatibleTermError` when this solver cannot integrate `term`."""
         if not isinstance(term, self.term_types):

@@ -49,6 +49,11 @@ class AbstractLinearSolver(AbstractSolver):
         """Step onto save times: the recurrence is exact at step ends, its interpolant is not."""
         return False
 
+    @property
+    def reads_step_end(self) -> bool:
+        """`False`: the input is read at the step's midpoint, so steps land exactly on jumps."""
+        return False
+
     @abc.abstractmethod
     def discretize(self, a: Tensor, b: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
         """$(\\bar A, \\bar B)$ `([..., N, N], [..., N])` for `a` `[..., N, N]`, `b` `[..., N]`, `dt` `[...]` > 0."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -48,3 +49,30 @@ class AbstractDriftTerm(AbstractTerm):
         Returns:
             `[B, *state]` time derivative of the state.
         """
+
+
+def path_jump_times(path: object) -> Tensor | None:
+    """`[J]` or `[B, J]` knots a path declares by a `jump_times()` method, else `None`."""
+    jumps = getattr(path, "jump_times", None)
+    return jumps() if callable(jumps) else None
+
+
+def merge_jump_times(ts: Tensor, *parts: Tensor | None) -> Tensor | None:
+    """`[B, J]` union of several terms' jump times, sorted along each row of `ts` `[B, K]`.
+
+    Each part is `[J_i]`, `[B, J_i]` or `None`; rows may be padded with $\\pm\\infty$ in the
+    solve's direction. Times that coincide to rounding are kept once (the loop cannot step
+    between them).
+    """
+    given = [p.to(ts.dtype).expand(ts.shape[0], -1) if p.ndim == 1 else p.to(ts.dtype) for p in parts if p is not None]
+    if not given:
+        return None
+    jumps = torch.cat(given, dim=1)
+    direction = torch.where(ts[:, -1:] < ts[:, :1], -1.0, 1.0).to(ts.dtype)
+    key, order = torch.sort((direction * jumps).detach(), dim=1, stable=True)
+    jumps = jumps.gather(1, order)
+    tolerance = 64 * torch.finfo(ts.dtype).eps * ts.detach().abs().amax(dim=1, keepdim=True).clamp_min(1.0)
+    repeated = torch.zeros_like(key, dtype=torch.bool)
+    repeated[:, 1:] = key.diff(dim=1) <= tolerance
+    jumps = torch.where(repeated, direction * torch.inf, jumps)
+    return jumps.gather(1, torch.argsort(torch.where(repeated, torch.inf, key), dim=1, stable=True))

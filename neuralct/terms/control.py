@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError
-from .base import AbstractDriftTerm
+from .base import AbstractDriftTerm, path_jump_times
 
 
 class PerSamplePath(Protocol):
@@ -60,5 +60,4 @@ class ControlTerm(AbstractDriftTerm):
     def jump_times(self, ts: Tensor) -> Tensor | None:
         """The path's knots, when it declares them by a `jump_times()` method
         (see `AbstractTerm.jump_times`)."""
-        jumps = getattr(self.path, "jump_times", None)
-        return jumps() if callable(jumps) else None
+        return path_jump_times(self.path)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
-from .base import AbstractTerm
+from .base import AbstractTerm, merge_jump_times, path_jump_times
 
 History = Callable[[Tensor], Tensor]
 
@@ -48,6 +48,8 @@ class DelayTerm(AbstractTerm):
             with $\\sum_i k_i \\le$ `breakpoint_depth`, are listed; derivative jumps of higher
             order are too small to matter. Every multiple $t_0 + k\\tau_i$ is always listed,
             which also keeps every step no longer than the smallest delay.
+        inputs: the input path `f` reads, if any (e.g. `PiecewiseConstantPath`); its
+            `jump_times()` are merged with the breakpoints, so steps land on every knot.
 
     Raises:
         InvalidInputError: `delays` empty, not 1-D, not finite or not positive; `history`
@@ -67,6 +69,7 @@ class DelayTerm(AbstractTerm):
         history: History | Tensor,
         *,
         breakpoint_depth: int = 5,
+        inputs: object = None,
     ):
         super().__init__()
         if not callable(f):
@@ -75,6 +78,7 @@ class DelayTerm(AbstractTerm):
             raise InvalidInputError(f"`breakpoint_depth` must be a positive int; got {breakpoint_depth!r}")
         self.f = f
         self.breakpoint_depth = breakpoint_depth
+        self.inputs = inputs
         self._fixed_delays: tuple[float, ...] | None = None
         if isinstance(delays, Tensor):
             _check_delays(delays.detach())
@@ -140,7 +144,11 @@ class DelayTerm(AbstractTerm):
             )
         return value
 
-    def jump_times(self, ts: Tensor) -> Tensor:
+    def jump_times(self, ts: Tensor) -> Tensor | None:
+        """`[B, J]` the breakpoints (see `breakpoints`) merged with the knots of `inputs`."""
+        return merge_jump_times(ts, self.breakpoints(ts), path_jump_times(self.inputs))
+
+    def breakpoints(self, ts: Tensor) -> Tensor:
         """`[B, J]` breakpoints $t_0 + d \\sum_i k_i \\tau_i$ of each sample (direction $d$),
         sorted along the solve; see the class docstring.
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
-from .base import AbstractDriftTerm
+from .base import AbstractDriftTerm, path_jump_times
 
 
 class LinearTerm(AbstractDriftTerm):
@@ -148,8 +148,7 @@ class LinearTerm(AbstractDriftTerm):
     def jump_times(self, ts: Tensor) -> Tensor | None:
         """The path's knots where it is not smooth, when it declares them by a `jump_times()` method
         (see `AbstractTerm.jump_times`)."""
-        jumps = getattr(self.path, "jump_times", None)
-        return jumps() if callable(jumps) else None
+        return path_jump_times(self.path)
 
 
 def _check_matrix(name: str, value: object, ndim: int, size: int | None, square: bool = True) -> int:

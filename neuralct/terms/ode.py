@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..errors import IncompatibleTermError
-from .base import AbstractDriftTerm
+from .base import AbstractDriftTerm, path_jump_times
 
 
 class ODETerm(AbstractDriftTerm):
@@ -18,6 +18,9 @@ class ODETerm(AbstractDriftTerm):
         f: callable `f(t, y, args)` with `t` `[B]` and `y` `[B, *state]`, returning
             `[B, *state]`. An `nn.Module` is registered as a submodule so its parameters
             belong to the term (needed by `Backsolve`, which finds parameters there).
+        inputs: the input path `f` reads, if any (e.g. `PiecewiseConstantPath`). Its
+            `jump_times()` become the term's, so the loop lands on every knot and a step never
+            straddles a jump of the input.
 
     Example:
         >>> import torch, neuralct as nct
@@ -25,11 +28,12 @@ class ODETerm(AbstractDriftTerm):
         >>> sol = nct.solve(term, torch.ones(2, 1), torch.linspace(0, 1, 5))
     """
 
-    def __init__(self, f: Callable[[Tensor, Tensor, Any], Tensor]):
+    def __init__(self, f: Callable[[Tensor, Tensor, Any], Tensor], *, inputs: object = None):
         super().__init__()
         if not callable(f):
             raise TypeError(f"`f` must be callable as f(t, y, args); got {type(f).__name__}")
         self.f = f
+        self.inputs = inputs
 
     def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
         """$f(t, y, \\text{args})$: `t` `[B]`, `y` `[B, *state]` -> `[B, *state]`.
@@ -47,3 +51,7 @@ class ODETerm(AbstractDriftTerm):
 
     def extra_repr(self) -> str:
         return "" if isinstance(self.f, nn.Module) else f"f={getattr(self.f, '__name__', repr(self.f))}"
+
+    def jump_times(self, ts: Tensor) -> Tensor | None:
+        """The knots of `inputs`, when it declares them (see `AbstractTerm.jump_times`)."""
+        return path_jump_times(self.inputs)

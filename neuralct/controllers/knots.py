@@ -1,0 +1,59 @@
+"""One step from each knot to the next: the discrete-RNN view of a continuous model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..solvers.base import AbstractSolver
+from ..terms.base import AbstractTerm
+from .base import AbstractController, ControllerState
+
+
+@dataclass(frozen=True)
+class KnotToKnot(AbstractController):
+    """Every step runs from one save or jump time of its sample to the next one.
+
+    With the observation times as save times (or a piecewise-constant input, whose knots are
+    jump times), a sample takes exactly one solver step per observation gap, whatever the gap:
+    `Euler()` then gives the Euler-discretized RNN $h_{k+1} = h_k + \\Delta_k f(h_k, x_{k+1})$,
+    and a solver with internal sub-steps (the LTC fused step with `unfolds`) spreads them evenly
+    over each gap, as `ncps.torch.LTCCell` does with its elapsed time. Steps are never rejected.
+    """
+
+    @property
+    def adaptive(self) -> bool:
+        """Always `False`: every finite step is accepted."""
+        return False
+
+    def init(
+        self,
+        term: AbstractTerm,
+        solver: AbstractSolver,
+        t0: Tensor,
+        y0: Tensor,
+        f0: Tensor | None,
+        direction: Tensor,
+        span: Tensor,
+        dt0: float | None,
+        args: Any,
+    ) -> tuple[Tensor, ControllerState, int]:
+        """Propose the whole span; the loop shortens it to the next save or jump time."""
+        reach = direction * span.to(direction.dtype)
+        return reach, (reach,), 0
+
+    def adapt(
+        self,
+        y0: Tensor,
+        y1: Tensor,
+        error: Tensor | None,
+        h: Tensor,
+        state: ControllerState,
+        running: Tensor,
+        error_order: int | None,
+    ) -> tuple[Tensor, Tensor, ControllerState]:
+        """Accept every step and propose the whole span again."""
+        return torch.ones_like(running), state[0], state
