@@ -40,7 +40,7 @@ class Config(NamedTuple):
     markov: int = 128  # HOPE: n real Markov parameters per channel
     hope_dt: float = 0.1  # HOPE's step, fixed as in the paper's noise-padded runs: memory of about n / dt steps
     d_state: int = 32  # S4D: 16 complex modes, 64 real parameters per channel with their eigenvalues
-    epochs: int = 30
+    epochs: int = 60
     batch: int = 64
     lr: float = 3e-3
     lr_hope: float = 3e-3  # HOPE's Markov parameters (bounded effect: the kernel is sqrt(n)-Lipschitz in them)

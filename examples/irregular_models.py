@@ -6,7 +6,7 @@ model is trained under its natural numerics and again under a general adaptive s
 discrete baselines have no solver to swap), and the table reports test accuracy, the seconds per
 training epoch and the vector-field evaluations per sample of a forward pass.
 
-    python examples/irregular_models.py                      # the full table (about half an hour on 2 cores)
+    python examples/irregular_models.py                      # the full table (about an hour on 2 cores)
     python examples/irregular_models.py --models ltc ncde    # a subset
     python examples/irregular_models.py --small              # CI-sized: seconds
 """
@@ -40,9 +40,10 @@ class Config(NamedTuple):
     rates: tuple[float, ...] = (0.3, 0.5, 0.7)
     models: tuple[str, ...] = ("ltc", "cfc", "ncde", "ancde", "noisy_rnn", "tau_gru", "gru_d", "ode_rnn", "gru_delta")
     hidden: int = 32
-    epochs: int = 30
+    epochs: int = 60
     batch: int = 32
     seed: int = 0
+    solvers: str = "both"  # "natural", "general" (the second solver) or "both"
     train_size: int | None = None  # None: all 270 training series
 
 
@@ -80,6 +81,7 @@ class Row(NamedTuple):
     model: str
     solver: str
     rate: float
+    epochs: int
     accuracy: float
     epoch_seconds: float
     vf_evals: float
@@ -100,14 +102,18 @@ def fit(name: str, options: SolveOptions | None, rate: float, config: Config) ->
     label = _label(options if options is not None else model.default_solve_options())  # the training numerics
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     generator = torch.Generator().manual_seed(config.seed)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     seconds = []
     for _ in range(config.epochs):
         seconds.append(
             train_epoch(model, train, optimizer, batch_size=config.batch, generator=generator, options=options).seconds
         )
+        schedule.step()
     result = evaluate(model, test, options=options)
     parameters = sum(p.numel() for p in model.parameters())
-    return Row(name, label, rate, result.accuracy, sum(seconds) / len(seconds), result.vf_evals, parameters)
+    return Row(
+        name, label, rate, config.epochs, result.accuracy, sum(seconds) / len(seconds), result.vf_evals, parameters
+    )
 
 
 def _label(options: SolveOptions | None) -> str:
@@ -116,11 +122,19 @@ def _label(options: SolveOptions | None) -> str:
 
 def markdown(rows: list[Row]) -> str:
     lines = [
-        "| model | solver | dropped | test accuracy | s / epoch | evals / sample | parameters |",
-        "|---|---|---|---|---|---|---|",
+        "| model | solver | dropped | epochs | test accuracy | s / epoch | evals / sample | parameters |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = (r.model, r.solver, f"{r.rate:.0%}", f"{r.accuracy:.1%}", f"{r.epoch_seconds:.2f}", f"{r.vf_evals:.0f}")
+        cells = (
+            r.model,
+            r.solver,
+            f"{r.rate:.0%}",
+            str(r.epochs),
+            f"{r.accuracy:.1%}",
+            f"{r.epoch_seconds:.2f}",
+            f"{r.vf_evals:.0f}",
+        )
         lines.append("| " + " | ".join((*cells, str(r.parameters))) + " |")
     return "\n".join(lines)
 
@@ -129,7 +143,8 @@ def run(config: Config, out: Path | None = None) -> list[Row]:
     rows = []
     for name in config.models:
         general = MODELS[name].general
-        for options in (None, general) if general is not None else (None,):
+        chosen = {"natural": (None,), "general": (general,), "both": (None, general)}[config.solvers]
+        for options in chosen if general is not None else (None,):
             for rate in config.rates:
                 start = time.perf_counter()
                 rows.append(fit(name, options, rate, config))
@@ -146,11 +161,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--small", action="store_true", help="CI-sized run")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), help="subset of models")
     parser.add_argument("--epochs", type=int, help="training epochs")
+    parser.add_argument("--solvers", choices=("natural", "general", "both"), default="both", help="which numerics")
     parser.add_argument("--out", type=Path, default=Path("examples/output"), help="folder for the table")
     args = parser.parse_args(argv)
     config = SMALL if args.small else Config()
     if args.models:
         config = config._replace(models=tuple(args.models))
+    config = config._replace(solvers=args.solvers)
     if args.epochs:
         config = config._replace(epochs=args.epochs)
     rows = run(config, args.out)
