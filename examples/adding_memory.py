@@ -6,7 +6,7 @@ get under to show that it remembers across about T/2 steps). tau-GRU (delay equa
 steps) and the noisy RNN (Lipschitz RNN as an SDE) are each trained under their natural numerics
 and a second solver; a GRU given the time gaps is the discrete baseline.
 
-    python examples/adding_memory.py            # T = 100 (several minutes on 2 cores)
+    python examples/adding_memory.py            # T = 50 (about 12 minutes on 2 cores)
     python examples/adding_memory.py --small    # CI-sized: seconds
 """
 
@@ -33,14 +33,14 @@ BASELINE_MSE = 1 / 6
 
 
 class Config(NamedTuple):
-    length: int = 100
-    train_size: int = 2000
+    length: int = 50
+    train_size: int = 4000
     test_size: int = 500
     hidden: int = 32
-    epochs: int = 20
+    epochs: int = 12
     batch: int = 50
-    lr: float = 3e-3
-    delay_steps: int = 25  # tau-GRU's delay, in observation steps
+    lr: float = 1e-2
+    delay_steps: int = 12  # tau-GRU's delay, in observation steps
     seed: int = 0
 
 

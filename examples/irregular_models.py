@@ -39,9 +39,9 @@ from neuralct.train import evaluate, train_epoch
 class Config(NamedTuple):
     rates: tuple[float, ...] = (0.3, 0.5, 0.7)
     models: tuple[str, ...] = ("ltc", "cfc", "ncde", "ancde", "noisy_rnn", "tau_gru", "gru_d", "ode_rnn", "gru_delta")
-    hidden: int = 32
+    hidden: int = 64
     epochs: int = 60
-    batch: int = 32
+    batch: int = 16
     seed: int = 0
     solvers: str = "both"  # "natural", "general" (the second solver) or "both"
     train_size: int | None = None  # None: all 270 training series

@@ -3,18 +3,15 @@ neuralct's own solvers; its errors, statistics and gradients."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import pytest
 import torch
+from _tableaus import ThreeEighths
 from torch import nn
 
 import neuralct as nct
 from neuralct.backends import TorchDiffEq
 from neuralct.backends.torchdiffeq import available_methods
 from neuralct.paths.interpolation import LinearPath
-from neuralct.solvers.tableau import ButcherTableau
 
 F64 = torch.float64
 B, D = 4, 3
@@ -39,18 +36,6 @@ def _problem(reverse: bool = False):
     y0 = torch.randn(B, D, generator=torch.Generator().manual_seed(1), dtype=F64)
     t = torch.linspace(0.0, 2.0, 6, dtype=F64)
     return nct.ODETerm(Field()), y0, t.flip(0) if reverse else t
-
-
-@dataclass(frozen=True)
-class ThreeEighths(nct.AbstractExplicitRK):
-    """Kutta's 3/8 rule, which is what torchdiffeq calls "rk4"."""
-
-    tableau: ClassVar[ButcherTableau] = ButcherTableau(
-        c=(0.0, 1 / 3, 2 / 3, 1.0),
-        a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
-        b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
-    )
-    order: ClassVar[float] = 4
 
 
 @pytest.mark.parametrize("reverse", [False, True])

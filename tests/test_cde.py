@@ -3,17 +3,14 @@ against torchcde (coefficients, evaluation, and `torchcde.cdeint` on the same pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import pytest
 import torch
 import torchcde
+from _tableaus import ThreeEighths
 from torch import nn
 
 import neuralct as nct
 from neuralct.paths.interpolation import CubicPath, LinearPath, fill_missing
-from neuralct.solvers.tableau import ButcherTableau
 
 F64 = torch.float64
 B, L, C, H = 3, 8, 2, 4
@@ -181,18 +178,6 @@ class CDEFunc(nn.Module):
 
 def _ours(func: CDEFunc):
     return lambda t, z, args: func(t, z)
-
-
-@dataclass(frozen=True)
-class ThreeEighths(nct.AbstractExplicitRK):
-    """Kutta's 3/8 rule, which is what torchdiffeq calls "rk4"."""
-
-    tableau: ClassVar[ButcherTableau] = ButcherTableau(
-        c=(0.0, 1 / 3, 2 / 3, 1.0),
-        a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
-        b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
-    )
-    order: ClassVar[float] = 4
 
 
 def _hermite_problem(per_sample_t: bool = False):

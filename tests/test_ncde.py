@@ -5,13 +5,12 @@ invariance, gradients, named errors and solver swaps."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import ClassVar
 
 import pytest
 import scipy.linalg
 import torch
 import torchcde
+from _tableaus import ThreeEighths
 from torch import nn
 
 import neuralct as nct
@@ -19,7 +18,6 @@ from neuralct.data.series import IrregularBatch, Series, collate
 from neuralct.errors import InvalidInputError
 from neuralct.models.base import SolveOptions
 from neuralct.models.ncde import NeuralCDE
-from neuralct.solvers.tableau import ButcherTableau
 
 F64 = torch.float64
 NAN = float("nan")
@@ -82,18 +80,6 @@ def test_neural_cde_with_dopri5_equals_torchcde_cdeint_on_the_same_spline(kind):
     )
     ours = model.run(batch, TIGHT).predictions
     assert (ours - model.head(theirs[:, -1])).abs().max() < 1e-6  # two adaptive solvers: measured 1.5e-7
-
-
-@dataclass(frozen=True)
-class ThreeEighths(nct.AbstractExplicitRK):
-    """Kutta's 3/8 rule: the fourth-order method torchdiffeq calls "rk4"."""
-
-    tableau: ClassVar[ButcherTableau] = ButcherTableau(
-        c=(0.0, 1 / 3, 2 / 3, 1.0),
-        a=((), (1 / 3,), (-1 / 3, 1.0), (1.0, -1.0, 1.0)),
-        b=(1 / 8, 3 / 8, 3 / 8, 1 / 8),
-    )
-    order: ClassVar[float] = 4
 
 
 @pytest.mark.parametrize("kind", ["hermite", "natural"])

@@ -243,7 +243,7 @@ def test_euler_maruyama_matches_torchsde_euler_on_the_same_brownian_path():
         theirs = torchsdeint(sde, y0, ts[0], term.noise.brownian.interval)
     # Steps that land on a knot stop 4 ulps short of it (see _loop._short_of_jumps): the
     # Brownian increment over that sliver, about 1e-8, is the only difference.
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
     assert (ours[:, -1] - y0).abs().min() > 1e-3
 
 

@@ -29,6 +29,12 @@ class EulerMaruyama(AbstractSDESolver):
     noise_types: ClassVar[frozenset[NoiseType]] = ALL_NOISE
     sde_types: ClassVar[frozenset[SDEType]] = frozenset({SDEType.ITO})
 
+    @property
+    def reads_step_end(self) -> bool:
+        """`False`: drift and diffusion are read at the step's start only, so steps land
+        exactly on jump times and take the Brownian increment over the whole gap."""
+        return False
+
     def strong_order(self, noise_type: NoiseType) -> float:
         """1.0 for additive noise (the method is then Milstein's), 0.5 otherwise."""
         return 1.0 if noise_type == NoiseType.ADDITIVE else self.order

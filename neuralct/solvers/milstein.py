@@ -43,6 +43,12 @@ class Milstein(AbstractSDESolver):
     noise_types: ClassVar[frozenset[NoiseType]] = frozenset({NoiseType.DIAGONAL, NoiseType.SCALAR, NoiseType.ADDITIVE})
     sde_types: ClassVar[frozenset[SDEType]] = frozenset(SDEType)
 
+    @property
+    def reads_step_end(self) -> bool:
+        """`False`: drift and diffusion are read at the step's start only, so steps land
+        exactly on jump times and take the Brownian increment over the whole gap."""
+        return False
+
     def step(
         self, term: MultiTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
     ) -> StepResult:
