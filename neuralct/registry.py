@@ -21,17 +21,18 @@ methods `"library:<method>"`, one line in `_FAMILIES`).
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from collections.abc import Callable
 from typing import Any
 
+from ._choices import check_options, did_you_mean
 from .backends.torchdiffeq import TorchDiffEq, available_methods
 from .backends.torchsde import TorchSDE, TorchSDEMethod
 from .controllers import ConstantStep, KnotToKnot, PIDController
 from .errors import InvalidInputError
 from .gradients import Backprop, Backsolve
+from .models import ANCDE, GRUD, LTC, ODERNN, CfC, GRUDelta, NeuralCDE, NoisyRNN, TauGRU
 from .solvers import (
     RK4,
     Bosh3,
@@ -89,6 +90,18 @@ _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
         "backprop": Backprop,
         "backsolve": Backsolve,
     },
+    # sequence models on irregular series, built as model(channels=..., hidden=..., outputs=..., **options)
+    "model": {
+        "ltc": LTC,
+        "cfc": CfC,
+        "ncde": NeuralCDE,
+        "ancde": ANCDE,
+        "noisy_rnn": NoisyRNN,
+        "tau_gru": TauGRU,
+        "gru_d": GRUD,
+        "ode_rnn": ODERNN,
+        "gru_delta": GRUDelta,
+    },
 }
 
 # kind -> prefix -> (factory called as factory(method, **options), the valid methods).
@@ -104,7 +117,7 @@ _NESTED = {"solver": "solver"}
 
 
 def kinds() -> list[str]:
-    """The kinds of object the registry makes: `"solver"`, `"controller"`, `"gradient"`."""
+    """The kinds of object the registry makes: `"solver"`, `"controller"`, `"gradient"`, `"model"`."""
     return list(_NAMES)
 
 
@@ -172,6 +185,11 @@ def gradient(name: str, **options: Any) -> Any:
     return make("gradient", name, **options)
 
 
+def model(name: str, **options: Any) -> Any:
+    """`make("model", name, **options)`, e.g. `model("ltc", channels=12, hidden=32, outputs=9)`."""
+    return make("model", name, **options)
+
+
 def _table(kind: str) -> dict[str, Callable[..., Any]]:
     if kind not in _NAMES:
         raise InvalidInputError(_unknown("kind", kind, list(_NAMES)))
@@ -180,26 +198,6 @@ def _table(kind: str) -> dict[str, Callable[..., Any]]:
 
 def _unknown(what: str, given: object, choices: list[str]) -> str:
     return f"unknown {what} {given!r}{did_you_mean(str(given), choices)} Valid choices: {', '.join(choices)}"
-
-
-def did_you_mean(given: str, choices: list[str]) -> str:
-    """ "; did you mean 'x'?" for the choices closest to `given`, or "" when none is close."""
-    close = difflib.get_close_matches(given, choices, n=3)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
-def check_options(factory: Callable[..., Any], label: str, options: dict[str, Any], skip: int = 0) -> None:
-    """Raise `TypeError` naming any option `factory` does not take, or a required one missing."""
-    parameters = list(inspect.signature(factory).parameters.values())[skip:]
-    valid = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    for option in options:
-        if option not in valid:
-            hint = did_you_mean(option, valid)
-            takes = f"valid options: {', '.join(valid)}" if valid else "it takes no options"
-            raise TypeError(f"unknown option {option!r} for {label}{hint} ({takes})")
-    missing = [p.name for p in parameters if p.name in valid and p.default is p.empty and p.name not in options]
-    if missing:
-        raise TypeError(f"{label} needs option(s) {', '.join(missing)}")
 
 
 def _resolve(options: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import pytest
 import neuralct as nct
 from neuralct import registry
 from neuralct.backends import TorchDiffEq, TorchSDE
+from neuralct.data.datasets import load
 from neuralct.solvers.exact_linear import GBT, ZOH
 
 SOLVERS = {
@@ -60,14 +61,26 @@ def test_names_list_every_entry_with_a_one_line_description():
     assert solvers["euler"] == "Euler's method, order 1"
     assert all(text and "\n" not in text for text in solvers.values())
     assert set(registry.names("controller")) == {"constant", "knots", "pid"}
-    assert set(registry.kinds()) == {"solver", "controller", "gradient"}
+    assert set(registry.kinds()) == {"solver", "controller", "gradient", "model"}
+    assert registry.names("model")["tau_gru"].startswith("τ-GRU")
 
 
 def test_every_listed_name_can_be_made():
     for kind in registry.kinds():
         for name in registry.names(kind):
             options = {"dt": 0.1} if name == "constant" else {}
+            if kind == "model":
+                options = {"channels": 2, "hidden": 4, "outputs": 3}
             assert registry.make(kind, name, **options) is not None
+
+
+def test_every_registered_model_classifies_an_irregular_batch():
+    batch = load("spirals", "train", size=4, length=8)
+    for name in registry.names("model"):
+        model = registry.model(name, channels=2, hidden=4, outputs=3)
+        assert model(batch).shape == (4, 3), name
+    with pytest.raises(TypeError, match="unknown option 'hiden'.*did you mean 'hidden'"):
+        registry.model("ltc", channels=2, hiden=4, outputs=3)
 
 
 @pytest.mark.parametrize(

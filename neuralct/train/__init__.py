@@ -1,5 +1,18 @@
-"""Training: minibatches of irregular series, one epoch of optimisation, evaluation."""
+"""Training: run configuration, minibatches of irregular series, one epoch of optimisation, evaluation, checkpoints."""
 
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import FitConfig, check_numerics
 from .loop import EpochResult, evaluate, minibatches, task_loss, train_epoch
 
-__all__ = ["EpochResult", "evaluate", "minibatches", "task_loss", "train_epoch"]
+__all__ = [
+    "Checkpoint",
+    "EpochResult",
+    "FitConfig",
+    "check_numerics",
+    "evaluate",
+    "load_checkpoint",
+    "minibatches",
+    "save_checkpoint",
+    "task_loss",
+    "train_epoch",
+]

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..._choices import check_options, did_you_mean
 from ...errors import InvalidInputError
-from ...registry import check_options, did_you_mean
 from ..series import IrregularBatch
 from ..transforms import drop_observations
 from . import forecasting, memory, packaged, synthetic

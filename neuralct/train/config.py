@@ -1,0 +1,186 @@
+"""The configuration of one training run, validated before anything is trained.
+
+A `FitConfig` names everything by string (model, dataset, solver, controller) so that it can come
+from a YAML file or command-line flags; `validate()` resolves every name through the registry and
+fails with the valid choices, and `FitConfig.from_mapping` rejects unknown keys and wrong types.
+Resolving builds nothing expensive: the model is made on the dataset's channel count, the numerics
+are checked against the model's term on one tiny batch before training starts.
+
+```python
+from neuralct.train.config import FitConfig
+
+config = FitConfig.from_mapping({"model": "ltc", "missing": 0.5, "solver": "tsit5", "rtol": 1e-4})
+config.solve_options()  # SolveOptions(Tsit5(), PIDController(rtol=1e-4, atol=1e-6))
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from .. import registry
+from .._choices import did_you_mean
+from ..data.datasets import available
+from ..data.series import IrregularBatch
+from ..errors import InvalidInputError
+from ..models.base import AbstractSequenceModel, SolveOptions
+
+_ADAPTIVE_DEFAULTS = {"rtol": 1e-3, "atol": 1e-6}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything a training run depends on.
+
+    Args:
+        model: a registered model name (`registry.names("model")`).
+        dataset: a dataset name (`neuralct.data.datasets.available()`).
+        missing: fraction of each channel's observations dropped at random, in `[0, 1)`.
+        solver: a registered solver name, or `None` for the model's natural numerics.
+        controller: `"pid"`, `"constant"` or `"knots"`; `None` picks `"pid"` for an adaptive
+            solver and `"knots"` (one step per observation gap) for a fixed-step one.
+        rtol, atol: tolerances of the `"pid"` controller.
+        step: the step of the `"constant"` controller.
+        hidden: hidden units of the model.
+        epochs, batch_size, lr, seed: the optimisation (Adam, cosine schedule).
+        clip_norm: global gradient-norm clipping, or `None`.
+        model_options, dataset_options: further keyword arguments of the model and the dataset.
+    """
+
+    model: str = "tau_gru"
+    dataset: str = "japanese_vowels"
+    missing: float = 0.3
+    solver: str | None = None
+    controller: str | None = None
+    rtol: float = _ADAPTIVE_DEFAULTS["rtol"]
+    atol: float = _ADAPTIVE_DEFAULTS["atol"]
+    step: float | None = None
+    hidden: int = 64
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 3e-3
+    seed: int = 0
+    clip_norm: float | None = None
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        _check_name("model", self.model, list(registry.names("model")))
+        _check_name("dataset", self.dataset, list(available()))
+        if self.solver is not None:
+            registry.solver(self.solver)  # unknown names raise with the valid choices
+        if self.controller is not None:
+            _check_name("controller", self.controller, list(registry.names("controller")))
+        if not 0.0 <= self.missing < 1.0:
+            raise InvalidInputError(f"`missing` must be in [0, 1) (1 would drop everything); got {self.missing!r}")
+        for name in ("rtol", "atol", "lr"):
+            _check_positive(name, getattr(self, name))
+        for name in ("step", "clip_norm"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
+        for name in ("hidden", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"`{name}` must be a positive int; got {getattr(self, name)!r}")
+        if self.seed < 0:
+            raise InvalidInputError(f"`seed` must be a non-negative int; got {self.seed!r}")
+        if self.controller == "constant" and self.step is None:
+            raise InvalidInputError("controller 'constant' needs `step` (the fixed step size)")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> FitConfig:
+        """A config from a mapping (a parsed YAML file, flags), rejecting unknown keys by name."""
+        valid = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in valid:
+                raise InvalidInputError(
+                    f"unknown config key {key!r}{did_you_mean(str(key), valid)} Valid keys: {', '.join(valid)}"
+                )
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> FitConfig:
+        """A copy with `changes` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The config as plain values (for the run folder's resolved config)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def solve_options(self) -> SolveOptions | None:
+        """The numerics this config asks for, or `None` for the model's natural ones."""
+        if self.solver is None:
+            return None
+        solver = registry.solver(self.solver)
+        controller = self.controller or ("pid" if solver.adaptive else "knots")
+        if controller == "pid":
+            made = registry.controller("pid", rtol=self.rtol, atol=self.atol)
+        elif controller == "constant":
+            made = registry.controller("constant", dt=self.step)
+        else:
+            made = registry.controller(controller)
+        return SolveOptions(solver, made)
+
+
+def _check_types(config: FitConfig) -> None:
+    """Named `InvalidInputError` for a value of the wrong type (YAML and flags give strings)."""
+    expected = {
+        "model": (str,),
+        "dataset": (str,),
+        "missing": (int, float),
+        "solver": (str, type(None)),
+        "controller": (str, type(None)),
+        "rtol": (int, float),
+        "atol": (int, float),
+        "step": (int, float, type(None)),
+        "hidden": (int,),
+        "epochs": (int,),
+        "batch_size": (int,),
+        "lr": (int, float),
+        "seed": (int,),
+        "clip_norm": (int, float, type(None)),
+        "model_options": (Mapping,),
+        "dataset_options": (Mapping,),
+    }
+    for name, kinds in expected.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            wanted = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+            raise InvalidInputError(f"`{name}` must be {wanted}; got {value!r} ({type(value).__name__})")
+
+
+def _check_name(kind: str, name: str, valid: list[str]) -> None:
+    if name not in valid:
+        raise InvalidInputError(f"unknown {kind} {name!r}{did_you_mean(name, valid)} Valid choices: {', '.join(valid)}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"`{name}` must be a positive finite number; got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def check_numerics(model: AbstractSequenceModel, data: IrregularBatch, options: SolveOptions | None) -> None:
+    """Run `model` in training mode on two samples of `data` under `options`, without gradients,
+    so that a solver that cannot integrate the model's term (an ODE solver on the noisy RNN's
+    SDE, options for a model that solves nothing) fails before training starts, with the error
+    that names both.
+
+    Raises:
+        IncompatibleTermError, InvalidInputError: as `solve` and the model raise them.
+    """
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad():
+            model.run(data.select(slice(0, min(2, data.batch_size))), options)
+    finally:
+        model.train(was_training)
