@@ -3,13 +3,16 @@
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import FitConfig, check_numerics
 from .loop import EpochResult, evaluate, minibatches, task_loss, train_epoch
+from .run import TrainingDiverged, fit
 
 __all__ = [
     "Checkpoint",
     "EpochResult",
     "FitConfig",
+    "TrainingDiverged",
     "check_numerics",
     "evaluate",
+    "fit",
     "load_checkpoint",
     "minibatches",
     "save_checkpoint",

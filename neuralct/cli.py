@@ -1,0 +1,115 @@
+"""The `neuralct` command line: `neuralct fit` trains a model in a run folder, `neuralct list` shows
+what can be named.
+
+```text
+neuralct fit                                   # the default model on the default dataset
+neuralct fit --model ltc --solver dopri5 --rtol 1e-4 --missing 0.5 --epochs 20 --seed 1
+neuralct fit --config run.json --out runs/ltc  # a JSON config, flags override it
+neuralct fit --resume runs/ltc                 # continue a run that was stopped
+neuralct list                                  # models, solvers, controllers, datasets
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .data.datasets import available
+from .errors import NeuralCTError
+from .train.config import FitConfig
+from .train.run import fit
+
+_FLAGS = {  # config field -> (type, help)
+    "model": (str, "model name (see `neuralct list`)"),
+    "dataset": (str, "dataset name"),
+    "missing": (float, "fraction of observations dropped, in [0, 1)"),
+    "solver": (str, "solver name (default: the model's own numerics)"),
+    "controller": (str, "step-size controller: pid, constant or knots"),
+    "rtol": (float, "relative tolerance of the pid controller"),
+    "atol": (float, "absolute tolerance of the pid controller"),
+    "step": (float, "step of the constant controller"),
+    "hidden": (int, "hidden units"),
+    "epochs": (int, "training epochs"),
+    "batch_size": (int, "minibatch size"),
+    "lr": (float, "Adam learning rate (cosine schedule)"),
+    "seed": (int, "random seed"),
+    "clip_norm": (float, "clip the global gradient norm to this value"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (its `--help` texts are the CLI reference)."""
+    main = argparse.ArgumentParser(prog="neuralct", description="Continuous-time sequence models on irregular series.")
+    commands = main.add_subparsers(dest="command", required=True)
+    fit_parser = commands.add_parser("fit", help="train a model in a run folder", description=_FIT_HELP)
+    fit_parser.add_argument("--config", type=Path, help="a JSON file of config keys; flags override it")
+    fit_parser.add_argument("--out", type=Path, help="the run folder (default: runs/<model>-<time>)")
+    fit_parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    for name, (kind, text) in _FLAGS.items():
+        fit_parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
+    return main
+
+
+_FIT_HELP = (
+    "Train a model on a dataset with observations dropped at random, writing config.json, metrics.csv, "
+    "metrics.jsonl, last.pt, best.pt and result.json into the run folder. Defaults: "
+    + ", ".join(f"{f.name}={f.default!r}" for f in fields(FitConfig) if f.name in _FLAGS)
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (2 for a bad config or input, with its message)."""
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+        else:
+            _fit(args)
+    except NeuralCTError as error:
+        print(f"neuralct: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> None:
+    if args.resume is not None:
+        result = fit(None, args.resume, resume=True, report=_report)
+        print(json.dumps(result))
+        return
+    values: dict[str, Any] = json.loads(args.config.read_text()) if args.config else {}
+    values.update({name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None})
+    config = FitConfig.from_mapping(values)
+    out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"run folder: {out}")
+    print(json.dumps(fit(config, out, report=_report)))
+
+
+def _report(row: dict) -> None:
+    accuracy = "" if row["val_accuracy"] is None else f" val acc {row['val_accuracy']:.3f}"
+    print(
+        f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}{accuracy}"
+        f"  evals/sample {row['vf_evals']:.0f}  {row['seconds']:.1f} s",
+        flush=True,
+    )
+
+
+def _list() -> None:
+    for kind in ("model", "solver", "controller"):
+        print(f"{kind}s:")
+        for name, text in registry.names(kind).items():
+            print(f"  {name:28s} {text}")
+    print("datasets:")
+    for name, text in available().items():
+        print(f"  {name:28s} {text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The `neuralct` command line: fit with flags and a config file, resume, list, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from neuralct.cli import main
+
+TINY = ["--model", "gru_delta", "--dataset", "spirals", "--hidden", "4", "--epochs", "2", "--batch-size", "16"]
+
+
+def test_fit_with_flags_and_a_config_file_writes_the_run_folder(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"dataset_options": {"size": 32, "length": 8}, "epochs": 5}))
+    assert main(["fit", "--config", str(config), *TINY, "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["epochs"] == 2 and saved["dataset_options"] == {"size": 32, "length": 8}  # flags override the file
+    out = capsys.readouterr().out
+    assert "epoch   2" in out and "test_accuracy" in out
+    assert main(["fit", "--resume", str(tmp_path / "run")]) == 0  # nothing left to train: re-scores the best
+
+
+def test_bad_flags_exit_2_with_the_valid_choices(tmp_path: Path, capsys) -> None:
+    assert main(["fit", "--model", "lct", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown model 'lct'; did you mean 'ltc'" in capsys.readouterr().err
+    assert main(["fit", "--missing", "1.5", "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # nothing written before the config is valid
+
+
+def test_list_and_help_run_as_a_module() -> None:
+    listing = subprocess.run(
+        [sys.executable, "-m", "neuralct", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "tau_gru" in listing and "dopri5" in listing and "japanese_vowels" in listing
+    help_text = subprocess.run(
+        [sys.executable, "-m", "neuralct", "fit", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--resume RUN_DIR" in help_text and "model='tau_gru'" in help_text
