@@ -45,12 +45,17 @@ class FitConfig:
         solver: a registered solver name, or `None` for the model's natural numerics.
         controller: `"pid"`, `"constant"` or `"knots"`; `None` picks `"pid"` for an adaptive
             solver and `"knots"` (one step per observation gap) for a fixed-step one.
-        rtol, atol: tolerances of the `"pid"` controller.
+        rtol: relative tolerance of the `"pid"` controller.
+        atol: absolute tolerance of the `"pid"` controller.
         step: the step of the `"constant"` controller.
         hidden: hidden units of the model.
-        epochs, batch_size, lr, seed: the optimisation (Adam, cosine schedule).
+        epochs: training epochs (Adam with a cosine schedule over them).
+        batch_size: minibatch size.
+        lr: Adam's learning rate.
+        seed: seed of the initialisation, the dropped observations, the splits and the shuffling.
         clip_norm: global gradient-norm clipping, or `None`.
-        model_options, dataset_options: further keyword arguments of the model and the dataset.
+        model_options: further keyword arguments of the model.
+        dataset_options: further keyword arguments of the dataset.
     """
 
     model: str = "tau_gru"
