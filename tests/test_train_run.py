@@ -73,3 +73,36 @@ def test_a_diverging_loss_stops_naming_the_epoch_and_keeps_the_last_good_checkpo
         fit(SMALL, tmp_path, report=lambda row: None)
     model = build_model(SMALL, load_splits(SMALL).train)
     assert load_checkpoint(tmp_path / "last.pt", model=model, restore_rng=False).epoch == 1
+
+
+def test_a_killed_fit_process_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = SMALL.replace(epochs=40, dataset_options={"size": 96, "length": 16})
+    (tmp_path / "run.json").write_text(json.dumps(config.as_dict()))
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "neuralct", "fit", "--config", str(tmp_path / "run.json"), "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = killed / "metrics.jsonl"
+    try:
+        while process.poll() is None and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    done = len(metrics.read_text().splitlines())
+    assert 3 <= done < 40, f"the run was not killed mid-way ({done} epochs)"
+    resumed = fit(None, killed, resume=True, report=lambda row: None)
+    whole = fit(config, tmp_path / "whole", report=lambda row: None)
+    assert resumed == whole
+    strip = lambda run: [
+        {k: v for k, v in json.loads(r).items() if k != "seconds"}
+        for r in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+    ]  # noqa: E731
+    assert strip("killed") == strip("whole")

@@ -125,8 +125,10 @@ def fit(
             save_checkpoint(
                 run_dir / "best.pt", model=model, optimizer=optimizer, epoch=epoch, extra={"val_loss": val.loss}
             )
-        save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra={"best_val_loss": best})
+        # The row goes first: a process killed between the two writes resumes from the previous
+        # checkpoint, and the truncation on resume drops the row of the epoch it recomputes.
         _append_metrics(run_dir, row)
+        save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra={"best_val_loss": best})
         report(row)
     return _finish(config, run_dir, model, splits.test)
 
@@ -173,12 +175,20 @@ def _append_metrics(run_dir: Path, row: dict) -> None:
 def _truncate_metrics(run_dir: Path, epochs: int) -> None:
     """Drop metric rows of epochs after the checkpoint (written before a crash, not saved in it)."""
     jsonl = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    kept = [row for row in rows if row["epoch"] <= epochs]
+    rows = [_parse(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    kept = [row for row in rows if row is not None and row["epoch"] <= epochs]
     for path in (jsonl, run_dir / "metrics.csv"):
         path.unlink(missing_ok=True)
     for row in kept:
         _append_metrics(run_dir, row)
+
+
+def _parse(line: str) -> dict | None:
+    """A metrics row, or `None` for a line torn by a killed process."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _finish(config: FitConfig, run_dir: Path, model: AbstractSequenceModel, test: IrregularBatch) -> dict:
