@@ -1,11 +1,12 @@
-"""The `neuralct` command line: `neuralct fit` trains a model in a run folder, `neuralct list` shows
-what can be named.
+"""The `neuralct` command line: `neuralct fit` trains a model in a run folder, `neuralct evaluate`
+re-scores it (under other numerics if asked), `neuralct list` shows what can be named.
 
 ```text
 neuralct fit                                   # the default model on the default dataset
 neuralct fit --model ltc --solver dopri5 --rtol 1e-4 --missing 0.5 --epochs 20 --seed 1
 neuralct fit --config run.json --out runs/ltc  # a JSON config, flags override it
 neuralct fit --resume runs/ltc                 # continue a run that was stopped
+neuralct evaluate runs/ltc --solver rk4        # the trained model under another solver
 neuralct list                                  # models, solvers, controllers, datasets
 ```
 """
@@ -24,7 +25,7 @@ from . import registry
 from .data.datasets import available
 from .errors import NeuralCTError
 from .train.config import FitConfig
-from .train.run import fit
+from .train.run import evaluate_run, fit
 
 _FLAGS = {  # config field -> (type, help)
     "model": (str, "model name (see `neuralct list`)"),
@@ -54,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     for name, (kind, text) in _FLAGS.items():
         fit_parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="re-score a run's best checkpoint, optionally under other numerics or missing rate"
+    )
+    evaluate_parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
+    for name in ("solver", "controller", "rtol", "atol", "step", "missing"):
+        kind, text = _FLAGS[name]
+        evaluate_parser.add_argument(f"--{name}", type=kind, help=text)
     commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
     return main
 
@@ -71,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             _list()
+        elif args.command == "evaluate":
+            changes = {k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing")}
+            print(json.dumps(evaluate_run(args.run_dir, **{k: v for k, v in changes.items() if v is not None})))
         else:
             _fit(args)
     except NeuralCTError as error:

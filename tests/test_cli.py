@@ -39,3 +39,21 @@ def test_list_and_help_run_as_a_module() -> None:
         [sys.executable, "-m", "neuralct", "fit", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--resume RUN_DIR" in help_text and "model='tau_gru'" in help_text
+
+
+def test_evaluate_rescores_a_run_and_swaps_the_solver_at_inference(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"dataset_options": {"size": 32, "length": 8}}))
+    flags = ["--model", "ode_rnn", "--dataset", "spirals", "--hidden", "4", "--epochs", "2", "--batch-size", "16"]
+    assert main(["fit", "--config", str(config), *flags, "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again == json.loads((run / "result.json").read_text())
+    assert main(["evaluate", str(run), "--solver", "tsit5", "--rtol", "1e-6"]) == 0
+    swapped = json.loads(capsys.readouterr().out)
+    assert swapped["test_vf_evals"] > again["test_vf_evals"]  # an adaptive solver at tight tolerance works harder
+    assert main(["evaluate", str(run), "--solver", "euler_maruyama"]) == 2  # an SDE solver on an ODE flow
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "no trained run" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import FitConfig, check_numerics
 from .loop import EpochResult, evaluate, minibatches, task_loss, train_epoch
-from .run import TrainingDiverged, fit
+from .run import TrainingDiverged, evaluate_run, fit
 
 __all__ = [
     "Checkpoint",
@@ -12,6 +12,7 @@ __all__ = [
     "TrainingDiverged",
     "check_numerics",
     "evaluate",
+    "evaluate_run",
     "fit",
     "load_checkpoint",
     "minibatches",

@@ -133,6 +133,27 @@ def fit(
     return _finish(config, run_dir, model, splits.test)
 
 
+def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
+    """Re-score the best checkpoint of a finished run on its test split, optionally under other
+    numerics or another missing rate (`changes` are `FitConfig` fields, e.g. `solver="rk4"`,
+    `controller="constant"`, `step=0.05`, `missing=0.5`): "what if I swap the solver at
+    inference?". Returns the test metrics; nothing in the folder changes.
+
+    Raises:
+        InvalidInputError: no finished run in `run_dir`, or a bad change (with the valid choices).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "best.pt").exists():
+        raise InvalidInputError(f"no trained run to evaluate in {run_dir}: no best.pt")
+    config = FitConfig.from_mapping(json.loads((run_dir / "config.json").read_text())).replace(**changes)
+    splits = load_splits(config)
+    model = build_model(config, splits.train)
+    load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
+    check_numerics(model, splits.test, config.solve_options())
+    result = evaluate(model, splits.test, options=config.solve_options())
+    return {"test_loss": result.loss, "test_accuracy": result.accuracy, "test_vf_evals": result.vf_evals}
+
+
 def _check_finite(loss: float, epoch: int, run_dir: Path) -> None:
     if not math.isfinite(loss):
         hint = "lower `lr`, set `clip_norm`, or change the solver"
