@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     for name, (kind, text) in _FLAGS.items():
         fit_parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    fit_parser.add_argument("--inner-solver", help=_INNER_HELP)
     evaluate_parser = commands.add_parser(
         "evaluate", help="re-score a run's best checkpoint, optionally under other numerics or missing rate"
     )
@@ -62,9 +63,12 @@ def parser() -> argparse.ArgumentParser:
     for name in ("solver", "controller", "rtol", "atol", "step", "missing"):
         kind, text = _FLAGS[name]
         evaluate_parser.add_argument(f"--{name}", type=kind, help=text)
+    evaluate_parser.add_argument("--inner-solver", help=_INNER_HELP)
     commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
     return main
 
+
+_INNER_HELP = "the Runge-Kutta method inside --solver method_of_steps (delay models such as tau_gru)"
 
 _FIT_HELP = (
     "Train a model on a dataset with observations dropped at random, writing config.json, metrics.csv, "
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             _list()
         elif args.command == "evaluate":
             changes = {k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing")}
-            print(json.dumps(evaluate_run(args.run_dir, **{k: v for k, v in changes.items() if v is not None})))
+            changes = {k: v for k, v in changes.items() if v is not None} | _inner(args)
+            print(json.dumps(evaluate_run(args.run_dir, **changes)))
         else:
             _fit(args)
     except NeuralCTError as error:
@@ -97,10 +102,16 @@ def _fit(args: argparse.Namespace) -> None:
         return
     values: dict[str, Any] = json.loads(args.config.read_text()) if args.config else {}
     values.update({name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None})
+    values.update(_inner(args))
     config = FitConfig.from_mapping(values)
     out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"run folder: {out}")
     print(json.dumps(fit(config, out, report=_report)))
+
+
+def _inner(args: argparse.Namespace) -> dict[str, Any]:
+    """`solver_options` for `--inner-solver`, if given."""
+    return {} if args.inner_solver is None else {"solver_options": {"solver": args.inner_solver}}
 
 
 def _report(row: dict) -> None:

@@ -55,5 +55,6 @@ def test_evaluate_rescores_a_run_and_swaps_the_solver_at_inference(tmp_path: Pat
     swapped = json.loads(capsys.readouterr().out)
     assert swapped["test_vf_evals"] > again["test_vf_evals"]  # an adaptive solver at tight tolerance works harder
     assert main(["evaluate", str(run), "--solver", "euler_maruyama"]) == 2  # an SDE solver on an ODE flow
+    assert main(["evaluate", str(run), "--solver", "method_of_steps", "--inner-solver", "rk4"]) == 2  # not a DDE
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "no trained run" in capsys.readouterr().err

@@ -63,3 +63,12 @@ def test_incompatible_numerics_fail_on_a_two_sample_dry_run() -> None:
         check_numerics(gru_d, data, SolveOptions(nct.Euler(), nct.KnotToKnot()))
     ltc = registry.model("ltc", channels=2, hidden=4, outputs=2)
     check_numerics(ltc, data, FitConfig(solver="dopri5").solve_options())  # any ODE solver fits the LTC
+
+
+def test_solver_options_reach_the_solver_and_need_a_solver() -> None:
+    options = FitConfig(model="tau_gru", solver="method_of_steps", solver_options={"solver": "rk4"}).solve_options()
+    assert options.describe() == "MethodOfSteps(RK4) + KnotToKnot"
+    with pytest.raises(InvalidInputError, match="`solver_options` need a `solver`"):
+        FitConfig(solver_options={"solver": "rk4"})
+    with pytest.raises(InvalidInputError, match="unknown solver 'rk45'; did you mean 'rk4'"):
+        FitConfig(solver="method_of_steps", solver_options={"solver": "rk45"})

@@ -43,6 +43,8 @@ class FitConfig:
         dataset: a dataset name (`neuralct.data.datasets.available()`).
         missing: fraction of each channel's observations dropped at random, in `[0, 1)`.
         solver: a registered solver name, or `None` for the model's natural numerics.
+        solver_options: keyword arguments of the solver, e.g. `{"solver": "tsit5"}` for the
+            Runge-Kutta method inside `"method_of_steps"` (delay models such as tau-GRU).
         controller: `"pid"`, `"constant"` or `"knots"`; `None` picks `"pid"` for an adaptive
             solver and `"knots"` (one step per observation gap) for a fixed-step one.
         rtol: relative tolerance of the `"pid"` controller.
@@ -62,6 +64,7 @@ class FitConfig:
     dataset: str = "japanese_vowels"
     missing: float = 0.3
     solver: str | None = None
+    solver_options: Mapping[str, Any] = field(default_factory=dict)
     controller: str | None = None
     rtol: float = _ADAPTIVE_DEFAULTS["rtol"]
     atol: float = _ADAPTIVE_DEFAULTS["atol"]
@@ -80,7 +83,9 @@ class FitConfig:
         _check_name("model", self.model, list(registry.names("model")))
         _check_name("dataset", self.dataset, list(available()))
         if self.solver is not None:
-            registry.solver(self.solver)  # unknown names raise with the valid choices
+            registry.solver(self.solver, **self.solver_options)  # unknown names raise with the valid choices
+        elif self.solver_options:
+            raise InvalidInputError("`solver_options` need a `solver`")
         if self.controller is not None:
             _check_name("controller", self.controller, list(registry.names("controller")))
         if not 0.0 <= self.missing < 1.0:
@@ -121,7 +126,7 @@ class FitConfig:
         """The numerics this config asks for, or `None` for the model's natural ones."""
         if self.solver is None:
             return None
-        solver = registry.solver(self.solver)
+        solver = registry.solver(self.solver, **self.solver_options)
         controller = self.controller or ("pid" if solver.adaptive else "knots")
         if controller == "pid":
             made = registry.controller("pid", rtol=self.rtol, atol=self.atol)
@@ -150,6 +155,7 @@ def _check_types(config: FitConfig) -> None:
         "seed": (int,),
         "clip_norm": (int, float, type(None)),
         "model_options": (Mapping,),
+        "solver_options": (Mapping,),
         "dataset_options": (Mapping,),
     }
     for name, kinds in expected.items():
