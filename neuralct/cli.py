@@ -7,6 +7,7 @@ neuralct fit --model ltc --solver dopri5 --rtol 1e-4 --missing 0.5 --epochs 20 -
 neuralct fit --config run.json --out runs/ltc  # a JSON config, flags override it
 neuralct fit --resume runs/ltc                 # continue a run that was stopped
 neuralct evaluate runs/ltc --solver rk4        # the trained model under another solver
+neuralct sweep --config grid.json --out runs/grid  # models x solvers x missing rates x seeds
 neuralct list                                  # models, solvers, controllers, datasets
 ```
 """
@@ -26,6 +27,7 @@ from .data.datasets import available
 from .errors import NeuralCTError
 from .train.config import FitConfig
 from .train.run import evaluate_run, fit
+from .train.sweep import sweep
 
 _FLAGS = {  # config field -> (type, help)
     "model": (str, "model name (see `neuralct list`)"),
@@ -64,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
         kind, text = _FLAGS[name]
         evaluate_parser.add_argument(f"--{name}", type=kind, help=text)
     evaluate_parser.add_argument("--inner-solver", help=_INNER_HELP)
+    sweep_parser = commands.add_parser("sweep", help="a grid of runs and its summary table and plot")
+    sweep_parser.add_argument(
+        "--config", type=Path, required=True, help='JSON: {"base": {...}, "grid": {"model": [...], ...}}'
+    )
+    sweep_parser.add_argument("--out", type=Path, required=True, help="folder for the run folders and the summary")
     commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
     return main
 
@@ -83,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             _list()
+        elif args.command == "sweep":
+            spec = json.loads(args.config.read_text())
+            sweep(spec.get("base", {}), spec.get("grid", {}), args.out)
+            print((args.out / "summary.md").read_text())
         elif args.command == "evaluate":
             changes = {k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing")}
             changes = {k: v for k, v in changes.items() if v is not None} | _inner(args)

@@ -58,3 +58,31 @@ def test_evaluate_rescores_a_run_and_swaps_the_solver_at_inference(tmp_path: Pat
     assert main(["evaluate", str(run), "--solver", "method_of_steps", "--inner-solver", "rk4"]) == 2  # not a DDE
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
     assert "no trained run" in capsys.readouterr().err
+
+
+def test_sweep_runs_the_grid_and_writes_the_summary_table_and_plot(tmp_path: Path, capsys) -> None:
+    spec = {
+        "base": {
+            "dataset": "spirals",
+            "hidden": 4,
+            "epochs": 2,
+            "batch_size": 16,
+            "dataset_options": {"size": 32, "length": 8},
+        },
+        "grid": {"model": ["ode_rnn", "ltc"], "solver": [None, "rk4"], "seed": [0]},
+    }
+    (tmp_path / "grid.json").write_text(json.dumps(spec))
+    assert main(["sweep", "--config", str(tmp_path / "grid.json"), "--out", str(tmp_path / "grid")]) == 0
+    table = (tmp_path / "grid" / "summary.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and "| ltc | rk4 | 0.3 | 1 | test_accuracy" in "\n".join(table)
+    assert (tmp_path / "grid" / "summary.png").stat().st_size > 10_000
+    assert len(list((tmp_path / "grid").glob("*/result.json"))) == 4
+    before = (tmp_path / "grid" / "ltc-rk4-missing0.3-seed0" / "metrics.jsonl").read_text()
+    assert (
+        main(["sweep", "--config", str(tmp_path / "grid.json"), "--out", str(tmp_path / "grid")]) == 0
+    )  # finished runs are kept
+    assert (tmp_path / "grid" / "ltc-rk4-missing0.3-seed0" / "metrics.jsonl").read_text() == before
+    spec["grid"]["optimizer"] = ["sgd"]
+    (tmp_path / "bad.json").write_text(json.dumps(spec))
+    assert main(["sweep", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "bad")]) == 2
+    assert "grid key 'optimizer'" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import FitConfig, check_numerics
 from .loop import EpochResult, evaluate, minibatches, task_loss, train_epoch
 from .run import TrainingDiverged, evaluate_run, fit
+from .sweep import sweep
 
 __all__ = [
     "Checkpoint",
@@ -17,6 +18,7 @@ __all__ = [
     "load_checkpoint",
     "minibatches",
     "save_checkpoint",
+    "sweep",
     "task_loss",
     "train_epoch",
 ]
