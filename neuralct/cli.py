@@ -15,6 +15,7 @@ neuralct list                                  # models, solvers, controllers, d
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -84,6 +85,22 @@ _FIT_HELP = (
 )
 
 
+def reference_markdown() -> str:
+    """The command-line reference page (`docs/cli.md`): every command's `--help` text."""
+    main_parser = parser()
+    commands = next(a for a in main_parser._actions if isinstance(a, argparse._SubParsersAction))
+    parts = [
+        "# Command-line reference",
+        "",
+        "Generated from the `--help` texts (`python -m neuralct.cli --reference`).",
+        "",
+    ]
+    for name, sub in [("neuralct", main_parser), *((f"neuralct {n}", p) for n, p in commands.choices.items())]:
+        sub.formatter_class = functools.partial(argparse.HelpFormatter, width=100)  # not the terminal's width
+        parts += [f"## `{name}`", "", "```text", sub.format_help().rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (2 for a bad config or input, with its message)."""
     args = parser().parse_args(argv)
@@ -145,4 +162,7 @@ def _list() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--reference"]:
+        print(reference_markdown(), end="")
+        sys.exit(0)
     sys.exit(main())
