@@ -45,6 +45,7 @@ _FLAGS = {  # config field -> (type, help)
     "lr": (float, "Adam learning rate (cosine schedule)"),
     "seed": (int, "random seed"),
     "clip_norm": (float, "clip the global gradient norm to this value"),
+    "patience": (int, "stop after this many epochs without a better validation loss"),
 }
 
 

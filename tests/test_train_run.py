@@ -106,3 +106,21 @@ def test_a_killed_fit_process_resumes_to_the_metrics_of_an_uninterrupted_run(tmp
         for r in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
     ]  # noqa: E731
     assert strip("killed") == strip("whole")
+
+
+def test_early_stopping_ends_after_patience_epochs_without_improvement(tmp_path: Path, monkeypatch) -> None:
+    from neuralct.train import run as run_module
+
+    real = run_module.evaluate
+    losses = iter([1.0, 0.5, 0.7, 0.6, 0.9, 0.4])  # best at epoch 2, then three epochs without improvement
+
+    def scripted(model, data, **kwargs):
+        result = real(model, data, **kwargs)
+        return result.__class__(next(losses, 0.0), *list(result.__dict__.values())[1:])
+
+    monkeypatch.setattr(run_module, "evaluate", scripted)
+    rows = []
+    fit(SMALL.replace(epochs=6, patience=2), tmp_path, report=rows.append)
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    with pytest.raises(InvalidInputError, match="`patience` must be a positive int"):
+        SMALL.replace(patience=0)

@@ -56,6 +56,7 @@ class FitConfig:
         lr: Adam's learning rate.
         seed: seed of the initialisation, the dropped observations, the splits and the shuffling.
         clip_norm: global gradient-norm clipping, or `None`.
+        patience: stop early after this many epochs without a better validation loss (`None`: never).
         model_options: further keyword arguments of the model.
         dataset_options: further keyword arguments of the dataset.
     """
@@ -75,6 +76,7 @@ class FitConfig:
     lr: float = 3e-3
     seed: int = 0
     clip_norm: float | None = None
+    patience: int | None = None
     model_options: Mapping[str, Any] = field(default_factory=dict)
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -98,6 +100,8 @@ class FitConfig:
         for name in ("hidden", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"`{name}` must be a positive int; got {getattr(self, name)!r}")
+        if self.patience is not None and self.patience < 1:
+            raise InvalidInputError(f"`patience` must be a positive int or None; got {self.patience!r}")
         if self.seed < 0:
             raise InvalidInputError(f"`seed` must be a non-negative int; got {self.seed!r}")
         if self.controller == "constant" and self.step is None:
@@ -154,6 +158,7 @@ def _check_types(config: FitConfig) -> None:
         "lr": (int, float),
         "seed": (int,),
         "clip_norm": (int, float, type(None)),
+        "patience": (int, type(None)),
         "model_options": (Mapping,),
         "solver_options": (Mapping,),
         "dataset_options": (Mapping,),

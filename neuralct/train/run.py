@@ -13,7 +13,9 @@ observations dropped, and writes into `run_dir`:
 
 `fit(config, run_dir, resume=True)` continues a run from `last.pt` with the configuration saved in
 the folder: a run killed at any point loses at most the epoch in progress and ends with the same
-metrics as an uninterrupted one. The validation split is a seeded 15% of the training split.
+metrics as an uninterrupted one. With `patience`, training stops early after that many epochs
+without a better validation loss; the test metrics are always those of the best checkpoint.
+The validation split is a seeded 15% of the training split.
 """
 
 from __future__ import annotations
@@ -101,12 +103,14 @@ def fit(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     generator = torch.Generator().manual_seed(config.seed)
     state = dict(model=model, optimizer=optimizer, scheduler=schedule, generators=(generator,))
-    start, best = 0, math.inf
+    start, best, best_epoch = 0, math.inf, 0
     if resume:
         checkpoint = load_checkpoint(run_dir / "last.pt", **state)
-        start, best = checkpoint.epoch, checkpoint.extra["best_val_loss"]
+        start, best, best_epoch = checkpoint.epoch, checkpoint.extra["best_val_loss"], checkpoint.extra["best_epoch"]
         _truncate_metrics(run_dir, start)
     for epoch in range(start + 1, config.epochs + 1):
+        if config.patience is not None and epoch - 1 - best_epoch >= config.patience:
+            break  # early stopping: no better validation loss for `patience` epochs
         train = train_epoch(
             model,
             splits.train,
@@ -120,15 +124,17 @@ def fit(
         val = evaluate(model, splits.val, options=options)
         row = _row(epoch, train, val, schedule.get_last_lr()[0])
         schedule.step()
-        best = min(best, val.loss)
-        if val.loss == best:
+        if val.loss < best:
+            best, best_epoch = val.loss, epoch
             save_checkpoint(
                 run_dir / "best.pt", model=model, optimizer=optimizer, epoch=epoch, extra={"val_loss": val.loss}
             )
         # The row goes first: a process killed between the two writes resumes from the previous
         # checkpoint, and the truncation on resume drops the row of the epoch it recomputes.
         _append_metrics(run_dir, row)
-        save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra={"best_val_loss": best})
+        save_checkpoint(
+            run_dir / "last.pt", **state, epoch=epoch, extra={"best_val_loss": best, "best_epoch": best_epoch}
+        )
         report(row)
     return _finish(config, run_dir, model, splits.test)
 
