@@ -124,3 +124,11 @@ def test_early_stopping_ends_after_patience_epochs_without_improvement(tmp_path:
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     with pytest.raises(InvalidInputError, match="`patience` must be a positive int"):
         SMALL.replace(patience=0)
+
+
+def test_a_forecasting_run_trains_one_output_per_horizon_step(tmp_path: Path) -> None:
+    config = FitConfig(model="gru_delta", dataset="co2", missing=0.0, hidden=4, epochs=1, batch_size=64)
+    result = fit(config, tmp_path, report=lambda row: None)
+    assert result["test_accuracy"] is None and result["test_loss"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["val_accuracy"] is None

@@ -68,10 +68,14 @@ def load_splits(config: FitConfig) -> Splits:
 
 
 def build_model(config: FitConfig, data: IrregularBatch) -> AbstractSequenceModel:
-    """The configured model for `data`'s channels and targets (classes, or 1 regression output)."""
+    """The configured model for `data`'s channels and targets: one logit per class, or one output
+    per regression target (1 for targets `[B]`, H for a forecast horizon `[B, H]`)."""
     if data.targets is None:
         raise InvalidInputError(f"dataset {config.dataset!r} has no targets to train on")
-    outputs = int(data.targets.max()) + 1 if data.targets.dtype == torch.long else 1
+    if data.targets.dtype == torch.long:
+        outputs = int(data.targets.max()) + 1  # classes
+    else:
+        outputs = 1 if data.targets.ndim == 1 else int(data.targets[0].numel())  # regression targets
     options = {"channels": data.channels, "hidden": config.hidden, "outputs": outputs, **config.model_options}
     return registry.model(config.model, **options)
 
