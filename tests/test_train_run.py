@@ -26,6 +26,9 @@ def test_a_run_writes_its_config_metrics_checkpoints_and_test_result(tmp_path: P
     assert FitConfig.from_mapping(json.loads((tmp_path / "config.json").read_text())) == SMALL
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
     assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert (
+        result["parameters"] == 5 * 8 * 3 + 3 * 8 * 8 + 2 * 3 * 8 + 8 * 2 + 2
+    )  # GRU on [x, mask, gap] (C = 2) and head
     assert json.loads((tmp_path / "result.json").read_text()) == result
 
 

@@ -8,7 +8,7 @@ observations dropped, and writes into `run_dir`:
   and accuracy, learning rate, seconds, function evaluations per sample);
 - `last.pt` (after every epoch) and `best.pt` (the best validation loss so far): atomic
   checkpoints (see `neuralct.train.checkpoint`);
-- `result.json`: the test metrics of the best checkpoint when the run ends;
+- `result.json`: the test metrics of the best checkpoint when the run ends (and the parameter count);
 - `learning_curves.png`, `vf_evals.png`: see `neuralct.train.plots`.
 
 `fit(config, run_dir, resume=True)` continues a run from `last.pt` with the configuration saved in
@@ -160,8 +160,7 @@ def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
     model = build_model(config, splits.train)
     load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
     check_numerics(model, splits.test, config.solve_options())
-    result = evaluate(model, splits.test, options=config.solve_options())
-    return {"test_loss": result.loss, "test_accuracy": result.accuracy, "test_vf_evals": result.vf_evals}
+    return _test_metrics(model, splits.test, config)
 
 
 def _check_finite(loss: float, epoch: int, run_dir: Path) -> None:
@@ -224,8 +223,19 @@ def _parse(line: str) -> dict | None:
 
 def _finish(config: FitConfig, run_dir: Path, model: AbstractSequenceModel, test: IrregularBatch) -> dict:
     load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-    result = evaluate(model, test, options=config.solve_options())
-    metrics = {"test_loss": result.loss, "test_accuracy": result.accuracy, "test_vf_evals": result.vf_evals}
+    metrics = _test_metrics(model, test, config)
     (run_dir / "result.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot_run(run_dir)
     return metrics
+
+
+def _test_metrics(model: AbstractSequenceModel, test: IrregularBatch, config: FitConfig) -> dict:
+    """Test loss, accuracy (`None` for regression), evaluations per sample and parameter count."""
+    result = evaluate(model, test, options=config.solve_options())
+    parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "test_loss": result.loss,
+        "test_accuracy": result.accuracy,
+        "test_vf_evals": result.vf_evals,
+        "parameters": parameters,
+    }

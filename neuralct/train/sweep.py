@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..errors import InvalidInputError  # noqa: E402
 from .config import FitConfig  # noqa: E402
-from .run import build_model, fit, load_splits  # noqa: E402
+from .run import fit  # noqa: E402
 
 GRID_KEYS = ("model", "solver", "missing", "seed")
 
@@ -95,8 +95,6 @@ def _summarise(runs: list[dict]) -> list[dict]:
     for (model, solver, missing), members in groups.items():
         metric = "test_accuracy" if members[0]["result"]["test_accuracy"] is not None else "test_loss"
         values = [m["result"][metric] for m in members]
-        config = members[0]["config"]
-        parameters = sum(p.numel() for p in build_model(config, load_splits(config).train).parameters())
         rows.append(
             {
                 "model": model,
@@ -108,7 +106,7 @@ def _summarise(runs: list[dict]) -> list[dict]:
                 "std": statistics.pstdev(values),
                 "seconds": statistics.fmean(m["seconds"] for m in members),
                 "vf_evals": statistics.fmean(m["result"]["test_vf_evals"] for m in members),
-                "parameters": parameters,
+                "parameters": members[0]["result"]["parameters"],
             }
         )
     return rows
