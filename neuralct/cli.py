@@ -4,7 +4,8 @@ re-scores it (under other numerics if asked), `neuralct list` shows what can be 
 ```text
 neuralct fit                                   # the default model on the default dataset
 neuralct fit --model ltc --solver dopri5 --rtol 1e-4 --missing 0.5 --epochs 20 --seed 1
-neuralct fit --config run.json --out runs/ltc  # a JSON config, flags override it
+neuralct fit --config run.yaml --out runs/ltc  # a YAML (or JSON) config, flags override it
+neuralct fit --nproc 2 --out runs/ddp          # data-parallel on 2 processes (torchrun)
 neuralct fit --resume runs/ltc                 # continue a run that was stopped
 neuralct evaluate runs/ltc --solver rk4        # the trained model under another solver
 neuralct sweep --config grid.json --out runs/grid  # models x solvers x missing rates x seeds
@@ -26,7 +27,9 @@ from typing import Any
 from . import registry
 from .data.datasets import available
 from .errors import NeuralCTError
-from .train.config import FitConfig
+from .train.config import SCHEDULES, FitConfig, read_mapping
+from .train.distributed import launch, session
+from .train.progress import ProgressBar
 from .train.run import evaluate_run, fit
 from .train.sweep import sweep
 
@@ -42,10 +45,13 @@ _FLAGS = {  # config field -> (type, help)
     "hidden": (int, "hidden units"),
     "epochs": (int, "training epochs"),
     "batch_size": (int, "minibatch size"),
-    "lr": (float, "Adam learning rate (cosine schedule)"),
+    "lr": (float, "Adam's initial learning rate"),
+    "schedule": (str, "learning-rate schedule: " + ", ".join(f"{k} ({v})" for k, v in SCHEDULES.items())),
     "seed": (int, "random seed"),
     "clip_norm": (float, "clip the global gradient norm to this value"),
     "patience": (int, "stop after this many epochs without a better validation loss"),
+    "max_steps": (int, "steps a solve may take per sample (with --solver)"),
+    "device": (str, "cpu or cuda"),
 }
 
 
@@ -54,12 +60,13 @@ def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="neuralct", description="Continuous-time sequence models on irregular series.")
     commands = main.add_subparsers(dest="command", required=True)
     fit_parser = commands.add_parser("fit", help="train a model in a run folder", description=_FIT_HELP)
-    fit_parser.add_argument("--config", type=Path, help="a JSON file of config keys; flags override it")
+    fit_parser.add_argument("--config", type=Path, help="a YAML or JSON file of config keys; flags override it")
     fit_parser.add_argument("--out", type=Path, help="the run folder (default: runs/<model>-<time>)")
     fit_parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     for name, (kind, text) in _FLAGS.items():
         fit_parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
     fit_parser.add_argument("--inner-solver", help=_INNER_HELP)
+    fit_parser.add_argument("--nproc", type=int, help=_NPROC_HELP)
     evaluate_parser = commands.add_parser(
         "evaluate", help="re-score a run's best checkpoint, optionally under other numerics or missing rate"
     )
@@ -70,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--inner-solver", help=_INNER_HELP)
     sweep_parser = commands.add_parser("sweep", help="a grid of runs and its summary table and plot")
     sweep_parser.add_argument(
-        "--config", type=Path, required=True, help='JSON: {"base": {...}, "grid": {"model": [...], ...}}'
+        "--config", type=Path, required=True, help='YAML or JSON: {"base": {...}, "grid": {"model": [...], ...}}'
     )
     sweep_parser.add_argument("--out", type=Path, required=True, help="folder for the run folders and the summary")
     commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
@@ -78,10 +85,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 _INNER_HELP = "the Runge-Kutta method inside --solver method_of_steps (delay models such as tau_gru)"
+_NPROC_HELP = (
+    "train data-parallel on N processes of this machine (runs torchrun; the same as "
+    "`torchrun --nproc-per-node N -m neuralct fit ...`); --batch-size stays the global minibatch"
+)
 
 _FIT_HELP = (
     "Train a model on a dataset with observations dropped at random, writing config.json, metrics.csv, "
-    "metrics.jsonl, last.pt, best.pt and result.json into the run folder. Defaults: "
+    "metrics.jsonl, last.pt, best.pt, result.json and PNG plots into the run folder. Defaults: "
     + ", ".join(f"{f.name}={f.default!r}" for f in fields(FitConfig) if f.name in _FLAGS)
 )
 
@@ -104,12 +115,13 @@ def reference_markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (2 for a bad config or input, with its message)."""
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     try:
         if args.command == "list":
             _list()
         elif args.command == "sweep":
-            spec = json.loads(args.config.read_text())
+            spec = read_mapping(args.config)
             sweep(spec.get("base", {}), spec.get("grid", {}), args.out)
             print((args.out / "summary.md").read_text())
         elif args.command == "evaluate":
@@ -117,39 +129,58 @@ def main(argv: list[str] | None = None) -> int:
             changes = {k: v for k, v in changes.items() if v is not None} | _inner(args)
             print(json.dumps(evaluate_run(args.run_dir, **changes)))
         else:
-            _fit(args)
+            return _fit(args, argv)
     except NeuralCTError as error:
         print(f"neuralct: error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
-def _fit(args: argparse.Namespace) -> None:
-    if args.resume is not None:
-        result = fit(None, args.resume, resume=True, report=_report)
-        print(json.dumps(result))
-        return
-    values: dict[str, Any] = json.loads(args.config.read_text()) if args.config else {}
-    values.update({name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None})
-    values.update(_inner(args))
-    config = FitConfig.from_mapping(values)
-    out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"run folder: {out}")
-    print(json.dumps(fit(config, out, report=_report)))
+def _fit(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.nproc is not None:
+        return launch(args.nproc, _without_nproc(argv))
+    config = None if args.resume is not None else _config(args)
+    device = config.device if config is not None else FitConfig.from_file(args.resume / "config.json").device
+    with session(device) as workers:
+        out = args.resume or args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = workers.from_main(out)  # one folder, whatever each process's clock says
+        say = print if workers.main else _silent
+        say(f"run folder: {out}" + (f" ({workers.world} processes)" if workers.world > 1 else ""))
+        progress = ProgressBar(config.epochs if config else _saved_epochs(out))
+        result = fit(config, out, resume=args.resume is not None, progress=progress, workers=workers)
+        say(json.dumps(result))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> FitConfig:
+    flags = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None} | _inner(args)
+    return FitConfig.from_file(args.config, **flags) if args.config else FitConfig.from_mapping(flags)
+
+
+def _saved_epochs(run_dir: Path) -> int:
+    return FitConfig.from_file(run_dir / "config.json").epochs
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line with `--nproc N` (or `--nproc=N`) taken out."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--nproc":
+            skip = True
+        elif not argument.startswith("--nproc="):
+            kept.append(argument)
+    return kept
+
+
+def _silent(*args: object) -> None:
+    """Print nothing (processes other than rank 0)."""
 
 
 def _inner(args: argparse.Namespace) -> dict[str, Any]:
     """`solver_options` for `--inner-solver`, if given."""
     return {} if args.inner_solver is None else {"solver_options": {"solver": args.inner_solver}}
-
-
-def _report(row: dict) -> None:
-    accuracy = "" if row["val_accuracy"] is None else f" val acc {row['val_accuracy']:.3f}"
-    print(
-        f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}{accuracy}"
-        f"  evals/sample {row['vf_evals']:.0f}  {row['seconds']:.1f} s",
-        flush=True,
-    )
 
 
 def _list() -> None:

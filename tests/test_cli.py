@@ -18,8 +18,8 @@ def test_fit_with_flags_and_a_config_file_writes_the_run_folder(tmp_path: Path, 
     assert main(["fit", "--config", str(config), *TINY, "--out", str(tmp_path / "run")]) == 0
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["epochs"] == 2 and saved["dataset_options"] == {"size": 32, "length": 8}  # flags override the file
-    out = capsys.readouterr().out
-    assert "epoch   2" in out and "test_accuracy" in out
+    captured = capsys.readouterr()
+    assert "epoch 2/2  train loss" in captured.err and "test_accuracy" in captured.out
     assert main(["fit", "--resume", str(tmp_path / "run")]) == 0  # nothing left to train: re-scores the best
 
 
@@ -93,3 +93,63 @@ def test_the_cli_reference_page_is_the_current_help_text() -> None:
 
     page = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
     assert page.read_text() == reference_markdown(), "regenerate it: python -m neuralct.cli --reference > docs/cli.md"
+
+
+def test_fit_reads_a_yaml_config_and_names_a_bad_one(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: gru_delta\ndataset: spirals\nhidden: 4\nepochs: 1\nschedule: plateau\n"
+        "dataset_options:\n  size: 32\n  length: 8\n"
+    )
+    assert main(["fit", "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["schedule"] == "plateau" and saved["dataset_options"] == {"size": 32, "length": 8}
+    config.write_text("model: [unclosed\n")
+    assert main(["fit", "--config", str(config), "--out", str(tmp_path / "bad")]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    config.write_text("schedule: cosin\n")
+    assert main(["fit", "--config", str(config), "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown schedule 'cosin'; did you mean 'cosine'" in capsys.readouterr().err
+
+
+def test_the_progress_bar_redraws_per_batch_on_a_terminal_and_writes_epoch_lines_elsewhere() -> None:
+    import io
+
+    from neuralct.train.loop import BatchReport
+    from neuralct.train.progress import ProgressBar
+
+    row = {
+        "epoch": 3,
+        "train_loss": 0.5,
+        "train_accuracy": 0.8,
+        "train_mae": None,
+        "val_loss": 0.6,
+        "val_accuracy": 0.75,
+        "val_mae": None,
+        "lr": 1e-3,
+        "seconds": 1.25,
+        "vf_evals": 41.2,
+    }
+    live, log = io.StringIO(), io.StringIO()
+    for stream, is_live in ((live, True), (log, False)):
+        bar = ProgressBar(10, stream, live=is_live, interval=0.0)
+        bar.begin(3)
+        for k in (1, 2):
+            bar.batch(BatchReport(k, 2, 0.5, 0.8, 40.0))
+        bar.epoch(row)
+    assert (
+        live.getvalue().count("\r") == 3
+        and "epoch  3/10 [##########----------] 1/2  loss 0.5000  acc 0.800" in live.getvalue()
+    )
+    assert "evals/step 40" in live.getvalue()
+    assert (
+        log.getvalue()
+        == "epoch  3/10  train loss 0.5000 acc 0.800 | val loss 0.6000 acc 0.750 | evals/sample 41 | 1.2 s\n"
+    )
+
+
+def test_nproc_is_taken_out_of_the_command_that_torchrun_repeats() -> None:
+    from neuralct.cli import _without_nproc
+
+    assert _without_nproc(["fit", "--nproc", "2", "--epochs", "3"]) == ["fit", "--epochs", "3"]
+    assert _without_nproc(["fit", "--nproc=4", "--out", "x"]) == ["fit", "--out", "x"]

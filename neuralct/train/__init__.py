@@ -1,16 +1,35 @@
-"""Training: run configuration, minibatches of irregular series, one epoch of optimisation, evaluation, checkpoints."""
+"""Training: run configuration, minibatches of irregular series, one epoch of optimisation,
+evaluation, checkpoints, progress, data-parallel processes."""
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import FitConfig, check_numerics
-from .loop import EpochResult, evaluate, minibatches, task_loss, train_epoch
-from .run import TrainingDiverged, evaluate_run, fit
+from .distributed import Workers, session
+from .loop import (
+    BatchReport,
+    EpochResult,
+    TrainingDiverged,
+    TrainingFailed,
+    evaluate,
+    minibatches,
+    task_loss,
+    train_epoch,
+)
+from .progress import Progress, ProgressBar
+from .run import evaluate_run, fit
 from .sweep import sweep
+from .targets import StandardizedTargets
 
 __all__ = [
+    "BatchReport",
     "Checkpoint",
     "EpochResult",
     "FitConfig",
+    "Progress",
+    "ProgressBar",
+    "StandardizedTargets",
     "TrainingDiverged",
+    "TrainingFailed",
+    "Workers",
     "check_numerics",
     "evaluate",
     "evaluate_run",
@@ -18,6 +37,7 @@ __all__ = [
     "load_checkpoint",
     "minibatches",
     "save_checkpoint",
+    "session",
     "sweep",
     "task_loss",
     "train_epoch",

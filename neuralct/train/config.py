@@ -1,10 +1,11 @@
 """The configuration of one training run, validated before anything is trained.
 
-A `FitConfig` names everything by string (model, dataset, solver, controller) so that it can come
-from a YAML file or command-line flags; `validate()` resolves every name through the registry and
-fails with the valid choices, and `FitConfig.from_mapping` rejects unknown keys and wrong types.
-Resolving builds nothing expensive: the model is made on the dataset's channel count, the numerics
-are checked against the model's term on one tiny batch before training starts.
+A `FitConfig` names everything by string (model, dataset, solver, controller, schedule) so that it
+can come from a YAML or JSON file (`FitConfig.from_file`) or command-line flags. Constructing one
+validates it: every name is resolved through the registry (an unknown one fails with the valid
+choices), `FitConfig.from_mapping` rejects unknown keys, and wrong types and out-of-range values
+fail by name. `check_numerics` then runs the model under the configured numerics on two samples,
+so that a solver that cannot integrate the model's term fails before training starts.
 
 ```python
 from neuralct.train.config import FitConfig
@@ -17,12 +18,15 @@ config.solve_options()  # SolveOptions(Tsit5(), PIDController(rtol=1e-4, atol=1e
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from .. import registry
 from .._choices import did_you_mean
@@ -32,6 +36,11 @@ from ..errors import InvalidInputError
 from ..models.base import AbstractSequenceModel, SolveOptions
 
 _ADAPTIVE_DEFAULTS = {"rtol": 1e-3, "atol": 1e-6}
+SCHEDULES = {
+    "cosine": "cosine annealing to 0 over the epochs",
+    "constant": "the learning rate throughout",
+    "plateau": "halved after 2 epochs without a better validation loss",
+}
 
 
 @dataclass(frozen=True)
@@ -51,12 +60,16 @@ class FitConfig:
         atol: absolute tolerance of the `"pid"` controller.
         step: the step of the `"constant"` controller.
         hidden: hidden units of the model.
-        epochs: training epochs (Adam with a cosine schedule over them).
+        epochs: training epochs (Adam, with the learning-rate `schedule` over them).
         batch_size: minibatch size.
-        lr: Adam's learning rate.
+        lr: Adam's (initial) learning rate.
+        schedule: the learning-rate schedule: `"cosine"` (annealed to 0 over `epochs`),
+            `"constant"`, or `"plateau"` (halved after 2 epochs without a better validation loss).
         seed: seed of the initialisation, the dropped observations, the splits and the shuffling.
         clip_norm: global gradient-norm clipping, or `None`.
         patience: stop early after this many epochs without a better validation loss (`None`: never).
+        max_steps: steps a solve may take per sample before it fails (with `solver` set).
+        device: `"cpu"` or `"cuda"` (under torchrun, each process takes GPU `LOCAL_RANK`).
         model_options: further keyword arguments of the model.
         dataset_options: further keyword arguments of the dataset.
     """
@@ -74,9 +87,12 @@ class FitConfig:
     epochs: int = 60
     batch_size: int = 16
     lr: float = 3e-3
+    schedule: str = "cosine"
     seed: int = 0
     clip_norm: float | None = None
     patience: int | None = None
+    max_steps: int = 4096
+    device: str = "cpu"
     model_options: Mapping[str, Any] = field(default_factory=dict)
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -90,6 +106,9 @@ class FitConfig:
             raise InvalidInputError("`solver_options` need a `solver`")
         if self.controller is not None:
             _check_name("controller", self.controller, list(registry.names("controller")))
+        _check_name("schedule", self.schedule, list(SCHEDULES))
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise InvalidInputError(f"`device` must be 'cpu' or 'cuda' (or 'cuda:N'); got {self.device!r}")
         if not 0.0 <= self.missing < 1.0:
             raise InvalidInputError(f"`missing` must be in [0, 1) (1 would drop everything); got {self.missing!r}")
         for name in ("rtol", "atol", "lr"):
@@ -97,7 +116,7 @@ class FitConfig:
         for name in ("step", "clip_norm"):
             if getattr(self, name) is not None:
                 _check_positive(name, getattr(self, name))
-        for name in ("hidden", "epochs", "batch_size"):
+        for name in ("hidden", "epochs", "batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"`{name}` must be a positive int; got {getattr(self, name)!r}")
         if self.patience is not None and self.patience < 1:
@@ -106,6 +125,12 @@ class FitConfig:
             raise InvalidInputError(f"`seed` must be a non-negative int; got {self.seed!r}")
         if self.controller == "constant" and self.step is None:
             raise InvalidInputError("controller 'constant' needs `step` (the fixed step size)")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> FitConfig:
+        """A config from a YAML (`.yaml`, `.yml`) or JSON file of config keys, with `overrides`
+        on top (command-line flags)."""
+        return cls.from_mapping({**read_mapping(path), **overrides})
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FitConfig:
@@ -138,7 +163,26 @@ class FitConfig:
             made = registry.controller("constant", dt=self.step)
         else:
             made = registry.controller(controller)
-        return SolveOptions(solver, made)
+        return SolveOptions(solver, made, max_steps=self.max_steps)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (`.yaml`, `.yml`) or JSON file.
+
+    Raises:
+        InvalidInputError: a missing or unparsable file, or one that does not hold a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    try:
+        values = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {error}") from None
+    if not isinstance(values, Mapping):
+        raise InvalidInputError(f"config file {str(path)!r} must hold a mapping of config keys; got {values!r}")
+    return dict(values)
 
 
 def _check_types(config: FitConfig) -> None:
@@ -156,9 +200,12 @@ def _check_types(config: FitConfig) -> None:
         "epochs": (int,),
         "batch_size": (int,),
         "lr": (int, float),
+        "schedule": (str,),
         "seed": (int,),
         "clip_norm": (int, float, type(None)),
         "patience": (int, type(None)),
+        "max_steps": (int,),
+        "device": (str,),
         "model_options": (Mapping,),
         "solver_options": (Mapping,),
         "dataset_options": (Mapping,),

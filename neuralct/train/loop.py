@@ -11,15 +11,25 @@ targets, or `[B, 1]` for targets `[B]`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
-from ..models.base import AbstractSequenceModel, SolveOptions
+from ..errors import InvalidInputError, NeuralCTError, SolveFailed
+from ..models.base import AbstractSequenceModel, ModelOutput, SolveOptions
+from .distributed import Runner, Workers
+
+
+class TrainingFailed(NeuralCTError, RuntimeError):
+    """A training step could not be taken: a solve of the forward pass failed (its message
+    carries the per-sample solver statuses). The message names the batch."""
+
+
+class TrainingDiverged(TrainingFailed):
+    """The training loss of a batch became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class EpochResult:
     Args:
         loss: mean loss per sample (cross-entropy, or squared error for regression).
         accuracy: fraction of samples whose arg-max logit is the target (`None` for regression).
+        mae: mean absolute error per target entry (`None` for classification).
         vf_evals: mean over samples of the vector-field evaluations of the forward solves.
         seconds: wall-clock time of the pass.
         samples: number of samples seen.
@@ -36,18 +47,35 @@ class EpochResult:
 
     loss: float
     accuracy: float | None
+    mae: float | None
     vf_evals: float
     seconds: float
     samples: int
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """Progress within a training epoch, after a minibatch's step (this process's samples).
+
+    Args:
+        batch: minibatches done, from 1.
+        batches: minibatches in the epoch.
+        loss: mean loss per sample so far in the epoch.
+        accuracy: accuracy so far in the epoch (`None` for regression).
+        vf_evals: vector-field evaluations per sample of this minibatch's forward pass.
+    """
+
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float | None
+    vf_evals: float
+
+
 def minibatches(data: IrregularBatch, size: int, generator: torch.Generator | None = None) -> Iterator[IrregularBatch]:
     """Consecutive minibatches of `size` samples (the last may be smaller), shuffled when a
     `generator` is given; each is trimmed to its own longest series."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InvalidInputError(f"`size` must be a positive int; got {size!r}")
-    order = torch.arange(data.batch_size) if generator is None else torch.randperm(data.batch_size, generator=generator)
-    for rows in order.split(size):
+    for rows in _rows(data, size, generator):
         yield data.select(rows)
 
 
@@ -60,41 +88,101 @@ def train_epoch(
     generator: torch.Generator,
     options: SolveOptions | None = None,
     clip_norm: float | None = None,
+    workers: Workers | None = None,
+    on_batch: Callable[[BatchReport], None] | None = None,
 ) -> EpochResult:
     """One shuffled pass of minibatch training over `data` (see the module docstring for the loss).
 
     Args:
         options: numerics for the forward solves (`None`: the model's defaults).
         clip_norm: clip the global gradient norm to this value before each step (`None`: no clipping).
+        workers: the training processes (`None`: this one alone). With several, each global
+            minibatch of `batch_size` is shared out between them (see `neuralct.train.distributed`).
+        on_batch: called after each step with the epoch's progress.
+
+    Raises:
+        TrainingDiverged: a minibatch's loss is NaN or infinite (no step is taken with it).
+        TrainingFailed: a forward solve failed (on any process); the message names the minibatch
+            and carries the solver's per-sample statuses.
     """
     _check_targets(data)
+    workers = workers or Workers()
+    run = workers.runner(model)
     model.train()
-    totals = _Totals()
-    for batch in minibatches(data, batch_size, generator):
-        output = model.run(batch, options)
-        loss = task_loss(output.predictions, batch.targets)
+    totals = _Totals(data)
+    batches = _rows(data, batch_size, generator)
+    for index, rows in enumerate(batches, start=1):
+        mine, weight = workers.share(rows)
+        batch = data.select(mine)
+        output, loss, failure = _forward(run, batch, options)
+        if not workers.all_ok(failure is None):
+            _raise_failure(workers.gather(failure), index, len(batches))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight).backward()
         if clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
-        totals.add(loss.detach(), output.predictions.detach(), batch.targets, output.stats.vf_evals)
-    return totals.result()
+        if weight > 0:
+            totals.add(loss.detach(), output.predictions.detach(), batch.targets, output.stats.vf_evals)
+        if on_batch is not None:
+            evals = float(output.stats.vf_evals.double().mean())
+            on_batch(BatchReport(index, len(batches), *totals.running(), evals))
+    return totals.result(workers)
 
 
 def evaluate(
-    model: AbstractSequenceModel, data: IrregularBatch, *, batch_size: int = 256, options: SolveOptions | None = None
+    model: AbstractSequenceModel,
+    data: IrregularBatch,
+    *,
+    batch_size: int = 256,
+    options: SolveOptions | None = None,
+    workers: Workers | None = None,
 ) -> EpochResult:
-    """Loss, accuracy and evaluations of `model` on `data` in eval mode, without gradients."""
+    """Loss, accuracy (or MAE) and evaluations of `model` on `data` in eval mode, without
+    gradients; with several `workers`, each scores its share of every minibatch and the totals
+    are summed over them."""
     _check_targets(data)
+    workers = workers or Workers()
     model.eval()
-    totals = _Totals()
+    totals = _Totals(data)
     with torch.no_grad():
-        for batch in minibatches(data, batch_size):
+        for rows in _rows(data, batch_size):
+            mine, weight = workers.share(rows)
+            if weight == 0:
+                continue
+            batch = data.select(mine)
             output = model.run(batch, options)
             loss = task_loss(output.predictions, batch.targets)
             totals.add(loss, output.predictions, batch.targets, output.stats.vf_evals)
-    return totals.result()
+    return totals.result(workers)
+
+
+def _rows(data: IrregularBatch, size: int, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
+    """The sample indices of each minibatch, shuffled when a `generator` is given."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInputError(f"`size` must be a positive int; got {size!r}")
+    order = torch.arange(data.batch_size) if generator is None else torch.randperm(data.batch_size, generator=generator)
+    return order.split(size)
+
+
+def _forward(
+    run: Runner, batch: IrregularBatch, options: SolveOptions | None
+) -> tuple[ModelOutput | None, Tensor | None, str | None]:
+    """The output and loss of `batch`, or why there are none (a failed solve, a non-finite loss)."""
+    try:
+        output = run(batch, options)
+    except SolveFailed as error:
+        return None, None, f"the forward solve failed: {error}"
+    loss = task_loss(output.predictions, batch.targets)
+    if not bool(torch.isfinite(loss)):
+        return output, loss, f"the training loss is {loss.item()}"
+    return output, loss, None
+
+
+def _raise_failure(failures: list[str | None], index: int, batches: int) -> None:
+    reason = next(failure for failure in failures if failure is not None)
+    kind = TrainingFailed if reason.startswith("the forward solve failed") else TrainingDiverged
+    raise kind(f"batch {index} of {batches}: {reason}")
 
 
 def task_loss(predictions: Tensor, targets: Tensor) -> Tensor:
@@ -107,38 +195,52 @@ def task_loss(predictions: Tensor, targets: Tensor) -> Tensor:
     """
     if targets.dtype == torch.long:
         return torch.nn.functional.cross_entropy(predictions, targets)
+    return torch.nn.functional.mse_loss(_like_targets(predictions, targets), targets.to(predictions.dtype))
+
+
+def _like_targets(predictions: Tensor, targets: Tensor) -> Tensor:
+    """Regression `predictions` shaped like `targets` (`[B, 1]` squeezed for targets `[B]`)."""
     if predictions.shape != targets.shape and predictions.shape == (*targets.shape, 1):
         predictions = predictions.squeeze(-1)
     if predictions.shape != targets.shape:
         expected, got = tuple(targets.shape), tuple(predictions.shape)
         raise InvalidInputError(f"regression predictions must be shaped like the targets {expected}; got {got}")
-    return torch.nn.functional.mse_loss(predictions, targets.to(predictions.dtype))
+    return predictions
 
 
 class _Totals:
     """Running sums over the minibatches of one pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, data: IrregularBatch) -> None:
         self.start = time.perf_counter()
-        self.loss = self.correct = self.evals = 0.0
-        self.samples = 0
-        self.regression = False
+        self.sums = dict.fromkeys(("loss", "correct", "absolute", "entries", "evals", "samples"), 0.0)
+        self.regression = data.targets.dtype != torch.long
 
-    def add(self, loss: Tensor, logits: Tensor, targets: Tensor, vf_evals: Tensor) -> None:
+    def add(self, loss: Tensor, predictions: Tensor, targets: Tensor, vf_evals: Tensor) -> None:
         count = targets.shape[0]
-        self.loss += float(loss) * count
-        if targets.dtype == torch.long:
-            self.correct += float((logits.argmax(dim=-1) == targets).sum())
+        self.sums["loss"] += float(loss) * count
+        if not self.regression:
+            self.sums["correct"] += float((predictions.argmax(dim=-1) == targets).sum())
         else:
-            self.regression = True
-        self.evals += float(vf_evals.double().sum())
-        self.samples += count
+            error = _like_targets(predictions, targets) - targets.to(predictions.dtype)
+            self.sums["absolute"] += float(error.abs().double().sum())
+            self.sums["entries"] += error.numel()
+        self.sums["evals"] += float(vf_evals.double().sum())
+        self.sums["samples"] += count
 
-    def result(self) -> EpochResult:
-        n = max(self.samples, 1)
+    def running(self) -> tuple[float, float | None]:
+        """This process's mean loss and accuracy so far."""
+        n = max(self.sums["samples"], 1)
+        return self.sums["loss"] / n, None if self.regression else self.sums["correct"] / n
+
+    def result(self, workers: Workers) -> EpochResult:
+        """The pass's result, summed over the processes."""
+        sums = dict(zip(self.sums, workers.sum(list(self.sums.values()))))
+        n = max(sums["samples"], 1)
+        accuracy = None if self.regression else sums["correct"] / n
+        mae = sums["absolute"] / max(sums["entries"], 1) if self.regression else None
         seconds = time.perf_counter() - self.start
-        accuracy = None if self.regression else self.correct / n
-        return EpochResult(self.loss / n, accuracy, self.evals / n, seconds, self.samples)
+        return EpochResult(sums["loss"] / n, accuracy, mae, sums["evals"] / n, seconds, int(sums["samples"]))
 
 
 def _check_targets(data: IrregularBatch) -> None:

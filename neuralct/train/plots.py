@@ -2,7 +2,11 @@
 
 - `learning_curves.png`: training and validation loss, and validation accuracy for classification;
 - `vf_evals.png`: vector-field evaluations per sample of the training forward passes, per epoch
-  (how the cost of the numerics changes as the model trains).
+  (how the cost of the numerics changes as the model trains);
+- `predictions.png`: the trained model on the test split. Classification: a few test series
+  (observed points on their own times) titled with the true and the predicted class and its
+  probability. Regression: predicted against true targets, and for a forecast horizon a few
+  series' true and predicted horizons.
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ import json
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ..data.series import IrregularBatch  # noqa: E402
+from ..models.base import AbstractSequenceModel, SolveOptions  # noqa: E402
 
 
 def plot_run(run_dir: Path | str) -> list[Path]:
@@ -44,6 +52,68 @@ def _evaluations(rows: list[dict], path: Path) -> Path:
     axis.plot([row["epoch"] for row in rows], [row["vf_evals"] for row in rows], marker=".")
     axis.set(xlabel="epoch", ylabel="evaluations per sample", ylim=(0, None))
     return _save(figure, path)
+
+
+def plot_predictions(
+    model: AbstractSequenceModel,
+    test: IrregularBatch,
+    path: Path,
+    options: SolveOptions | None = None,
+    *,
+    series: int = 4,
+    samples: int = 256,
+) -> Path:
+    """Draw `predictions.png` for `samples` test series spread evenly over the split (`series`
+    of them, also evenly spread, in detail: a split sorted by class shows several classes)."""
+    test = test.select(_spread(test.batch_size, samples))
+    model.eval()
+    with torch.no_grad():
+        predictions = model.run(test, options).predictions.double().cpu()
+    test = test.to("cpu")
+    if test.targets.dtype == torch.long:
+        return _classified_series(test, predictions.softmax(dim=-1), path, series)
+    return _regression(test.targets.double().reshape(test.batch_size, -1), predictions, path, series)
+
+
+def _classified_series(test: IrregularBatch, probabilities: torch.Tensor, path: Path, series: int) -> Path:
+    shown = _spread(test.batch_size, series).tolist()
+    figure, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3), squeeze=False, sharey=True)
+    for b, axis in zip(shown, axes[0]):
+        length = int(test.lengths[b])
+        times, values, mask = test.times[b, :length], test.values[b, :length], test.mask[b, :length]
+        for c in range(test.channels):
+            seen = mask[:, c]
+            axis.plot(times[seen], values[seen, c], marker=".", markersize=3, linewidth=0.8)
+        truth, guess = int(test.targets[b]), int(probabilities[b].argmax())
+        colour = "tab:green" if truth == guess else "tab:red"
+        axis.set_title(f"true {truth} · predicted {guess} ({float(probabilities[b, guess]):.2f})", color=colour)
+        axis.set(xlabel="time")
+    axes[0, 0].set(ylabel="observed values (standardised)")
+    return _save(figure, path)
+
+
+def _regression(truth: torch.Tensor, predictions: torch.Tensor, path: Path, series: int) -> Path:
+    predictions = predictions.reshape(truth.shape)
+    horizon = truth.shape[1] > 1
+    figure, axes = plt.subplots(1, 2 if horizon else 1, figsize=(9 if horizon else 4.5, 3.8), squeeze=False)
+    axis = axes[0, 0]
+    axis.scatter(truth.flatten(), predictions.flatten(), s=4, alpha=0.5)
+    low, high = float(truth.min()), float(truth.max())
+    axis.plot([low, high], [low, high], color="black", linewidth=0.8, label="prediction = truth")
+    axis.set(xlabel="true target", ylabel="predicted target")
+    axis.legend()
+    if horizon:
+        steps = range(1, truth.shape[1] + 1)
+        for b in _spread(truth.shape[0], series).tolist():
+            line = axes[0, 1].plot(steps, truth[b], linewidth=1.2)[0]
+            axes[0, 1].plot(steps, predictions[b], linestyle="--", color=line.get_color())
+        axes[0, 1].set(xlabel="forecast step", ylabel="target (solid: true, dashed: predicted)")
+    return _save(figure, path)
+
+
+def _spread(total: int, count: int) -> torch.Tensor:
+    """Up to `count` indices in `[0, total)`, evenly spread, first and last included."""
+    return torch.linspace(0, total - 1, min(count, total)).round().long().unique()
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:

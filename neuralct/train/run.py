@@ -4,23 +4,32 @@
 observations dropped, and writes into `run_dir`:
 
 - `config.json`: the resolved configuration;
-- `metrics.csv` and `metrics.jsonl`: one row per epoch (train loss and accuracy, validation loss
-  and accuracy, learning rate, seconds, function evaluations per sample);
+- `metrics.csv` and `metrics.jsonl`: one row per epoch (`COLUMNS`: train and validation loss,
+  accuracy for classification or MAE for regression, learning rate, seconds, function
+  evaluations per sample);
 - `last.pt` (after every epoch) and `best.pt` (the best validation loss so far): atomic
   checkpoints (see `neuralct.train.checkpoint`);
 - `result.json`: the test metrics of the best checkpoint when the run ends (and the parameter count);
-- `learning_curves.png`, `vf_evals.png`: see `neuralct.train.plots`.
+- `learning_curves.png`, `vf_evals.png`, `predictions.png`: see `neuralct.train.plots`.
 
 `fit(config, run_dir, resume=True)` continues a run from `last.pt` with the configuration saved in
 the folder: a run killed at any point loses at most the epoch in progress and ends with the same
 metrics as an uninterrupted one. With `patience`, training stops early after that many epochs
 without a better validation loss; the test metrics are always those of the best checkpoint.
-The validation split is a seeded 15% of the training split.
+The validation split is a seeded 15% of the training split. Regression targets are standardised
+with the training targets' statistics inside the model (`StandardizedTargets`), so losses and MAE
+are in the dataset's units.
+
+A minibatch whose forward solve fails or whose loss is not finite stops the run before the
+optimizer takes a step with it; the error names the epoch, the minibatch and the solver's
+per-sample statuses, and `last.pt` keeps the last completed epoch. With several `workers`
+(`neuralct.train.distributed`), every process runs `fit` and rank 0 writes the folder.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -34,17 +43,27 @@ from ..data.datasets import load
 from ..data.series import IrregularBatch
 from ..data.transforms import Normalize
 from ..errors import InvalidInputError, NeuralCTError
-from ..models.base import AbstractSequenceModel
+from ..models.base import AbstractSequenceModel, SolveOptions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig, check_numerics
-from .loop import EpochResult, evaluate, train_epoch
-from .plots import plot_run
+from .distributed import Workers, session
+from .loop import EpochResult, TrainingFailed, evaluate, train_epoch
+from .plots import plot_predictions, plot_run
+from .progress import Progress
+from .targets import StandardizedTargets
 
-COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "vf_evals")
-
-
-class TrainingDiverged(NeuralCTError, RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "train_mae",
+    "val_loss",
+    "val_accuracy",
+    "val_mae",
+    "lr",
+    "seconds",
+    "vf_evals",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,10 @@ class Splits:
     train: IrregularBatch
     val: IrregularBatch
     test: IrregularBatch
+
+    def to(self, device: torch.device) -> Splits:
+        """The three splits on `device`."""
+        return Splits(self.train.to(device), self.val.to(device), self.test.to(device))
 
 
 def load_splits(config: FitConfig) -> Splits:
@@ -69,19 +92,27 @@ def load_splits(config: FitConfig) -> Splits:
 
 def build_model(config: FitConfig, data: IrregularBatch) -> AbstractSequenceModel:
     """The configured model for `data`'s channels and targets: one logit per class, or one output
-    per regression target (1 for targets `[B]`, H for a forecast horizon `[B, H]`)."""
+    per regression target (1 for targets `[B]`, H for a forecast horizon `[B, H]`), read as
+    standardised targets (`StandardizedTargets`, with `data`'s target statistics)."""
     if data.targets is None:
         raise InvalidInputError(f"dataset {config.dataset!r} has no targets to train on")
-    if data.targets.dtype == torch.long:
-        outputs = int(data.targets.max()) + 1  # classes
+    classification = data.targets.dtype == torch.long
+    if classification:
+        outputs = int(data.targets.max()) + 1
     else:
-        outputs = 1 if data.targets.ndim == 1 else int(data.targets[0].numel())  # regression targets
+        outputs = 1 if data.targets.ndim == 1 else int(data.targets[0].numel())
     options = {"channels": data.channels, "hidden": config.hidden, "outputs": outputs, **config.model_options}
-    return registry.model(config.model, **options)
+    model = registry.model(config.model, **options)
+    return model if classification else StandardizedTargets(model, data.targets)
 
 
 def fit(
-    config: FitConfig | None, run_dir: Path | str, *, resume: bool = False, report: Callable[[dict], None] = print
+    config: FitConfig | None,
+    run_dir: Path | str,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    workers: Workers | None = None,
 ) -> dict:
     """Train (or resume) the run in `run_dir`; returns the test metrics of the best checkpoint.
 
@@ -89,58 +120,120 @@ def fit(
         config: the run's configuration (`None` with `resume=True`: the one saved in `run_dir`).
         run_dir: the run folder (created; must not hold another run unless resuming).
         resume: continue from `run_dir/last.pt`.
-        report: called with each epoch's metrics row (default: printed).
+        progress: told of every minibatch and epoch (default: nothing is shown);
+            `ProgressBar` draws them.
+        workers: the training processes (default: this one alone; see
+            `neuralct.train.distributed`). Every process calls `fit` with the same arguments;
+            rank 0 writes the folder and reports progress.
 
     Raises:
         InvalidInputError: a bad configuration (before training), a folder that already holds
             a run when not resuming, or no run to resume.
-        TrainingDiverged: a non-finite training loss (the last good checkpoint is kept).
+        TrainingDiverged: a non-finite training loss; TrainingFailed: a forward solve failed.
+            Both name the epoch and minibatch, and `last.pt` keeps the last completed epoch.
     """
-    run_dir = Path(run_dir)
-    config = _prepare_folder(config, run_dir, resume)
+    run_dir, workers = Path(run_dir), workers or Workers()
+    progress = progress if progress is not None and workers.main else Progress()
+    config = _agree(workers, lambda: _prepare_folder(config, run_dir, resume))
     torch.manual_seed(config.seed)
-    splits = load_splits(config)
-    model = build_model(config, splits.train)
+    splits = load_splits(config).to(workers.device)
+    model = build_model(config, splits.train).to(workers.device)
     options = config.solve_options()
     check_numerics(model, splits.train, options)
+    torch.manual_seed(config.seed + workers.rank)  # each process its own noise (noisy RNN, dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    generator = torch.Generator().manual_seed(config.seed)
+    schedule = make_schedule(config, optimizer)
+    generator = torch.Generator().manual_seed(config.seed)  # the same shuffled order on every process
     state = dict(model=model, optimizer=optimizer, scheduler=schedule, generators=(generator,))
+    train = functools.partial(
+        train_epoch,
+        model,
+        splits.train,
+        optimizer,
+        batch_size=config.batch_size,
+        generator=generator,
+        options=options,
+        clip_norm=config.clip_norm,
+        workers=workers,
+        on_batch=progress.batch,
+    )
     start, best, best_epoch = 0, math.inf, 0
     if resume:
         checkpoint = load_checkpoint(run_dir / "last.pt", **state)
         start, best, best_epoch = checkpoint.epoch, checkpoint.extra["best_val_loss"], checkpoint.extra["best_epoch"]
-        _truncate_metrics(run_dir, start)
+        if workers.main:
+            _truncate_metrics(run_dir, start)
+        else:  # the checkpoint holds rank 0's random streams; the others draw their own noise again
+            torch.manual_seed(config.seed + workers.rank + workers.world * start)
     for epoch in range(start + 1, config.epochs + 1):
         if config.patience is not None and epoch - 1 - best_epoch >= config.patience:
             break  # early stopping: no better validation loss for `patience` epochs
-        train = train_epoch(
-            model,
-            splits.train,
-            optimizer,
-            batch_size=config.batch_size,
-            generator=generator,
-            options=options,
-            clip_norm=config.clip_norm,
-        )
-        _check_finite(train.loss, epoch, run_dir)
-        val = evaluate(model, splits.val, options=options)
-        row = _row(epoch, train, val, schedule.get_last_lr()[0])
-        schedule.step()
+        progress.begin(epoch)
+        train_result = _named_failure(train, epoch, run_dir, options)
+        val = evaluate(model, splits.val, options=options, workers=workers)
+        row = _row(epoch, train_result, val, optimizer.param_groups[0]["lr"])
+        _step(schedule, val.loss)
         if val.loss < best:
             best, best_epoch = val.loss, epoch
-            save_checkpoint(
-                run_dir / "best.pt", model=model, optimizer=optimizer, epoch=epoch, extra={"val_loss": val.loss}
-            )
-        # The row goes first: a process killed between the two writes resumes from the previous
-        # checkpoint, and the truncation on resume drops the row of the epoch it recomputes.
-        _append_metrics(run_dir, row)
-        save_checkpoint(
-            run_dir / "last.pt", **state, epoch=epoch, extra={"best_val_loss": best, "best_epoch": best_epoch}
-        )
-        report(row)
-    return _finish(config, run_dir, model, splits.test)
+            if workers.main:
+                save_checkpoint(
+                    run_dir / "best.pt", model=model, optimizer=optimizer, epoch=epoch, extra={"val_loss": val.loss}
+                )
+        if workers.main:
+            # The row goes first: a process killed between the two writes resumes from the previous
+            # checkpoint, and the truncation on resume drops the row of the epoch it recomputes.
+            _append_metrics(run_dir, row)
+            extra = {"best_val_loss": best, "best_epoch": best_epoch}
+            save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra=extra)
+        progress.epoch(row)
+    return _finish(config, run_dir, model, splits.test, workers)
+
+
+def make_schedule(config: FitConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule `config.schedule`: `"cosine"` (to 0 over `epochs`),
+    `"constant"`, or `"plateau"` (halved after 2 epochs without a better validation loss)."""
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _step(schedule: torch.optim.lr_scheduler.LRScheduler, val_loss: float) -> None:
+    if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        schedule.step(val_loss)
+    else:
+        schedule.step()
+
+
+def _named_failure(
+    train: Callable[[], EpochResult], epoch: int, run_dir: Path, options: SolveOptions | None
+) -> EpochResult:
+    """`train()` (one epoch), with a failed step re-raised naming the epoch, the numerics and the
+    checkpoint that is kept."""
+    try:
+        return train()
+    except TrainingFailed as error:
+        kept = f"{run_dir / 'last.pt'} keeps epoch {epoch - 1}" if epoch > 1 else "no epoch was completed"
+        hint = "lower `lr`, set `clip_norm`, loosen rtol/atol, raise `max_steps` or change the solver"
+        numerics = "the model's own numerics" if options is None else options.describe()
+        raise type(error)(f"epoch {epoch}, {error}\n(numerics: {numerics}); {kept} ({hint})") from error
+
+
+def _agree(workers: Workers, action: Callable[[], FitConfig]) -> FitConfig:
+    """`action()` run by rank 0 alone, its result (or its error) shared with every process."""
+    if workers.world == 1:
+        return action()
+    outcome: tuple[str, object] | None = None
+    if workers.main:
+        try:
+            outcome = ("done", action())
+        except NeuralCTError as error:
+            outcome = ("error", error)
+    kind, value = workers.from_main(outcome)
+    if kind == "error":
+        raise value
+    return value
 
 
 def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
@@ -156,18 +249,12 @@ def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
     if not (run_dir / "best.pt").exists():
         raise InvalidInputError(f"no trained run to evaluate in {run_dir}: no best.pt")
     config = FitConfig.from_mapping(json.loads((run_dir / "config.json").read_text())).replace(**changes)
-    splits = load_splits(config)
-    model = build_model(config, splits.train)
-    load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-    check_numerics(model, splits.test, config.solve_options())
-    return _test_metrics(model, splits.test, config)
-
-
-def _check_finite(loss: float, epoch: int, run_dir: Path) -> None:
-    if not math.isfinite(loss):
-        hint = "lower `lr`, set `clip_norm`, or change the solver"
-        kept = run_dir / "last.pt"
-        raise TrainingDiverged(f"epoch {epoch}: the training loss is {loss}; {kept} keeps epoch {epoch - 1} ({hint})")
+    with session(config.device) as workers:
+        splits = load_splits(config).to(workers.device)
+        model = build_model(config, splits.train).to(workers.device)
+        load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
+        check_numerics(model, splits.test, config.solve_options())
+        return _test_metrics(model, splits.test, config, workers)
 
 
 def _prepare_folder(config: FitConfig | None, run_dir: Path, resume: bool) -> FitConfig:
@@ -186,8 +273,8 @@ def _prepare_folder(config: FitConfig | None, run_dir: Path, resume: bool) -> Fi
 
 
 def _row(epoch: int, train: EpochResult, val: EpochResult, lr: float) -> dict:
-    values = (epoch, train.loss, train.accuracy, val.loss, val.accuracy, lr, train.seconds, train.vf_evals)
-    return dict(zip(COLUMNS, values))
+    values = (epoch, train.loss, train.accuracy, train.mae, val.loss, val.accuracy, val.mae, lr)
+    return dict(zip(COLUMNS, (*values, train.seconds, train.vf_evals)))
 
 
 def _append_metrics(run_dir: Path, row: dict) -> None:
@@ -221,21 +308,28 @@ def _parse(line: str) -> dict | None:
         return None
 
 
-def _finish(config: FitConfig, run_dir: Path, model: AbstractSequenceModel, test: IrregularBatch) -> dict:
+def _finish(
+    config: FitConfig, run_dir: Path, model: AbstractSequenceModel, test: IrregularBatch, workers: Workers
+) -> dict:
+    workers.gather(None)  # every process waits for rank 0's last best.pt
     load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-    metrics = _test_metrics(model, test, config)
-    (run_dir / "result.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    plot_run(run_dir)
+    metrics = _test_metrics(model, test, config, workers)
+    if workers.main:
+        (run_dir / "result.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        plot_run(run_dir)
+        plot_predictions(model, test, run_dir / "predictions.png", config.solve_options())
     return metrics
 
 
-def _test_metrics(model: AbstractSequenceModel, test: IrregularBatch, config: FitConfig) -> dict:
-    """Test loss, accuracy (`None` for regression), evaluations per sample and parameter count."""
-    result = evaluate(model, test, options=config.solve_options())
+def _test_metrics(model: AbstractSequenceModel, test: IrregularBatch, config: FitConfig, workers: Workers) -> dict:
+    """Test loss, accuracy (`None` for regression), MAE (`None` for classification),
+    evaluations per sample and parameter count."""
+    result = evaluate(model, test, options=config.solve_options(), workers=workers)
     parameters = sum(p.numel() for p in model.parameters())
     return {
         "test_loss": result.loss,
         "test_accuracy": result.accuracy,
+        "test_mae": result.mae,
         "test_vf_evals": result.vf_evals,
         "parameters": parameters,
     }

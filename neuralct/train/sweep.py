@@ -59,7 +59,7 @@ def sweep(
         resume = (folder / "last.pt").exists()
         result = _result(folder) if (folder / "result.json").exists() else None
         if result is None:
-            result = fit(None if resume else config, folder, resume=resume, report=lambda row: None)
+            result = fit(None if resume else config, folder, resume=resume)
         runs.append({"config": config, "result": result, "seconds": time.perf_counter() - start})
         report(f"{_name(config)}: {json.dumps(result)}")
     rows = _summarise(runs)
@@ -93,7 +93,7 @@ def _summarise(runs: list[dict]) -> list[dict]:
         groups.setdefault((config.model, config.solver or "natural", config.missing), []).append(run)
     rows = []
     for (model, solver, missing), members in groups.items():
-        metric = "test_accuracy" if members[0]["result"]["test_accuracy"] is not None else "test_loss"
+        metric = "test_accuracy" if members[0]["result"]["test_accuracy"] is not None else "test_mae"
         values = [m["result"][metric] for m in members]
         rows.append(
             {

@@ -1,0 +1,169 @@
+"""Data-parallel training over several processes with PyTorch's distributed engine.
+
+A `Workers` value tells the training loop where its process stands: its rank among `world`
+processes and the device it trains on. Every process holds the whole (small) dataset and the same
+shuffled order of it; each global minibatch of `batch_size` samples is dealt out rank by rank
+(`rows[rank::world]`, the distributed-sampler split), the model is wrapped in
+`DistributedDataParallel`, and each process weights its loss by its share of the global batch, so
+that the averaged gradient is exactly the gradient of the global batch's mean loss: a run on N
+processes takes the same steps as a run on one with the same `batch_size`, up to the order of
+floating-point sums. Epoch metrics are summed over the processes; only rank 0 writes files and
+reports progress.
+
+Processes are started by `torchrun --nproc-per-node N -m neuralct fit ...` or by
+`neuralct fit --nproc N` (which runs torchrun itself); `session()` joins the process group that
+torchrun describes in the environment (gloo on CPU, nccl on CUDA) and leaves it at the end.
+
+```python
+with session("cpu") as workers:   # one process: Workers(rank=0, world=1), no process group
+    fit(config, run_dir, workers=workers)
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..data.series import IrregularBatch
+from ..errors import InvalidInputError
+from ..models.base import AbstractSequenceModel, ModelOutput, SolveOptions
+
+Runner = Callable[[IrregularBatch, "SolveOptions | None"], ModelOutput]
+
+
+class Workers:
+    """This process's place among the training processes.
+
+    Args:
+        rank: this process's index, `0 <= rank < world`.
+        world: the number of processes (1: no process group, plain single-process training).
+        device: the device this process trains on.
+    """
+
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> None:
+        if not 0 <= rank < world:
+            raise InvalidInputError(f"`rank` must be in [0, world={world}); got {rank!r}")
+        self.rank, self.world, self.device = rank, world, torch.device(device)
+        self._runners: dict[int, Runner] = {}
+
+    def __repr__(self) -> str:
+        return f"Workers(rank={self.rank}, world={self.world}, device={str(self.device)!r})"
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files and reports (rank 0)."""
+        return self.rank == 0
+
+    def share(self, rows: Tensor) -> tuple[Tensor, float]:
+        """This process's rows of a global minibatch `rows` `[n]`, and the weight of its mean loss.
+
+        The weight `world * len(share) / n` makes the average over processes of the weighted
+        local means equal the global mean. A process whose share is empty (a last minibatch
+        with fewer samples than processes) gets one row with weight 0, so that it still takes
+        part in the gradient exchange.
+        """
+        mine = rows[self.rank :: self.world]
+        if mine.numel() == 0:
+            return rows[:1], 0.0
+        return mine, self.world * mine.numel() / rows.numel()
+
+    def runner(self, model: AbstractSequenceModel) -> Runner:
+        """`model.run`, through `DistributedDataParallel` when there are several processes (made
+        once per model: constructing it broadcasts rank 0's parameters to every process)."""
+        if self.world == 1:
+            return model.run
+        if id(model) not in self._runners:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._runners[id(model)] = nn.parallel.DistributedDataParallel(_Run(model), device_ids=device_ids)
+        return self._runners[id(model)]
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        """`values` summed elementwise over the processes (in float64)."""
+        if self.world == 1:
+            return [float(v) for v in values]
+        total = torch.tensor(values, dtype=torch.float64, device=self._collective_device)
+        dist.all_reduce(total)
+        return total.tolist()
+
+    def all_ok(self, ok: bool) -> bool:
+        """Whether `ok` holds on every process (every process must ask)."""
+        return self.sum([float(not ok)])[0] == 0
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every process's `value` (any picklable object), in rank order."""
+        if self.world == 1:
+            return [value]
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
+    def from_main(self, value: Any) -> Any:
+        """Rank 0's `value`, on every process."""
+        return self.gather(value)[0]
+
+    @property
+    def _collective_device(self) -> torch.device:
+        return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+class _Run(nn.Module):
+    """`model.run` as a module's forward, so that `DistributedDataParallel` can wrap it."""
+
+    def __init__(self, model: AbstractSequenceModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: IrregularBatch, options: SolveOptions | None) -> ModelOutput:
+        return self.model.run(batch, options)
+
+
+@contextlib.contextmanager
+def session(device: str = "cpu") -> Iterator[Workers]:
+    """The `Workers` of this process: a process group joined from torchrun's environment
+    (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`) when `WORLD_SIZE > 1`,
+    gloo for `device="cpu"` and nccl for `"cuda"` (each process on GPU `LOCAL_RANK`); else a
+    single process on `device`. The group is left when the block ends.
+
+    Raises:
+        InvalidInputError: `device` is not "cpu" or a CUDA device, or CUDA is asked for but absent.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        raise InvalidInputError(f"`device` must be 'cpu' or 'cuda' (or 'cuda:N'); got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("`device` is 'cuda' but torch sees no CUDA device")
+    if world == 1:
+        yield Workers(device=device)
+        return
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    placed = torch.device("cuda", local) if kind == "cuda" else torch.device("cpu")
+    if kind == "cuda":
+        torch.cuda.set_device(placed)
+    dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    try:
+        yield Workers(rank, world, placed)
+        dist.barrier()  # leave together: a process that leaves while another still writes aborts gloo
+    finally:
+        dist.destroy_process_group()
+
+
+def launch(nproc: int, arguments: Sequence[str]) -> int:
+    """Run `python -m neuralct <arguments>` on `nproc` processes with torchrun (standalone, on
+    this machine); returns its exit status."""
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise InvalidInputError(f"`nproc` must be a positive int; got {nproc!r}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return subprocess.call([*command, "-m", "neuralct", *arguments])
+
+
+__all__ = ["Workers", "launch", "session"]
