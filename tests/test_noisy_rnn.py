@@ -36,7 +36,8 @@ def irregular_batch() -> IrregularBatch:
 
 
 def model(**options) -> NoisyRNN:
-    return NoisyRNN(2, 5, 3, init_std=4.0, **options).double()
+    """A small float64 NoisyRNN without noise unless `options` ask for it."""
+    return NoisyRNN(2, 5, 3, init_std=4.0, **{"additive": 0.0, "multiplicative": 0.0, **options}).double()
 
 
 def drift(net: NoisyRNN, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -314,3 +315,15 @@ def test_bad_options_raise_errors_naming_them(options, name):
 def test_bad_sizes_raise_errors_naming_them(sizes, name):
     with pytest.raises(InvalidInputError, match=f"`{name}`"):
         NoisyRNN(*sizes)
+
+
+def test_the_default_noise_is_the_papers_and_an_ode_solver_is_refused_before_training(tmp_path, capsys) -> None:
+    from neuralct.cli import main
+
+    default = NoisyRNN(2, 5, 3)
+    assert (default.additive, default.multiplicative) == (0.02, 0.02)
+    flags = ["--model", "noisy_rnn", "--solver", "tsit5", "--dataset", "spirals", "--out", str(tmp_path / "run")]
+    assert main(["fit", *flags]) == 2
+    error = capsys.readouterr().err
+    assert "Tsit5 cannot integrate" in error and "can integrate model 'noisy_rnn': euler_maruyama, milstein" in error
+    assert not (tmp_path / "run").exists()  # refused before the run folder is written

@@ -188,8 +188,9 @@ class NoisyRNN(AbstractContinuousModel):
         gamma_a: $\\gamma_A \\ge 0$.
         gamma_w: $\\gamma_W \\ge 0$.
         init_std: $M_A, M_W \\sim N(0, (\\text{init\\_std}/H)^2)$.
-        additive: $\\epsilon_1 \\ge 0$.
-        multiplicative: $\\epsilon_2 \\ge 0$ (at most 1 for the reference form).
+        additive: $\\epsilon_1 \\ge 0$ (default 0.02, as in the paper's runs; 0 and
+            `multiplicative=0` give the deterministic Lipschitz RNN).
+        multiplicative: $\\epsilon_2 \\ge 0$ (at most 1 for the reference form; default 0.02).
         noise_form: `"sde"` or `"reference"`.
         sde_type: how the SDE is read (`SDEType.STRATONOVICH` admits the Heun solvers; the
             two coincide for additive noise).
@@ -209,8 +210,8 @@ class NoisyRNN(AbstractContinuousModel):
         gamma_a: float = 1e-3,
         gamma_w: float = 1e-3,
         init_std: float = 1.0,
-        additive: float = 0.0,
-        multiplicative: float = 0.0,
+        additive: float = 0.02,
+        multiplicative: float = 0.02,
         noise_form: str = "sde",
         sde_type: SDEType = SDEType.ITO,
         first_gap: float = 1.0,

@@ -32,7 +32,7 @@ from .. import registry
 from .._choices import did_you_mean
 from ..data.datasets import available
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
+from ..errors import IncompatibleTermError, InvalidInputError, NeuralCTError
 from ..models.base import AbstractSequenceModel, SolveOptions
 
 _ADAPTIVE_DEFAULTS = {"rtol": 1e-3, "atol": 1e-6}
@@ -229,6 +229,33 @@ def _check_positive(name: str, value: float) -> None:
 
 def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
+
+
+def check_config_numerics(model: AbstractSequenceModel, data: IrregularBatch, config: FitConfig) -> None:
+    """`check_numerics` under `config`'s numerics; a solver that cannot integrate the model's term
+    fails with the registered solvers that can (each tried on the same two-sample dry run).
+
+    Raises:
+        IncompatibleTermError: the configured solver cannot integrate the model's term.
+        InvalidInputError: as `check_numerics` raises it.
+    """
+    try:
+        check_numerics(model, data, config.solve_options())
+    except IncompatibleTermError as error:
+        valid = [
+            name for name in registry.names("solver") if ":" not in name and _integrates(model, data, config, name)
+        ]
+        raise IncompatibleTermError(
+            f"{error}. Solvers that can integrate model {config.model!r}: {', '.join(valid) or 'none'}"
+        ) from None
+
+
+def _integrates(model: AbstractSequenceModel, data: IrregularBatch, config: FitConfig, solver: str) -> bool:
+    try:
+        check_numerics(model, data, config.replace(solver=solver, solver_options={}, controller=None).solve_options())
+    except NeuralCTError:
+        return False
+    return True
 
 
 def check_numerics(model: AbstractSequenceModel, data: IrregularBatch, options: SolveOptions | None) -> None:

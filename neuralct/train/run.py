@@ -45,7 +45,7 @@ from ..data.transforms import Normalize
 from ..errors import InvalidInputError, NeuralCTError
 from ..models.base import AbstractSequenceModel, SolveOptions
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import FitConfig, check_numerics
+from .config import FitConfig, check_config_numerics
 from .distributed import Workers, session
 from .loop import EpochResult, TrainingFailed, evaluate, train_epoch
 from .plots import plot_predictions, plot_run
@@ -134,12 +134,14 @@ def fit(
     """
     run_dir, workers = Path(run_dir), workers or Workers()
     progress = progress if progress is not None and workers.main else Progress()
-    config = _agree(workers, lambda: _prepare_folder(config, run_dir, resume))
+    config = _agree(workers, lambda: _resolve_config(config, run_dir, resume))
     torch.manual_seed(config.seed)
     splits = load_splits(config).to(workers.device)
     model = build_model(config, splits.train).to(workers.device)
     options = config.solve_options()
-    check_numerics(model, splits.train, options)
+    check_config_numerics(model, splits.train, config)
+    if not resume and workers.main:
+        _start_folder(config, run_dir)
     torch.manual_seed(config.seed + workers.rank)  # each process its own noise (noisy RNN, dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = make_schedule(config, optimizer)
@@ -253,23 +255,29 @@ def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
         splits = load_splits(config).to(workers.device)
         model = build_model(config, splits.train).to(workers.device)
         load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-        check_numerics(model, splits.test, config.solve_options())
+        check_config_numerics(model, splits.test, config)
         return _test_metrics(model, splits.test, config, workers)
 
 
-def _prepare_folder(config: FitConfig | None, run_dir: Path, resume: bool) -> FitConfig:
+def _resolve_config(config: FitConfig | None, run_dir: Path, resume: bool) -> FitConfig:
+    """The run's config: the one saved in `run_dir` when resuming, else `config` for a folder
+    that holds no run yet (nothing is written)."""
     saved = run_dir / "config.json"
     if resume:
         if not (run_dir / "last.pt").exists():
             raise InvalidInputError(f"nothing to resume in {run_dir}: no last.pt (start the run without --resume)")
-        return FitConfig.from_mapping(json.loads(saved.read_text()))
+        return FitConfig.from_file(saved)
     if config is None:
         raise InvalidInputError("`config` is needed to start a run")
     if saved.exists():
         raise InvalidInputError(f"{run_dir} already holds a run; resume it or choose another folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(config.as_dict(), indent=1) + "\n")
     return config
+
+
+def _start_folder(config: FitConfig, run_dir: Path) -> None:
+    """Create `run_dir` with the resolved `config.json` (once the numerics passed their dry run)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.as_dict(), indent=1) + "\n")
 
 
 def _row(epoch: int, train: EpochResult, val: EpochResult, lr: float) -> dict:
