@@ -41,7 +41,7 @@ _FLAGS = {  # config field -> (type, help)
     "controller": (str, "step-size controller: pid, constant or knots"),
     "rtol": (float, "relative tolerance of the pid controller"),
     "atol": (float, "absolute tolerance of the pid controller"),
-    "step": (float, "step of the constant controller"),
+    "step": (float, "fixed step size (a fixed-step solver with --step alone takes constant steps)"),
     "hidden": (int, "hidden units"),
     "epochs": (int, "training epochs"),
     "batch_size": (int, "minibatch size"),

@@ -27,6 +27,7 @@ def test_solver_names_become_solve_options_with_a_fitting_controller() -> None:
     assert FitConfig(solver="euler", controller="constant", step=0.05).solve_options().controller == nct.ConstantStep(
         0.05
     )
+    assert FitConfig(solver="rk4", step=0.05).solve_options().controller == nct.ConstantStep(0.05)  # --step alone
 
 
 @pytest.mark.parametrize(

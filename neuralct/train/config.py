@@ -55,7 +55,8 @@ class FitConfig:
         solver_options: keyword arguments of the solver, e.g. `{"solver": "tsit5"}` for the
             Runge-Kutta method inside `"method_of_steps"` (delay models such as tau-GRU).
         controller: `"pid"`, `"constant"` or `"knots"`; `None` picks `"pid"` for an adaptive
-            solver and `"knots"` (one step per observation gap) for a fixed-step one.
+            solver, and for a fixed-step one `"constant"` when `step` is given, else `"knots"`
+            (one step per observation gap).
         rtol: relative tolerance of the `"pid"` controller.
         atol: absolute tolerance of the `"pid"` controller.
         step: the step of the `"constant"` controller.
@@ -156,7 +157,7 @@ class FitConfig:
         if self.solver is None:
             return None
         solver = registry.solver(self.solver, **self.solver_options)
-        controller = self.controller or ("pid" if solver.adaptive else "knots")
+        controller = self.controller or ("pid" if solver.adaptive else "knots" if self.step is None else "constant")
         if controller == "pid":
             made = registry.controller("pid", rtol=self.rtol, atol=self.atol)
         elif controller == "constant":
