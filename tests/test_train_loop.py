@@ -96,3 +96,30 @@ def test_regression_targets_train_on_squared_error_without_accuracy() -> None:
     assert result.loss == pytest.approx(float(expected), rel=1e-5)
     with pytest.raises(InvalidInputError, match="shaped like the targets"):
         task_loss(torch.zeros(4, 2), torch.zeros(4))
+
+
+def test_clipping_bounds_the_global_gradient_norm_and_keeps_its_direction(monkeypatch) -> None:
+    torch.manual_seed(0)
+    data = load("spirals", "train", size=32, length=12)
+    model = _TinyODERNN(2, 8, 2)
+    before, after = [], []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm):
+        parameters = list(parameters)
+        before.append(torch.cat([p.grad.flatten() for p in parameters]).clone())
+        return real_clip(parameters, max_norm)
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            after.append(torch.cat([p.grad.flatten() for p in model.parameters()]).clone())
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    optimizer = Recording(model.parameters(), lr=0.1)
+    train_epoch(model, data, optimizer, batch_size=8, generator=torch.Generator().manual_seed(0), clip_norm=0.05)
+    assert len(before) == len(after) == 4
+    assert max(float(g.norm()) for g in before) > 0.05  # the bound was active
+    for raw, clipped in zip(before, after):
+        assert float(clipped.norm()) <= 0.05 * (1 + 1e-6)
+        assert float(torch.nn.functional.cosine_similarity(raw, clipped, dim=0)) == pytest.approx(1.0, abs=1e-6)

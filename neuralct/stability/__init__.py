@@ -1,7 +1,10 @@
 """The stability lab: instruments that measure how models and solvers behave. Computation lives
-in `lyapunov` (Lyapunov spectra of maps and flows, per-sample step Jacobians) and `regions` (linear
-stability regions of the solvers); figures in `plots`."""
+in `lyapunov` (Lyapunov spectra of maps and flows, per-sample step Jacobians), `jacobian` (Jacobian
+spectra of a term along trajectories), `gradients` (gradient norms against the horizon) and
+`regions` (linear stability regions of the solvers); figures in `plots`."""
 
+from .gradients import GradientHorizon, gradient_horizon
+from .jacobian import JacobianSpectra, jacobian_spectra
 from .lyapunov import LyapunovSpectrum, flow_map, lyapunov_spectrum, step_jacobian
 from .plots import plot_lyapunov_trace, plot_stability_regions
 from .regions import (
@@ -16,10 +19,14 @@ from .regions import (
 )
 
 __all__ = [
+    "GradientHorizon",
+    "JacobianSpectra",
     "LyapunovSpectrum",
     "StabilityFunction",
     "flow_map",
+    "gradient_horizon",
     "inside_region",
+    "jacobian_spectra",
     "largest_stable_step",
     "lyapunov_spectrum",
     "plot_lyapunov_trace",

@@ -1,0 +1,106 @@
+"""Jacobian spectra of a term along a trajectory: eigenvalues, the symmetric part, stiffness.
+
+At each saved point $(t_k, y_k)$ of a solution, $J_k = \\partial F / \\partial y\\,(t_k, y_k)$ of the
+term's vector field $F$ is formed for every sample at once (one call of $F$ on all `B K` points and
+N batched vector-Jacobian products), then
+
+- its eigenvalues $\\lambda_i(J_k)$: the local linear rates (an explicit solver is stable where
+  $h\\lambda_i$ lies in its stability region, see `neuralct.stability.regions`);
+- the eigenvalues of its symmetric part $(J_k + J_k^\\top)/2$: the largest bounds how fast
+  nearby trajectories can separate in the Euclidean norm, $\\tfrac{d}{dt}\\|\\delta\\| \\le
+  \\mu_{max}\\|\\delta\\|$ (the logarithmic norm);
+- the stiffness ratio $\\max_i |\\mathrm{Re}\\,\\lambda_i| / \\min_i |\\mathrm{Re}\\,\\lambda_i|$
+  over the eigenvalues with negative real part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError
+from ..terms.base import AbstractDriftTerm
+from .lyapunov import step_jacobian
+
+
+@dataclass(frozen=True)
+class JacobianSpectra:
+    """Spectra of the vector field's Jacobian at each saved point of each sample.
+
+    Attributes:
+        times: `[B, K]` the times of the points.
+        jacobians: `[B, K, N, N]` the Jacobians.
+        eigenvalues: `[B, K, N]` complex eigenvalues, sorted by decreasing real part.
+        symmetric: `[B, K, N]` real eigenvalues of the symmetric part, decreasing.
+        stiffness: `[B, K]` the stiffness ratio (NaN where fewer than one eigenvalue has a
+            negative real part, 1 where exactly one has).
+    """
+
+    times: Tensor
+    jacobians: Tensor
+    eigenvalues: Tensor
+    symmetric: Tensor
+    stiffness: Tensor
+
+    def max_real(self) -> Tensor:
+        """`[B, K]` the largest real part of the eigenvalues (the fastest local growth rate)."""
+        return self.eigenvalues.real[..., 0]
+
+    def spectral_abscissa(self) -> Tensor:
+        """`[B]` the largest real part of any eigenvalue along each trajectory."""
+        return self.max_real().amax(dim=1)
+
+
+def jacobian_spectra(term: AbstractDriftTerm, times: Tensor, states: Tensor, args: Any = None) -> JacobianSpectra:
+    """The Jacobian spectra of `term`'s vector field at the points `(times[b, k], states[b, k])`.
+
+    Args:
+        term: any drift term (`ODETerm`, a model's term, a linear SSM term, ...).
+        times: `[B, K]` times, e.g. `solution.ts`.
+        states: `[B, K, N]` states at those times, e.g. `solution.ys` (a flat state).
+        args: passed to the vector field.
+
+    Returns:
+        The spectra (see `JacobianSpectra`).
+
+    Raises:
+        InvalidInputError: a term without a vector field, shapes that do not match, or
+            non-finite states.
+    """
+    if not isinstance(term, AbstractDriftTerm):
+        raise InvalidInputError(f"`term` must be a drift term (it has a vector field); got {type(term).__name__}")
+    if states.ndim != 3 or times.shape != states.shape[:2]:
+        raise InvalidInputError(
+            f"`states` must be [B, K, N] and `times` [B, K] for the same B and K; got {tuple(states.shape)} "
+            f"and {tuple(times.shape)}"
+        )
+    if not bool(torch.isfinite(states).all()):
+        raise InvalidInputError("`states` must be finite (a failed solve's NaN points have no Jacobian)")
+    batch, points, size = states.shape
+    flat_times = times.reshape(-1)
+    _, flat = step_jacobian(lambda y, _: term.vector_field(flat_times, y, args), states.reshape(-1, size))
+    jacobians = flat.reshape(batch, points, size, size)
+    return JacobianSpectra(times, jacobians, *_spectra(jacobians))
+
+
+def _spectra(jacobians: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    eigenvalues = torch.linalg.eigvals(jacobians)
+    order = eigenvalues.real.argsort(dim=-1, descending=True)
+    eigenvalues = eigenvalues.gather(-1, order)
+    symmetric = torch.linalg.eigvalsh((jacobians + jacobians.transpose(-1, -2)) / 2).flip(-1)
+    return eigenvalues, symmetric, _stiffness(eigenvalues.real)
+
+
+def _stiffness(real: Tensor) -> Tensor:
+    """`max |Re| / min |Re|` over the negative real parts (NaN with none)."""
+    decaying = real < 0
+    magnitude = real.abs()
+    largest = torch.where(decaying, magnitude, torch.zeros_like(magnitude)).amax(dim=-1)
+    smallest = torch.where(decaying, magnitude, torch.full_like(magnitude, torch.inf)).amin(dim=-1)
+    return torch.where(decaying.any(dim=-1), largest / smallest, torch.full_like(largest, torch.nan))
+
+
+__all__ = ["JacobianSpectra", "jacobian_spectra"]
