@@ -1,10 +1,12 @@
 """The stability lab: instruments that measure how models and solvers behave. Computation lives
 in `lyapunov` (Lyapunov spectra of maps and flows, per-sample step Jacobians), `jacobian` (Jacobian
-spectra of a term along trajectories), `gradients` (gradient norms against the horizon) and
-`regions` (linear stability regions of the solvers); figures in `plots`."""
+spectra of a term along trajectories), `gradients` (gradient norms against the horizon), `memory`
+(impulse responses of linear SSM layers) and `regions` (linear stability regions of the solvers);
+figures in `plots`."""
 
 from .gradients import GradientHorizon, gradient_horizon
 from .jacobian import JacobianSpectra, jacobian_spectra
+from .memory import MemoryProfile, memory_profile
 from .lyapunov import LyapunovSpectrum, flow_map, lyapunov_spectrum, step_jacobian
 from .plots import plot_lyapunov_trace, plot_stability_regions
 from .regions import (
@@ -22,6 +24,7 @@ __all__ = [
     "GradientHorizon",
     "JacobianSpectra",
     "LyapunovSpectrum",
+    "MemoryProfile",
     "StabilityFunction",
     "flow_map",
     "gradient_horizon",
@@ -29,6 +32,7 @@ __all__ = [
     "jacobian_spectra",
     "largest_stable_step",
     "lyapunov_spectrum",
+    "memory_profile",
     "plot_lyapunov_trace",
     "plot_stability_regions",
     "real_interval",
