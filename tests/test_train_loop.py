@@ -117,8 +117,11 @@ def test_clipping_bounds_the_global_gradient_norm_and_keeps_its_direction(monkey
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
     optimizer = Recording(model.parameters(), lr=0.1)
-    train_epoch(model, data, optimizer, batch_size=8, generator=torch.Generator().manual_seed(0), clip_norm=0.05)
+    result = train_epoch(
+        model, data, optimizer, batch_size=8, generator=torch.Generator().manual_seed(0), clip_norm=0.05
+    )
     assert len(before) == len(after) == 4
+    assert result.grad_norm == pytest.approx(sum(float(g.norm()) for g in before) / 4)  # the monitor: before clipping
     assert max(float(g.norm()) for g in before) > 0.05  # the bound was active
     for raw, clipped in zip(before, after):
         assert float(clipped.norm()) <= 0.05 * (1 + 1e-6)

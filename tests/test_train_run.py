@@ -46,6 +46,7 @@ def test_a_run_writes_its_config_metrics_checkpoints_and_test_result(tmp_path: P
     assert min((tmp_path / name).stat().st_size for name in plots) > 10_000
     assert FitConfig.from_mapping(json.loads((tmp_path / "config.json").read_text())) == SMALL
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert all(row["grad_norm"] > 0 for row in progress.rows)
     assert 0.0 <= result["test_accuracy"] <= 1.0
     assert (
         result["parameters"] == 5 * 8 * 3 + 3 * 8 * 8 + 2 * 3 * 8 + 8 * 2 + 2

@@ -43,6 +43,8 @@ class EpochResult:
         vf_evals: mean over samples of the vector-field evaluations of the forward solves.
         seconds: wall-clock time of the pass.
         samples: number of samples seen.
+        grad_norm: mean over the optimizer steps of the global gradient norm before clipping
+            (`None` for an evaluation).
     """
 
     loss: float
@@ -51,6 +53,7 @@ class EpochResult:
     vf_evals: float
     seconds: float
     samples: int
+    grad_norm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,7 @@ def train_epoch(
             _raise_failure(workers.gather(failure), index, len(batches))
         optimizer.zero_grad(set_to_none=True)
         (loss * weight).backward()
-        if clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        totals.add_gradient(_gradient_norm(model, clip_norm))
         optimizer.step()
         if weight > 0:
             totals.add(loss.detach(), output.predictions.detach(), batch.targets, output.stats.vf_evals)
@@ -179,6 +181,13 @@ def _forward(
     return output, loss, None
 
 
+def _gradient_norm(model: AbstractSequenceModel, clip_norm: float | None) -> float:
+    """The global gradient norm before clipping; clips it to `clip_norm` when given."""
+    if clip_norm is not None:
+        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm))
+    return float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
+
+
 def _raise_failure(failures: list[str | None], index: int, batches: int) -> None:
     reason = next(failure for failure in failures if failure is not None)
     kind = TrainingFailed if reason.startswith("the forward solve failed") else TrainingDiverged
@@ -213,7 +222,8 @@ class _Totals:
 
     def __init__(self, data: IrregularBatch) -> None:
         self.start = time.perf_counter()
-        self.sums = dict.fromkeys(("loss", "correct", "absolute", "entries", "evals", "samples"), 0.0)
+        keys = ("loss", "correct", "absolute", "entries", "evals", "samples", "gradient", "steps")
+        self.sums = dict.fromkeys(keys, 0.0)
         self.regression = data.targets.dtype != torch.long
 
     def add(self, loss: Tensor, predictions: Tensor, targets: Tensor, vf_evals: Tensor) -> None:
@@ -228,6 +238,11 @@ class _Totals:
         self.sums["evals"] += float(vf_evals.double().sum())
         self.sums["samples"] += count
 
+    def add_gradient(self, norm: float) -> None:
+        """One optimizer step's global gradient norm (the same on every process)."""
+        self.sums["gradient"] += norm
+        self.sums["steps"] += 1
+
     def running(self) -> tuple[float, float | None]:
         """This process's mean loss and accuracy so far."""
         n = max(self.sums["samples"], 1)
@@ -240,7 +255,8 @@ class _Totals:
         accuracy = None if self.regression else sums["correct"] / n
         mae = sums["absolute"] / max(sums["entries"], 1) if self.regression else None
         seconds = time.perf_counter() - self.start
-        return EpochResult(sums["loss"] / n, accuracy, mae, sums["evals"] / n, seconds, int(sums["samples"]))
+        gradient = sums["gradient"] / sums["steps"] if sums["steps"] else None
+        return EpochResult(sums["loss"] / n, accuracy, mae, sums["evals"] / n, seconds, int(sums["samples"]), gradient)
 
 
 def _check_targets(data: IrregularBatch) -> None:

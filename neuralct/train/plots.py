@@ -2,7 +2,8 @@
 
 - `learning_curves.png`: training and validation loss, and validation accuracy for classification;
 - `vf_evals.png`: vector-field evaluations per sample of the training forward passes, per epoch
-  (how the cost of the numerics changes as the model trains);
+  (how the cost of the numerics changes as the model trains), and the mean global gradient norm
+  per optimizer step;
 - `predictions.png`: the trained model on the test split. Classification: a few test series
   (observed points on their own times) titled with the true and the predicted class and its
   probability. Regression: predicted against true targets, and for a forecast horizon a few
@@ -48,9 +49,15 @@ def _learning_curves(rows: list[dict], path: Path) -> Path:
 
 
 def _evaluations(rows: list[dict], path: Path) -> Path:
-    figure, axis = plt.subplots(figsize=(5, 3.5))
-    axis.plot([row["epoch"] for row in rows], [row["vf_evals"] for row in rows], marker=".")
-    axis.set(xlabel="epoch", ylabel="evaluations per sample", ylim=(0, None))
+    epochs = [row["epoch"] for row in rows]
+    norms = [row.get("grad_norm") for row in rows]
+    monitored = all(norm is not None for norm in norms)
+    figure, axes = plt.subplots(1, 2 if monitored else 1, figsize=(9 if monitored else 5, 3.5), squeeze=False)
+    axes[0, 0].plot(epochs, [row["vf_evals"] for row in rows], marker=".")
+    axes[0, 0].set(xlabel="epoch", ylabel="evaluations per sample", ylim=(0, None))
+    if monitored:
+        axes[0, 1].plot(epochs, norms, marker=".")
+        axes[0, 1].set(xlabel="epoch", ylabel="gradient norm (mean per step)", yscale="log")
     return _save(figure, path)
 
 

@@ -6,7 +6,7 @@ observations dropped, and writes into `run_dir`:
 - `config.json`: the resolved configuration;
 - `metrics.csv` and `metrics.jsonl`: one row per epoch (`COLUMNS`: train and validation loss,
   accuracy for classification or MAE for regression, learning rate, seconds, function
-  evaluations per sample);
+  evaluations per sample, mean global gradient norm before clipping);
 - `last.pt` (after every epoch) and `best.pt` (the best validation loss so far): atomic
   checkpoints (see `neuralct.train.checkpoint`);
 - `result.json`: the test metrics of the best checkpoint when the run ends (and the parameter count);
@@ -63,6 +63,7 @@ COLUMNS = (
     "lr",
     "seconds",
     "vf_evals",
+    "grad_norm",
 )
 
 
@@ -282,7 +283,7 @@ def _start_folder(config: FitConfig, run_dir: Path) -> None:
 
 def _row(epoch: int, train: EpochResult, val: EpochResult, lr: float) -> dict:
     values = (epoch, train.loss, train.accuracy, train.mae, val.loss, val.accuracy, val.mae, lr)
-    return dict(zip(COLUMNS, (*values, train.seconds, train.vf_evals)))
+    return dict(zip(COLUMNS, (*values, train.seconds, train.vf_evals, train.grad_norm)))
 
 
 def _append_metrics(run_dir: Path, row: dict) -> None:
