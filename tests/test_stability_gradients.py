@@ -94,3 +94,28 @@ def test_bad_input_is_named() -> None:
         jacobian_spectra(nct.ODETerm(lambda t, y, a: y), torch.zeros(2, 3), torch.zeros(2, 4, 1))
     with pytest.raises(InvalidInputError, match="`states` must be finite"):
         jacobian_spectra(nct.ODETerm(lambda t, y, a: y), torch.zeros(1, 1), torch.full((1, 1, 2), float("nan")))
+
+
+def test_a_models_jacobian_spectra_along_its_own_solve(float64) -> None:
+    from neuralct import registry
+    from neuralct.data.datasets import load
+    from neuralct.stability.jacobian import model_jacobian_spectra
+
+    batch = load("spirals", "train", size=3, length=8)
+    model = registry.model("ltc", channels=2, hidden=6, outputs=2)
+    spectra = model_jacobian_spectra(model, batch)
+    options = model.default_solve_options().solve_kwargs()
+    solution = nct.solve(model.term(batch), model.initial_state(batch), model.save_times(batch), **options)
+    k = 3
+    term = model.term(batch)
+
+    def field_of_sample_zero(y):
+        states = solution.ys[:, k].clone()
+        states[0] = y
+        return term.vector_field(solution.ts[:, k], states, None)[0]
+
+    expected = torch.autograd.functional.jacobian(field_of_sample_zero, solution.ys[0, k])
+    torch.testing.assert_close(spectra.jacobians[0, k], expected, atol=1e-10, rtol=0)
+    assert spectra.eigenvalues.shape == (3, solution.ts.shape[1], 6)
+    with pytest.raises(InvalidInputError, match="AbstractContinuousModel"):
+        model_jacobian_spectra(registry.model("ode_rnn", channels=2, hidden=4, outputs=2), batch)

@@ -1,8 +1,8 @@
 """Jacobian spectra of a term along a trajectory: eigenvalues, the symmetric part, stiffness.
 
 At each saved point $(t_k, y_k)$ of a solution, $J_k = \\partial F / \\partial y\\,(t_k, y_k)$ of the
-term's vector field $F$ is formed for every sample at once (one call of $F$ on all `B K` points and
-N batched vector-Jacobian products), then
+term's vector field $F$ is formed for every sample at once (one call of $F$ per saved time and N
+batched vector-Jacobian products), then
 
 - its eigenvalues $\\lambda_i(J_k)$: the local linear rates (an explicit solver is stable where
   $h\\lambda_i$ lies in its stability region, see `neuralct.stability.regions`);
@@ -21,7 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
+from ..models.base import AbstractContinuousModel, SolveOptions
+from ..solve import solve
 from ..terms.base import AbstractDriftTerm
 from .lyapunov import step_jacobian
 
@@ -79,11 +82,42 @@ def jacobian_spectra(term: AbstractDriftTerm, times: Tensor, states: Tensor, arg
         )
     if not bool(torch.isfinite(states).all()):
         raise InvalidInputError("`states` must be finite (a failed solve's NaN points have no Jacobian)")
-    batch, points, size = states.shape
-    flat_times = times.reshape(-1)
-    _, flat = step_jacobian(lambda y, _: term.vector_field(flat_times, y, args), states.reshape(-1, size))
-    jacobians = flat.reshape(batch, points, size, size)
+    jacobians = torch.stack([_jacobian_at(term, times[:, k], states[:, k], args) for k in range(times.shape[1])], 1)
     return JacobianSpectra(times, jacobians, *_spectra(jacobians))
+
+
+def _jacobian_at(term: AbstractDriftTerm, t: Tensor, y: Tensor, args: Any) -> Tensor:
+    """`[B, N, N]` the field's Jacobian at `(t [B], y [B, N])`: the batch as the term knows it
+    (a model's term reads its input path per sample)."""
+    return step_jacobian(lambda state, _: term.vector_field(t, state, args), y)[1]
+
+
+def model_jacobian_spectra(
+    model: AbstractContinuousModel, batch: IrregularBatch, options: SolveOptions | None = None
+) -> JacobianSpectra:
+    """The Jacobian spectra of a continuous model's vector field along its own trajectories:
+    the model is solved on `batch` in eval mode (under `options`, default its own numerics) and
+    the spectra are taken at every saved point (padding included, where the input is held).
+
+    Raises:
+        InvalidInputError: a model that is not one equation over the series
+            (`AbstractContinuousModel`) or whose term has no vector field (a delay or noise term),
+            or a solve whose states are not flat `[B, K, N]`.
+    """
+    if not isinstance(model, AbstractContinuousModel):
+        raise InvalidInputError(
+            f"`model` must be an AbstractContinuousModel (one equation over the series); got {type(model).__name__}"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            term = model.term(batch)
+            options = options if options is not None else model.default_solve_options()
+            solution = solve(term, model.initial_state(batch), model.save_times(batch), **options.solve_kwargs())
+        return jacobian_spectra(term, solution.ts, solution.ys)
+    finally:
+        model.train(was_training)
 
 
 def _spectra(jacobians: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -103,4 +137,4 @@ def _stiffness(real: Tensor) -> Tensor:
     return torch.where(decaying.any(dim=-1), largest / smallest, torch.full_like(largest, torch.nan))
 
 
-__all__ = ["JacobianSpectra", "jacobian_spectra"]
+__all__ = ["JacobianSpectra", "jacobian_spectra", "model_jacobian_spectra"]

@@ -225,4 +225,46 @@ def _save(figure: Figure, path: Path) -> None:
         figure.savefig(path)
 
 
-__all__ = ["plot_lyapunov_trace", "plot_stability_regions"]
+def plot_robustness(curves: Sequence[dict[str, Any]], path: Path | str | None = None) -> Figure:
+    """One panel per perturbation kind of `curves`: the metric (accuracy, or MAE for regression)
+    against the perturbation's level, drawn from the clean baseline at level 0 (a star), which a
+    dashed line carries across every panel. Saves PNG (and SVG for a `.svg` path) when `path` is given.
+
+    Args:
+        curves: rows of `neuralct.stability.robustness.robustness_curve`: the baseline row
+            (`perturbation` `"none"`) and perturbed rows with `perturbation`, `level` and the metric.
+        path: where to write the figure, or `None`.
+
+    Raises:
+        InvalidInputError: no baseline row, no perturbed row, or a `path` that is neither `.png` nor `.svg`.
+    """
+    target = _target(path)
+    rows = [row if isinstance(row, dict) else {} for row in curves]
+    baseline = next((row for row in rows if row.get("perturbation") == "none"), None)
+    kinds = [kind for kind in dict.fromkeys(row.get("perturbation") for row in rows) if kind not in (None, "none")]
+    if baseline is None or not kinds or {} in rows:
+        raise InvalidInputError(
+            "`curves` must hold robustness_curve's rows: the baseline (perturbation 'none') and at least one "
+            f"perturbed row; got {len(rows)} row(s) with perturbations {kinds}"
+        )
+    metric = "accuracy" if baseline.get("accuracy") is not None else "mae"
+    clean = baseline[metric]
+    figure = Figure(figsize=(3.4 * len(kinds) + 0.6, 3.6), layout="constrained")
+    panels = figure.subplots(1, len(kinds), sharey=True, squeeze=False)[0]
+    for axes, kind in zip(panels, kinds):
+        chosen = sorted((row for row in rows if row.get("perturbation") == kind), key=lambda row: row["level"])
+        levels = [0.0] + [row["level"] for row in chosen]
+        axes.plot(levels, [clean] + [row[metric] for row in chosen], marker="o", color="C0", label=kind)
+        axes.axhline(clean, color="0.4", linestyle="--", linewidth=0.9, label=f"clean: {clean:.4g}")
+        axes.plot([0.0], [clean], marker="*", markersize=13, color="C3", linestyle="none", zorder=3)
+        axes.set(title=kind.replace("_", " "), xlabel=chosen[0].get("parameter") or "level")
+        axes.grid(alpha=0.3)
+    panels[0].set_ylabel(metric)
+    panels[0].legend(handles=panels[0].get_lines()[1:2], fontsize="small", loc="best")
+    figure.suptitle(f"{metric} under test-time perturbations")
+    if target is not None:
+        _save(figure, target)
+    return figure
+
+
+__all__ = ["plot_lyapunov_trace", "plot_robustness", "plot_stability_regions"]
