@@ -119,3 +119,25 @@ def test_a_models_jacobian_spectra_along_its_own_solve(float64) -> None:
     assert spectra.eigenvalues.shape == (3, solution.ts.shape[1], 6)
     with pytest.raises(InvalidInputError, match="AbstractContinuousModel"):
         model_jacobian_spectra(registry.model("ode_rnn", channels=2, hidden=4, outputs=2), batch)
+
+
+def test_the_gradient_memory_and_jacobian_plots_are_drawn(tmp_path, float64) -> None:
+    from neuralct import registry
+    from neuralct.data.datasets import load
+    from neuralct.models.lssl import LSSL
+    from neuralct.stability.jacobian import model_jacobian_spectra
+    from neuralct.stability.memory import memory_profile
+    from neuralct.stability.plots import plot_gradient_horizon, plot_jacobian_spectra, plot_memory_profiles
+
+    horizon = gradient_horizon(henon, _start(8), 30, burn_in=100)
+    figure = plot_gradient_horizon(horizon, tmp_path / "gradients.png", lyapunov=0.419)
+    assert len(figure.axes[0].get_lines()) == 8 + 3
+    profiles = {a: memory_profile(LSSL(2, 16, a=a, dt_min=0.01, dt_max=0.01), 300) for a in ("legt", "legs")}
+    plot_memory_profiles(profiles, tmp_path / "memory.svg")
+    batch = load("spirals", "train", size=3, length=8)
+    spectra = model_jacobian_spectra(registry.model("ltc", channels=2, hidden=4, outputs=2), batch)
+    plot_jacobian_spectra(spectra, tmp_path / "jacobian.png")
+    for name in ("gradients.png", "memory.png", "memory.svg", "jacobian.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name
+    with pytest.raises(InvalidInputError, match="`profiles`"):
+        plot_memory_profiles({})

@@ -10,7 +10,14 @@ from .jacobian import JacobianSpectra, jacobian_spectra, model_jacobian_spectra
 from .memory import MemoryProfile, memory_profile
 from .lyapunov import LyapunovSpectrum, flow_map, lyapunov_spectrum, step_jacobian
 from .perturbations import DropObservations, GaussianNoise, SaltAndPepper, TimeJitter
-from .plots import plot_lyapunov_trace, plot_robustness, plot_stability_regions
+from .plots import (
+    plot_gradient_horizon,
+    plot_jacobian_spectra,
+    plot_lyapunov_trace,
+    plot_memory_profiles,
+    plot_robustness,
+    plot_stability_regions,
+)
 from .robustness import robustness_curve, run_robustness, solver_swap
 from .regions import (
     StabilityFunction,
@@ -30,6 +37,9 @@ __all__ = [
     "TimeJitter",
     "model_jacobian_spectra",
     "plot_robustness",
+    "plot_gradient_horizon",
+    "plot_jacobian_spectra",
+    "plot_memory_profiles",
     "robustness_curve",
     "run_robustness",
     "solver_swap",

@@ -5,7 +5,12 @@ the computation modules of `neuralct.stability`.
   complex plane, optionally with a model's scaled Jacobian eigenvalues $h\\lambda$ on top, marked
   by whether they fall inside every region;
 - `plot_lyapunov_trace`: the running estimates of Lyapunov exponents against the measured time
-  (mean over trajectories with their spread): a flat tail means the estimate converged.
+  (mean over trajectories with their spread): a flat tail means the estimate converged;
+- `plot_gradient_horizon`: log-norms of backpropagated derivatives against the lag, with the
+  fitted rate and the leading Lyapunov exponent;
+- `plot_memory_profiles`: impulse-response envelopes and cumulative energy of SSM layers;
+- `plot_jacobian_spectra`: Jacobian eigenvalues along trajectories, growth rates and stiffness;
+- `plot_robustness`: a trained model's metric under input perturbations of growing strength.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from ..errors import InvalidInputError  # noqa: E402
+from .gradients import GradientHorizon  # noqa: E402
+from .jacobian import JacobianSpectra  # noqa: E402
 from .lyapunov import LyapunovSpectrum  # noqa: E402
+from .memory import MemoryProfile  # noqa: E402
 from .regions import (  # noqa: E402
     SolverLike,
     StabilityFunction,
@@ -267,4 +275,111 @@ def plot_robustness(curves: Sequence[dict[str, Any]], path: Path | str | None = 
     return figure
 
 
-__all__ = ["plot_lyapunov_trace", "plot_robustness", "plot_stability_regions"]
+def plot_gradient_horizon(
+    horizon: GradientHorizon,
+    path: Path | str | None = None,
+    ax: Axes | None = None,
+    *,
+    lyapunov: float | None = None,
+) -> Figure:
+    """The log-norm of backpropagated derivatives against the lag (each trajectory faint, their
+    mean bold) with the fitted line $e^{r \\ell \\Delta t}$, and, when given, the slope of the
+    leading Lyapunov exponent for comparison. Saves PNG (and SVG) when `path` is given.
+
+    Args:
+        horizon: from `neuralct.stability.gradients.gradient_horizon`.
+        path: where to write the figure, or `None`.
+        ax: axes to draw into (default: a new figure).
+        lyapunov: the leading Lyapunov exponent per unit time, drawn as a dashed slope.
+    """
+    target = _target(path)
+    figure, axes = _axes(ax)
+    lags = horizon.lags.numpy() * horizon.dt
+    logs = horizon.log_norms.detach().double().cpu().numpy()
+    axes.plot(lags, logs.T, color="0.7", linewidth=0.5)
+    mean = logs.mean(axis=0)
+    axes.plot(lags, mean, color="C0", linewidth=2, label="mean over trajectories")
+    rate = horizon.mean_rate()
+    intercept = mean.mean() - rate * lags.mean()
+    axes.plot(lags, intercept + rate * lags, color="C1", linestyle="--", label=f"fit: rate {rate:.3g}")
+    if lyapunov is not None:
+        axes.plot(
+            lags, intercept + lyapunov * lags, color="C3", linestyle=":", label=f"$\\lambda_{{max}}$ = {lyapunov:.3g}"
+        )
+    axes.set(xlabel="lag (time)", ylabel="log norm of the backpropagated derivative")
+    axes.legend(fontsize=8)
+    if target is not None:
+        _save(figure, target)
+    return figure
+
+
+def plot_memory_profiles(
+    profiles: dict[str, MemoryProfile], path: Path | str | None = None, *, fraction: float = 0.99
+) -> Figure:
+    """Impulse-response envelopes (mean over channels, normalised, log scale) and cumulative
+    energy of several layers side by side, with each layer's `fraction`-memory length in the
+    legend. Saves PNG (and SVG) when `path` is given.
+
+    Args:
+        profiles: label -> profile (e.g. `{"LegT": memory_profile(legt, 1000), ...}`).
+        path: where to write the figure, or `None`.
+        fraction: the energy fraction that defines the memory length shown.
+    """
+    if not profiles:
+        raise InvalidInputError("`profiles` must name at least one memory profile")
+    target = _target(path)
+    figure = Figure(figsize=(10, 3.8))
+    envelope_axes, energy_axes = figure.subplots(1, 2)
+    for label, profile in profiles.items():
+        envelope = profile.envelope().mean(dim=0)
+        envelope = (envelope / envelope.max().clamp_min(1e-300)).numpy()
+        length = float(profile.memory_length(fraction).double().median())
+        envelope_axes.plot(envelope, label=f"{label}: {fraction:.0%} within {length:.0f} lags")
+        energy_axes.plot(profile.energy().mean(dim=0).numpy(), label=label)
+    envelope_axes.set(xlabel="lag", ylabel="|kernel| envelope (normalised)", yscale="log")
+    energy_axes.set(xlabel="lag", ylabel="cumulative energy", ylim=(0, 1.02))
+    envelope_axes.legend(fontsize=8)
+    energy_axes.legend(fontsize=8)
+    figure.tight_layout()
+    if target is not None:
+        _save(figure, target)
+    return figure
+
+
+def plot_jacobian_spectra(spectra: JacobianSpectra, path: Path | str | None = None) -> Figure:
+    """Along the trajectories: the eigenvalues in the complex plane (coloured by time), and over
+    time the largest real part of the eigenvalues and of the symmetric part (the logarithmic
+    norm) with the stiffness ratio, medians over samples. Saves PNG (and SVG) when `path` is given.
+    """
+    target = _target(path)
+    figure = Figure(figsize=(11, 3.8))
+    plane, rates, stiffness = figure.subplots(1, 3)
+    values = spectra.eigenvalues.detach().cpu()
+    times = spectra.times.detach().cpu().double()
+    colours = times[..., None].expand(values.shape).numpy().ravel()
+    scatter = plane.scatter(values.real.numpy().ravel(), values.imag.numpy().ravel(), c=colours, s=4, cmap="viridis")
+    figure.colorbar(scatter, ax=plane, label="time")
+    plane.axvline(0.0, color="0.3", linewidth=0.8)
+    plane.set(xlabel=r"Re $\lambda$", ylabel=r"Im $\lambda$", title="Jacobian eigenvalues")
+    axis_times = times.median(dim=0).values.numpy()
+    rates.plot(axis_times, spectra.max_real().median(dim=0).values.numpy(), label=r"max Re $\lambda$")
+    rates.plot(axis_times, spectra.symmetric[..., 0].median(dim=0).values.numpy(), label="max eig. of symmetric part")
+    rates.axhline(0.0, color="0.3", linewidth=0.8)
+    rates.set(xlabel="time", ylabel="rate (median over samples)")
+    rates.legend(fontsize=8)
+    stiffness.plot(axis_times, spectra.stiffness.nanmedian(dim=0).values.numpy())
+    stiffness.set(xlabel="time", ylabel="stiffness ratio (median)", yscale="log")
+    figure.tight_layout()
+    if target is not None:
+        _save(figure, target)
+    return figure
+
+
+__all__ = [
+    "plot_gradient_horizon",
+    "plot_jacobian_spectra",
+    "plot_lyapunov_trace",
+    "plot_memory_profiles",
+    "plot_robustness",
+    "plot_stability_regions",
+]
