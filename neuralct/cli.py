@@ -9,6 +9,7 @@ neuralct fit --nproc 2 --out runs/ddp          # data-parallel on 2 processes (t
 neuralct fit --resume runs/ltc                 # continue a run that was stopped
 neuralct evaluate runs/ltc --solver rk4        # the trained model under another solver
 neuralct sweep --config grid.json --out runs/grid  # models x solvers x missing rates x seeds
+neuralct stability runs/ltc                    # Jacobian spectra, stability regions, Lyapunov, robustness
 neuralct list                                  # models, solvers, controllers, datasets
 ```
 """
@@ -26,7 +27,7 @@ from typing import Any
 
 from . import registry
 from .data.datasets import available
-from .errors import NeuralCTError
+from .errors import InvalidInputError, NeuralCTError
 from .train.config import SCHEDULES, FitConfig, read_mapping
 from .train.distributed import launch, session
 from .train.progress import ProgressBar
@@ -80,6 +81,13 @@ def parser() -> argparse.ArgumentParser:
         "--config", type=Path, required=True, help='YAML or JSON: {"base": {...}, "grid": {"model": [...], ...}}'
     )
     sweep_parser.add_argument("--out", type=Path, required=True, help="folder for the run folders and the summary")
+    stability_parser = commands.add_parser(
+        "stability", help="a stability report (figures, numbers, report.md) of a run or of a config's untrained model"
+    )
+    stability_parser.add_argument("run_dir", nargs="?", type=Path, metavar="RUN_DIR", help="a finished run folder")
+    stability_parser.add_argument("--config", type=Path, help="study the untrained model of this YAML or JSON config")
+    stability_parser.add_argument("--out", type=Path, help="the report folder (default: RUN_DIR/stability)")
+    stability_parser.add_argument("--samples", type=int, default=16, help="test series studied (default 16)")
     commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
     return main
 
@@ -124,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = read_mapping(args.config)
             sweep(spec.get("base", {}), spec.get("grid", {}), args.out)
             print((args.out / "summary.md").read_text())
+        elif args.command == "stability":
+            _stability(args)
         elif args.command == "evaluate":
             changes = {k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing")}
             changes = {k: v for k, v in changes.items() if v is not None} | _inner(args)
@@ -176,6 +186,21 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 def _silent(*args: object) -> None:
     """Print nothing (processes other than rank 0)."""
+
+
+def _stability(args: argparse.Namespace) -> None:
+    from .stability.report import config_report, stability_report  # figures and SciPy: loaded only here
+
+    if (args.run_dir is None) == (args.config is None):
+        raise InvalidInputError("give exactly one of RUN_DIR (a finished run) and --config (an untrained model)")
+    if args.config is not None:
+        config = FitConfig.from_file(args.config)
+        out = args.out or Path("runs") / f"stability-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+        config_report(config, out, samples=args.samples)
+    else:
+        out = args.out or args.run_dir / "stability"
+        stability_report(args.run_dir, out, samples=args.samples)
+    print(f"report: {out / 'report.md'}")
 
 
 def _inner(args: argparse.Namespace) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from .solvers import (
     Tsit5,
 )
 from .solvers.exact_linear import GBT, ZOH
+from .solvers.symplectic_euler import SymplecticEuler
 
 # kind -> name -> class (or factory) called with the options.
 _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
@@ -73,6 +74,8 @@ _NAMES: dict[str, dict[str, Callable[..., Any]]] = {
         "gbt": GBT,
         # the LTC term: fused semi-implicit step, `unfolds` sub-steps per step
         "ltc_fused": LTCFused,
+        # separable Hamiltonian terms (SeparableHamiltonianTerm): symplectic Euler, the H2-DNN step
+        "symplectic_euler": SymplecticEuler,
         # SDE
         "euler_maruyama": EulerMaruyama,
         "milstein": Milstein,

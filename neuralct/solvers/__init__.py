@@ -19,6 +19,7 @@ from .reversible_heun import ReversibleHeun
 from .rk4 import RK4
 from .sde_base import AbstractSDESolver
 from .stochastic_heun import StochasticHeun
+from .symplectic_euler import SymplecticEuler
 from .tableau import ButcherTableau
 from .tsit5 import Tsit5
 
@@ -46,6 +47,7 @@ __all__ = [
     "ReversibleHeun",
     "StepResult",
     "StochasticHeun",
+    "SymplecticEuler",
     "Tsit5",
     "ZOH",
 ]

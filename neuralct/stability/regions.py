@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.polynomial import polynomial as npoly
-from scipy.optimize import brentq
 
 from ..errors import InvalidInputError
 from ..solvers.explicit_rk import AbstractExplicitRK
@@ -271,7 +270,20 @@ def _exit_time(fn: StabilityFunction, direction: complex) -> float:
     first = int(np.argmax(outside))
     if first == 0:
         return 0.0
-    return float(brentq(npoly.polyval, tests[first - 1], tests[first], args=(coeffs,), xtol=1e-15, rtol=1e-14))
+    return _bisect(coeffs, float(tests[first - 1]), float(tests[first]))
+
+
+def _bisect(coeffs: np.ndarray, inside: float, outside: float) -> float:
+    """The sign change of the polynomial `coeffs` between `inside` (<= 0) and `outside` (> 0),
+    to the last bit (bisection: no SciPy at run time)."""
+    while True:
+        middle = 0.5 * (inside + outside)
+        if middle in (inside, outside):
+            return outside if abs(npoly.polyval(outside, coeffs)) < abs(npoly.polyval(inside, coeffs)) else inside
+        if npoly.polyval(middle, coeffs) > 0:
+            outside = middle
+        else:
+            inside = middle
 
 
 def _boundary_polynomial(fn: StabilityFunction, direction: complex) -> np.ndarray:
