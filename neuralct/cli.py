@@ -53,6 +53,7 @@ _FLAGS = {  # config field -> (type, help)
     "patience": (int, "stop after this many epochs without a better validation loss"),
     "max_steps": (int, "steps a solve may take per sample (with --solver)"),
     "device": (str, "cpu or cuda"),
+    "monitor_jacobian": (bool, "record the largest real Jacobian eigenvalue along the solves after each epoch"),
 }
 
 
@@ -65,7 +66,11 @@ def parser() -> argparse.ArgumentParser:
     fit_parser.add_argument("--out", type=Path, help="the run folder (default: runs/<model>-<time>)")
     fit_parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     for name, (kind, text) in _FLAGS.items():
-        fit_parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+        flag = f"--{name.replace('_', '-')}"
+        if kind is bool:
+            fit_parser.add_argument(flag, dest=name, action="store_true", default=None, help=text)
+        else:
+            fit_parser.add_argument(flag, dest=name, type=kind, help=text)
     fit_parser.add_argument("--inner-solver", help=_INNER_HELP)
     fit_parser.add_argument("--nproc", type=int, help=_NPROC_HELP)
     evaluate_parser = commands.add_parser(

@@ -203,3 +203,17 @@ def test_standardized_targets_read_outputs_in_the_targets_units() -> None:
     assert wrapped.default_solve_options() == "the inner model's numerics"
     with pytest.raises(InvalidInputError, match="`targets`"):
         StandardizedTargets(Ones(), torch.tensor([1, 2]))
+
+
+def test_the_jacobian_monitor_records_the_largest_real_eigenvalue_per_epoch(tmp_path: Path) -> None:
+    from neuralct.cli import main
+
+    config = SMALL.replace(model="ltc", epochs=2)
+    (tmp_path / "run.json").write_text(json.dumps(config.as_dict()))
+    assert (
+        main(["fit", "--config", str(tmp_path / "run.json"), "--monitor-jacobian", "--out", str(tmp_path / "ltc")]) == 0
+    )
+    rows = [json.loads(line) for line in (tmp_path / "ltc" / "metrics.jsonl").read_text().splitlines()]
+    assert all(isinstance(row["max_jacobian_real"], float) for row in rows)
+    fit(SMALL.replace(epochs=1, monitor_jacobian=True), tmp_path / "jump")  # a jump model: nothing to monitor
+    assert json.loads((tmp_path / "jump" / "metrics.jsonl").read_text())["max_jacobian_real"] is None

@@ -71,6 +71,9 @@ class FitConfig:
         patience: stop early after this many epochs without a better validation loss (`None`: never).
         max_steps: steps a solve may take per sample before it fails (with `solver` set).
         device: `"cpu"` or `"cuda"` (under torchrun, each process takes GPU `LOCAL_RANK`).
+        monitor_jacobian: after each epoch, the largest real part of the vector field's Jacobian
+            eigenvalues along the model's solves of 16 validation series (`max_jacobian_real` in
+            the metrics; continuous models with an ODE term only, else empty).
         model_options: further keyword arguments of the model.
         dataset_options: further keyword arguments of the dataset.
     """
@@ -94,6 +97,7 @@ class FitConfig:
     patience: int | None = None
     max_steps: int = 4096
     device: str = "cpu"
+    monitor_jacobian: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -207,13 +211,14 @@ def _check_types(config: FitConfig) -> None:
         "patience": (int, type(None)),
         "max_steps": (int,),
         "device": (str,),
+        "monitor_jacobian": (bool,),
         "model_options": (Mapping,),
         "solver_options": (Mapping,),
         "dataset_options": (Mapping,),
     }
     for name, kinds in expected.items():
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             wanted = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
             raise InvalidInputError(f"`{name}` must be {wanted}; got {value!r} ({type(value).__name__})")
 

@@ -6,7 +6,8 @@ observations dropped, and writes into `run_dir`:
 - `config.json`: the resolved configuration;
 - `metrics.csv` and `metrics.jsonl`: one row per epoch (`COLUMNS`: train and validation loss,
   accuracy for classification or MAE for regression, learning rate, seconds, function
-  evaluations per sample, mean global gradient norm before clipping);
+  evaluations per sample, mean global gradient norm before clipping, and with `monitor_jacobian`
+  the largest real Jacobian eigenvalue along the model's solves);
 - `last.pt` (after every epoch) and `best.pt` (the best validation loss so far): atomic
   checkpoints (see `neuralct.train.checkpoint`);
 - `result.json`: the test metrics of the best checkpoint when the run ends (and the parameter count);
@@ -43,7 +44,7 @@ from ..data.datasets import load
 from ..data.series import IrregularBatch
 from ..data.transforms import Normalize
 from ..errors import InvalidInputError, NeuralCTError
-from ..models.base import AbstractSequenceModel, SolveOptions
+from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig, check_config_numerics
 from .distributed import Workers, session
@@ -64,6 +65,7 @@ COLUMNS = (
     "seconds",
     "vf_evals",
     "grad_norm",
+    "max_jacobian_real",
 )
 
 
@@ -175,6 +177,7 @@ def fit(
         train_result = _named_failure(train, epoch, run_dir, options)
         val = evaluate(model, splits.val, options=options, workers=workers)
         row = _row(epoch, train_result, val, optimizer.param_groups[0]["lr"])
+        row["max_jacobian_real"] = _jacobian_monitor(model, splits.val, options) if config.monitor_jacobian else None
         _step(schedule, val.loss)
         if val.loss < best:
             best, best_epoch = val.loss, epoch
@@ -190,6 +193,20 @@ def fit(
             save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra=extra)
         progress.epoch(row)
     return _finish(config, run_dir, model, splits.test, workers)
+
+
+def _jacobian_monitor(model: AbstractSequenceModel, val: IrregularBatch, options: SolveOptions | None) -> float | None:
+    """The largest real part of the Jacobian eigenvalues along the model's solves of up to 16
+    validation series, or `None` for a model that is not one ODE over the series."""
+    from ..stability.jacobian import model_jacobian_spectra  # the stability lab builds on training
+
+    if not isinstance(model, AbstractContinuousModel):
+        return None
+    series = val.select(slice(0, min(16, val.batch_size)))
+    try:
+        return float(model_jacobian_spectra(model, series, options).spectral_abscissa().max())
+    except InvalidInputError:  # a delay or noise term has no vector field to differentiate
+        return None
 
 
 def make_schedule(config: FitConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
