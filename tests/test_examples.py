@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import types
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -123,3 +125,53 @@ def test_adding_memory_example_trains_the_delay_and_noisy_models(tmp_path: Path)
     assert all(run.test_mse >= 0 for run in runs)
     assert "MethodOfSteps(RK4)" in runs[1].solver
     assert (tmp_path / "adding_memory.json").exists()
+
+
+def test_stiffness_example_shows_explicit_solvers_failing_where_the_fused_and_implicit_steps_hold(
+    tmp_path: Path,
+) -> None:
+    module = _load("stiffness_ltc")
+    results = module.main(module.SMALL, tmp_path)
+    factors = results["factors"]
+    assert factors[1000.0]["max_abs_eigenvalue"] > 100 * factors[1.0]["max_abs_eigenvalue"]  # conductances set the rate
+    for numbers in factors.values():
+        fused = numbers["solvers"]["LTC fused"]
+        assert (
+            fused["failed"] == fused["blown_up"] == 0
+            and fused["vf_evals"] == factors[1.0]["solvers"]["LTC fused"]["vf_evals"]
+        )
+        assert numbers["solvers"]["implicit Euler (adaptive)"]["failed"] == 0
+    dopri5 = [numbers["solvers"]["Dopri5 (adaptive)"]["vf_evals"] for numbers in factors.values()]
+    assert dopri5 == sorted(dopri5) and dopri5[-1] > 10 * dopri5[0]
+    implicit = [numbers["solvers"]["implicit Euler (adaptive)"]["vf_evals"] for numbers in factors.values()]
+    assert implicit[-1] < 3 * implicit[0]
+    assert factors[1000.0]["solvers"]["RK4 per gap"]["blown_up"] == module.SMALL.series
+    assert factors[1000.0]["largest_stable_step"]["rk4"] < results["median_gap"]  # why: h*lambda leaves the region
+    assert results["input_scale"][1000.0] < 2 * results["input_scale"][1.0]  # inputs saturate the synapses
+    assert (tmp_path / "regions.png").stat().st_size > 10_000
+
+
+def test_noise_injection_example_trains_both_twins_and_measures_their_state_jacobians(tmp_path: Path) -> None:
+    module = _load("noise_injection")
+    results = module.main(module.SMALL, tmp_path)
+    assert set(results) == {"noisy", "deterministic"}
+    saved = {name: json.loads((tmp_path / name / "config.json").read_text()) for name in results}
+    assert saved["noisy"]["model_options"] != saved["deterministic"]["model_options"]
+    assert {k: v for k, v in saved["noisy"].items() if k != "model_options"} == {
+        k: v for k, v in saved["deterministic"].items() if k != "model_options"
+    }
+    assert len(results["noisy"]["curves"]) == 1 + len(module.SIGMAS) + len(module.FRACTIONS)
+    assert (tmp_path / "noise_injection.png").stat().st_size > 10_000
+    # the norms are those of the Jacobian of the final state, checked against autograd for one series
+    from neuralct.train import FitConfig
+    from neuralct.train.run import build_model, load_splits
+
+    config = FitConfig.from_file(tmp_path / "noisy" / "config.json")
+    splits = load_splits(config)
+    model = build_model(config, splits.train).eval()
+    one = splits.test.select([0])
+    norm = module.state_jacobian_norms(model, one)
+    times, options = model.save_times(one), model.default_solve_options().solve_kwargs()
+    final = lambda h0: module.solve(model.term(one), h0[None], times, **options).ys[0, int(one.lengths[0])]  # noqa: E731
+    expected = torch.linalg.matrix_norm(torch.autograd.functional.jacobian(final, model.initial_state(one)[0]), ord=2)
+    assert float(norm[0]) == pytest.approx(float(expected), rel=1e-5)
