@@ -106,6 +106,27 @@ class AbstractSolver(abc.ABC):
         """
 
 
+class AbstractStepMapSolver(AbstractSolver):
+    """A fixed-step method whose step map is the model itself (the LTC fused step, the H2-DNN's
+    symplectic Euler): it keeps no carry, reads its term inside the step (so steps land exactly
+    on jump times), and steps onto save times instead of interpolating them (its interpolant is
+    not what the model means)."""
+
+    @property
+    def reads_step_end(self) -> bool:
+        """`False`: the term is read inside the step, so steps land exactly on jump times."""
+        return False
+
+    @property
+    def interpolates_saves(self) -> bool:
+        """`False`: step onto save times; the step map is what the model means, its interpolant is not."""
+        return False
+
+    def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+        """No carry: every step evaluates afresh; no evaluations."""
+        return (), 0
+
+
 class AbstractBackendSolver(AbstractSolver):
     """A solver that hands the whole solve to a peer library (see `neuralct.backends`).
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..terms.base import AbstractDriftTerm
-from .base import AbstractSolver, Carry, StepResult
+from .base import AbstractStepMapSolver, Carry, StepResult
 from .explicit_rk import broadcast_step, hermite_coefficients
 
 ITERATES = ("running", "initial")
@@ -72,7 +72,7 @@ class AbstractLTCTerm(AbstractDriftTerm):
 
 
 @dataclass(frozen=True)
-class LTCFused(AbstractSolver):
+class LTCFused(AbstractStepMapSolver):
     """The LTC fused solver: `unfolds` semi-implicit sub-steps per step, order 1, fixed step.
 
     One step of size $h$ from $v_0$ runs $L$ = `unfolds` updates
@@ -124,20 +124,6 @@ class LTCFused(AbstractSolver):
             raise InvalidInputError(f"`epsilon` must be a finite number >= 0; got {eps!r}")
         if self.iterate not in ITERATES:
             raise InvalidInputError(f"`iterate` must be one of {ITERATES}; got {self.iterate!r}")
-
-    @property
-    def reads_step_end(self) -> bool:
-        """`False`: the input is read at the step's midpoint, so steps land exactly on jumps."""
-        return False
-
-    @property
-    def interpolates_saves(self) -> bool:
-        """Step onto save times: the fused step is what the model means, its interpolant is not."""
-        return False
-
-    def init(self, term: AbstractLTCTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
-        """No carry: every step reads the input afresh; no evaluations."""
-        return (), 0
 
     def step(
         self, term: AbstractLTCTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool

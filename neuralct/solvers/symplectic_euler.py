@@ -31,12 +31,12 @@ import torch
 from torch import Tensor
 
 from ..terms.hamiltonian import SeparableHamiltonianTerm
-from .base import AbstractSolver, Carry, StepResult
+from .base import AbstractStepMapSolver, Carry, StepResult
 from .explicit_rk import broadcast_step, hermite_coefficients
 
 
 @dataclass(frozen=True)
-class SymplecticEuler(AbstractSolver):
+class SymplecticEuler(AbstractStepMapSolver):
     """Symplectic (semi-implicit) Euler for `SeparableHamiltonianTerm`, order 1 (Galimberti et al., 2021).
 
     One step: $q_1 = q_0 + h\\, \\dot q(t_m, p_0)$, then $p_1 = p_0 + h\\, \\dot p(t_m, q_1)$, with the
@@ -56,20 +56,6 @@ class SymplecticEuler(AbstractSolver):
     order: ClassVar[float] = 1
     error_order: ClassVar[int | None] = None
     term_types: ClassVar[tuple[type, ...]] = (SeparableHamiltonianTerm,)
-
-    @property
-    def reads_step_end(self) -> bool:
-        """`False`: the parameters are read at the step's midpoint, so steps land exactly on layer boundaries."""
-        return False
-
-    @property
-    def interpolates_saves(self) -> bool:
-        """Step onto save times: the step map is what the network means, its interpolant is not."""
-        return False
-
-    def init(self, term: SeparableHamiltonianTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
-        """No carry (every step evaluates afresh); no evaluations."""
-        return (), 0
 
     def step(
         self, term: SeparableHamiltonianTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
