@@ -60,7 +60,9 @@ def lorenz63(
         steps: states kept per trajectory, T (at least 2).
         dt: the sampling (and integration) step.
         burn_in: steps discarded first (0 keeps the random start).
-        sigma, rho, beta: the Lorenz parameters.
+        sigma: the Lorenz parameter σ.
+        rho: the Lorenz parameter ρ.
+        beta: the Lorenz parameter β.
         seed: seeds the initial states.
         batch: trajectories B.
         standardise: whether to standardise each channel (otherwise the raw ODE states).
