@@ -120,6 +120,7 @@ def test_a_failed_solve_stops_naming_the_epoch_batch_and_solver_status(tmp_path:
         fit(config, tmp_path)
     message = str(failure.value)
     assert "MAX_STEPS" in message and "Dopri5" in message and "last.pt keeps epoch 1" in message
+    assert "throw=False" not in message  # solve()'s advice does not apply inside a training step
 
 
 def test_a_killed_fit_process_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path: Path) -> None:

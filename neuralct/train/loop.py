@@ -174,7 +174,9 @@ def _forward(
     try:
         output = run(batch, options)
     except SolveFailed as error:
-        return None, None, f"the forward solve failed: {error}"
+        advice = "Pass throw=False"  # solve()'s own advice, which a training step cannot take
+        message = "\n".join(line for line in str(error).splitlines() if not line.startswith(advice))
+        return None, None, f"the forward solve failed: {message}"
     loss = task_loss(output.predictions, batch.targets)
     if not bool(torch.isfinite(loss)):
         return output, loss, f"the training loss is {loss.item()}"
