@@ -85,8 +85,7 @@ def stiffened(model: torch.nn.Module, factor: float) -> torch.nn.Module:
 def solve_cost(model: torch.nn.Module, batch: IrregularBatch, options: SolveOptions) -> dict:
     """Evaluations per sample, failed or blown-up samples, and the largest state magnitude."""
     with torch.no_grad():
-        term = model.term(batch)
-        solution = nct.solve(term, model.initial_state(batch), model.save_times(batch), **options.solve_kwargs())
+        solution = model.solution(batch, options)
     finite = torch.isfinite(solution.ys).flatten(1).all(dim=1)
     blown = (~finite) | (solution.ys.nan_to_num(nan=math.inf).abs().flatten(1).amax(dim=1) > 1e3)
     return {

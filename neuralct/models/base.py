@@ -137,10 +137,15 @@ class AbstractContinuousModel(AbstractSequenceModel):
         """`[B, K]` times to save the state at: each sample's observation times by default."""
         return batch.times
 
-    def run(self, batch: IrregularBatch, options: SolveOptions | None = None) -> ModelOutput:
-        """Solve `term(batch)` from `initial_state(batch)` over `save_times(batch)`, then read out."""
+    def solution(self, batch: IrregularBatch, options: SolveOptions | None = None) -> Solution:
+        """The solve behind `run`: `term(batch)` from `initial_state(batch)` over `save_times(batch)`
+        under `options` (default: the model's own numerics)."""
         options = options if options is not None else self.default_solve_options()
-        solution = solve(self.term(batch), self.initial_state(batch), self.save_times(batch), **options.solve_kwargs())
+        return solve(self.term(batch), self.initial_state(batch), self.save_times(batch), **options.solve_kwargs())
+
+    def run(self, batch: IrregularBatch, options: SolveOptions | None = None) -> ModelOutput:
+        """Solve (`solution`), then read out."""
+        solution = self.solution(batch, options)
         return ModelOutput(self.readout(solution, batch), solution.stats)
 
 

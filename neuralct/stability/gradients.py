@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..models._checks import check_int
+from ._common import check_dt, check_state, slopes
 from .lyapunov import Map, step_jacobian
 
 
@@ -45,7 +47,7 @@ class GradientHorizon:
 
     def mean_rate(self) -> float:
         """The rate fitted to the mean log-norm over the samples."""
-        return float(_slope(self.lags.to(self.log_norms.dtype) * self.dt, self.log_norms.mean(dim=0, keepdim=True)))
+        return float(slopes(self.lags.to(self.log_norms.dtype) * self.dt, self.log_norms.mean(dim=0, keepdim=True)))
 
     def diagnosis(self, tolerance: float = 0.01) -> str:
         """`"exploding"`, `"vanishing"` or `"neutral"`: the sign of `mean_rate()` beyond
@@ -88,7 +90,10 @@ def gradient_horizon(
         InvalidInputError: a bad `z0`, `horizon < 2`, negative `burn_in`, non-positive `dt`, or a
             loss that does not return `[B]`.
     """
-    _check(z0, horizon, dt, burn_in)
+    check_state(z0)
+    check_int("horizon", horizon, low=2)
+    check_int("burn_in", burn_in, low=0)
+    check_dt(dt)
     z = z0.detach()
     with torch.no_grad():
         for t in range(burn_in):
@@ -100,7 +105,7 @@ def gradient_horizon(
     seed = _loss_gradient(loss, z) if loss is not None else None
     log_norms = _backpropagated_log_norms(jacobians, seed)
     lags = torch.arange(1, horizon + 1)
-    return GradientHorizon(lags, log_norms, _slope(lags.to(log_norms.dtype) * dt, log_norms), dt)
+    return GradientHorizon(lags, log_norms, slopes(lags.to(log_norms.dtype) * dt, log_norms), dt)
 
 
 def _backpropagated_log_norms(jacobians: list[Tensor], seed: Tensor | None) -> Tensor:
@@ -126,24 +131,6 @@ def _loss_gradient(loss: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
             got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
             raise InvalidInputError(f"`loss` must return one value per sample [{z.shape[0]}]; got {got}")
         return torch.autograd.grad(values.sum(), state)[0]
-
-
-def _slope(x: Tensor, y: Tensor) -> Tensor:
-    """`[B]` least-squares slopes of the rows of `y` `[B, L]` against `x` `[L]`."""
-    centred = x - x.mean()
-    return ((y - y.mean(dim=1, keepdim=True)) * centred).sum(dim=1) / (centred**2).sum()
-
-
-def _check(z0: Tensor, horizon: int, dt: float, burn_in: int) -> None:
-    if not isinstance(z0, Tensor) or z0.ndim != 2 or not z0.is_floating_point():
-        got = f"{z0.dtype} {tuple(z0.shape)}" if isinstance(z0, Tensor) else type(z0).__name__
-        raise InvalidInputError(f"`z0` must be a floating tensor [B, N] (one trajectory per row); got {got}")
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 2:
-        raise InvalidInputError(f"`horizon` must be an int >= 2 (a rate needs two lags); got {horizon!r}")
-    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
-        raise InvalidInputError(f"`burn_in` must be a non-negative int; got {burn_in!r}")
-    if not (math.isfinite(dt) and dt > 0):
-        raise InvalidInputError(f"`dt` must be a positive finite time per step; got {dt!r}")
 
 
 __all__ = ["GradientHorizon", "gradient_horizon"]

@@ -24,7 +24,6 @@ from torch import Tensor
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, SolveOptions
-from ..solve import solve
 from ..terms.base import AbstractDriftTerm
 from .lyapunov import step_jacobian
 
@@ -112,10 +111,8 @@ def model_jacobian_spectra(
     model.eval()
     try:
         with torch.no_grad():
-            term = model.term(batch)
-            options = options if options is not None else model.default_solve_options()
-            solution = solve(term, model.initial_state(batch), model.save_times(batch), **options.solve_kwargs())
-        return jacobian_spectra(term, solution.ts, solution.ys)
+            solution = model.solution(batch, options)
+        return jacobian_spectra(model.term(batch), solution.ts, solution.ys)
     finally:
         model.train(was_training)
 

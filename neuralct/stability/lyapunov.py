@@ -21,7 +21,6 @@ spectrum.mean()  # tensor([ 0.42, -1.62]); sums to log 0.3
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,10 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..models._checks import check_int
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractTerm
+from ._common import check_dt, check_state
 
 Map = Callable[[Tensor, int], Tensor]
 
@@ -96,11 +97,10 @@ def lyapunov_spectrum(
             non-positive `steps`, `dt` or `record_every`, negative `burn_in`, or a map that
             changes the state's shape.
     """
-    batch, size = _check_state(z0)
+    batch, size = check_state(z0)
     k = size if k is None else k
     _check_counts(steps=steps, k=k, size=size, burn_in=burn_in, record_every=record_every)
-    if not (math.isfinite(dt) and dt > 0):
-        raise InvalidInputError(f"`dt` must be a positive finite time per step; got {dt!r}")
+    check_dt(dt)
     frame = _initial_frame(batch, size, k, z0, generator)
     z = z0
     for t in range(burn_in):
@@ -135,8 +135,7 @@ def flow_map(term: AbstractTerm, solver: AbstractSolver, dt: float, *, t0: float
         IncompatibleTermError: `solver` cannot integrate `term`.
         InvalidInputError: `dt` not positive and finite.
     """
-    if not (math.isfinite(dt) and dt > 0):
-        raise InvalidInputError(f"`dt` must be a positive finite step; got {dt!r}")
+    check_dt(dt)
     solver.check_term(term)
 
     def one_step(z: Tensor, t: int) -> Tensor:
@@ -186,19 +185,10 @@ def _initial_frame(batch: int, size: int, k: int, like: Tensor, generator: torch
     return torch.linalg.qr(noise)[0].to(like.device)
 
 
-def _check_state(z0: Tensor) -> tuple[int, int]:
-    if not isinstance(z0, Tensor) or z0.ndim != 2 or not z0.is_floating_point():
-        got = f"{z0.dtype} {tuple(z0.shape)}" if isinstance(z0, Tensor) else type(z0).__name__
-        raise InvalidInputError(f"`z0` must be a floating tensor [B, N] (one trajectory per row); got {got}")
-    if not bool(torch.isfinite(z0).all()):
-        raise InvalidInputError("`z0` must be finite")
-    return z0.shape[0], z0.shape[1]
-
-
 def _check_counts(*, steps: int, k: int, size: int, burn_in: int, record_every: int) -> None:
-    for name, value, low in (("steps", steps, 1), ("burn_in", burn_in, 0), ("record_every", record_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidInputError(f"`{name}` must be an int >= {low}; got {value!r}")
+    check_int("steps", steps)
+    check_int("burn_in", burn_in, low=0)
+    check_int("record_every", record_every)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= size:
         raise InvalidInputError(f"`k` must be an int in [1, N={size}]; got {k!r}")
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ._common import slopes
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,7 @@ class MemoryProfile:
         if envelope.shape[-1] < 2:
             raise InvalidInputError(f"`start`, `stop` must leave at least 2 lags; got {start}, {stop}")
         logs = envelope.clamp_min(torch.finfo(torch.float64).tiny).log()
-        lags = torch.arange(start, start + envelope.shape[-1], dtype=torch.float64)
-        centred = lags - lags.mean()
-        return -((logs - logs.mean(dim=-1, keepdim=True)) * centred).sum(dim=-1) / (centred**2).sum()
+        return -slopes(torch.arange(start, start + envelope.shape[-1], dtype=torch.float64), logs)
 
 
 def memory_profile(layer: Any, length: int, **kernel_options: Any) -> MemoryProfile:

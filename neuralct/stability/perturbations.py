@@ -1,8 +1,8 @@
 """Perturbations of irregular series, for testing a model's robustness at inference.
 
 A perturbation is a small frozen dataclass with a `level` (its strength), a `label` and
-`apply(batch, generator) -> IrregularBatch`; every one returns a batch built through the
-`IrregularBatch` constructor, so the result passes the same validation as any batch (observed
+`apply(batch, generator) -> IrregularBatch`; every one returns a new batch (`dataclasses.replace`
+runs `IrregularBatch`'s checks), so the result passes the same validation as any batch (observed
 values finite, unobserved ones 0, rows strictly increasing, no empty sample):
 
 - `GaussianNoise(sigma)`: $x \\mapsto x + \\sigma\\,\\varepsilon$ on observed values only;
@@ -17,6 +17,7 @@ values finite, unobserved ones 0, rows strictly increasing, no empty sample):
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -77,7 +78,7 @@ class GaussianNoise(AbstractPerturbation):
         _check_batch(batch)
         noise = torch.randn(batch.values.shape, generator=generator, dtype=batch.values.dtype)
         noisy = batch.values + self.sigma * noise.to(batch.values.device)
-        return _rebuilt(batch, values=torch.where(batch.mask, noisy, batch.values))
+        return dataclasses.replace(batch, values=torch.where(batch.mask, noisy, batch.values))
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class SaltAndPepper(AbstractPerturbation):
         upper = torch.rand(batch.values.shape, generator=generator, dtype=torch.float64) < 0.5
         hit, upper = hit.to(batch.values.device) & batch.mask, upper.to(batch.values.device)
         salted = torch.where(upper, high, low).to(batch.values.dtype)
-        return _rebuilt(batch, values=torch.where(hit, salted, batch.values))
+        return dataclasses.replace(batch, values=torch.where(hit, salted, batch.values))
 
     def extremes(self, batch: IrregularBatch) -> tuple[Tensor, Tensor]:
         """`([C], [C])` the low and high values used on `batch`'s channels."""
@@ -160,7 +161,7 @@ class DropObservations(AbstractPerturbation):
         """`batch` with a subset of its observations: the new mask `[B, T, C]` is `mask & kept`."""
         _check_batch(batch)
         dropped = drop_observations(batch, float(self.fraction), per_channel=True, generator=generator)
-        return _rebuilt(dropped)
+        return dropped
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class TimeJitter(AbstractPerturbation):
         order = moved.masked_fill(~valid, math.inf).argsort(dim=1, stable=True)
         moved = _strictly_increasing(moved.gather(1, order), valid)
         spread = order.unsqueeze(-1).expand_as(batch.values)
-        return _rebuilt(
+        return dataclasses.replace(
             batch,
             times=pad_times(moved, batch.lengths),
             values=batch.values.gather(1, spread),
@@ -214,12 +215,6 @@ def median_gap(batch: IrregularBatch) -> Tensor:
     real = batch.valid[:, 1:]
     median = gaps.masked_fill(~real, math.nan).nanmedian(dim=1).values
     return torch.nan_to_num(median, nan=0.0)
-
-
-def _rebuilt(batch: IrregularBatch, **changes: Tensor) -> IrregularBatch:
-    """A new `IrregularBatch` with `changes`, through the constructor so that its validation runs."""
-    fields = {name: getattr(batch, name) for name in ("times", "values", "mask", "lengths", "targets", "static")}
-    return IrregularBatch(**{**fields, **changes})
 
 
 def _strictly_increasing(times: Tensor, valid: Tensor) -> Tensor:

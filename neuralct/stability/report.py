@@ -25,7 +25,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
 
 from ..data.series import IrregularBatch
@@ -35,7 +34,7 @@ from ..solvers.rk4 import RK4
 from ..terms.base import AbstractDriftTerm
 from ..train.checkpoint import load_checkpoint
 from ..train.config import FitConfig
-from ..train.run import build_model, load_splits
+from ..train.run import build_model, finished_run_config, load_splits
 from .gradients import gradient_horizon
 from .jacobian import model_jacobian_spectra
 from .lyapunov import flow_map, lyapunov_spectrum
@@ -50,9 +49,6 @@ from .plots import (
 from .regions import largest_stable_step, stability_function, supported_solvers
 from .robustness import default_solvers, robustness_curve, solver_swap, standard_perturbations
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 _STANDARD_SOLVERS = ("euler", "rk4", "dopri5", "implicit_euler")
 
 
@@ -64,10 +60,7 @@ def stability_report(run_dir: Path | str, out: Path | str | None = None, *, samp
         InvalidInputError: no finished run in `run_dir`, or `samples < 1`.
     """
     run_dir = Path(run_dir)
-    for name in ("config.json", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise InvalidInputError(f"`run_dir` must hold a finished run; {run_dir} has no {name}")
-    config = FitConfig.from_file(run_dir / "config.json")
+    config = finished_run_config(run_dir)
     return _report(config, Path(out or run_dir / "stability"), samples, checkpoint=run_dir / "best.pt")
 
 
@@ -91,13 +84,14 @@ def _report(config: FitConfig, out: Path, samples: int, checkpoint: Path | None)
     options = config.solve_options()
     numbers: dict[str, Any] = {"model": config.model, "dataset": config.dataset, "trained": checkpoint is not None}
     lines = [f"# Stability report: {config.model} on {config.dataset}", "", _header(config, checkpoint, series), ""]
-    for section in (_dynamics, _robustness):
-        part_lines, part_numbers = section(model, series, splits.test, config, options, out)
+    for part_lines, part_numbers in (
+        _dynamics(model, series, config, options, out),
+        _robustness(model, splits.test, config, options, out),
+    ):
         lines += part_lines
         numbers.update(part_numbers)
     (out / "numbers.json").write_text(json.dumps(_strict(numbers), indent=1, allow_nan=False) + "\n")
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    plt.close("all")
     return numbers
 
 
@@ -113,7 +107,6 @@ def _header(config: FitConfig, checkpoint: Path | None, series: IrregularBatch) 
 def _dynamics(
     model: AbstractSequenceModel,
     series: IrregularBatch,
-    test: IrregularBatch,
     config: FitConfig,
     options: SolveOptions | None,
     out: Path,
@@ -203,7 +196,6 @@ def _lyapunov(model: AbstractContinuousModel, series: IrregularBatch, out: Path)
 
 def _robustness(
     model: AbstractSequenceModel,
-    series: IrregularBatch,
     test: IrregularBatch,
     config: FitConfig,
     options: SolveOptions | None,

@@ -16,7 +16,6 @@ rows[0]  # {'perturbation': 'none', 'level': 0.0, 'accuracy': 0.91, 'loss': 0.24
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ import torch
 
 from ..data.series import IrregularBatch
 from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
+from ..models._checks import check_int
 from ..models.base import AbstractSequenceModel, SolveOptions
 from ..train.checkpoint import load_checkpoint
 from ..train.config import FitConfig
 from ..train.distributed import session
 from ..train.loop import EpochResult, evaluate
-from ..train.run import build_model, load_splits
+from ..train.run import build_model, finished_run_config, load_splits
 from .perturbations import AbstractPerturbation, DropObservations, GaussianNoise, SaltAndPepper, TimeJitter
 
 
@@ -69,8 +69,8 @@ def robustness_curve(
     """
     _check_scoring(model, data, options)
     perturbations = _check_perturbations(perturbations)
-    _check_count("seed", seed, minimum=0)
-    _check_count("repeats", repeats, minimum=1)
+    check_int("seed", seed, low=0)
+    check_int("repeats", repeats)
     metric = _metric(data)
     clean = evaluate(model, data, options=options)
     rows = [_row("none", None, 0.0, "clean", metric, [clean])]
@@ -144,7 +144,7 @@ def run_robustness(
         InvalidInputError: no finished run in `run_dir` (no `config.json` or no `best.pt`), or a bad level.
     """
     run_dir = Path(run_dir)
-    config = _finished_run(run_dir)
+    config = finished_run_config(run_dir)
     perturbations = standard_perturbations(sigmas=sigmas, fractions=fractions, drops=drops, jitters=jitters)
     choices = default_solvers(config) if solvers is None else solvers
     with session(config.device) as workers:
@@ -212,20 +212,8 @@ def _swap_row(
     return {**row, metric: getattr(result, metric), "loss": result.loss, "vf_evals": result.vf_evals}
 
 
-def _finished_run(run_dir: Path) -> FitConfig:
-    for name in ("config.json", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise InvalidInputError(f"`run_dir` must hold a finished run; {run_dir} has no {name}")
-    return FitConfig.from_mapping(json.loads((run_dir / "config.json").read_text()))
-
-
 def _metric(data: IrregularBatch) -> str:
     return "accuracy" if data.targets.dtype == torch.long else "mae"
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInputError(f"`{name}` must be an int >= {minimum}; got {value!r}")
 
 
 def _check_scoring(model: object, data: object, options: object) -> None:

@@ -167,19 +167,23 @@ def _rows(data: IrregularBatch, size: int, generator: torch.Generator | None = N
     return order.split(size)
 
 
+_Failure = tuple[type[TrainingFailed], str]
+
+
 def _forward(
     run: Runner, batch: IrregularBatch, options: SolveOptions | None
-) -> tuple[ModelOutput | None, Tensor | None, str | None]:
-    """The output and loss of `batch`, or why there are none (a failed solve, a non-finite loss)."""
+) -> tuple[ModelOutput | None, Tensor | None, _Failure | None]:
+    """The output and loss of `batch`, or the error to raise and why (a failed solve, a
+    non-finite loss)."""
     try:
         output = run(batch, options)
     except SolveFailed as error:
         advice = "Pass throw=False"  # solve()'s own advice, which a training step cannot take
         message = "\n".join(line for line in str(error).splitlines() if not line.startswith(advice))
-        return None, None, f"the forward solve failed: {message}"
+        return None, None, (TrainingFailed, f"the forward solve failed: {message}")
     loss = task_loss(output.predictions, batch.targets)
     if not bool(torch.isfinite(loss)):
-        return output, loss, f"the training loss is {loss.item()}"
+        return output, loss, (TrainingDiverged, f"the training loss is {loss.item()}")
     return output, loss, None
 
 
@@ -190,9 +194,9 @@ def _gradient_norm(model: AbstractSequenceModel, clip_norm: float | None) -> flo
     return float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
 
 
-def _raise_failure(failures: list[str | None], index: int, batches: int) -> None:
-    reason = next(failure for failure in failures if failure is not None)
-    kind = TrainingFailed if reason.startswith("the forward solve failed") else TrainingDiverged
+def _raise_failure(failures: list[_Failure | None], index: int, batches: int) -> None:
+    """Raise the first process's failure, naming the minibatch."""
+    kind, reason = next(failure for failure in failures if failure is not None)
     raise kind(f"batch {index} of {batches}: {reason}")
 
 

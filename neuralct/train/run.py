@@ -226,6 +226,19 @@ def _step(schedule: torch.optim.lr_scheduler.LRScheduler, val_loss: float) -> No
         schedule.step()
 
 
+def finished_run_config(run_dir: Path | str) -> FitConfig:
+    """The configuration of the finished run in `run_dir` (one with `config.json` and `best.pt`).
+
+    Raises:
+        InvalidInputError: `run_dir` holds no trained run, naming the missing file.
+    """
+    run_dir = Path(run_dir)
+    for name in ("config.json", "best.pt"):
+        if not (run_dir / name).is_file():
+            raise InvalidInputError(f"no trained run in {run_dir}: it has no {name}")
+    return FitConfig.from_file(run_dir / "config.json")
+
+
 def _named_failure(
     train: Callable[[], EpochResult], epoch: int, run_dir: Path, options: SolveOptions | None
 ) -> EpochResult:
@@ -266,9 +279,7 @@ def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
         InvalidInputError: no finished run in `run_dir`, or a bad change (with the valid choices).
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "best.pt").exists():
-        raise InvalidInputError(f"no trained run to evaluate in {run_dir}: no best.pt")
-    config = FitConfig.from_mapping(json.loads((run_dir / "config.json").read_text())).replace(**changes)
+    config = finished_run_config(run_dir).replace(**changes)
     with session(config.device) as workers:
         splits = load_splits(config).to(workers.device)
         model = build_model(config, splits.train).to(workers.device)

@@ -1,0 +1,32 @@
+"""Argument checks and the least-squares rate fit that the stability instruments share."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError
+
+
+def check_state(z0: Tensor) -> tuple[int, int]:
+    """`(B, N)` of a finite floating `[B, N]` tensor of initial states; raise naming `z0` otherwise."""
+    if not isinstance(z0, Tensor) or z0.ndim != 2 or not z0.is_floating_point():
+        got = f"{z0.dtype} {tuple(z0.shape)}" if isinstance(z0, Tensor) else type(z0).__name__
+        raise InvalidInputError(f"`z0` must be a floating tensor [B, N] (one trajectory per row); got {got}")
+    if not bool(torch.isfinite(z0).all()):
+        raise InvalidInputError("`z0` must be finite")
+    return z0.shape[0], z0.shape[1]
+
+
+def check_dt(dt: float) -> None:
+    """Raise unless `dt` is a positive finite time per step."""
+    if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and math.isfinite(dt) and dt > 0):
+        raise InvalidInputError(f"`dt` must be a positive finite time per step; got {dt!r}")
+
+
+def slopes(x: Tensor, y: Tensor) -> Tensor:
+    """`[R]` least-squares slopes of the rows of `y` `[R, L]` against `x` `[L]`."""
+    centred = x - x.mean()
+    return ((y - y.mean(dim=-1, keepdim=True)) * centred).sum(dim=-1) / (centred**2).sum()
