@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: help venv datasets demo test test-slow bench docs lint clean
+.PHONY: help venv datasets demo test test-slow bench bench-quick docs lint clean
 
 help:
 	@echo "make venv       create .venv with the pinned versions in constraints.txt"
@@ -26,7 +26,8 @@ help:
 	@echo "make demo       neuralct fit: the default model on embedded real data (run folder under runs/)"
 	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
 	@echo "make test-slow  only the tests marked slow"
-	@echo "make bench      run every benchmarks/*.py"
+	@echo "make bench      run the benchmark suite against the peers; writes benchmarks/results/<machine>.json and .md"
+	@echo "make bench-quick  the same at smaller sizes (under 10 minutes on 2 cores)"
 	@echo "make docs       build the documentation site into site/ (strict)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make clean      remove .venv, build outputs and caches"
@@ -61,9 +62,10 @@ test-slow: $(STAMP) $(DATASETS)
 		|| { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
 bench: $(STAMP) $(DATASETS)
-	@shopt -s nullglob; files=(benchmarks/*.py); \
-	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/*.py yet"; fi; \
-	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f" || exit 1; done
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: $(STAMP) $(DATASETS)
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

@@ -1,107 +1,87 @@
 """LSSL convolution vs recurrence: forward + backward time and saved-activation memory against L.
 
 One `LSSL` layer with H = N = 64, M = 1, batch 4, float32, GBT (bilinear) discretization, A and
-the steps trained (so the kernel is rebuilt at every call, as in training), on one thread by
-default (`--threads`): a 2-thread run on a busy 2-core machine times the scheduler, not the method. For L = 1k, 4k, 16k
-we time forward plus backward of a mean-square loss (median of repeats, after a warm-up) and
-measure the memory autograd keeps for the backward pass: the bytes of the distinct storages
-saved by every operation (`torch.autograd.graph.saved_tensors_hooks`), which is the activation
-memory a training step holds at its peak, not counting parameters or transient buffers freed
-during the forward pass. (`tracemalloc` cannot see torch's allocator and CPU torch has no
-`max_memory_allocated`.)
+the steps trained (so the kernel is rebuilt at every call, as in training). For each length L we
+time forward plus backward of a mean-square loss and measure the memory autograd keeps for the
+backward pass (`harness.saved_mib`).
 
-The recurrence is a Python loop of L steps; at lengths above `--recurrent-steps` it is timed on
-that many steps (measured once) and extrapolated linearly (time and memory are linear in L); such
-rows are marked.
-The convolution builds its kernel with about log2 L batched matmuls and applies it by FFT, so its
-cost grows like L log L; the table ends with the measured growth from the shortest to the
-longest L against that law. Run: `python benchmarks/ssm.py [--lengths 1024 4096 16384]`.
+The recurrence is a Python loop of L steps; above `RECURRENT_STEPS` it is timed on that many
+steps (once) and extrapolated linearly (its time and memory are linear in L); such rows say so.
+The convolution builds its kernel with about log2 L batched matmuls and applies it by FFT, so
+its cost grows like L log L: the fitted log-log slope of its time against L is checked against
+that law (1.12 from 1k to 16k; a quadratic method would give 2). Run:
+`python -m benchmarks.ssm [--quick]`.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import statistics
-import time
 
 import torch
 
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    Target,
+    loglog_slope,
+    main_for,
+    median_seconds,
+    saved_mib,
+)
 from neuralct.models.lssl import LSSL
 
 WIDTH = STATE = 64
 BATCH = 4
+RECURRENT_STEPS = 4096
 
 
-def saved_bytes(run) -> int:
-    """Bytes of the distinct storages autograd saves while `run()` builds its graph."""
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        run()
-    return sum(storages.values())
-
-
-def measure(layer: LSSL, length: int, mode: str, repeats: int) -> tuple[float, float]:
-    """Median seconds of forward + backward, and MiB saved for backward, at sequence length `length`."""
-    u = torch.randn(BATCH, length, WIDTH)
+def measure(layer: LSSL, length: int, mode: str, settings: Settings, repeats: int | None = None) -> tuple[float, float]:
+    """Median seconds of forward + backward, and MiB saved for backward, at length `length`."""
+    u = torch.randn(BATCH, length, WIDTH, device=settings.device)
 
     def step() -> None:
         layer.zero_grad()
         layer(u, mode=mode).square().mean().backward()
 
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    memory = saved_bytes(lambda: layer(u, mode=mode)) / 2**20
-    return statistics.median(times), memory
+    return median_seconds(step, settings, repeats), saved_mib(lambda: layer(u, mode=mode))
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
-    parser.add_argument("--recurrent-steps", type=int, default=16384, help="longest recurrence timed directly")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    recurrent: dict[int, tuple[float, float]] = {}
-    layer = LSSL(WIDTH, STATE)
-    print(f"LSSL H = N = {WIDTH}, batch {BATCH}, float32, {torch.get_num_threads()} threads; forward + backward")
-    print(f"{'L':>6} | {'conv s':>8} {'conv MiB':>9} | {'recur s':>8} {'recur MiB':>9} | {'time ratio':>10}")
-    rows = []
-    for length in args.lengths:
-        conv_time, conv_memory = measure(layer, length, "conv", args.repeats)
-        steps = min(length, args.recurrent_steps)
-        if steps not in recurrent:
-            recurrent[steps] = measure(layer, steps, "recurrent", 1)
-        recur_time, recur_memory = (value * length / steps for value in recurrent[steps])
-        mark = "*" if steps < length else " "
-        rows.append({"length": length, "conv_s": conv_time, "conv_mib": conv_memory, "recurrent_s": recur_time})
-        rows[-1].update(recurrent_mib=recur_memory, ratio=recur_time / conv_time, extrapolated=steps < length)
-        print(
-            f"{length:>6} | {conv_time:8.3f} {conv_memory:9.1f} | {recur_time:8.3f}{mark}{recur_memory:9.1f}{mark}"
-            f"| {recur_time / conv_time:9.1f}x"
-        )
-    if any(row["extrapolated"] for row in rows):
-        print(f"* recurrence timed on {args.recurrent_steps} steps and extrapolated linearly")
-    first, last = rows[0], rows[-1]
-    law = last["length"] * math.log(last["length"]) / (first["length"] * math.log(first["length"]))
-    print(
-        f"convolution time grew {last['conv_s'] / first['conv_s']:.1f}x from L = {first['length']} to "
-        f"{last['length']}; L log L predicts {law:.1f}x (linear in L: {last['length'] / first['length']:.0f}x)"
+def run(settings: Settings) -> BenchmarkResult:
+    """Convolution and recurrence at L = 1k, 4k (and 16k in full mode)."""
+    lengths = [1024, 4096] if settings.quick else [1024, 4096, 16384]
+    result = BenchmarkResult(
+        name="ssm",
+        title="LSSL: convolution vs recurrence",
+        setup=(
+            f"One LSSL layer, H = N = {WIDTH}, batch {BATCH}, float32, bilinear GBT, A and steps trained (kernel "
+            "rebuilt at every call); forward + backward of a mean-square loss. saved MiB = memory autograd keeps "
+            f"for the backward pass. The recurrence is timed once on at most {RECURRENT_STEPS} steps and scaled "
+            "linearly beyond."
+        ),
     )
-    return rows
+    torch.manual_seed(0)
+    layer = LSSL(WIDTH, STATE).to(settings.device)
+    recurrent: dict[int, tuple[float, float]] = {}
+    conv_times = []
+    for length in lengths:
+        case = f"L = {length}"
+        conv_time, conv_memory = measure(layer, length, "conv", settings)
+        conv_times.append(conv_time)
+        result.rows.append(Measurement(case, "convolution", conv_time, memory_mib=conv_memory))
+        steps = min(length, RECURRENT_STEPS)
+        if steps not in recurrent:
+            recurrent[steps] = measure(layer, steps, "recurrent", settings, repeats=1)
+        recur_time, recur_memory = (value * length / steps for value in recurrent[steps])
+        note = f"timed on {steps} steps, scaled" if steps < length else ""
+        result.rows.append(Measurement(case, "recurrence", recur_time, memory_mib=recur_memory, note=note))
+    result.speedup("L = 4096", "recurrence", 20.0, library="convolution")
+    slope = loglog_slope(lengths, conv_times)
+    law = loglog_slope(lengths, [n * math.log(n) for n in lengths])
+    description = f"convolution time vs L, log-log slope (L log L: {law:.2f})"
+    result.targets.append(Target(description, slope, 1.25, at_most=True))
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    main_for(run, __doc__.splitlines()[0])

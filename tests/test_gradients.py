@@ -121,7 +121,13 @@ def test_checkpointed_backprop_gives_the_same_gradients_as_plain_backprop():
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
-def test_backsolve_gradient_of_a_sample_does_not_depend_on_its_batch_mates():
+# The parameter adjoint integrated with the state per sample, and (seminorm) by quadrature
+# over the backward steps, summed over the batch.
+BACKSOLVES = [pytest.param(nct.Backsolve(), id="full-norm"), pytest.param(nct.Backsolve(seminorm=True), id="seminorm")]
+
+
+@pytest.mark.parametrize("backsolve", BACKSOLVES)
+def test_backsolve_gradient_of_a_sample_does_not_depend_on_its_batch_mates(backsolve):
     field = MLPField()
     ts = per_sample_times(3, 4)
     ts[1] = ts[1] * 4  # a neighbour with a much longer interval, hence other step sizes
@@ -129,9 +135,7 @@ def test_backsolve_gradient_of_a_sample_does_not_depend_on_its_batch_mates():
 
     def sample0_gradients(batch_y0, batch_ts):
         y0 = batch_y0.clone().requires_grad_(True)
-        sol = nct.solve(
-            nct.ODETerm(field), y0, batch_ts, controller=nct.PIDController(rtol=1e-6), gradient=nct.Backsolve()
-        )
+        sol = nct.solve(nct.ODETerm(field), y0, batch_ts, controller=nct.PIDController(rtol=1e-6), gradient=backsolve)
         grads = torch.autograd.grad(sol.ys[0].square().sum(), [y0, *field.parameters()])
         return [grads[0][0]] + list(grads[1:])
 
@@ -158,14 +162,15 @@ def test_backsolve_y0_gradients_are_per_sample_when_every_sample_has_a_loss():
         torch.testing.assert_close(y0_gradient(y0[b : b + 1], ts[b : b + 1])[0], batched[b], rtol=1e-10, atol=1e-12)
 
 
-def test_backsolve_handles_per_sample_args_with_batched_vector_jacobian_products():
+@pytest.mark.parametrize("backsolve", BACKSOLVES)
+def test_backsolve_handles_per_sample_args_with_batched_vector_jacobian_products(backsolve):
     # Per-sample data in `args` cannot be split by vmap; Backsolve falls back to batched VJPs.
     field = MLPField()
     ts = per_sample_times(3, 4)
     y0 = torch.randn(3, 2, dtype=D, requires_grad=True)
     scale = (torch.rand(3, 1, dtype=D) + 0.5).requires_grad_(True)
     grads = {}
-    for gradient in (nct.Backprop(), nct.Backsolve()):
+    for gradient in (nct.Backprop(), backsolve):
         sol = nct.solve(
             nct.ODETerm(field),
             y0,
@@ -176,7 +181,7 @@ def test_backsolve_handles_per_sample_args_with_batched_vector_jacobian_products
         )
         grads[type(gradient)] = torch.autograd.grad(sol.ys.sum(), [y0, scale, *field.parameters()])
     for ref, adj in zip(grads[nct.Backprop], grads[nct.Backsolve]):
-        assert float((adj - ref).norm() / ref.norm()) < 1e-5
+        assert float((adj - ref).norm() / ref.norm()) < 1e-5, backsolve
 
 
 class SlopePath:
@@ -192,18 +197,19 @@ class SlopePath:
         return self.slope
 
 
-def test_backsolve_matches_backprop_for_a_control_term_whose_path_holds_per_sample_data():
+@pytest.mark.parametrize("backsolve", BACKSOLVES)
+def test_backsolve_matches_backprop_for_a_control_term_whose_path_holds_per_sample_data(backsolve):
     net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2 * 3)).to(D)
     term = nct.ControlTerm(lambda t, z, args: net(z).reshape(-1, 2, 3), SlopePath(torch.randn(3, 3, dtype=D)))
     term.net = net  # register the parameters on the term, where Backsolve looks for them
     ts = per_sample_times(3, 4)
     y0 = torch.randn(3, 2, dtype=D, requires_grad=True)
     grads = {}
-    for gradient in (nct.Backprop(), nct.Backsolve()):
+    for gradient in (nct.Backprop(), backsolve):
         sol = nct.solve(term, y0, ts, controller=nct.PIDController(rtol=1e-9, atol=1e-11), gradient=gradient)
         grads[type(gradient)] = torch.autograd.grad(sol.ys.sin().sum(), [y0, *net.parameters()])
     for ref, adj in zip(grads[nct.Backprop], grads[nct.Backsolve]):
-        assert float((adj - ref).norm() / ref.norm()) < 1e-5
+        assert float((adj - ref).norm() / ref.norm()) < 1e-5, backsolve
 
 
 def test_backsolve_raises_for_a_tensor_captured_by_closure_instead_of_dropping_its_gradient():
@@ -224,12 +230,13 @@ def test_backsolve_without_any_gradient_needed_is_a_plain_solve():
     torch.testing.assert_close(plain.ys, adjoint.ys, rtol=0, atol=0)
 
 
-def test_backsolve_refuses_a_failed_sample_that_receives_a_gradient_but_skips_a_masked_one():
+@pytest.mark.parametrize("backsolve", BACKSOLVES)
+def test_backsolve_refuses_a_failed_sample_that_receives_a_gradient_but_skips_a_masked_one(backsolve):
     term = nct.ODETerm(lambda t, y, args: args * y**2)  # blows up in finite time for y0 * args > 0
     args = torch.tensor([[1.0], [-1.0]], dtype=D)
     y0 = torch.ones(2, 1, dtype=D, requires_grad=True)
     ts = torch.linspace(0, 2, 3, dtype=D)
-    sol = nct.solve(term, y0, ts, gradient=nct.Backsolve(), throw=False, max_steps=200, args=args)
+    sol = nct.solve(term, y0, ts, gradient=backsolve, throw=False, max_steps=200, args=args)
     assert sol.status.tolist()[1] == nct.Status.SUCCESS and sol.status.tolist()[0] != nct.Status.SUCCESS
     (grad,) = torch.autograd.grad(sol.ys[1].sum(), y0, retain_graph=True)
     assert grad[0, 0] == 0 and torch.isfinite(grad).all()

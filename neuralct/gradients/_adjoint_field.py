@@ -7,9 +7,9 @@ the differentiable inputs `[P]` (term parameters and `args` tensors), with
 $$\\dot y = f(t, y), \\qquad \\dot a = -a^\\top \\partial_y f, \\qquad
 \\dot a_\\theta = -a^\\top \\partial_\\theta f.$$
 
-Every sample steps with its own step sizes, so $a_\\theta$ must be kept per sample
-(`[B, P]`) and summed over the batch only at the end. Per-sample vector-Jacobian products
-come from one of two schemes, chosen by `probe`:
+Every sample steps with its own step sizes, so when $a_\\theta$ is part of the state it must
+be kept per sample (`[B, P]`) and summed over the batch only at the end. Per-sample
+vector-Jacobian products come from one of two schemes, chosen by `probe`:
 
 - `"vmap"`: `torch.func.vmap` over a per-sample `torch.func.vjp` of
   `torch.func.functional_call` (cost O(B)); valid when the vector field can be called on
@@ -18,6 +18,13 @@ come from one of two schemes, chosen by `probe`:
   with one cotangent per sample that is zero off that sample (cost O(B^2) in the parameter
   backward); valid for any per-sample-independent field, e.g. a `ControlTerm` whose path
   holds each sample's data.
+
+When the parameter adjoint does not steer the step size (the seminorm), it need not be
+integrated alongside: the backward solve carries $[y, a]$ only (batched VJPs in $y$, as
+cheap as one backward pass of the field) and $a_\\theta$ is the quadrature
+$\\int a^\\top \\partial_\\theta f\\,dt$ over its accepted steps, evaluated from their dense
+output at three Gauss-Legendre nodes per step and summed over the batch by a single
+vector-Jacobian product (`parameter_quadrature`).
 """
 
 from __future__ import annotations
@@ -31,8 +38,13 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import IncompatibleTermError
+from ..paths.dense import evaluate_polynomial
 from ..terms.base import AbstractDriftTerm
 from ..terms.ode import ODETerm
+
+# Three-point Gauss-Legendre rule on [0, 1]: exact for polynomials of degree 5.
+GAUSS_NODES = (0.5 - 0.1 * 15**0.5, 0.5, 0.5 + 0.1 * 15**0.5)
+GAUSS_WEIGHTS = (5 / 18, 8 / 18, 5 / 18)
 
 
 class _Field(nn.Module):
@@ -80,6 +92,7 @@ class AdjointSystem:
         self.field = _Field(term)
         named = [(name, p) for name, p in self.field.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
+        self.args = args
         leaves, self.args_spec = tree_flatten(args)
         self.arg_slots = [i for i, leaf in enumerate(leaves) if isinstance(leaf, Tensor) and leaf.requires_grad]
         self.leaves = leaves
@@ -150,6 +163,72 @@ class AdjointSystem:
     def term(self) -> ODETerm:
         """The augmented system as a term for the core loop."""
         return ODETerm(self.vector_field)
+
+    def state_vector_field(self, t: Tensor, z: Tensor, args: Any) -> Tensor:
+        """$[\\dot y, \\dot a]$ without the parameter adjoint: `t` `[B]`, `z` `[B, 2N]` -> `[B, 2N]`.
+
+        One batched call and one VJP in $y$: a sample's row depends on its own row only."""
+        n, batch = self.state_size, z.shape[0]
+        a = z[:, n:].reshape(batch, *self.state_shape)
+        with torch.enable_grad():
+            y = z[:, :n].reshape(batch, *self.state_shape).detach().requires_grad_(True)
+            out = self.field(t, y, self.args)
+            (g_y,) = torch.autograd.grad(out, y, a, allow_unused=True, materialize_grads=True)
+        return torch.cat([out.detach().reshape(batch, n), -g_y.reshape(batch, n)], dim=1)
+
+    def state_term(self) -> ODETerm:
+        """The system $[y, a]$ as a term for the core loop (see `parameter_quadrature`)."""
+        return ODETerm(self.state_vector_field)
+
+    def parameter_quadrature(self, records: tuple, skip: Tensor) -> Tensor | None:
+        """`[P]` the batch sum of $\\int a^\\top \\partial_\\theta f\\,dt$ over the accepted steps
+        in `records` (the loop's step records of a backward solve of `state_term`), by
+        three-point Gauss-Legendre quadrature on each step's dense output; samples in
+        `skip` `[B]` contribute nothing. `None` when there is nothing to differentiate or
+        no step was taken."""
+        if not records or not self.inputs:
+            return None
+        t0, t1, z0, _, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*records))
+        valid = accepted & ~skip[:, None]
+        if self.mode == "vmap":
+            # Rows are independent: keep only the accepted steps, as one batch of rows.
+            rows = valid.flatten().nonzero().squeeze(1)
+            t0, t1, z0, coeffs = (x.flatten(0, 1).index_select(0, rows).unsqueeze(1) for x in (t0, t1, z0, coeffs))
+            valid = torch.ones_like(t0, dtype=torch.bool)
+        else:
+            # Whole batches per call: keep the columns (loop iterations) where any step counts.
+            columns = valid.any(dim=0).nonzero().squeeze(1)
+            t0, t1, z0, coeffs, valid = (x.index_select(1, columns) for x in (t0, t1, z0, coeffs, valid))
+        n = self.state_size
+        theta = torch.tensor(GAUSS_NODES, dtype=z0.dtype, device=z0.device).reshape(3, 1, 1)
+        # [node, B, S, 2N]: the state and adjoint at each node of each step; steps that do
+        # not count (rejected, or after a sample finished) are zeroed, as is their weight.
+        z = evaluate_polynomial(z0.unsqueeze(0), coeffs.unsqueeze(0), theta.expand(3, *t0.shape))
+        z = torch.where(valid.unsqueeze(-1), z, 0.0)
+        t = torch.where(valid, t0 + theta.to(t0.dtype) * (t1 - t0), t0)
+        weight = torch.tensor(GAUSS_WEIGHTS, dtype=z0.dtype, device=z0.device).reshape(3, 1, 1)
+        weight = weight * torch.where(valid, t1 - t0, 0.0).to(z0.dtype)
+        # The backward solve runs from t_{k+1} down to t_k (h < 0); along it the parameter
+        # adjoint grows by the integral of -a^T df/dtheta, i.e. by sum h w (-a)^T df/dtheta.
+        shape = (*t.shape, *self.state_shape)
+        cotangent = (-weight.unsqueeze(-1) * z[..., n:]).reshape(shape)
+        with torch.enable_grad():
+            out = self._field_on_nodes(t, z[..., :n].reshape(shape))
+            grads = torch.autograd.grad(out, self.inputs, cotangent, allow_unused=True)
+        return torch.cat([(torch.zeros_like(x) if g is None else g).flatten() for g, x in zip(grads, self.inputs)])
+
+    def _field_on_nodes(self, t: Tensor, y: Tensor) -> Tensor:
+        """The field at `t` `[3, B, S]`, `y` `[3, B, S, *state]`: one call on all rows in
+        `"vmap"` mode (the field can be called on any number of samples), else one call per
+        (node, step) on the whole batch, so that a field holding per-sample data sees its
+        samples in order."""
+        if self.mode == "vmap":
+            return self.field(t.flatten(), y.flatten(0, 2), self.args).reshape(y.shape)
+        blocks = [
+            torch.stack([self.field(t[j, :, s], y[j, :, s], self.args) for s in range(t.shape[2])], dim=1)
+            for j in range(t.shape[0])
+        ]
+        return torch.stack(blocks)
 
     def probe(self, t0: Tensor, y0: Tensor) -> None:
         """Check at `(t0 [B], y0 [B, *state])` that no hidden tensor needs a gradient, and pick

@@ -55,7 +55,10 @@ class Backsolve(AbstractGradient):
         atol: absolute tolerance of the backward solve; `None` as for `rtol`.
         seminorm: leave the parameter adjoint out of the backward error norm (Kidger, Chen &
             Lyons, "'Hey, that's not an ODE'", ICML 2021); fewer backward steps, same
-            accuracy for $y_0$ and, in practice, for the parameters.
+            accuracy for $y_0$ and, in practice, for the parameters. With a backward solver
+            that has dense output, the parameter adjoint is then not integrated per sample
+            but computed as a quadrature over the backward steps, summed over the batch
+            (much cheaper: no per-sample parameter products).
         solver: solver of the backward solve; `None` takes the forward solver.
     """
 
@@ -124,6 +127,12 @@ class Backsolve(AbstractGradient):
         y_final = torch.where(ok, ys[:, -1], solution.y_final)
         return dataclasses.replace(solution, ys=ys, y_final=y_final)
 
+    def integrates_parameters_by_quadrature(self, problem: Problem) -> bool:
+        """Whether the backward solve carries `[y, a]` only and the parameter adjoint is a
+        quadrature over its steps (see `AdjointSystem.parameter_quadrature`): with the
+        seminorm, where that adjoint does not steer the steps, and a solver with dense output."""
+        return self.seminorm and (self.solver or problem.solver).has_dense_output
+
     def backward_problem(self, problem: Problem, system: AdjointSystem, k: int, skip: Tensor) -> Problem:
         """The backward solve from save time k + 1 to k; samples in `skip` `[B]` get an empty interval."""
         ts = problem.ts
@@ -132,8 +141,9 @@ class Backsolve(AbstractGradient):
         forward = problem.controller
         controller = self._backward_controller(forward, system.state_size)
         jumps = None if problem.jumps is None else problem.jumps.flip(1)
+        quadrature = self.integrates_parameters_by_quadrature(problem)
         return Problem(
-            term=system.term(),
+            term=system.state_term() if quadrature else system.term(),
             solver=self.solver or problem.solver,
             controller=controller,
             ts=torch.stack([start, end], dim=1),
@@ -141,7 +151,7 @@ class Backsolve(AbstractGradient):
             args=None,
             max_steps=problem.max_steps,
             dt0=None,
-            dense=False,
+            dense=quadrature,
             jumps=jumps,
         )
 
@@ -176,17 +186,24 @@ class _BacksolveFunction(torch.autograd.Function):
         grad_ys = torch.where(skip.reshape((-1,) + (1,) * (ys.ndim - 1)), 0.0, grad_ys)
         batch, num_saves = problem.ts.shape
         n = system.state_size
+        quadrature = strategy.integrates_parameters_by_quadrature(problem)
         a = grad_ys[:, -1].reshape(batch, n)
-        a_inputs = ys.new_zeros(batch, system.input_size)
+        # Per sample [B, P] when integrated with the state, summed over the batch [1, P] by quadrature.
+        a_inputs = ys.new_zeros(1 if quadrature else batch, system.input_size)
         for k in range(num_saves - 2, -1, -1):
             sub = strategy.backward_problem(problem, system, k, skip)
-            z0 = torch.cat([torch.nan_to_num(ys[:, k + 1]).reshape(batch, n), a, a_inputs], dim=1)
+            parts = [torch.nan_to_num(ys[:, k + 1]).reshape(batch, n), a]
+            z0 = torch.cat(parts if quadrature else parts + [a_inputs], dim=1)
             with torch.no_grad():
-                solution = finish(sub, advance(sub, initial_state(sub, z0)))
+                state = advance(sub, initial_state(sub, z0))
+                solution = finish(sub, state)
             _raise_if_failed(solution, skip, problem.ts, k, problem.max_steps)
             z1 = torch.where(skip[:, None], torch.zeros_like(z0), solution.ys[:, -1])
             a = z1[:, n : 2 * n] + grad_ys[:, k].reshape(batch, n)
-            a_inputs = z1[:, 2 * n :]
+            if not quadrature:
+                a_inputs = z1[:, 2 * n :]
+            elif (integral := system.parameter_quadrature(state.records, skip)) is not None:
+                a_inputs = a_inputs + integral.to(a_inputs.dtype)
         grad_y0 = torch.where(skip[:, None], torch.zeros_like(a), a).reshape(ys[:, 0].shape)
         grads, offset = [], 0
         for x in system.inputs:

@@ -1,0 +1,1 @@
+"""Benchmarks against the peer libraries: `python -m benchmarks [--quick]` runs them all."""

@@ -1,0 +1,238 @@
+"""Neural ODE solves and training steps: neuralct vs torchdiffeq vs torchode.
+
+The vector field is diffrax's `small_neural_ode` MLP (4 -> 32 -> 32 -> 4, softplus hidden
+layers, tanh output), with 10 save times on [0, 10].
+
+* solve: a batch of 256 samples, no gradients, Dopri5 and Tsit5 at rtol = atol = 1e-6 in
+  float32. Besides the wall time we count vector-field calls (each on the whole batch) and
+  report the overhead ratio wall / (calls x time of one call measured on its own): 1 means
+  the solver costs nothing beyond its vector field.
+* work-precision: the same solve in float64 at rtol = atol = 1e-3 ... 1e-8; the error is the
+  largest deviation from a Dopri8 solve at 1e-13. A library is faster "at equal accuracy"
+  when its wall time, interpolated (log-log) at neuralct's error, exceeds neuralct's.
+* train step: batch 32, forward and backward of a mean-square loss to the parameters,
+  Dopri5 at 1e-6, by backpropagation through the solver and by the continuous adjoint
+  (neuralct `Backsolve`, torchdiffeq `odeint_adjoint`, torchode `BacksolveAdjoint`), the
+  latter with the full error norm and with the seminorm (`Backsolve(seminorm=True)`,
+  torchdiffeq's `adjoint_options=dict(norm="seminorm")`; torchode has none).
+
+Run: `python -m benchmarks.neural_ode [--quick]`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torchdiffeq
+import torchode
+
+import neuralct as nct
+from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, main_for, median_seconds
+
+SOLVERS = {"dopri5": (nct.Dopri5, torchode.Dopri5), "tsit5": (nct.Tsit5, torchode.Tsit5)}
+LIBRARIES = ("neuralct", "torchdiffeq", "torchode")
+# torchdiffeq has no Tsit5; its Dopri5 is the method of the same order and cost per step.
+TORCHDIFFEQ_METHOD = {"tsit5": "dopri5"}
+
+
+class VectorField(torch.nn.Module):
+    """MLP 4 -> 32 -> 32 -> 4 with softplus hidden layers and a tanh output; counts its calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 32),
+            torch.nn.Softplus(),
+            torch.nn.Linear(32, 32),
+            torch.nn.Softplus(),
+            torch.nn.Linear(32, 4),
+            torch.nn.Tanh(),
+        )
+        self.calls = 0
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, args: object = None) -> torch.Tensor:
+        self.calls += 1
+        return self.net(y)
+
+
+Solve = Callable[[VectorField, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def solver_for(library: str, method: str, tol: float, gradient: str = "backprop") -> Solve:
+    """A function `(f, y0 [B, 4], ts [K]) -> ys [B, K, 4]` solving with `library`, its
+    gradient by `"backprop"`, `"adjoint"` or `"adjoint, seminorm"`."""
+    adjoint, seminorm = gradient != "backprop", gradient.endswith("seminorm")
+    if library == "neuralct":
+        strategy = nct.Backsolve(seminorm=seminorm) if adjoint else nct.Backprop()
+        controller = nct.PIDController(rtol=tol, atol=tol)
+        solver = SOLVERS[method][0]()
+        return lambda f, y0, ts: (
+            nct.solve(nct.ODETerm(f), y0, ts, solver=solver, controller=controller, gradient=strategy).ys
+        )
+    if library == "torchdiffeq":
+        method = TORCHDIFFEQ_METHOD.get(method, method)
+        if not adjoint:
+            return lambda f, y0, ts: torchdiffeq.odeint(f, y0, ts, method=method, rtol=tol, atol=tol).transpose(0, 1)
+        options = {"norm": "seminorm"} if seminorm else {}
+        return lambda f, y0, ts: torchdiffeq.odeint_adjoint(
+            f, y0, ts, method=method, rtol=tol, atol=tol, adjoint_options=options
+        ).transpose(0, 1)
+    return _torchode_solver(method, tol, adjoint)
+
+
+def _torchode_solver(method: str, tol: float, adjoint: bool) -> Solve:
+    def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        term = torchode.ODETerm(f)
+        step = SOLVERS[method][1](term=term)
+        controller = torchode.IntegralController(atol=tol, rtol=tol, term=term)
+        if adjoint:
+            solver = torchode.BacksolveAdjoint(term, step, controller)
+        else:
+            solver = torchode.AutoDiffAdjoint(step, controller)
+        problem = torchode.InitialValueProblem(y0=y0, t_eval=ts.expand(y0.shape[0], -1))
+        return solver.solve(problem).ys
+
+    return solve
+
+
+def problem(batch: int, dtype: torch.dtype, device: torch.device) -> tuple[VectorField, torch.Tensor, torch.Tensor]:
+    """The seeded vector field, `y0` `[batch, 4]` and 10 save times on [0, 10]."""
+    torch.manual_seed(0)
+    f = VectorField().to(dtype=dtype, device=device)
+    y0 = torch.randn(batch, 4, dtype=dtype, device=device)
+    return f, y0, torch.linspace(0.0, 10.0, 10, dtype=dtype, device=device)
+
+
+def count_calls(f: VectorField, run: Callable[[], object]) -> int:
+    """Vector-field calls made by one `run()`."""
+    f.calls = 0
+    run()
+    return f.calls
+
+
+def one_call_seconds(f: VectorField, y0: torch.Tensor, backward: bool, settings: Settings) -> float:
+    """Median time of one vector-field call on the batch (forward, or forward + backward)."""
+    y = y0.clone().requires_grad_(backward)
+
+    def once() -> None:
+        with torch.set_grad_enabled(backward):
+            out = f(None, y)
+            if backward:
+                out.sum().backward()
+
+    return median_seconds(once, settings, repeats=200)
+
+
+def solve_cases(result: BenchmarkResult, settings: Settings) -> None:
+    """Batch 256, float32, rtol 1e-6, no gradients: wall, calls and overhead per library."""
+    f, y0, ts = problem(256, torch.float32, settings.device)
+    unit = one_call_seconds(f, y0, False, settings)
+    for method in SOLVERS:
+        case = f"solve {method}, batch 256"
+        for library in LIBRARIES:
+            solve = solver_for(library, method, 1e-6)
+            run = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
+            wall = median_seconds(run, settings)
+            calls = count_calls(f, run)
+            overhead = wall / (calls * unit)
+            result.rows.append(Measurement(case, library, wall, evals=calls, note=f"overhead {overhead:.2f}"))
+            if library == "neuralct":
+                result.targets.append(Target(f"{case}: neuralct overhead", overhead, 1.3, at_most=True))
+        for peer in LIBRARIES[1:]:
+            result.speedup(case, peer, 1.0)
+    result.notes.append(f"one vector-field call on the batch of 256: {unit * 1e6:.1f} us")
+
+
+def train_cases(result: BenchmarkResult, settings: Settings) -> None:
+    """Batch 32, Dopri5 at 1e-6: forward + backward by backprop and by the adjoint (with
+    the full error norm, and with the seminorm, which torchode does not offer)."""
+    f, y0, ts = problem(32, torch.float32, settings.device)
+    targets = torch.randn(32, len(ts), 4, device=settings.device)
+    unit = one_call_seconds(f, y0, True, settings)
+    for gradient in ("backprop", "adjoint", "adjoint, seminorm"):
+        case = f"train step, {gradient}"
+        libraries = LIBRARIES[:2] if gradient.endswith("seminorm") else LIBRARIES
+        for library in libraries:
+            solve = solver_for(library, "dopri5", 1e-6, gradient)
+
+            def run(solve: Solve = solve) -> None:
+                f.zero_grad()
+                (solve(f, y0, ts) - targets).square().mean().backward()
+
+            wall = median_seconds(run, settings)
+            calls = count_calls(f, run)
+            overhead = f"overhead {wall / (calls * unit):.2f}"
+            result.rows.append(Measurement(case, library, wall, evals=calls, note=overhead))
+        result.speedup(case, "torchdiffeq", 2.0)
+        if "torchode" in libraries:
+            result.speedup(case, "torchode", 1.5)
+    result.notes.append(
+        f"one forward + backward vector-field call on the batch of 32: {unit * 1e6:.1f} us; the overhead column of "
+        "the train steps divides by calls x that (adjoint calls include the backward solve's)"
+    )
+
+
+def reference_solution(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+    """Dopri8 at rtol = atol = 1e-13 in float64."""
+    with torch.no_grad():
+        controller = nct.PIDController(rtol=1e-13, atol=1e-13)
+        return nct.solve(nct.ODETerm(f), y0, ts, solver=nct.Dopri8(), controller=controller, max_steps=100_000).ys
+
+
+def work_precision(result: BenchmarkResult, settings: Settings) -> None:
+    """Wall time against error over tolerances, float64, Tsit5 (torchdiffeq: Dopri5)."""
+    f, y0, ts = problem(256, torch.float64, settings.device)
+    reference = reference_solution(f, y0, ts)
+    exponents = (3, 5, 7) if settings.quick else (3, 4, 5, 6, 7, 8)
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for library in LIBRARIES:
+        for exponent in exponents:
+            solve = solver_for(library, "tsit5", 10.0**-exponent)
+            run = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
+            error = float((run() - reference).abs().max())
+            wall = median_seconds(run, settings)
+            case = f"work-precision tsit5, rtol 1e-{exponent}"
+            result.rows.append(Measurement(case, library, wall, evals=count_calls(f, run), error=error))
+            curves.setdefault(library, []).append((error, wall))
+    for peer in LIBRARIES[1:]:
+        ratio = slowest_ratio_at_equal_error(curves["neuralct"], curves[peer])
+        result.targets.append(Target(f"work-precision: {peer} / neuralct wall at equal error, worst point", ratio, 1.0))
+
+
+def slowest_ratio_at_equal_error(ours: list[tuple[float, float]], peer: list[tuple[float, float]]) -> float:
+    """The smallest `peer wall / our wall` over our points, the peer's wall interpolated
+    log-log at our error (our points outside the peer's error range are skipped)."""
+    points = sorted(peer)
+    ratios = []
+    for error, wall in ours:
+        for (e0, w0), (e1, w1) in zip(points, points[1:]):
+            if e0 <= error <= e1 and e1 > e0:
+                weight = math.log(error / e0) / math.log(e1 / e0)
+                ratios.append(math.exp((1 - weight) * math.log(w0) + weight * math.log(w1)) / wall)
+                break
+    return min(ratios) if ratios else math.nan
+
+
+def run(settings: Settings) -> BenchmarkResult:
+    """All three parts; see the module docstring."""
+    result = BenchmarkResult(
+        name="neural_ode",
+        title="Neural ODE",
+        setup=(
+            "MLP 4 -> 32 -> 32 -> 4 (softplus, tanh output), 10 save times on [0, 10], rtol = atol. Solve: batch 256, "
+            "float32, 1e-6, no gradients (torchdiffeq has no Tsit5: it runs Dopri5 there). Train step: batch 32, "
+            "float32, Dopri5 at 1e-6, forward + backward of a "
+            "mean-square loss. Work-precision: batch 256, float64, Tsit5, error = max deviation from Dopri8 at "
+            "1e-13. evals = vector-field calls on the whole batch."
+        ),
+    )
+    solve_cases(result, settings)
+    train_cases(result, settings)
+    work_precision(result, settings)
+    return result
+
+
+if __name__ == "__main__":
+    main_for(run, __doc__.splitlines()[0])
