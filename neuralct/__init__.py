@@ -12,6 +12,7 @@ from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, Sol
 from .gradients import AbstractGradient, Backprop, Backsolve
 from .paths import (
     AbstractPiecewisePath,
+    BrownianGrid,
     BrownianPath,
     CubicPath,
     DenseInterpolant,
@@ -77,6 +78,7 @@ __all__ = [
     "Backprop",
     "Backsolve",
     "Bosh3",
+    "BrownianGrid",
     "BrownianPath",
     "ButcherTableau",
     "ConstantStep",

@@ -1,0 +1,145 @@
+"""Brownian motion sampled once on a time grid, for solves whose steps land on that grid."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._validate import check_finite, check_tensor
+from ..errors import InvalidInputError
+
+
+class BrownianGrid:
+    """A batch of Brownian motions sampled at the times of a grid, all at once.
+
+    The increments over the grid cells are drawn in one call, $\\Delta W_k \\sim
+    \\mathcal N(0, (t_{k+1} - t_k) I)$, and summed into $W(t_k) - W(t_0)$; a query between two
+    grid times is one gather and one subtraction on the device, with no host round trip.
+    That makes it the fast Brownian motion for fixed-step SDE solves (`ConstantStep` whose
+    steps land on the grid, or `KnotToKnot` on the grid's knots), where
+    [`BrownianPath`][neuralct.BrownianPath] searches its interval tree at every step.
+    Unlike a `BrownianPath` it cannot be queried between grid times: refine the grid to
+    the finest step you will take (a coarser solve on a sub-grid sees the same path, which
+    is how a strong-convergence study compares step sizes).
+
+    Args:
+        ts: `[K]` grid shared by the batch or `[B, K]` one grid per sample, strictly
+            increasing, K >= 2.
+        shape: `(B, M)` (or `(B, *state)` for diagonal noise): the shape of every increment.
+        dtype: dtype of the increments (default: `ts`'s dtype).
+        seed: a non-negative int; `None` draws one from torch's global generator, so
+            `torch.manual_seed` makes the path reproducible too.
+
+    Raises:
+        InvalidInputError: a bad grid, shape or seed.
+    """
+
+    def __init__(self, ts: Tensor, shape: Sequence[int], *, dtype: torch.dtype | None = None, seed: int | None = None):
+        shape = tuple(shape)
+        if len(shape) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+            raise InvalidInputError(f"`shape` must be (B, M) (or (B, *state)) of positive ints; got {shape}")
+        self._grid = _check_grid(ts, shape[0])
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InvalidInputError(f"`seed` must be None or a non-negative int; got {seed!r}")
+        self.seed, self._shape = seed, shape
+        dtype = ts.dtype if dtype is None else dtype
+        generator = torch.Generator(device=ts.device).manual_seed(seed)
+        cells = self._grid.diff(dim=1).to(dtype)
+        noise = torch.randn((shape[0], cells.shape[1], *shape[1:]), generator=generator, dtype=dtype, device=ts.device)
+        steps = noise * cells.sqrt().reshape(cells.shape + (1,) * (len(shape) - 1))
+        # [B, K, *M]: W(t_k) - W(t_0) at every grid time.
+        self.values = torch.cat([torch.zeros_like(steps[:, :1]), steps.cumsum(dim=1)], dim=1)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """`(B, M)`: the shape of every increment."""
+        return self._shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the increments."""
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the increments."""
+        return self.values.device
+
+    @property
+    def grid(self) -> Tensor:
+        """`[B, K]` the grid times of every sample."""
+        return self._grid
+
+    def increment(self, ta: Tensor | float, tb: Tensor | float) -> Tensor:
+        """$W(t_b) - W(t_a)$ for every sample, `ta` and `tb` `[B]` (or scalars) on its grid.
+
+        Returns:
+            `[B, M]` increments.
+
+        Raises:
+            InvalidInputError: a time that is not a grid time of its sample (to a few ulps).
+        """
+        return self._at("tb", tb) - self._at("ta", ta)
+
+    def evaluate(self, t: Tensor | float) -> Tensor:
+        """$W(t) - W(t_0)$ at `[B]` (or scalar) grid times -> `[B, M]`."""
+        return self._at("t", t)
+
+    def _at(self, name: str, t: Any) -> Tensor:
+        """`[B, *M]` the path at grid times `t`."""
+        index = self._index(name, t)
+        return self.values.gather(
+            1, index.reshape(-1, 1, *(1,) * (self.values.ndim - 2)).expand(-1, 1, *self.values.shape[2:])
+        ).squeeze(1)
+
+    def _index(self, name: str, t: Any) -> Tensor:
+        """`[B]` grid index of each sample's time `t`, checked to be on its grid."""
+        grid, batch = self._grid, self._grid.shape[0]
+        t = torch.as_tensor(t, dtype=grid.dtype, device=grid.device)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise InvalidInputError(f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}")
+        t = t.detach().contiguous()
+        index = torch.searchsorted(grid, t.unsqueeze(1)).squeeze(1).clamp(1, grid.shape[1] - 1)
+        # The nearer of the two grid times around t.
+        below, above = grid.gather(1, (index - 1)[:, None]).squeeze(1), grid.gather(1, index[:, None]).squeeze(1)
+        index = torch.where((t - below).abs() <= (above - t).abs(), index - 1, index)
+        nearest = grid.gather(1, index[:, None]).squeeze(1)
+        slack = 64 * torch.finfo(grid.dtype).eps * grid.abs().amax(dim=1).clamp_min(1.0)
+        off = (nearest - t).abs() > slack
+        if bool(off.any()):
+            b = int(off.nonzero()[0])
+            raise InvalidInputError(
+                f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = {float(t[b]):.9g}, "
+                f"nearest grid time {float(nearest[b]):.9g}. Step on the grid (ConstantStep with a multiple of its "
+                f"spacing) or use nct.BrownianPath, which can be queried anywhere"
+            )
+        return index
+
+    def __repr__(self) -> str:
+        return f"BrownianGrid(K={self._grid.shape[1]}, shape={self._shape}, dtype={self.dtype}, seed={self.seed})"
+
+
+def _check_grid(ts: Any, batch: int) -> Tensor:
+    """`ts` `[K]` or `[B, K]`, finite and strictly increasing with K >= 2 -> `[B, K]`."""
+    ts = check_tensor("ts", ts)
+    shape = tuple(ts.shape)
+    if ts.ndim == 1:
+        ts = ts.expand(batch, -1)
+    if ts.ndim != 2 or ts.shape[0] != batch or ts.shape[1] < 2:
+        raise InvalidInputError(f"`ts` must have shape [K] or [B, K] with B = {batch} and K >= 2; got {shape}")
+    check_finite("ts", ts)
+    wrong = ts.diff(dim=1) <= 0
+    if bool(wrong.any()):
+        b, k = (int(i) for i in wrong.nonzero()[0])
+        raise InvalidInputError(
+            f"`ts` must be strictly increasing along its last dim; ts[{b}, {k + 1}] = {float(ts[b, k + 1]):.6g} "
+            f"after ts[{b}, {k}] = {float(ts[b, k]):.6g}"
+        )
+    return ts.contiguous()
