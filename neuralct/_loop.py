@@ -92,6 +92,10 @@ class LoopState:
     Saved outputs are kept as blocks `[B, W, *state]` in `saves`; block j holds, for sample
     b, the outputs `save_from[j][b] <= k < save_from[j][b] + W` (only the first
     `save_to[j][b] - save_from[j][b]` columns are used). `finish` maps them back to `[B, K]`.
+    Under a fixed-step controller a step ends at `anchor + (since + 1) * h`, counted from the
+    last time the sample landed on (its start, a save or jump time) or changed its step size,
+    rather than summed step by step: n steps of `dt` in float32 then end on the n-th multiple
+    to an ulp instead of drifting and leaving a sliver step.
     Solves that interpolate save times keep the records of their latest steps in `window`
     and interpolate the save times those steps passed every `SAVE_WINDOW` steps and at the
     end (`next_save` counts the outputs written so far). `records` keeps every step for
@@ -101,6 +105,8 @@ class LoopState:
     t: Tensor
     y: Tensor
     h: Tensor
+    anchor: Tensor
+    since: Tensor
     carry: Carry
     controller: ControllerState
     next_save: Tensor
@@ -151,6 +157,8 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         t=t0,
         y=y0,
         h=h.to(ts.dtype),
+        anchor=t_init,
+        since=torch.zeros(batch, **long),
         carry=carry,
         controller=ctrl,
         next_save=torch.ones(batch, **long),
@@ -241,10 +249,13 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     steps = s.steps + running
     rejected = running & ~accept
     status, done = _statuses(problem, s, t, h_next, finished, steps, rejected, out)
+    anchor, since = _count_fixed_steps(problem, s, t, h_next, accept & hit, accept)
     return LoopState(
         t=t,
         y=y,
         h=h_next,
+        anchor=anchor,
+        since=since,
         carry=carry,
         controller=ctrl,
         next_save=next_save,
@@ -272,11 +283,24 @@ def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, T
     # stretched onto it instead of leaving a sliver step.
     remaining = problem.along(boundary - s.t)
     hit = remaining <= torch.add(problem.time_slack, s.h.abs(), alpha=1.001)
-    t1 = torch.where(hit, boundary, s.t + s.h)
+    free_end = s.t + s.h if problem.controller.adaptive else torch.addcmul(s.anchor, (s.since + 1).to(s.h.dtype), s.h)
+    t1 = torch.where(hit, boundary, free_end)
     h = t1 - s.t
     if at_jump is not None and problem.solver.reads_step_end:
         h = _short_of_jumps(h, s.t, t1, hit & at_jump, problem.direction)
     return t1, h, hit, at_jump
+
+
+def _count_fixed_steps(
+    problem: Problem, s: LoopState, t: Tensor, h_next: Tensor, landed: Tensor, accept: Tensor
+) -> tuple[Tensor, Tensor]:
+    """`(anchor, since)` after a step under a fixed-step controller: counting restarts where a
+    sample landed on a boundary or changes its step size (see `LoopState`); unused, and left
+    as they are, under an adaptive one."""
+    if problem.controller.adaptive:
+        return s.anchor, s.since
+    restart = landed | (h_next != s.h)
+    return torch.where(restart, t, s.anchor), torch.where(restart, 0, s.since + accept)
 
 
 def _finite_rows(y: Tensor) -> Tensor:

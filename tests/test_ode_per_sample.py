@@ -438,3 +438,25 @@ def test_any_sample_solves_the_same_alone_as_in_any_batch(rates, starts, spans, 
     together = nct.solve(term, y0, t, args=rate, controller=controller)
     alone = nct.solve(term, y0[pick : pick + 1], t[pick], args=rate[pick : pick + 1], controller=controller)
     assert_same_sample(together, pick, alone)
+
+
+@pytest.mark.parametrize("steps", [1000, 4000])
+def test_n_constant_steps_in_float32_take_exactly_n_steps_and_land_on_the_multiples(steps):
+    # Summing dt step by step drifts in float32 (1000 steps of 1e-3 end 1e-5 short of 1 and took a
+    # sliver step); steps are counted from the last landing instead.
+    grid = torch.linspace(0.0, 1.0, steps + 1)
+    brownian = nct.BrownianGrid(grid, shape=(3, 1), seed=0)  # refuses any time off the grid
+    sde = nct.MultiTerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: 0.1 * y, brownian))
+    sol = nct.solve(
+        sde, torch.ones(3, 1), grid[[0, -1]], solver=nct.EulerMaruyama(), controller=nct.ConstantStep(1 / steps)
+    )
+    assert sol.stats.steps.tolist() == [steps] * 3
+    ode = nct.solve(
+        nct.ODETerm(lambda t, y, args: -y),
+        torch.ones(3, 1),
+        grid[[0, -1]],
+        solver=nct.Euler(),
+        controller=nct.ConstantStep(1 / steps),
+        dt0=0.5 / steps,
+    )
+    assert ode.stats.steps.tolist() == [steps + 1] * 3  # one half step, then whole ones: the last is clipped
