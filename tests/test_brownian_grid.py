@@ -102,6 +102,7 @@ def test_a_query_off_the_grid_is_refused_naming_the_time_and_the_nearest_grid_ti
         (torch.linspace(0, 1, 3), (2,), 0, "`shape` must be"),
         (torch.linspace(0, 1, 3), (2, 1), -1, "`seed` must be"),
         ([0.0, 1.0], (2, 1), 0, "`ts` must be a torch.Tensor"),
+        (torch.linspace(0, 1, 2**20), (2, 1), 0, "`ts` is too fine for its dtype torch.float32"),
     ],
 )
 def test_bad_grids_shapes_and_seeds_are_refused_by_name(ts, shape, seed, message):

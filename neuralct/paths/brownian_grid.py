@@ -42,6 +42,14 @@ class BrownianGrid:
         if len(shape) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
             raise InvalidInputError(f"`shape` must be (B, M) (or (B, *state)) of positive ints; got {shape}")
         self._grid = _check_grid(ts, shape[0])
+        # [B, 1] how far a query may miss its grid time by rounding; grid cells must be wider
+        # than twice that for a query to find its own grid time.
+        self._slack = 16 * torch.finfo(ts.dtype).eps * self._grid.abs().amax(dim=1, keepdim=True).clamp_min(1.0)
+        if bool((self._grid.diff(dim=1) <= 2 * self._slack).any()):
+            raise InvalidInputError(
+                f"`ts` is too fine for its dtype {ts.dtype}: grid cells must exceed "
+                f"{float(2 * self._slack.max()):.3g} to be told apart from rounding; pass float64 times"
+            )
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -84,41 +92,44 @@ class BrownianGrid:
         Raises:
             InvalidInputError: a time that is not a grid time of its sample (to a few ulps).
         """
-        return self._at("tb", tb) - self._at("ta", ta)
+        start, end = self._at(("ta", "tb"), ta, tb).unbind(1)
+        return end - start
 
     def evaluate(self, t: Tensor | float) -> Tensor:
         """$W(t) - W(t_0)$ at `[B]` (or scalar) grid times -> `[B, M]`."""
-        return self._at("t", t)
+        return self._at(("t",), t).squeeze(1)
 
-    def _at(self, name: str, t: Any) -> Tensor:
-        """`[B, *M]` the path at grid times `t`."""
-        index = self._index(name, t)
-        return self.values.gather(
-            1, index.reshape(-1, 1, *(1,) * (self.values.ndim - 2)).expand(-1, 1, *self.values.shape[2:])
-        ).squeeze(1)
+    def _at(self, names: tuple[str, ...], *times: Any) -> Tensor:
+        """`[B, Q, *M]` the path at the Q grid times `times` (each `[B]` or a scalar)."""
+        index = self._index(names, times)
+        shape = (*index.shape, *self.values.shape[2:])
+        return self.values.gather(1, index.reshape(*index.shape, *(1,) * (self.values.ndim - 2)).expand(shape))
 
-    def _index(self, name: str, t: Any) -> Tensor:
-        """`[B]` grid index of each sample's time `t`, checked to be on its grid."""
+    def _index(self, names: tuple[str, ...], times: tuple[Any, ...]) -> Tensor:
+        """`[B, Q]` grid index of each sample's times, checked to be on its grid."""
         grid, batch = self._grid, self._grid.shape[0]
-        t = torch.as_tensor(t, dtype=grid.dtype, device=grid.device)
-        if t.ndim == 0:
-            t = t.expand(batch)
-        if t.shape != (batch,):
-            raise InvalidInputError(f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}")
-        t = t.detach().contiguous()
-        index = torch.searchsorted(grid, t.unsqueeze(1)).squeeze(1).clamp(1, grid.shape[1] - 1)
-        # The nearer of the two grid times around t.
-        below, above = grid.gather(1, (index - 1)[:, None]).squeeze(1), grid.gather(1, index[:, None]).squeeze(1)
-        index = torch.where((t - below).abs() <= (above - t).abs(), index - 1, index)
-        nearest = grid.gather(1, index[:, None]).squeeze(1)
-        slack = 64 * torch.finfo(grid.dtype).eps * grid.abs().amax(dim=1).clamp_min(1.0)
-        off = (nearest - t).abs() > slack
+        columns = []
+        for name, t in zip(names, times):
+            t = torch.as_tensor(t, dtype=grid.dtype, device=grid.device).detach()
+            if t.ndim == 0:
+                t = t.expand(batch)
+            if t.shape != (batch,):
+                raise InvalidInputError(
+                    f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}"
+                )
+            columns.append(t)
+        t = torch.stack(columns, dim=1)
+        # The first grid time at or after t - slack: t's own grid time when t is on the grid.
+        index = torch.searchsorted(grid, t - self._slack).clamp_max(grid.shape[1] - 1)
+        nearest = grid.gather(1, index)
+        off = (nearest - t).abs() > self._slack
         if bool(off.any()):
-            b = int(off.nonzero()[0])
+            b, q = (int(i) for i in off.nonzero()[0])
+            name = names[q]
             raise InvalidInputError(
-                f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = {float(t[b]):.9g}, "
-                f"nearest grid time {float(nearest[b]):.9g}. Step on the grid (ConstantStep with a multiple of its "
-                f"spacing) or use nct.BrownianPath, which can be queried anywhere"
+                f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = "
+                f"{float(t[b, q]):.9g}, nearest grid time {float(nearest[b, q]):.9g}. Step on the grid (ConstantStep "
+                f"with a multiple of its spacing) or use nct.BrownianPath, which can be queried anywhere"
             )
         return index
 
