@@ -101,14 +101,19 @@ class AbstractPiecewisePath(abc.ABC):
         if t.ndim not in (1, 2) or t.shape[0] != batch:
             raise InvalidInputError(f"`t` must be a scalar, [B] or [B, K] with B = {batch}; got shape {tuple(t.shape)}")
         shape = tuple(t.shape)
-        dtype = torch.promote_types(t.dtype, times.dtype)
-        query = t.reshape(batch, -1).to(dtype)
-        knots = times.to(dtype)
-        index = torch.searchsorted(knots, query.detach().contiguous(), right=True) - 1
-        index = index.clamp(0, knots.shape[1] - 2)
-        s = (query - knots.gather(1, index)).to(self.coeffs.dtype).unsqueeze(-1)
-        rows = torch.arange(batch, device=times.device)[:, None]
-        return self.coeffs[rows, index], s, shape
+        query, knots = t.reshape(batch, -1), times
+        if query.dtype != knots.dtype:
+            dtype = torch.promote_types(query.dtype, knots.dtype)
+            query, knots = query.to(dtype), knots.to(dtype)
+        index = torch.searchsorted(knots, query.detach().contiguous(), right=True).sub_(1)
+        index = index.clamp_(0, knots.shape[1] - 2)
+        s = query - knots.gather(1, index)
+        if s.dtype != self.coeffs.dtype:
+            s = s.to(self.coeffs.dtype)
+        # One gather of each query's piece: [B, K, P * C] -> [B, K, P, C].
+        flat = self.coeffs.flatten(2)
+        pieces = flat.gather(1, index.unsqueeze(-1).expand(-1, -1, flat.shape[-1])).unflatten(2, self.coeffs.shape[2:])
+        return pieces, s.unsqueeze(-1), shape
 
 
 class LinearPath(AbstractPiecewisePath):
