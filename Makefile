@@ -27,7 +27,7 @@ help:
 	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
 	@echo "make test-slow  only the tests marked slow"
 	@echo "make bench      run the benchmark suite against the peers; writes benchmarks/results/<machine>.json and .md"
-	@echo "make bench-quick  the same at smaller sizes (under 10 minutes on 2 cores)"
+	@echo "make bench-quick  the same at smaller sizes (minutes on 2 cores)"
 	@echo "make docs       build the documentation site into site/ (strict)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make clean      remove .venv, build outputs and caches"

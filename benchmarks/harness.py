@@ -9,6 +9,7 @@ into `<machine>.json` and `<machine>.md`; `main_for` runs one module on its own.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import datetime
 import importlib.metadata
@@ -16,6 +17,7 @@ import json
 import math
 import os
 import platform
+import pstats
 import re
 import statistics
 import time
@@ -148,6 +150,23 @@ def saved_mib(fn: Callable[[], object]) -> float:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         fn()
     return sum(storages.values()) / 2**20
+
+
+def profile_shares(fn: Callable[[], object], parts: dict[str, tuple[Callable, ...]]) -> dict[str, float]:
+    """Shares of one cProfile'd call of `fn` spent (cumulatively) in each named group of
+    functions of `parts`, and in the rest (`"rest"`). Groups should not call each other."""
+    profiler = cProfile.Profile()
+    profiler.runcall(fn)
+    entries = pstats.Stats(profiler).stats
+    total = max(entry[3] for entry in entries.values())
+
+    def cumulative(functions: tuple[Callable, ...]) -> float:
+        codes = {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in functions}
+        return sum(entry[3] for key, entry in entries.items() if key in codes)
+
+    shares = {name: cumulative(functions) / total for name, functions in parts.items()}
+    shares["rest"] = 1.0 - sum(shares.values())
+    return shares
 
 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -14,8 +14,6 @@ Run: `python -m benchmarks.ltc [--quick]`.
 
 from __future__ import annotations
 
-import cProfile
-import pstats
 from collections.abc import Callable
 
 import torch
@@ -24,7 +22,15 @@ from ncps.wirings import FullyConnected
 from torch import Tensor
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, main_for, median_seconds, saved_mib
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    main_for,
+    median_seconds,
+    profile_shares,
+    saved_mib,
+)
 from neuralct.data.series import IrregularBatch
 from neuralct.models.ltc import LTC
 from neuralct.solvers.ltc_fused import LTCFused
@@ -81,23 +87,6 @@ def forward_only(states: Callable[[], Tensor]) -> None:
         states()
 
 
-def profile_shares(fn: Callable[[], object], parts: dict[str, tuple[Callable, ...]]) -> dict[str, float]:
-    """Shares of one profiled call of `fn` spent (cumulatively) in each group of functions of
-    `parts`, in autograd's backward, and in the rest."""
-    profiler = cProfile.Profile()
-    profiler.runcall(fn)
-    entries = pstats.Stats(profiler).stats
-    total = max(entry[3] for entry in entries.values())
-
-    def cumulative(functions: tuple[Callable, ...]) -> float:
-        keys = {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in functions}
-        return sum(entry[3] for key, entry in entries.items() if key in keys)
-
-    shares = {name: cumulative(functions) / total for name, functions in {**parts, "backward": BACKWARD}.items()}
-    shares["solver loop and rest"] = 1.0 - sum(shares.values())
-    return shares
-
-
 def profile_note(library: str, shares: dict[str, float]) -> str:
     """One line of profile shares."""
     return f"cProfile of one {library} train step: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()) + "."
@@ -143,7 +132,7 @@ def run(settings: Settings) -> BenchmarkResult:
         "ncps": {"cell steps (`LTCCell.forward`)": (LTCCell.forward,)},
     }
     for library, (module, states) in libraries.items():
-        shares = profile_shares(lambda m=module, s=states: train_step(m, s), parts[library])
+        shares = profile_shares(lambda m=module, s=states: train_step(m, s), {**parts[library], "backward": BACKWARD})
         result.notes.append(profile_note(library, shares))
     return result
 

@@ -25,8 +25,6 @@ Run: `python -m benchmarks.ncde [--quick] [--device cuda] [--threads N]`.
 from __future__ import annotations
 
 import copy
-import cProfile
-import pstats
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -36,7 +34,15 @@ import torchcde
 from torch import Tensor, nn
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, main_for, median_seconds, saved_mib
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    main_for,
+    median_seconds,
+    profile_shares,
+    saved_mib,
+)
 
 BATCH, OBSERVATIONS, CHANNELS, HIDDEN, WIDTH = 32, 100, 3, 32, 64
 RK4_STEP = 2.0**-5  # a power of two: both libraries accumulate the same float32 step times
@@ -159,23 +165,6 @@ def measure(
     error = float((z_final.double() - reference).abs().max())
     result.rows.append(Measurement(case, library, wall, evals=calls, error=error, memory_mib=memory))
     return z_final
-
-
-def profile_shares(step: Callable[[], None], parts: dict[str, tuple[Callable, ...]]) -> dict[str, float]:
-    """Shares of one profiled call of `step` spent (cumulatively) in each group of functions of
-    `parts`, in autograd's backward, and in the rest (solver loop, stage arithmetic, bookkeeping)."""
-    profiler = cProfile.Profile()
-    profiler.runcall(step)
-    entries = pstats.Stats(profiler).stats
-    total = max(entry[3] for entry in entries.values())
-
-    def cumulative(functions: tuple[Callable, ...]) -> float:
-        codes = {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in functions}
-        return sum(entry[3] for key, entry in entries.items() if key in codes)
-
-    shares = {name: cumulative(functions) / total for name, functions in parts.items()}
-    shares["rest"] = 1.0 - sum(shares.values())
-    return shares
 
 
 def profile_note(library: str, step: Callable[[], None]) -> str:

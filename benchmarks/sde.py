@@ -14,8 +14,6 @@ backward and the rest (solver loop and bookkeeping). Run: `python -m benchmarks.
 
 from __future__ import annotations
 
-import cProfile
-import pstats
 from collections.abc import Callable
 
 import torch
@@ -23,7 +21,15 @@ import torchsde
 from torch import Tensor, nn
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, main_for, median_seconds, saved_mib
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    main_for,
+    median_seconds,
+    profile_shares,
+    saved_mib,
+)
 
 BATCH, STATE, HIDDEN = 32, 16, 32
 STEPS = (100, 1000)
@@ -143,29 +149,26 @@ def assert_agreement(sde: NeuralSDE, y0: Tensor) -> float:
     return float((finals[0] - finals[1]).abs().max())
 
 
-def profile_shares(fn: Callable[[], object]) -> dict[str, float]:
-    """Shares of one profiled call of `fn` spent in `BrownianInterval` queries, neuralct's
+def brownian_profile(fn: Callable[[], object]) -> dict[str, float]:
+    """Shares of one profiled call of `fn` in `BrownianInterval` queries, neuralct's
     `BrownianPath` checks around them, the MLPs (forward), autograd's backward and the rest
     (the solver loop); parts that take no time are left out."""
-    profiler = cProfile.Profile()
-    profiler.runcall(fn)
-    entries = pstats.Stats(profiler).stats
-
-    def cumulative(*functions: Callable) -> float:
-        keys = {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in functions}
-        return sum(entry[3] for key, entry in entries.items() if key in keys)
-
-    total = max(entry[3] for entry in entries.values())
-    queries = cumulative(torchsde.BrownianInterval.__call__)
-    path = cumulative(nct.BrownianPath.increment)
-    parts = {
-        "BrownianInterval queries": queries,
-        "BrownianPath checks": max(path - queries, 0.0),
-        "MLP forwards": cumulative(NeuralSDE.f, NeuralSDE.g),
-        "backward": cumulative(torch.Tensor.backward),
-    }
-    parts["solver loop and rest"] = total - sum(parts.values())
-    return {name: seconds / total for name, seconds in parts.items() if seconds > 0}
+    shares = profile_shares(
+        fn,
+        {
+            "BrownianInterval queries": (torchsde.BrownianInterval.__call__,),
+            "BrownianPath increments": (nct.BrownianPath.increment,),
+            "MLP forwards": (NeuralSDE.f, NeuralSDE.g),
+            "backward": (torch.Tensor.backward,),
+        },
+    )
+    # The path's increments contain the queries: keep only the checks around them.
+    path = shares.pop("BrownianPath increments")
+    shares["rest"] += path
+    if path > 0:
+        shares["BrownianPath checks"] = max(path - shares["BrownianInterval queries"], 0.0)
+        shares["rest"] -= shares["BrownianPath checks"]
+    return {name: share for name, share in shares.items() if share > 0}
 
 
 def brownian_seconds(steps: int, settings: Settings) -> float:
@@ -225,8 +228,8 @@ def run(settings: Settings) -> BenchmarkResult:
             f"{queries / result.wall(case, 'neuralct (BrownianPath)'):.0%} of neuralct's wall with a BrownianPath and "
             f"{queries / result.wall(case, 'torchsde'):.0%} of torchsde's."
         )
-    for library, solve in list(SOLVERS.items())[1:]:
-        shares = profile_shares(lambda solve=solve: train_step(solve, sde, y0, STEPS[-1]))
+    for library, solve in SOLVERS.items():
+        shares = brownian_profile(lambda solve=solve: train_step(solve, sde, y0, STEPS[-1]))
         result.notes.append(profile_note(library, STEPS[-1], shares))
     return result
 
