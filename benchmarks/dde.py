@@ -24,10 +24,7 @@ extrapolation). The target is the worst of the compared ratios; both libraries a
 from __future__ import annotations
 
 import copy
-import cProfile
 import dataclasses
-import math
-import pstats
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +33,18 @@ import torchdde
 from torch import Tensor, nn
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, main_for, median_seconds
+from benchmarks.harness import (
+    BenchmarkResult,
+    Matcher,
+    Measurement,
+    Settings,
+    Target,
+    main_for,
+    median_seconds,
+    pareto_front,
+    profile_shares,
+    wall_at_error,
+)
 
 BATCH, HIDDEN, SEED = 32, 32, 0
 TOLERANCES = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
@@ -176,26 +184,6 @@ def reference(problem: Problem) -> tuple[Tensor, float]:
     return dopri5, gap
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (error, wall) points that no cheaper point beats on error, by increasing wall."""
-    front: list[tuple[float, float]] = []
-    for error, wall in sorted(points, key=lambda point: point[1]):
-        if not front or error < front[-1][0]:
-            front.append((error, wall))
-    return front
-
-
-def wall_at_error(points: list[tuple[float, float]], error: float) -> float | None:
-    """The wall time a work-precision curve of (error, wall) `points` needs for `error`: log-log
-    interpolation between the two points of its Pareto front that bracket it; `None` outside
-    the front's range (no extrapolation)."""
-    front = pareto_front(points)
-    for (e0, w0), (e1, w1) in zip(front, front[1:]):
-        if e1 <= error <= e0:
-            return w0 * (w1 / w0) ** (math.log(error / e0) / math.log(e1 / e0))
-    return None
-
-
 def equal_error_target(result: BenchmarkResult, problem: Problem, points: dict[str, list]) -> float | None:
     """Add the worst torchdde / neuralct wall ratio at equal error over neuralct's points
     inside torchdde's range, with a note per point; returns the tolerance of the worst point."""
@@ -219,9 +207,6 @@ def equal_error_target(result: BenchmarkResult, problem: Problem, points: dict[s
     return worst
 
 
-Matcher = Callable | tuple[str, str]
-
-
 def profile_note(library: str, problem: Problem, tol: float) -> str:
     """Shares of one profiled call spent in the history (delayed-value lookups, and setting up
     or extending the stored solution they read), the vector field, autograd's backward, and the
@@ -239,25 +224,9 @@ def profile_note(library: str, problem: Problem, tol: float) -> str:
         "vector field": (type(problem.field).forward,),
         "backward": (torch.Tensor.backward,),
     }
-    profiler = cProfile.Profile()
-    profiler.runcall(timed_call, SOLVERS[library], problem, tol)
-    entries = pstats.Stats(profiler).stats
-    total = max(entry[3] for entry in entries.values())
-    seconds = {name: sum(entries[key][3] for key in entries if _matches(key, found)) for name, found in parts.items()}
-    seconds["solver and rest"] = total - sum(seconds.values())
-    split = ", ".join(f"{name} {value / total:.0%}" for name, value in seconds.items() if value > 0)
+    shares = profile_shares(lambda: timed_call(SOLVERS[library], problem, tol), parts)
+    split = ", ".join(f"{name} {share:.0%}" for name, share in shares.items() if share > 0)
     return f"cProfile of {library} on {problem.name} at tol {tol:g}: {split}."
-
-
-def _matches(key: tuple[str, int, str], matchers: tuple[Matcher, ...]) -> bool:
-    """Whether a pstats key is one of `matchers`: a function, or a (file suffix, name) pair."""
-    for matcher in matchers:
-        if isinstance(matcher, tuple):
-            if key[0].endswith(matcher[0]) and key[2] == matcher[1]:
-                return True
-        elif key == (matcher.__code__.co_filename, matcher.__code__.co_firstlineno, matcher.__code__.co_name):
-            return True
-    return False
 
 
 def measure_problem(result: BenchmarkResult, problem: Problem, settings: Settings) -> None:

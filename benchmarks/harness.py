@@ -152,7 +152,11 @@ def saved_mib(fn: Callable[[], object]) -> float:
     return sum(storages.values()) / 2**20
 
 
-def profile_shares(fn: Callable[[], object], parts: dict[str, tuple[Callable, ...]]) -> dict[str, float]:
+# A function, or a (file-name suffix, function name) pair for code not importable by name.
+Matcher = Callable | tuple[str, str]
+
+
+def profile_shares(fn: Callable[[], object], parts: dict[str, tuple[Matcher, ...]]) -> dict[str, float]:
     """Shares of one cProfile'd call of `fn` spent (cumulatively) in each named group of
     functions of `parts`, and in the rest (`"rest"`). Groups should not call each other."""
     profiler = cProfile.Profile()
@@ -160,13 +164,40 @@ def profile_shares(fn: Callable[[], object], parts: dict[str, tuple[Callable, ..
     entries = pstats.Stats(profiler).stats
     total = max(entry[3] for entry in entries.values())
 
-    def cumulative(functions: tuple[Callable, ...]) -> float:
-        codes = {(f.__code__.co_filename, f.__code__.co_firstlineno, f.__code__.co_name) for f in functions}
-        return sum(entry[3] for key, entry in entries.items() if key in codes)
+    def cumulative(matchers: tuple[Matcher, ...]) -> float:
+        return sum(entry[3] for key, entry in entries.items() if any(_matches(key, m) for m in matchers))
 
-    shares = {name: cumulative(functions) / total for name, functions in parts.items()}
+    shares = {name: cumulative(matchers) / total for name, matchers in parts.items()}
     shares["rest"] = 1.0 - sum(shares.values())
     return shares
+
+
+def _matches(key: tuple[str, int, str], matcher: Matcher) -> bool:
+    """Whether a pstats key `(file, line, name)` is the function `matcher` names."""
+    if isinstance(matcher, tuple):
+        return key[0].endswith(matcher[0]) and key[2] == matcher[1]
+    code = matcher.__code__
+    return key == (code.co_filename, code.co_firstlineno, code.co_name)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (error, wall) points that no cheaper point beats on error, by increasing wall."""
+    front: list[tuple[float, float]] = []
+    for error, wall in sorted(points, key=lambda point: point[1]):
+        if not front or error < front[-1][0]:
+            front.append((error, wall))
+    return front
+
+
+def wall_at_error(points: list[tuple[float, float]], error: float) -> float | None:
+    """The wall time a work-precision curve of (error, wall) `points` needs for `error`: log-log
+    interpolation between the two points of its Pareto front that bracket it; `None` outside
+    the front's range (no extrapolation)."""
+    front = pareto_front(points)
+    for (e0, w0), (e1, w1) in zip(front, front[1:]):
+        if e1 <= error <= e0:
+            return w0 * (w1 / w0) ** (math.log(error / e0) / math.log(e1 / e0))
+    return None
 
 
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -29,7 +29,15 @@ import torchdiffeq
 import torchode
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, main_for, median_seconds
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    Target,
+    main_for,
+    median_seconds,
+    wall_at_error,
+)
 
 SOLVERS = {"dopri5": (nct.Dopri5, torchode.Dopri5), "tsit5": (nct.Tsit5, torchode.Tsit5)}
 LIBRARIES = ("neuralct", "torchdiffeq", "torchode")
@@ -202,16 +210,9 @@ def work_precision(result: BenchmarkResult, settings: Settings) -> None:
 
 
 def slowest_ratio_at_equal_error(ours: list[tuple[float, float]], peer: list[tuple[float, float]]) -> float:
-    """The smallest `peer wall / our wall` over our points, the peer's wall interpolated
-    log-log at our error (our points outside the peer's error range are skipped)."""
-    points = sorted(peer)
-    ratios = []
-    for error, wall in ours:
-        for (e0, w0), (e1, w1) in zip(points, points[1:]):
-            if e0 <= error <= e1 and e1 > e0:
-                weight = math.log(error / e0) / math.log(e1 / e0)
-                ratios.append(math.exp((1 - weight) * math.log(w0) + weight * math.log(w1)) / wall)
-                break
+    """The smallest `peer wall / our wall` over our (error, wall) points, the peer's wall at our
+    error read off its curve (`wall_at_error`; our points outside its range are skipped)."""
+    ratios = [peer_wall / wall for error, wall in ours if (peer_wall := wall_at_error(peer, error)) is not None]
     return min(ratios) if ratios else math.nan
 
 

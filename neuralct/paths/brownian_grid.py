@@ -17,7 +17,9 @@ class BrownianGrid:
 
     The increments over the grid cells are drawn in one call, $\\Delta W_k \\sim
     \\mathcal N(0, (t_{k+1} - t_k) I)$, and summed into $W(t_k) - W(t_0)$; a query between two
-    grid times is one gather and one subtraction on the device, with no host round trip.
+    grid times is one search, one gather and one subtraction on the device, plus a check that
+    the times lie on the grid (one flag read back to the host: free on CPU, a sync per query
+    on a GPU, where the solve loop already syncs once per step).
     That makes it the fast Brownian motion for fixed-step SDE solves (`ConstantStep` whose
     steps land on the grid, or `KnotToKnot` on the grid's knots), where
     [`BrownianPath`][neuralct.BrownianPath] searches its interval tree at every step.
