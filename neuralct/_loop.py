@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .controllers.base import AbstractController, ControllerState
-from .paths.dense import DenseInterpolant, accepted_end_keys, evaluate_polynomial
+from .paths.dense import Coefficients, DenseInterpolant, accepted_end_keys, evaluate_polynomial, stack_coefficients
 from .solution import Solution, SolveStats, Status
 from .solvers.base import AbstractSolver, Carry, StepResult
 from .terms.base import AbstractTerm
@@ -78,11 +78,17 @@ class Problem:
 
 
 # (t0, t1, y0, y1, dense coefficients, accepted) of one attempted step, all `[B, ...]`.
-StepRecord = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+StepRecord = tuple[Tensor, Tensor, Tensor, Tensor, Coefficients, Tensor]
 
 # Steps whose records are kept before the save times they passed are interpolated in one
 # batch: bounds the memory of a solve without gradients while amortizing the interpolation.
 SAVE_WINDOW = 32
+# Loop iterations whose (running, accepted, evaluations) are tallied before they are added to
+# the per-sample counters in one batch.
+COUNT_WINDOW = 32
+
+# (running, accepted, evaluations per running sample) of one loop iteration.
+Tally = tuple[Tensor, Tensor, int]
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,8 @@ class LoopState:
     Solves that interpolate save times keep the records of their latest steps in `window`
     and interpolate the save times those steps passed every `SAVE_WINDOW` steps and at the
     end (`next_save` counts the outputs written so far). `records` keeps every step for
-    dense output.
+    dense output. The counters `vf_evals`, `steps` and `accepted` lag behind by the
+    iterations in `tally`, added to them every `COUNT_WINDOW` iterations and at the end.
     """
 
     t: Tensor
@@ -116,6 +123,7 @@ class LoopState:
     vf_evals: Tensor
     steps: Tensor
     accepted: Tensor
+    tally: tuple[Tally, ...]
     saves: tuple[Tensor, ...]
     save_from: tuple[Tensor, ...]
     save_to: tuple[Tensor, ...]
@@ -168,6 +176,7 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         vf_evals=torch.full((batch,), evals + ctrl_evals, **long),
         steps=torch.zeros(batch, **long),
         accepted=torch.zeros(batch, **long),
+        tally=(),
         saves=(y0.unsqueeze(1),),
         save_from=(torch.zeros(batch, **long),),
         save_to=(torch.ones(batch, **long),),
@@ -226,7 +235,6 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     t = torch.where(accept, t1, s.t)
     y = _where_rows(accept, out.y1, s.y)
     carry = solver.merge_carry(accept, out.carry, s.carry)
-    vf_evals = torch.add(s.vf_evals, running, alpha=out.evals)
     record = (s.t, t1, s.y, out.y1, out.coeffs, accept)
     saves, save_from, save_to, next_save = s.saves, s.save_from, s.save_to, s.next_save
     window = s.window
@@ -241,14 +249,18 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
         saves, save_from, save_to, next_save = _saves_landed_on(s, out.y1, accept & landed)
         finished = next_save >= problem.ts.shape[1]
+    vf_evals, steps, accepted, tally = s.vf_evals, s.steps, s.accepted, s.tally + ((running, accept, out.evals),)
+    if len(tally) >= COUNT_WINDOW:
+        vf_evals, steps, accepted = _add_tally(vf_evals, steps, accepted, tally)
+        tally = ()
     next_jump = s.next_jump
     if at_jump is not None:
         carry, next_jump, vf_evals = _restart_past_jumps(
             problem, t, y, carry, next_jump, vf_evals, accept & hit & at_jump
         )
-    steps = s.steps + running
-    rejected = running & ~accept
-    status, done = _statuses(problem, s, t, h_next, finished, steps, rejected, out)
+    # Every accepted sample was running, so a running sample was rejected where the two differ.
+    rejected = running != accept
+    status, done = _statuses(problem, s, t, h_next, finished, rejected, out)
     anchor, since = _count_fixed_steps(problem, s, t, h_next, accept & hit, accept)
     return LoopState(
         t=t,
@@ -264,7 +276,8 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         done=done,
         vf_evals=vf_evals,
         steps=steps,
-        accepted=s.accepted + accept,
+        accepted=accepted,
+        tally=tally,
         saves=saves,
         save_from=save_from,
         save_to=save_to,
@@ -360,7 +373,8 @@ def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, .
         theta = theta.to(y1[0].dtype)
     # Row b of step s is row s * B + b of the records stacked step after step.
     flat = (step * t.shape[0] + torch.arange(t.shape[0], device=t.device).unsqueeze(1)).flatten()
-    y0, y1, coeffs = (_take_rows(parts, flat, step.shape) for parts in (y0, y1, coeffs))
+    y0, y1 = (_take_rows(torch.stack(parts), flat, step.shape) for parts in (y0, y1))
+    coeffs = _take_rows(stack_coefficients(coeffs, dim=0), flat, step.shape)
     block = evaluate_polynomial(y0, coeffs, theta)
     block = torch.where(_expand_like(target == end, block), y1, block)
     return (
@@ -371,10 +385,9 @@ def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, .
     )
 
 
-def _take_rows(parts: tuple[Tensor, ...], flat: Tensor, shape: torch.Size) -> Tensor:
-    """`[*shape, ...]` rows `flat` of the `[B, ...]` tensors `parts` stacked one after another."""
-    stacked = torch.stack(parts).flatten(0, 1)
-    return stacked.index_select(0, flat).unflatten(0, shape)
+def _take_rows(stacked: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
+    """`[*shape, ...]` rows `flat` of `[W, B, ...]` `stacked`, its rows counted step after step."""
+    return stacked.flatten(0, 1).index_select(0, flat).unflatten(0, shape)
 
 
 def _expand_like(mask: Tensor, like: Tensor) -> Tensor:
@@ -417,7 +430,6 @@ def _statuses(
     t: Tensor,
     h_next: Tensor,
     finished: Tensor,
-    steps: Tensor,
     rejected: Tensor,
     out: StepResult,
 ) -> tuple[Tensor, Tensor]:
@@ -425,7 +437,7 @@ def _statuses(
     those out of steps, step size or finite values fail.
 
     A rejected sample fails when an adaptive controller cannot shrink its step any further
-    (below `dt_min`, to a NaN, or so small that `t + h == t`), or at once under a fixed
+    (below `dt_min`, or so small that `t + h == t`; the step factor is never NaN), or at once under a fixed
     step; its status says why its last step was rejected (NONFINITE, NEWTON_FAILED) or
     else DT_UNDERFLOW.
     """
@@ -433,7 +445,9 @@ def _statuses(
     status = before.status
     if bool(rejected.any()):
         if problem.controller.adaptive:
-            stalled = ~(h_next.abs() >= problem.controller.dt_min) | (t + h_next == t)
+            stalled = t + h_next == t
+            if problem.controller.dt_min > 0:
+                stalled = stalled | ~(h_next.abs() >= problem.controller.dt_min)
             failing = rejected & stalled
         else:
             failing = rejected
@@ -441,9 +455,10 @@ def _statuses(
             status = torch.where(failing, _failure_code(out), status)
             done = done | failing
     if before.iteration + 1 >= problem.max_steps:
-        out_of_steps = ~done & (steps >= problem.max_steps)
-        status = torch.where(out_of_steps, int(Status.MAX_STEPS), status)
-        done = done | out_of_steps
+        # Samples run from the first iteration until they are done: one still running has
+        # taken a step in every iteration.
+        status = torch.where(done, status, int(Status.MAX_STEPS))
+        done = torch.ones_like(done)
     return status, done
 
 
@@ -462,7 +477,8 @@ def finish(problem: Problem, state: LoopState) -> Solution:
         state = dataclasses.replace(
             state, saves=saves, save_from=save_from, save_to=save_to, next_save=next_save, window=()
         )
-    stats = SolveStats(state.vf_evals, state.steps, state.accepted, state.steps - state.accepted)
+    vf_evals, steps, accepted = _add_tally(state.vf_evals, state.steps, state.accepted, state.tally)
+    stats = SolveStats(vf_evals, steps, accepted, steps - accepted)
     return Solution(
         ts=problem.ts,
         ys=_gather_saves(problem, state),
@@ -472,6 +488,21 @@ def finish(problem: Problem, state: LoopState) -> Solution:
         y_final=state.y,
         dense=_dense(problem, state),
     )
+
+
+def _add_tally(
+    vf_evals: Tensor, steps: Tensor, accepted: Tensor, tally: tuple[Tally, ...]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The counters `(vf_evals, steps, accepted)` `[B]` with the iterations in `tally` added."""
+    if not tally:
+        return vf_evals, steps, accepted
+    running, accepts, evals = zip(*tally)
+    running = torch.stack(running).to(steps.dtype)
+    if len(set(evals)) == 1:
+        spent = running.sum(0) * evals[0]
+    else:
+        spent = (running * torch.tensor(evals, dtype=steps.dtype, device=steps.device)[:, None]).sum(0)
+    return vf_evals + spent, steps + running.sum(0), accepted + torch.stack(accepts).sum(0)
 
 
 def _gather_saves(problem: Problem, state: LoopState) -> Tensor:
@@ -493,5 +524,6 @@ def _gather_saves(problem: Problem, state: LoopState) -> Tensor:
 def _dense(problem: Problem, state: LoopState) -> DenseInterpolant | None:
     if not problem.dense or not state.records:
         return None
-    t0, t1, y0, _, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*state.records))
-    return DenseInterpolant(t0, t1, y0, coeffs, accepted, problem.direction)
+    t0, t1, y0, _, coeffs, accepted = zip(*state.records)
+    t0, t1, y0, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, y0, accepted))
+    return DenseInterpolant(t0, t1, y0, stack_coefficients(coeffs, dim=1), accepted, problem.direction)

@@ -20,4 +20,4 @@ def max_norm(x: Tensor) -> Tensor:
 
 def scaled_error(error: Tensor, y0: Tensor, y1: Tensor, rtol: float, atol: float) -> Tensor:
     """The error measured in units of the tolerance, elementwise: $e / (a + r \\max(|y_0|, |y_1|))$."""
-    return error / (atol + rtol * torch.maximum(y0.abs(), y1.abs()))
+    return error / torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)

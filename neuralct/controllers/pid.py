@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,26 +156,31 @@ class PIDController(AbstractController):
         """Accept where the scaled error norm is at most 1; propose the next step by PID."""
         if error is None or error_order is None:
             raise IncompatibleTermError("PIDController needs a solver with an error estimate")
-        with torch.no_grad():
-            ratio = self.norm(scaled_error(error, y0, y1, self.rtol, self.atol))
-            if not self.per_sample:
-                ratio = torch.where(running, ratio, 0.0).amax().expand_as(ratio)
-            accept = ratio <= 1.0
-            factor = self._factor(ratio, accept, state, error_order + 1)
-            h_next = h * factor.to(h.dtype)
-            if self.dt_max < math.inf:
-                h_next = h_next.clamp(-self.dt_max, self.dt_max)
-            new_state = (
-                state
-                if self._is_integral
-                else (
-                    torch.where(accept, ratio.clamp_min(1e-10).reciprocal(), state[0]),
-                    torch.where(accept, state[0], state[1]),
-                )
-            )
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self._adapt(y0, y1, error, h, state, running, error_order)
+        return self._adapt(y0, y1, error, h, state, running, error_order)
+
+    def _adapt(
+        self, y0: Tensor, y1: Tensor, error: Tensor, h: Tensor, state: ControllerState, running: Tensor, order: int
+    ) -> tuple[Tensor, Tensor, ControllerState]:
+        ratio = self.norm(scaled_error(error, y0, y1, self.rtol, self.atol))
+        if not self.per_sample:
+            ratio = torch.where(running, ratio, 0.0).amax().expand_as(ratio)
+        accept = ratio <= 1.0
+        factor = self._factor(ratio, accept, state, order + 1)
+        h_next = h * (factor if factor.dtype == h.dtype else factor.to(h.dtype))
+        if self.dt_max < math.inf:
+            h_next = h_next.clamp(-self.dt_max, self.dt_max)
+        if self._is_integral:
+            return accept, h_next, state
+        new_state = (
+            torch.where(accept, ratio.clamp_min(1e-10).reciprocal(), state[0]),
+            torch.where(accept, state[0], state[1]),
+        )
         return accept, h_next, new_state
 
-    @property
+    @functools.cached_property
     def _is_integral(self) -> bool:
         return self.pcoeff == 0 and self.dcoeff == 0
 

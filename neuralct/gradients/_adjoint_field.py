@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import IncompatibleTermError
-from ..paths.dense import evaluate_polynomial
+from ..paths.dense import evaluate_polynomial, stack_coefficients
 from ..terms.base import AbstractDriftTerm
 from ..terms.ode import ODETerm
 
@@ -188,7 +188,9 @@ class AdjointSystem:
         no step was taken."""
         if not records or not self.inputs:
             return None
-        t0, t1, z0, _, coeffs, accepted = (torch.stack(parts, dim=1) for parts in zip(*records))
+        t0, t1, z0, _, coeffs, accepted = zip(*records)
+        t0, t1, z0, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, z0, accepted))
+        coeffs = stack_coefficients(coeffs, dim=1)
         valid = accepted & ~skip[:, None]
         if self.mode == "vmap":
             # Rows are independent: keep only the accepted steps, as one batch of rows.

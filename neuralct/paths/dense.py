@@ -8,6 +8,9 @@ coefficients per sample and evaluates them at per-sample times.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -34,6 +37,56 @@ def evaluate_polynomial(y0: Tensor, coeffs: Tensor, theta: Tensor) -> Tensor:
     for p in range(coeffs.shape[lead] - 2, -1, -1):
         acc = torch.addcmul(coeffs.select(lead, p), acc, theta)
     return torch.addcmul(y0, acc, theta)
+
+
+@dataclass(frozen=True)
+class StageCoefficients:
+    """Dense-output coefficients of one Runge-Kutta step, kept as the step's stages until
+    they are needed: $c_p = h \\sum_i D_{p,i} k_i$.
+
+    Forming them costs several tensor operations per step, which dominate the cost of a
+    step for small neural vector fields; `stack_coefficients` forms them for many steps in
+    one batch, and only when a save time or the dense output asks for them.
+
+    Attributes:
+        stages: the step's `S` stages, each `[B, *state]`.
+        step: `[B, 1, ...]` the signed step size, broadcast against the state.
+        matrix: `[P, S]` the tableau's dense-output matrix D.
+    """
+
+    stages: tuple[Tensor, ...]
+    step: Tensor
+    matrix: Tensor
+
+    def materialize(self) -> Tensor:
+        """`[B, P, *state]` the coefficients."""
+        return stack_coefficients((self,), dim=1).squeeze(1)
+
+
+Coefficients = Tensor | StageCoefficients
+
+
+def stack_coefficients(parts: Sequence[Coefficients], dim: int) -> Tensor:
+    """Stack the coefficients of several steps (all tensors `[B, P, *state]`, or all
+    `StageCoefficients` of one tableau) along a new dimension `dim` (0 or 1): `[W, B, P, *state]`
+    or `[B, W, P, *state]` for W steps."""
+    if isinstance(parts[0], Tensor):
+        return torch.stack(parts, dim=dim)
+    first = parts[0]
+    batch, state = first.step.shape[0], first.stages[0].shape[1:]
+    count = len(first.stages)
+    # [W * S, B, *state] -> [W, S, B * prod(state)]: one matrix product for every step.
+    stages = torch.stack([k for part in parts for k in part.stages]).reshape(len(parts), count, -1)
+    coefficients = (first.matrix @ stages).unflatten(2, (batch, *state)).movedim(2, 1)
+    steps = torch.stack([part.step for part in parts]).unsqueeze(2)
+    # [W, B, P, *state] scaled by each step's size.
+    coefficients = coefficients * steps
+    return coefficients if dim == 0 else coefficients.movedim(0, 1)
+
+
+def as_coefficients(coefficients: Coefficients) -> Tensor:
+    """`[B, P, *state]` coefficients, formed from the stages where they were kept."""
+    return coefficients if isinstance(coefficients, Tensor) else coefficients.materialize()
 
 
 def polynomial_derivative(coeffs: Tensor, theta: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError
+from ..paths.dense import Coefficients
 from ..terms.base import AbstractTerm
 
 Carry = tuple[Any, ...]
@@ -25,8 +26,9 @@ class StepResult:
         carry: solver data handed to the next step if this one is accepted
             (e.g. the first-same-as-last stage), each `[B, ...]`.
         evals: vector-field evaluations this step cost each sample.
-        coeffs: `[B, P, *state]` dense-output polynomial coefficients on the step
-            (see `neuralct.paths.dense`), or `None` when not requested.
+        coeffs: `[B, P, *state]` dense-output polynomial coefficients on the step, or the
+            stages they are formed from (see `neuralct.paths.dense`), or `None` when not
+            requested.
         failed: `[B]` boolean, samples whose step failed inside the solver (e.g. Newton
             did not converge); such steps are rejected. `None` when nothing can fail.
     """
@@ -35,7 +37,7 @@ class StepResult:
     error: Tensor | None
     carry: Carry
     evals: int
-    coeffs: Tensor | None = None
+    coeffs: Coefficients | None = None
     failed: Tensor | None = None
 
 

@@ -7,36 +7,33 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ..paths.dense import Coefficients, StageCoefficients
 from ..terms.base import AbstractDriftTerm
 from .base import AbstractSolver, Carry, StepResult
-from .tableau import ButcherTableau, Terms
+from .tableau import ButcherTableau, Combination
 
 
 def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
     """`[B]` step sizes cast to `like`'s dtype and shaped `[B, 1, ...]` to scale `[B, *state]`."""
-    return h.to(like.dtype).reshape(h.shape + (1,) * (like.ndim - 1))
+    if h.dtype != like.dtype:
+        h = h.to(like.dtype)
+    return h.unsqueeze(1) if like.ndim == 2 else h.reshape(h.shape + (1,) * (like.ndim - 1))
 
 
-def combine_stages(ks: list[Tensor], terms: Terms) -> tuple[Tensor, float] | None:
-    """$\\sum_i w_i k_i$ over the non-zero `(i, w_i)` `terms` as `(sum / w_first, w_first)`,
-    or `None` when there are none.
+def combine_stages(ks: list[Tensor], plan: Combination | None) -> tuple[Tensor, float] | None:
+    """$\\sum_i w_i k_i$ as `(sum / w_first, w_first)` (see `Combination`), or `None` when
+    the row has no non-zero weight.
 
-    A chain of scaled additions, with the first weight factored out so that the caller
-    applies it in the operation that consumes the sum (`torch.addcmul(..., value=w)`):
-    elementwise, so a sample's result never depends on the batch it is in, and with as
-    few tensor operations as possible, which is what dominates the cost of a step for
-    neural ODEs with small states.
+    A chain of scaled additions: elementwise, so a sample's result never depends on the
+    batch it is in, and with as few tensor operations as possible, which is what dominates
+    the cost of a step for neural ODEs with small states.
     """
-    if not terms:
+    if plan is None:
         return None
-    (first, scale), *rest = terms
-    if not rest:
-        return ks[first], scale
-    (second, weight), *rest = rest
-    total = torch.add(ks[first], ks[second], alpha=weight / scale)
-    for index, weight in rest:
-        total = total.add_(ks[index], alpha=weight / scale)
-    return total, scale
+    total = ks[plan.first]
+    for n, (index, weight) in enumerate(plan.rest):
+        total = torch.add(total, ks[index], alpha=weight) if n == 0 else total.add_(ks[index], alpha=weight)
+    return total, plan.scale
 
 
 def step_with(y0: Tensor, hs: Tensor, combination: tuple[Tensor, float] | None) -> Tensor:
@@ -113,11 +110,10 @@ class AbstractExplicitRK(AbstractSolver):
         coeffs = self._dense(y0, y1, ks, f1, hs) if dense else None
         return StepResult(y1=y1, error=error, carry=(f1,), evals=evals, coeffs=coeffs)
 
-    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, hs: Tensor) -> Tensor:
-        """`[B, P, *state]` dense-output coefficients (tableau polynomial or cubic Hermite)."""
+    def _dense(self, y0: Tensor, y1: Tensor, ks: list[Tensor], f1: Tensor, hs: Tensor) -> Coefficients:
+        """Dense-output coefficients: the tableau polynomial, kept as the stages until needed
+        (see `StageCoefficients`), or the cubic Hermite `[B, 3, *state]`."""
         matrix = self.tableau.dense_matrix(y0.dtype, y0.device)
         if matrix is None:
             return hermite_coefficients(y0, y1, ks[0], f1, hs)
-        stacked = torch.stack(ks).flatten(1)
-        per_power = (matrix @ stacked).unflatten(1, y0.shape).movedim(0, 1)
-        return per_power * hs.unsqueeze(1)
+        return StageCoefficients(tuple(ks), hs, matrix)

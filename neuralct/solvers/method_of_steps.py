@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError, InvalidInputError
+from ..paths.dense import as_coefficients
 from ..terms.base import AbstractDriftTerm
 from ..terms.delay import DelayTerm
 from ._delay_history import History, Record
@@ -177,9 +178,10 @@ class MethodOfSteps(AbstractSolver):
         out = self.solver.step(field, t0, y0, h, (start_slope,), args, True)
         if out.coeffs is None:
             raise IncompatibleTermError(f"{type(self.solver).__name__} gave no dense output, which the history needs")
-        output = _StepOutput(history, Record(t0, t0 + h, y0, out.coeffs), out.carry[0], start_slope, h != 0)
+        coeffs = as_coefficients(out.coeffs)
+        output = _StepOutput(history, Record(t0, t0 + h, y0, coeffs), out.carry[0], start_slope, h != 0)
         new_state = dataclasses.replace(state, step=output)
-        coeffs = out.coeffs if dense else None
+        coeffs = coeffs if dense else None
         return StepResult(out.y1, out.error, (new_state,), out.evals + evals, coeffs, out.failed)
 
     def merge_carry(self, rows: Tensor, new: Carry, old: Carry) -> Carry:

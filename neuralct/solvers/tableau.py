@@ -29,9 +29,9 @@ class ButcherTableau:
     b_error: tuple[float, ...] | None = None
     dense: tuple[tuple[float, ...], ...] | None = None
     fsal: bool = field(init=False)
-    a_terms: tuple[Terms, ...] = field(init=False, compare=False, repr=False)
-    b_terms: Terms = field(init=False, compare=False, repr=False)
-    b_error_terms: Terms = field(init=False, compare=False, repr=False)
+    a_terms: tuple[Combination | None, ...] = field(init=False, compare=False, repr=False)
+    b_terms: Combination | None = field(init=False, compare=False, repr=False)
+    b_error_terms: Combination | None = field(init=False, compare=False, repr=False)
     _dense_tensors: dict = field(init=False, compare=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,10 +50,10 @@ class ButcherTableau:
         last = self.a[-1] + (0.0,)
         fsal = stages > 1 and self.c[-1] == 1.0 and all(abs(x - y) < 1e-15 for x, y in zip(last, self.b))
         object.__setattr__(self, "fsal", fsal)
-        # The non-zero (stage, weight) pairs of each row, looked up on every step.
-        object.__setattr__(self, "a_terms", tuple(nonzero_terms(row) for row in self.a))
-        object.__setattr__(self, "b_terms", nonzero_terms(self.b))
-        object.__setattr__(self, "b_error_terms", nonzero_terms(self.b_error))
+        # How to form each row's weighted sum of stages, looked up on every step.
+        object.__setattr__(self, "a_terms", tuple(combination(row) for row in self.a))
+        object.__setattr__(self, "b_terms", combination(self.b))
+        object.__setattr__(self, "b_error_terms", combination(self.b_error))
 
     @property
     def stages(self) -> int:
@@ -70,12 +70,31 @@ class ButcherTableau:
         return self._dense_tensors[key]
 
 
-Terms = tuple[tuple[int, float], ...]
+@dataclass(frozen=True)
+class Combination:
+    """A weighted sum of stages $\\sum_i w_i k_i$ over a tableau row's non-zero weights,
+    written as $w_f (k_f + \\sum_{i \\ne f} (w_i / w_f) k_i)$ with `f = first`: the sum
+    costs one tensor operation per further stage, and the caller applies `scale` $= w_f$
+    in the operation that consumes it.
+
+    Attributes:
+        first: index of the first stage with a non-zero weight.
+        scale: its weight $w_f$.
+        rest: `(stage index, w_i / w_f)` of the other non-zero weights.
+    """
+
+    first: int
+    scale: float
+    rest: tuple[tuple[int, float], ...]
 
 
-def nonzero_terms(row: tuple[float, ...] | None) -> Terms:
-    """`(stage index, weight)` pairs of a tableau row's non-zero weights (empty for `None`)."""
-    return () if row is None else tuple((i, w) for i, w in enumerate(row) if w != 0.0)
+def combination(row: tuple[float, ...] | None) -> Combination | None:
+    """The `Combination` of a tableau row's non-zero weights, or `None` when there are none."""
+    terms = [] if row is None else [(i, w) for i, w in enumerate(row) if w != 0.0]
+    if not terms:
+        return None
+    (first, scale), *rest = terms
+    return Combination(first, scale, tuple((i, w / scale) for i, w in rest))
 
 
 def quartic_dense_from_midpoint(b: tuple[float, ...], b_mid: tuple[float, ...]) -> tuple[tuple[float, ...], ...]:
