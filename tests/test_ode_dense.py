@@ -228,3 +228,25 @@ def test_save_times_interpolated_in_windows_match_one_window(monkeypatch):
         torch.testing.assert_close(sol.ys, reference.ys, rtol=0, atol=0)
         torch.testing.assert_close(grad, reference_grad, rtol=1e-12, atol=0)
         assert bool(torch.isfinite(grad))
+
+
+@pytest.mark.parametrize("state", [(3,), (2, 3)])
+def test_coefficients_kept_as_stages_equal_the_tableau_polynomial_formed_step_by_step(state):
+    """`stack_coefficients` over `StageCoefficients` gives h * D @ k for every step and sample,
+    along either new dimension, and one step's `materialize` agrees."""
+    from neuralct.paths.dense import StageCoefficients, stack_coefficients
+
+    gen = torch.Generator().manual_seed(0)
+    batch, stages, powers, steps = 4, 7, 4, 5
+    matrix = torch.randn(powers, stages, generator=gen, dtype=F64)
+    parts, expected = [], []
+    for _ in range(steps):
+        ks = tuple(torch.randn(batch, *state, generator=gen, dtype=F64) for _ in range(stages))
+        h = torch.randn(batch, generator=gen, dtype=F64)
+        hs = h.reshape(batch, *(1,) * len(state))
+        parts.append(StageCoefficients(ks, hs, matrix))
+        direct = torch.einsum("ps,sb...->bp...", matrix, torch.stack(ks)) * hs.unsqueeze(1)
+        expected.append(direct)
+        assert torch.allclose(parts[-1].materialize(), direct, rtol=1e-14, atol=1e-14)
+    assert torch.allclose(stack_coefficients(parts, dim=0), torch.stack(expected), rtol=1e-14, atol=1e-14)
+    assert torch.allclose(stack_coefficients(parts, dim=1), torch.stack(expected, dim=1), rtol=1e-14, atol=1e-14)
