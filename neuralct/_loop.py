@@ -249,10 +249,7 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
         saves, save_from, save_to, next_save = _saves_landed_on(s, out.y1, accept & landed)
         finished = next_save >= problem.ts.shape[1]
-    vf_evals, steps, accepted, tally = s.vf_evals, s.steps, s.accepted, s.tally + ((running, accept, out.evals),)
-    if len(tally) >= COUNT_WINDOW:
-        vf_evals, steps, accepted = _add_tally(vf_evals, steps, accepted, tally)
-        tally = ()
+    vf_evals, steps, accepted, tally = _count(s, (running, accept, out.evals))
     next_jump = s.next_jump
     if at_jump is not None:
         carry, next_jump, vf_evals = _restart_past_jumps(
@@ -488,6 +485,14 @@ def finish(problem: Problem, state: LoopState) -> Solution:
         y_final=state.y,
         dense=_dense(problem, state),
     )
+
+
+def _count(s: LoopState, iteration: Tally) -> tuple[Tensor, Tensor, Tensor, tuple[Tally, ...]]:
+    """`(vf_evals, steps, accepted, tally)` with one more iteration tallied (see `LoopState`)."""
+    tally = s.tally + (iteration,)
+    if len(tally) < COUNT_WINDOW:
+        return s.vf_evals, s.steps, s.accepted, tally
+    return (*_add_tally(s.vf_evals, s.steps, s.accepted, tally), ())
 
 
 def _add_tally(
