@@ -55,7 +55,8 @@ def test_demo_runs_and_matches_its_references(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "document", [d for d in DOCUMENTS if _python_blocks(d)], ids=lambda d: str(d.relative_to(ROOT))
 )
-def test_code_in_documentation_runs(document: Path) -> None:
+def test_code_in_documentation_runs(document: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # figures the snippets save land here, not in the checkout
     _run_blocks(document)
 
 
