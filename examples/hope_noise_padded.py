@@ -6,7 +6,7 @@ be carried across the padding (a CPU-sized version of HOPE's noise-padded sCIFAR
 DeepSSM stack is trained with HOPE layers and with S4D layers of about the same parameter count,
 for each P; the figures are the accuracy against P and the first layer's impulse responses.
 
-    python examples/hope_noise_padded.py            # P = 64, 256, 1024 (a few minutes on 2 cores)
+    python examples/hope_noise_padded.py            # P = 64, 256, 1024 (about half an hour on 2 cores)
     python examples/hope_noise_padded.py --small    # CI-sized: a few seconds
 """
 
@@ -37,9 +37,9 @@ class Config(NamedTuple):
     train_size: int | None = None  # None: all 1433 training digits
     d_model: int = 32
     n_layers: int = 2
-    markov: int = 128  # HOPE: n real Markov parameters per channel
-    hope_dt: float = 0.1  # HOPE's step, fixed as in the paper's noise-padded runs: memory of about n / dt steps
-    d_state: int = 32  # S4D: 16 complex modes, 64 real parameters per channel with their eigenvalues
+    markov: int = 256  # HOPE: n real Markov parameters per channel
+    hope_dt: float = 0.2  # HOPE's step, fixed as in the paper's noise-padded runs: memory of about n / dt steps
+    d_state: int = 128  # S4D: 64 complex modes, 256 real parameters per channel as HOPE has
     epochs: int = 60
     batch: int = 64
     lr: float = 3e-3
