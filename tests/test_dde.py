@@ -11,7 +11,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 import neuralct as nct
-from neuralct.solvers._delay_history import History, Record
+from neuralct.solvers._delay_history import History, Record, Window
 
 F64 = torch.float64
 
@@ -377,6 +377,29 @@ def test_history_lookups_read_only_the_recent_chunks():
     assert window is not None and window.steps.width <= 3 * chunk
     values = window.evaluate(torch.tensor([[3.905], [3.99]], dtype=F64))
     torch.testing.assert_close(values[:, 0, 0], torch.tensor([390.5, 399.0], dtype=F64))
+
+
+@pytest.mark.parametrize("inner", [nct.Dopri5(), nct.RK4()], ids=["fsal", "not-fsal"])
+def test_each_step_looks_up_the_delayed_values_of_all_its_stages_in_one_batch(inner, monkeypatch):
+    queries = []
+    evaluate = Window.evaluate
+
+    def spy(window, times):
+        queries.append(times.shape[1])
+        return evaluate(window, times)
+
+    monkeypatch.setattr(Window, "evaluate", spy)
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history)
+    controller = nct.ConstantStep(0.25) if isinstance(inner, nct.RK4) else tight()
+    sol = solve(
+        term, torch.ones(1, 1, dtype=F64), torch.linspace(0, 4, 5, dtype=F64), nct.MethodOfSteps(inner), controller
+    )
+    # Every step past the first delay reads the solution once, for all its stages (one delay):
+    # the stages after the first (which is the previous step's end slope), plus the start when
+    # a breakpoint restarts it.
+    steps = int(sol.stats.steps[0])
+    assert 0 < len(queries) <= steps
+    assert set(queries) <= {len(inner.nodes) - 1, len(inner.nodes)}
 
 
 def test_history_chunk_size_does_not_change_the_solution():

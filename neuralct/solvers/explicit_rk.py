@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -11,6 +12,9 @@ from ..paths.dense import Coefficients, StageCoefficients
 from ..terms.base import AbstractDriftTerm
 from .base import AbstractSolver, Carry, StepResult
 from .tableau import ButcherTableau, Combination
+
+# `(stage index i, t [B], y [B, *state]) -> slope [B, *state]` (see `AbstractExplicitRK.step_stages`).
+StageField = Callable[[int, Tensor, Tensor], Tensor]
 
 
 def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
@@ -88,23 +92,39 @@ class AbstractExplicitRK(AbstractSolver):
         """Carry is `(f(t0, y0),)`; costs one evaluation."""
         return (term.vector_field(t0, y0, args),), 1
 
+    @property
+    def nodes(self) -> tuple[float, ...]:
+        """The step fractions at which `step_stages` evaluates stage i, `i = 0, 1, ...`: the
+        tableau's `c`, then 1 (the end point) for a tableau that is not first-same-as-last."""
+        tab = self.tableau
+        return tab.c if tab.fsal else tab.c + (1.0,)
+
     def step(
         self, term: AbstractDriftTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
     ) -> StepResult:
         """One RK step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
+        return self.step_stages(lambda _, t, y: term.vector_field(t, y, args), t0, y0, h, carry, dense)
+
+    def step_stages(
+        self, field: StageField, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, dense: bool
+    ) -> StepResult:
+        """`step` with the slopes from `field(i, t, y)`, where `i` indexes `nodes` and `t` `[B]`
+        is `t0 + nodes[i] * h`: for a vector field that knows its stages ahead of time (the
+        method of steps looks up every stage's delayed values in one batch). Stage 0's slope
+        is `carry[0]`, so `field` is called for `i >= 1` only."""
         tab = self.tableau
         hs = broadcast_step(h, y0)
         ks = [carry[0]]
         yi = y0
         for i in range(1, tab.stages):
             yi = step_with(y0, hs, combine_stages(ks, tab.a_terms[i]))
-            ks.append(term.vector_field(torch.add(t0, h, alpha=tab.c[i]), yi, args))
+            ks.append(field(i, torch.add(t0, h, alpha=tab.c[i]), yi))
         evals = tab.stages - 1
         if tab.fsal:
             y1, f1 = yi, ks[-1]
         else:
             y1 = step_with(y0, hs, combine_stages(ks, tab.b_terms))
-            f1 = term.vector_field(t0 + h, y1, args)
+            f1 = field(tab.stages, t0 + h, y1)
             evals += 1
         error = None if tab.b_error is None else _error(hs, combine_stages(ks, tab.b_error_terms))
         coeffs = self._dense(y0, y1, ks, f1, hs) if dense else None

@@ -11,7 +11,6 @@ from torch import Tensor
 
 from ..errors import IncompatibleTermError, InvalidInputError
 from ..paths.dense import as_coefficients
-from ..terms.base import AbstractDriftTerm
 from ..terms.delay import DelayTerm
 from ._delay_history import History, Record
 from .base import AbstractSolver, Carry, StepResult
@@ -49,46 +48,70 @@ class _StepOutput:
     moved: Tensor
 
 
-class _DelayedDrift(AbstractDriftTerm):
-    """The delay term as an ODE on one step: delayed values come from the history.
+class _DelayedStages:
+    """The delay term on one step as a stage field (see `AbstractExplicitRK.step_stages`),
+    the delayed values of every stage looked up in one batch when the step starts.
 
-    A delayed time $t - \\tau_i$ is read from $\\phi$ when the step, shifted back by $\\tau_i$,
-    lies before the start (decided at the step's midpoint, so a stage on a breakpoint takes the
-    one-sided limit from inside the step), and from the accepted steps otherwise.
+    No step is longer than the smallest delay, so every delayed stage time
+    $t_0 + c_i h - \\tau_j$ lies in the past. It is read from $\\phi$ when the step, shifted
+    back by $\\tau_j$, lies before the start (decided at the step's midpoint, so a stage on a
+    breakpoint takes the one-sided limit from inside the step), and from the accepted steps
+    otherwise.
+
+    Args:
+        term: the delay term.
+        history: the accepted steps so far.
+        t0, h: `[B]` the step's start and signed size.
+        like: `[B, *state]` the state (shape and dtype of the history's values).
+        nodes: the inner solver's stage fractions (`AbstractExplicitRK.nodes`).
+        first: the first stage evaluated (0 when the slope at the start is needed, else 1).
+        args: passed on to the term.
     """
 
-    def __init__(self, term: DelayTerm, history: History, t0: Tensor, h: Tensor, like: Tensor):
-        super().__init__()
-        self.term = term
-        self.history = history
-        self.like = like
-        self.taus = term.delay_values(t0)
+    def __init__(
+        self,
+        term: DelayTerm,
+        history: History,
+        t0: Tensor,
+        h: Tensor,
+        like: Tensor,
+        nodes: tuple[float, ...],
+        first: int,
+        args: Any,
+    ):
+        self.term, self.args, self.first = term, args, first
+        taus = term.delay_values(t0)
         mid = history.direction * (t0 - history.start) + h.abs() / 2
-        self.before_start = mid[:, None] < self.taus[None, :]
-        self.solution_rows = ~self.before_start & (h != 0)[:, None]
-        self.window = history.window(history.direction * t0, self.taus, self.solution_rows)
-        self.any_before_start = bool(self.before_start.any())
-
-    def delayed(self, t: Tensor) -> Tensor:
-        """`[B, n_delays, *state]` values $y(t - d\\tau_i)$ at stage times `t` `[B]`."""
-        history = self.history
-        shifts = history.direction[:, None] * self.taus[None, :]
-        times = t[:, None] - shifts
-        solution = None if self.window is None else self.window.evaluate(times)
-        if solution is not None and not self.any_before_start:
-            return solution
+        before_start = mid[:, None] < taus[None, :]
+        window = history.window(history.direction * t0, taus, ~before_start & (h != 0)[:, None])
+        shifts = history.direction[:, None] * taus[None, :]
+        # The stage times exactly as the inner solver forms them, so that a stage on a
+        # breakpoint reads the same value it would alone.
+        stage_times = torch.stack([t0 if c == 0 else torch.add(t0, h, alpha=c) for c in nodes[first:]], dim=1)
+        times = stage_times[:, :, None] - shifts[:, None, :]
+        solution = None if window is None else window.evaluate(times.flatten(1)).unflatten(1, times.shape[1:])
+        if solution is not None and not bool(before_start.any()):
+            self.values = solution
+            return
         # Pairs read from the solution ask phi at a harmless time, so that no value outside
         # phi's domain (nor its gradient) can leak through the `where` below.
-        safe = torch.where(self.before_start, times, history.start[:, None] - shifts)
-        before = torch.stack([self.term.history_at(safe[:, i], self.like) for i in range(safe.shape[1])], dim=1)
+        safe = torch.where(before_start[:, None, :], times, (history.start[:, None] - shifts)[:, None, :])
+        before = torch.stack(
+            [
+                torch.stack([term.history_at(safe[:, m, i], like) for i in range(safe.shape[2])], dim=1)
+                for m in range(safe.shape[1])
+            ],
+            dim=1,
+        )
         if solution is None:
-            return before
-        mask = self.before_start.reshape(self.before_start.shape + (1,) * (self.like.ndim - 1))
-        return torch.where(mask, before, solution)
+            self.values = before
+            return
+        mask = before_start[:, None, :]
+        self.values = torch.where(mask.reshape(mask.shape + (1,) * (like.ndim - 1)), before, solution)
 
-    def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
-        """$f(t, y, y(t - \\tau), \\text{args})$ with the delayed values looked up."""
-        return self.term.vector_field(t, y, self.delayed(t), args)
+    def __call__(self, stage: int, t: Tensor, y: Tensor) -> Tensor:
+        """$f(t, y, y(t - \\tau), \\text{args})$ at stage `stage` (time `t` `[B]`)."""
+        return self.term.vector_field(t, y, self.values[:, stage - self.first], self.args)
 
 
 @dataclass(frozen=True)
@@ -168,14 +191,15 @@ class MethodOfSteps(AbstractSolver):
         if history is None:
             direction = torch.where(h < 0, -1.0, 1.0).to(t0.dtype)
             history = History.empty(t0, direction, self.chunk_size)
-        field = _DelayedDrift(term, history, t0, h, y0)
         stale = state.stale if state.slope is not None else None
         start_slope, evals = state.slope, 0
-        if start_slope is None or stale is None or bool(stale.any()):
-            fresh = field.vector_field(t0, y0, args)
+        fresh_start = start_slope is None or stale is None or bool(stale.any())
+        field = _DelayedStages(term, history, t0, h, y0, self.solver.nodes, 0 if fresh_start else 1, args)
+        if fresh_start:
+            fresh = field(0, t0, y0)
             start_slope = fresh if start_slope is None or stale is None else _where_rows(stale, fresh, start_slope)
             evals = 1
-        out = self.solver.step(field, t0, y0, h, (start_slope,), args, True)
+        out = self.solver.step_stages(field, t0, y0, h, (start_slope,), True)
         if out.coeffs is None:
             raise IncompatibleTermError(f"{type(self.solver).__name__} gave no dense output, which the history needs")
         coeffs = as_coefficients(out.coeffs)
