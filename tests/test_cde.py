@@ -298,6 +298,43 @@ def test_per_sample_knot_grids_solve_each_sample_as_if_alone():
             assert batch.stats.steps[b] == single.stats.steps[0]
 
 
+class _CountingPath:
+    """Delegates to `path`, counting `derivative` calls; `batched_times` as told."""
+
+    def __init__(self, path, batched_times: bool):
+        self.path, self.batched_times, self.queries = path, batched_times, []
+
+    def evaluate(self, t):
+        return self.path.evaluate(t)
+
+    def derivative(self, t):
+        self.queries.append(tuple(t.shape))
+        return self.path.derivative(t)
+
+    def jump_times(self):
+        return self.path.jump_times()
+
+
+@pytest.mark.parametrize("solver", [nct.Tsit5(), nct.RK4()], ids=["fsal", "not-fsal"])
+def test_a_path_taking_many_times_per_sample_is_queried_once_per_step_with_the_same_result(solver):
+    values, times = _data()
+    z0 = torch.randn(B, H, generator=torch.Generator().manual_seed(3), dtype=F64)
+    f = lambda t, z, args: torch.tanh(z[..., None] * torch.ones(C, dtype=F64) + 0.5)  # noqa: E731
+    controller = nct.PIDController(rtol=1e-6, atol=1e-8) if solver.adaptive else nct.ConstantStep(0.1)
+    solves = {}
+    for batched in (True, False):
+        path = _CountingPath(_path("linear", values, times), batched)
+        solves[batched] = nct.solve(nct.ControlTerm(f, path), z0, times, solver=solver, controller=controller), path
+    (batched, batched_path), (alone, alone_path) = solves[True], solves[False]
+    assert torch.equal(batched.ys, alone.ys)
+    stages = len(solver.nodes)
+    # One [B, stages] query per loop iteration; [B] ones only for the slope at the start and
+    # after each knot the linear path's derivative jumps at.
+    assert batched_path.queries.count((B, stages)) == int(batched.stats.steps.max())
+    assert set(batched_path.queries) == {(B,), (B, stages)}
+    assert set(alone_path.queries) == {(B,)} and len(alone_path.queries) > len(batched_path.queries)
+
+
 def test_gradients_reach_the_observations_and_the_vector_field():
     values, times = _data()
     values.requires_grad_(True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -125,6 +126,8 @@ class DenseInterpolant:
         accepted: `[B, S]` which recorded steps were accepted (only those are used).
         direction: `[B]` +1 for forward solves, -1 for backward ones.
     """
+
+    batched_times: ClassVar[bool] = True  # `derivative` takes `[B, Q]` times (see `PerSamplePath`)
 
     def __init__(self, t0: Tensor, t1: Tensor, y0: Tensor, coeffs: Tensor, accepted: Tensor, direction: Tensor):
         self.t0, self.t1, self.y0, self.coeffs = t0, t1, y0, coeffs

@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import torch
 import torchcde
@@ -49,6 +50,8 @@ class AbstractPiecewisePath(abc.ABC):
     Attributes:
         times: `[B, L]` knots. coeffs: `[B, L - 1, P, C]`.
     """
+
+    batched_times: ClassVar[bool] = True  # `derivative` takes `[B, K]` times (see `PerSamplePath`)
 
     def __init__(self, times: Tensor, coeffs: Tensor):
         if not isinstance(coeffs, Tensor) or coeffs.ndim != 4 or not coeffs.is_floating_point():

@@ -13,6 +13,8 @@ State-Space Layers", NeurIPS 2021.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -56,6 +58,8 @@ class PiecewiseConstantPath:
         >>> path.evaluate(torch.tensor([[0.0, 0.5, 1.0, 1.5, 9.0]])).flatten().tolist()
         [1.0, 2.0, 2.0, 3.0, 3.0]
     """
+
+    batched_times: ClassVar[bool] = True  # `derivative` takes `[B, K]` times (see `PerSamplePath`)
 
     def __init__(self, values: Tensor, times: Tensor | None = None):
         if not isinstance(values, Tensor) or values.ndim != 3 or not values.is_floating_point():

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..paths.dense import Coefficients, StageCoefficients
-from ..terms.base import AbstractDriftTerm
+from ..terms.base import AbstractDriftTerm, StageField
 from .base import AbstractSolver, Carry, StepResult
 from .tableau import ButcherTableau, Combination
-
-# `(stage index i, t [B], y [B, *state]) -> slope [B, *state]` (see `AbstractExplicitRK.step_stages`).
-StageField = Callable[[int, Tensor, Tensor], Tensor]
 
 
 def broadcast_step(h: Tensor, like: Tensor) -> Tensor:
@@ -103,15 +99,14 @@ class AbstractExplicitRK(AbstractSolver):
         self, term: AbstractDriftTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
     ) -> StepResult:
         """One RK step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
-        return self.step_stages(lambda _, t, y: term.vector_field(t, y, args), t0, y0, h, carry, dense)
+        return self.step_stages(term.stage_field(t0, h, self.nodes, args), t0, y0, h, carry, dense)
 
     def step_stages(
         self, field: StageField, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, dense: bool
     ) -> StepResult:
-        """`step` with the slopes from `field(i, t, y)`, where `i` indexes `nodes` and `t` `[B]`
-        is `t0 + nodes[i] * h`: for a vector field that knows its stages ahead of time (the
-        method of steps looks up every stage's delayed values in one batch). Stage 0's slope
-        is `carry[0]`, so `field` is called for `i >= 1` only."""
+        """`step` with the slopes from `field(i, t, y)` (see `AbstractDriftTerm.stage_field`),
+        where `i` indexes `nodes` and `t` `[B]` is `t0 + nodes[i] * h`. Stage 0's slope is
+        `carry[0]`, so `field` is called for `i >= 1` only."""
         tab = self.tableau
         hs = broadcast_step(h, y0)
         ks = [carry[0]]

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..errors import IncompatibleTermError, InvalidInputError
 from ..paths.dense import as_coefficients
+from ..terms.base import stage_times
 from ..terms.delay import DelayTerm
 from ._delay_history import History, Record
 from .base import AbstractSolver, Carry, StepResult
@@ -85,10 +86,7 @@ class _DelayedStages:
         before_start = mid[:, None] < taus[None, :]
         window = history.window(history.direction * t0, taus, ~before_start & (h != 0)[:, None])
         shifts = history.direction[:, None] * taus[None, :]
-        # The stage times exactly as the inner solver forms them, so that a stage on a
-        # breakpoint reads the same value it would alone.
-        stage_times = torch.stack([t0 if c == 0 else torch.add(t0, h, alpha=c) for c in nodes[first:]], dim=1)
-        times = stage_times[:, :, None] - shifts[:, None, :]
+        times = stage_times(t0, h, nodes[first:])[:, :, None] - shifts[:, None, :]
         solution = None if window is None else window.evaluate(times.flatten(1)).unflatten(1, times.shape[1:])
         if solution is not None and not bool(before_start.any()):
             self.values = solution

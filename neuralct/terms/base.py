@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,6 +50,28 @@ class AbstractDriftTerm(AbstractTerm):
         Returns:
             `[B, *state]` time derivative of the state.
         """
+
+    def stage_field(self, t0: Tensor, h: Tensor, nodes: tuple[float, ...], args: Any) -> StageField:
+        """The vector field on one step, by stage: `field(i, t, y)` is `vector_field(t, y, args)`
+        at stage `i`, whose time `t` `[B]` is `t0 + nodes[i] * h` (`t0`, `h` `[B]`).
+
+        Explicit Runge-Kutta steps evaluate their stages through it. A term whose field has a
+        part that depends on time only overrides it to compute that part at every stage in
+        one batch when the step starts (`ControlTerm`: the control's derivative).
+        """
+        return lambda _, t, y: self.vector_field(t, y, args)
+
+
+# `(stage index i, t [B], y [B, *state]) -> [B, *state]`: a drift term on one step, by stage
+# (see `AbstractDriftTerm.stage_field`).
+StageField = Callable[[int, Tensor, Tensor], Tensor]
+
+
+def stage_times(t0: Tensor, h: Tensor, nodes: tuple[float, ...]) -> Tensor:
+    """`[B, S]` the times `t0 + nodes[i] * h` of a step's stages, rounded exactly as the
+    explicit Runge-Kutta steps form them (`torch.add(t0, h, alpha=c)`), so a value looked up
+    ahead of time is the one a stage would look up itself."""
+    return torch.stack([t0 if c == 0 else torch.add(t0, h, alpha=c) for c in nodes], dim=1)
 
 
 def path_jump_times(path: object) -> Tensor | None:

@@ -9,14 +9,16 @@ import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError
-from .base import AbstractDriftTerm, path_jump_times
+from .base import AbstractDriftTerm, StageField, path_jump_times, stage_times
 
 
 class PerSamplePath(Protocol):
     """A control path evaluated at per-sample times.
 
     `evaluate(t)` and `derivative(t)` take `[B]` times and return `[B, C]`.
-    A path may also provide `jump_times() -> [B, J]` for the knots where it is not smooth.
+    A path may also provide `jump_times() -> [B, J]` for the knots where it is not smooth,
+    and declare `batched_times = True` when `derivative` also takes `[B, K]` times (returning
+    `[B, K, C]`): the solvers then look up the control at all of a step's stages at once.
     """
 
     def evaluate(self, t: Tensor) -> Tensor: ...
@@ -47,8 +49,19 @@ class ControlTerm(AbstractDriftTerm):
 
     def vector_field(self, t: Tensor, y: Tensor, args: Any) -> Tensor:
         """$f(t, z)\\,\\dot X(t)$: `t` `[B]`, `z` `[B, *state]` -> `[B, *state]`."""
+        return self._apply(t, y, self.path.derivative(t), args)
+
+    def stage_field(self, t0: Tensor, h: Tensor, nodes: tuple[float, ...], args: Any) -> StageField:
+        """As `AbstractDriftTerm.stage_field`, with $\\dot X$ at every stage looked up in one
+        query when the path takes `[B, K]` times (`batched_times`)."""
+        if not getattr(self.path, "batched_times", False):
+            return super().stage_field(t0, h, nodes, args)
+        controls = self.path.derivative(stage_times(t0, h, nodes))
+        return lambda stage, t, y: self._apply(t, y, controls[:, stage], args)
+
+    def _apply(self, t: Tensor, y: Tensor, control: Tensor, args: Any) -> Tensor:
+        """$f(t, z)$ `[B, *state, C]` times the control's derivative `control` `[B, C]`."""
         matrix = self.f(t, y, args)
-        control = self.path.derivative(t)
         if not isinstance(matrix, Tensor) or matrix.shape != y.shape + control.shape[-1:]:
             got = tuple(matrix.shape) if isinstance(matrix, Tensor) else type(matrix).__name__
             raise IncompatibleTermError(
