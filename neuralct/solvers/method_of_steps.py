@@ -87,25 +87,16 @@ class _DelayedStages:
         window = history.window(history.direction * t0, taus, ~before_start & (h != 0)[:, None])
         shifts = history.direction[:, None] * taus[None, :]
         times = stage_times(t0, h, nodes[first:])[:, :, None] - shifts[:, None, :]
-        solution = None if window is None else window.evaluate(times.flatten(1)).unflatten(1, times.shape[1:])
-        if solution is not None and not bool(before_start.any()):
-            self.values = solution
-            return
-        # Pairs read from the solution ask phi at a harmless time, so that no value outside
-        # phi's domain (nor its gradient) can leak through the `where` below.
-        safe = torch.where(before_start[:, None, :], times, (history.start[:, None] - shifts)[:, None, :])
-        before = torch.stack(
-            [
-                torch.stack([term.history_at(safe[:, m, i], like) for i in range(safe.shape[2])], dim=1)
-                for m in range(safe.shape[1])
-            ],
-            dim=1,
-        )
-        if solution is None:
-            self.values = before
-            return
-        mask = before_start[:, None, :]
-        self.values = torch.where(mask.reshape(mask.shape + (1,) * (like.ndim - 1)), before, solution)
+        values = None if window is None else window.evaluate(times.flatten(1)).unflatten(1, times.shape[1:])
+        if values is None or bool(before_start.any()):
+            # Pairs read from the solution ask phi at a harmless time, so that no value outside
+            # phi's domain (nor its gradient) can leak through the `where` below.
+            safe = torch.where(before_start[:, None, :], times, (history.start[:, None] - shifts)[:, None, :])
+            columns = safe.flatten(1).unbind(1)
+            before = torch.stack([term.history_at(t, like) for t in columns], dim=1).unflatten(1, times.shape[1:])
+            mask = before_start.reshape(before_start.shape[0], 1, -1, *(1,) * (like.ndim - 1))
+            values = before if values is None else torch.where(mask, before, values)
+        self.values = values
 
     def __call__(self, stage: int, t: Tensor, y: Tensor) -> Tensor:
         """$f(t, y, y(t - \\tau), \\text{args})$ at stage `stage` (time `t` `[B]`)."""
