@@ -98,10 +98,14 @@ class LoopState:
     Saved outputs are kept as blocks `[B, W, *state]` in `saves`; block j holds, for sample
     b, the outputs `save_from[j][b] <= k < save_from[j][b] + W` (only the first
     `save_to[j][b] - save_from[j][b]` columns are used). `finish` maps them back to `[B, K]`.
-    Under a fixed-step controller a step ends at `anchor + (since + 1) * h`, counted from the
+    Under a fixed-step controller a step ends at `anchor + ahead * h`, counted from the
     last time the sample landed on (its start, a save or jump time) or changed its step size,
     rather than summed step by step: n steps of `dt` in float32 then end on the n-th multiple
-    to an ulp instead of drifting and leaving a sliver step.
+    to an ulp instead of drifting and leaving a sliver step (`ahead`, in the time dtype, counts
+    the steps from the anchor to the end of the next one: exact below 2**24 steps in float32).
+    Solves that step onto their save times keep each sample's next one in `save_time`. A step
+    that ends short of its boundary by at most `reach` (a few ulps plus 0.1% of `h`) is
+    stretched onto it.
     Solves that interpolate save times keep the records of their latest steps in `window`
     and interpolate the save times those steps passed every `SAVE_WINDOW` steps and at the
     end (`next_save` counts the outputs written so far). `records` keeps every step for
@@ -112,8 +116,10 @@ class LoopState:
     t: Tensor
     y: Tensor
     h: Tensor
+    reach: Tensor
     anchor: Tensor
-    since: Tensor
+    ahead: Tensor
+    save_time: Tensor
     carry: Carry
     controller: ControllerState
     next_save: Tensor
@@ -149,6 +155,7 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     h, ctrl, ctrl_evals = problem.controller.init(
         problem.term, problem.solver, t0, y0, f0, direction, span, problem.dt0, problem.args
     )
+    h = h.to(ts.dtype)
     long = dict(dtype=torch.long, device=ts.device)
     if problem.jumps is not None:
         next_jump = (direction[:, None] * (problem.jumps - t0[:, None]) <= 0).sum(dim=1)
@@ -164,9 +171,11 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     return LoopState(
         t=t0,
         y=y0,
-        h=h.to(ts.dtype),
+        h=h,
+        reach=_reach(problem, h),
         anchor=t_init,
-        since=torch.zeros(batch, **long),
+        ahead=torch.ones_like(t0),
+        save_time=_gather_row(ts, torch.ones(batch, **long)),
         carry=carry,
         controller=ctrl,
         next_save=torch.ones(batch, **long),
@@ -208,7 +217,7 @@ def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
 def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor | None]:
     """The next time each sample must land on exactly, and whether it is a jump time."""
     direction = problem.direction
-    boundary = problem.t_end if problem.interpolate_saves else _gather_row(problem.ts, state.next_save)
+    boundary = problem.t_end if problem.interpolate_saves else state.save_time
     if problem.jumps is None:
         return boundary, None
     jump = _gather_row(problem.jumps, state.next_jump)
@@ -231,13 +240,16 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         healthy = healthy & ~out.failed
     # A step below the time resolution leaves t unchanged and has zero error; accepting it
     # would repeat forever, so it is rejected and fails as DT_UNDERFLOW (see _statuses).
-    accept = accept & running & healthy & (h != 0)
+    # (`h.bool()` is `h != 0`.)
+    accept = (accept if accept is running else accept & running) & healthy & h.bool()
     t = torch.where(accept, t1, s.t)
     y = _where_rows(accept, out.y1, s.y)
     carry = solver.merge_carry(accept, out.carry, s.carry)
     record = (s.t, t1, s.y, out.y1, out.coeffs, accept)
-    saves, save_from, save_to, next_save = s.saves, s.save_from, s.save_to, s.next_save
+    saves, save_from, save_to, next_save, save_time = s.saves, s.save_from, s.save_to, s.next_save, s.save_time
     window = s.window
+    # Samples that stepped onto a boundary (save or jump time), `None` when none did.
+    landed = None
     if problem.interpolate_saves:
         finished = t == problem.t_end
         window = window + (record,)
@@ -245,10 +257,17 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
             saves, save_from, save_to, next_save = _interpolate_window(problem, t, window, s)
             window = ()
     else:
+        landing = accept & hit
         # A jump time may coincide with the save time: the step then lands on both.
-        landed = hit if at_jump is None else hit & (~at_jump | (t1 == _gather_row(problem.ts, s.next_save)))
-        saves, save_from, save_to, next_save = _saves_landed_on(s, out.y1, accept & landed)
-        finished = next_save >= problem.ts.shape[1]
+        on_save = landing if at_jump is None else landing & (~at_jump | (t1 == s.save_time))
+        saves, save_from, save_to, next_save = _saves_landed_on(s, out.y1, on_save)
+        # Nothing to update while no sample reached its save time (the common step).
+        finished = None
+        if next_save is not s.next_save:
+            save_time = _gather_row(problem.ts, next_save)
+            finished = next_save >= problem.ts.shape[1]
+        if at_jump is not None or finished is not None:
+            landed = landing
     vf_evals, steps, accepted, tally = _count(s, (running, accept, out.evals))
     next_jump = s.next_jump
     if at_jump is not None:
@@ -258,13 +277,15 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     # Every accepted sample was running, so a running sample was rejected where the two differ.
     rejected = running != accept
     status, done = _statuses(problem, s, t, h_next, finished, rejected, out)
-    anchor, since = _count_fixed_steps(problem, s, t, h_next, accept & hit, accept)
+    anchor, ahead = _count_fixed_steps(problem, s, t, h_next, landed, accept)
     return LoopState(
         t=t,
         y=y,
         h=h_next,
+        reach=s.reach if h_next is s.h else _reach(problem, h_next),
         anchor=anchor,
-        since=since,
+        ahead=ahead,
+        save_time=save_time,
         carry=carry,
         controller=ctrl,
         next_save=next_save,
@@ -292,8 +313,8 @@ def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, T
     # 0.9999999999999999; long runs accumulate more) or by at most 0.1% of the step is
     # stretched onto it instead of leaving a sliver step.
     remaining = problem.along(boundary - s.t)
-    hit = remaining <= torch.add(problem.time_slack, s.h.abs(), alpha=1.001)
-    free_end = s.t + s.h if problem.controller.adaptive else torch.addcmul(s.anchor, (s.since + 1).to(s.h.dtype), s.h)
+    hit = remaining <= s.reach
+    free_end = s.t + s.h if problem.controller.adaptive else torch.addcmul(s.anchor, s.ahead, s.h)
     t1 = torch.where(hit, boundary, free_end)
     h = t1 - s.t
     if at_jump is not None and problem.solver.reads_step_end:
@@ -301,16 +322,29 @@ def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, T
     return t1, h, hit, at_jump
 
 
+def _reach(problem: Problem, h: Tensor) -> Tensor:
+    """`[B]` how far short of a boundary a step of size `h` `[B]` may end and still be
+    stretched onto it: a few ulps of the times (`time_slack`) plus 0.1% of the step."""
+    return torch.add(problem.time_slack, h.abs(), alpha=1.001)
+
+
 def _count_fixed_steps(
-    problem: Problem, s: LoopState, t: Tensor, h_next: Tensor, landed: Tensor, accept: Tensor
+    problem: Problem, s: LoopState, t: Tensor, h_next: Tensor, landed: Tensor | None, accept: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """`(anchor, since)` after a step under a fixed-step controller: counting restarts where a
-    sample landed on a boundary or changes its step size (see `LoopState`); unused, and left
-    as they are, under an adaptive one."""
+    """`(anchor, ahead)` after a step under a fixed-step controller: counting restarts where a
+    sample landed on a boundary (`landed` `[B]`, `None` when none did) or changes its step
+    size (see `LoopState`); unused, and left as they are, under an adaptive one."""
     if problem.controller.adaptive:
-        return s.anchor, s.since
-    restart = landed | (h_next != s.h)
-    return torch.where(restart, t, s.anchor), torch.where(restart, 0, s.since + accept)
+        return s.anchor, s.ahead
+    # Non-adaptive controllers hand back the very tensor they proposed before while the step
+    # size stays the same, which spares comparing the values.
+    restart = landed
+    if h_next is not s.h:
+        changed = h_next != s.h
+        restart = changed if landed is None else landed | changed
+    if restart is None:
+        return s.anchor, s.ahead + accept
+    return torch.where(restart, t, s.anchor), torch.where(restart, 1.0, s.ahead + accept)
 
 
 def _finite_rows(y: Tensor) -> Tensor:
@@ -333,9 +367,9 @@ Saves = tuple[tuple[Tensor, ...], tuple[Tensor, ...], tuple[Tensor, ...], Tensor
 def _saves_landed_on(before: LoopState, y1: Tensor, landed: Tensor) -> Saves:
     """`(saves, save_from, save_to, next_save)` as in `LoopState` after the samples in
     `landed` `[B]` stepped exactly onto their next save time with state `y1`."""
-    next_save = before.next_save + landed
     if not bool(landed.any()):
-        return before.saves, before.save_from, before.save_to, next_save
+        return before.saves, before.save_from, before.save_to, before.next_save
+    next_save = before.next_save + landed
     return (
         before.saves + (y1.unsqueeze(1),),
         before.save_from + (before.next_save,),
@@ -426,7 +460,7 @@ def _statuses(
     before: LoopState,
     t: Tensor,
     h_next: Tensor,
-    finished: Tensor,
+    finished: Tensor | None,
     rejected: Tensor,
     out: StepResult,
 ) -> tuple[Tensor, Tensor]:
@@ -438,7 +472,7 @@ def _statuses(
     step; its status says why its last step was rejected (NONFINITE, NEWTON_FAILED) or
     else DT_UNDERFLOW.
     """
-    done = before.done | finished
+    done = before.done if finished is None else before.done | finished
     status = before.status
     if bool(rejected.any()):
         if problem.controller.adaptive:

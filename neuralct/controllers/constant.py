@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
@@ -46,8 +45,10 @@ class ConstantStep(AbstractController):
         dt0: float | None,
         args: Any,
     ) -> tuple[Tensor, ControllerState, int]:
-        """First step `dt` (or `dt0` if given) in each sample's direction; no evaluations."""
-        return direction * (self.dt if dt0 is None else dt0), (direction,), 0
+        """First step `dt` (or `dt0` if given) in each sample's direction; no evaluations.
+        The state holds the signed step `dt` `[B]` that every later step proposes."""
+        step = direction * self.dt
+        return step if dt0 is None else direction * dt0, (step,), 0
 
     def adapt(
         self,
@@ -59,6 +60,6 @@ class ConstantStep(AbstractController):
         running: Tensor,
         error_order: int | None,
     ) -> tuple[Tensor, Tensor, ControllerState]:
-        """Accept every step; the next one is `dt` again."""
-        accept = torch.ones_like(running)
-        return accept, state[0] * self.dt, state
+        """Accept every running sample's step; the next one is `dt` again (the same tensor,
+        which tells the loop that the step size did not change)."""
+        return running, state[0], state

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..solvers.base import AbstractSolver
@@ -55,5 +54,6 @@ class KnotToKnot(AbstractController):
         running: Tensor,
         error_order: int | None,
     ) -> tuple[Tensor, Tensor, ControllerState]:
-        """Accept every step and propose the whole span again."""
-        return torch.ones_like(running), state[0], state
+        """Accept every running sample's step and propose the whole span again (the same
+        tensor, which tells the loop that the proposal did not change)."""
+        return running, state[0], state

@@ -112,7 +112,8 @@ class BrownianGrid:
         grid, batch = self._grid, self._grid.shape[0]
         columns = []
         for name, t in zip(names, times):
-            t = torch.as_tensor(t, dtype=grid.dtype, device=grid.device).detach()
+            if not isinstance(t, Tensor) or t.dtype != grid.dtype or t.device != grid.device or t.requires_grad:
+                t = torch.as_tensor(t, dtype=grid.dtype, device=grid.device).detach()
             if t.ndim == 0:
                 t = t.expand(batch)
             if t.shape != (batch,):
