@@ -254,7 +254,7 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         finished = t == problem.t_end
         window = window + (record,)
         if len(window) >= SAVE_WINDOW:
-            saves, save_from, save_to, next_save = _interpolate_window(problem, t, window, s)
+            saves, save_from, save_to, next_save = _interpolate_window(problem, t, y, window, s)
             window = ()
     else:
         landing = accept & hit
@@ -378,17 +378,30 @@ def _saves_landed_on(before: LoopState, y1: Tensor, landed: Tensor) -> Saves:
     )
 
 
-def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, ...], before: LoopState) -> Saves:
-    """Write every save time up to each sample's current time `t` `[B]` from the dense
-    output of the steps in `window`; returns `(saves, save_from, save_to, next_save)`.
+def _interpolate_window(
+    problem: Problem, t: Tensor, y: Tensor, window: tuple[StepRecord, ...], before: LoopState
+) -> Saves:
+    """Write every save time up to each sample's current time `t` `[B]` (where its state is
+    `y` `[B, *state]`) from the dense output of the steps in `window`; returns
+    `(saves, save_from, save_to, next_save)`.
 
     One batched evaluation for up to W save times per sample. A save time at the end of an
-    accepted step takes that step's value exactly.
+    accepted step takes that step's value exactly; when the only save time any sample has
+    left to write is its current time (a solve that ends, with one save after its start or
+    its last), no interpolation is needed at all.
     """
     reached = torch.searchsorted(problem.key_times, problem.along(t).unsqueeze(1), right=True).squeeze(1)
     width = int((reached - before.next_save).max())
     if width == 0:
         return before.saves, before.save_from, before.save_to, reached
+    if width == 1 and _only_current_time(problem, t, reached, before.next_save):
+        # Each sample's one save time left is where it stands: its state, exactly.
+        return (
+            before.saves + (y.unsqueeze(1),),
+            before.save_from + (before.next_save,),
+            before.save_to + (reached,),
+            reached,
+        )
     t0, t1, y0, y1, coeffs, accepted = zip(*window)
     t0, t1, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, accepted))
     columns = torch.arange(width, device=t.device)
@@ -414,6 +427,12 @@ def _interpolate_window(problem: Problem, t: Tensor, window: tuple[StepRecord, .
         before.save_to + (reached,),
         reached,
     )
+
+
+def _only_current_time(problem: Problem, t: Tensor, reached: Tensor, next_save: Tensor) -> bool:
+    """Whether every sample with a save time to write (`next_save < reached`, one each) stands
+    exactly on it (`t` `[B]`)."""
+    return bool(((reached == next_save) | (_gather_row(problem.ts, next_save) == t)).all())
 
 
 def _take_rows(stacked: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
@@ -504,7 +523,7 @@ def _failure_code(out: StepResult) -> Tensor:
 def finish(problem: Problem, state: LoopState) -> Solution:
     """Assemble the `Solution` from the final loop state."""
     if state.window:
-        saves, save_from, save_to, next_save = _interpolate_window(problem, state.t, state.window, state)
+        saves, save_from, save_to, next_save = _interpolate_window(problem, state.t, state.y, state.window, state)
         state = dataclasses.replace(
             state, saves=saves, save_from=save_from, save_to=save_to, next_save=next_save, window=()
         )
@@ -547,6 +566,11 @@ def _add_tally(
 def _gather_saves(problem: Problem, state: LoopState) -> Tensor:
     """`[B, K, *state]` outputs from the save blocks; outputs never reached are NaN."""
     y = state.y
+    num_saves = problem.ts.shape[1]
+    in_one_block = len(state.saves) == 2 and state.saves[1].shape[1] == num_saves - 1
+    if in_one_block and bool((state.next_save == num_saves).all()):
+        # Every sample wrote all its outputs after the first in one block: they are in order.
+        return torch.cat(state.saves, dim=1)
     widths = torch.tensor([block.shape[1] for block in state.saves], device=y.device)
     offsets = torch.cumsum(widths, 0) - widths
     values = torch.cat(state.saves + (torch.full_like(y, torch.nan)[:, None],), dim=1)
