@@ -156,12 +156,14 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         problem.term, problem.solver, t0, y0, f0, direction, span, problem.dt0, problem.args
     )
     h = h.to(ts.dtype)
-    long = dict(dtype=torch.long, device=ts.device)
+    # The loop never changes a state tensor in place, so the counters can share these.
+    zeros = torch.zeros(batch, dtype=torch.long, device=ts.device)
+    ones = torch.ones_like(zeros)
     if problem.jumps is not None:
         next_jump = (direction[:, None] * (problem.jumps - t0[:, None]) <= 0).sum(dim=1)
     else:
-        next_jump = torch.zeros(batch, **long)
-    status = torch.full((batch,), int(Status.SUCCESS), **long)
+        next_jump = zeros
+    status = torch.full_like(zeros, int(Status.SUCCESS))
     done = torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device)
     if f0 is not None:
         # No step size helps a sample whose slope at the start is NaN or infinite.
@@ -175,20 +177,20 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         reach=_reach(problem, h),
         anchor=t_init,
         ahead=torch.ones_like(t0),
-        save_time=_gather_row(ts, torch.ones(batch, **long)),
+        save_time=ts[:, min(1, num_saves - 1)],
         carry=carry,
         controller=ctrl,
-        next_save=torch.ones(batch, **long),
+        next_save=ones,
         next_jump=next_jump,
         status=status,
         done=done,
-        vf_evals=torch.full((batch,), evals + ctrl_evals, **long),
-        steps=torch.zeros(batch, **long),
-        accepted=torch.zeros(batch, **long),
+        vf_evals=torch.full_like(zeros, evals + ctrl_evals),
+        steps=zeros,
+        accepted=torch.zeros_like(zeros),  # not shared with `steps`: both can reach the user
         tally=(),
         saves=(y0.unsqueeze(1),),
-        save_from=(torch.zeros(batch, **long),),
-        save_to=(torch.ones(batch, **long),),
+        save_from=(zeros,),
+        save_to=(ones,),
         window=(),
         records=(),
     )

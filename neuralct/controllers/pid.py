@@ -131,16 +131,14 @@ class PIDController(AbstractController):
         scale = self.atol + self.rtol * y0.abs()
         d0 = self.norm(y0 / scale)
         d1 = self.norm(f0 / scale)
-        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
-        h0_time = h0.to(t0.dtype)
-        hs = (direction * h0_time).to(y0.dtype).reshape(h0.shape + (1,) * (y0.ndim - 1))
-        f1 = term.vector_field(t0 + direction * h0_time, y0 + hs * f0, args)
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+        signed = direction * h0.to(t0.dtype)
+        hs = signed.to(y0.dtype).reshape(h0.shape + (1,) * (y0.ndim - 1))
+        f1 = term.vector_field(t0 + signed, y0 + hs * f0, args)
         d2 = self.norm((f1 - f0) / scale) / h0
         k = (solver.error_order or 1) + 1
         biggest = torch.maximum(d1, d2)
-        h1 = torch.where(
-            biggest <= 1e-15, torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3), (0.01 / biggest) ** (1.0 / k)
-        )
+        h1 = torch.where(biggest <= 1e-15, (h0 * 1e-3).clamp_min(1e-6), (0.01 / biggest) ** (1.0 / k))
         return torch.minimum(100 * h0, h1).to(t0.dtype).detach(), 1
 
     def adapt(
