@@ -52,6 +52,10 @@ class BrownianGrid:
                 f"`ts` is too fine for its dtype {ts.dtype}: grid cells must exceed "
                 f"{float(2 * self._slack.max()):.3g} to be told apart from rounding; pass float64 times"
             )
+        # [B, K] and [B, K + 1]: the window of times that count as each grid time (the last
+        # column of `_lower`, +inf, catches a time past the grid).
+        self._upper = self._grid + self._slack
+        self._lower = torch.cat([self._grid - self._slack, torch.full_like(self._slack, torch.inf)], dim=1)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -122,16 +126,17 @@ class BrownianGrid:
                 )
             columns.append(t)
         t = torch.stack(columns, dim=1)
-        # The first grid time at or after t - slack: t's own grid time when t is on the grid.
-        index = torch.searchsorted(grid, t - self._slack).clamp_max(grid.shape[1] - 1)
-        nearest = grid.gather(1, index)
-        off = (nearest - t).abs() > self._slack
+        # The first grid time that t does not exceed by more than the slack: t's own grid time
+        # when t is on the grid, and then t is not more than the slack below it either.
+        index = torch.searchsorted(self._upper, t)
+        off = ~(self._lower.gather(1, index) <= t)  # (a NaN time is off the grid too)
         if bool(off.any()):
             b, q = (int(i) for i in off.nonzero()[0])
+            nearest = float(grid[b, min(int(index[b, q]), grid.shape[1] - 1)])
             name = names[q]
             raise InvalidInputError(
                 f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = "
-                f"{float(t[b, q]):.9g}, nearest grid time {float(nearest[b, q]):.9g}. Step on the grid (ConstantStep "
+                f"{float(t[b, q]):.9g}, nearest grid time {nearest:.9g}. Step on the grid (ConstantStep "
                 f"with a multiple of its spacing) or use nct.BrownianPath, which can be queried anywhere"
             )
         return index
