@@ -60,6 +60,14 @@ class Problem:
         return t if self.forward else self.direction.reshape(t.shape[:1] + (1,) * (t.ndim - 1)) * t
 
     @functools.cached_property
+    def jump_table(self) -> Tensor | None:
+        """`[B, J + 1]` the jump times with an infinite time in each sample's direction after
+        the last, so `next_jump` (at most J) always indexes a row's next jump."""
+        if self.jumps is None:
+            return None
+        return torch.cat([self.jumps, (self.direction * torch.inf).unsqueeze(1)], dim=1)
+
+    @functools.cached_property
     def t_end(self) -> Tensor:
         """`[B]` last save time of each sample."""
         return self.ts[:, -1]
@@ -222,9 +230,8 @@ def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor | None
     boundary = problem.t_end if problem.interpolate_saves else state.save_time
     if problem.jumps is None:
         return boundary, None
-    jump = _gather_row(problem.jumps, state.next_jump)
-    jump = torch.where(state.next_jump < problem.jumps.shape[1], jump, direction * torch.inf)
-    at_jump = direction * (jump - boundary) <= 0
+    jump = problem.jump_table.gather(1, state.next_jump.unsqueeze(1)).squeeze(1)
+    at_jump = jump <= boundary if problem.forward else direction * (jump - boundary) <= 0
     return torch.where(at_jump, jump, boundary), at_jump
 
 
@@ -465,6 +472,9 @@ def _restart_past_jumps(
 ) -> tuple[Carry, Tensor, Tensor]:
     """Samples that landed on a jump time restart their carry from the limit past the jump
     (evaluated a hair past it, see `_short_of_jumps`); returns `(carry, next_jump, vf_evals)`."""
+    if not carry:
+        # A solver that carries nothing from step to step has nothing to restart.
+        return carry, next_jump + jumped, vf_evals
     if not bool(jumped.any()):
         return carry, next_jump, vf_evals
     past = t + problem.direction * _jump_margin(t, t)

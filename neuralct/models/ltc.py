@@ -19,6 +19,7 @@ parameters, initialisation and constraints of `ncps.torch.LTCCell` (`mlech26l/nc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -106,13 +107,23 @@ class LTCField(nn.Module):
 
     def state_sums(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """Recurrent synapses: $(\\sum_j g_j E_j,\\; \\sum_j g_j)$, each `[B, N]`, at `v` `[B, N]`."""
-        conductance = self._synapses(v, "")
-        return (conductance * self.erev).sum(dim=1), conductance.sum(dim=1)
+        return self.state_sums_for_step()(v)
 
-    def _synapses(self, pre: Tensor, prefix: str) -> Tensor:
-        """`[B, source, N]` conductances $w\\, \\sigma(s (v_{pre} - \\mu))$ of the synapses named by `prefix`."""
+    def state_sums_for_step(self) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        """`state_sums` with the constrained recurrent weights formed once, for the unfolds of a step."""
+        weights = self.positive("w")
+
+        def sums(v: Tensor) -> tuple[Tensor, Tensor]:
+            conductance = self._synapses(v, "", weights)
+            return (conductance * self.erev).sum(dim=1), conductance.sum(dim=1)
+
+        return sums
+
+    def _synapses(self, pre: Tensor, prefix: str, weights: Tensor | None = None) -> Tensor:
+        """`[B, source, N]` conductances $w\\, \\sigma(s (v_{pre} - \\mu))$ of the synapses named by
+        `prefix`, with the constrained weights $w$ given or formed here."""
         gate = torch.sigmoid(getattr(self, prefix + "sigma") * (pre.unsqueeze(-1) - getattr(self, prefix + "mu")))
-        return self.positive(prefix + "w") * gate
+        return (self.positive(prefix + "w") if weights is None else weights) * gate
 
     @torch.no_grad()
     def apply_weight_constraints(self) -> None:
@@ -163,6 +174,10 @@ class LTCTerm(AbstractLTCTerm):
     def state_sums(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """See `LTCField.state_sums`."""
         return self.field.state_sums(v)
+
+    def state_sums_for_step(self) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        """See `LTCField.state_sums_for_step`."""
+        return self.field.state_sums_for_step()
 
     def jump_times(self, ts: Tensor) -> Tensor | None:
         """The path's knots, when it declares them by a `jump_times()` method."""

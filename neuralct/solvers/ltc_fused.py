@@ -21,6 +21,7 @@ Reference: Hasani, Lechner, Amini, Rus & Grosu, "Liquid Time-Constant Networks",
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -59,6 +60,12 @@ class AbstractLTCTerm(AbstractDriftTerm):
     @abc.abstractmethod
     def state_sums(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """`([B, N], [B, N])` the state-dependent parts of $(N, D)$ at `v` `[B, N]`."""
+
+    def state_sums_for_step(self) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+        """`state_sums` for the unfolds of one step. A term whose sums transform parameters
+        (e.g. a softplus on the weights) overrides it to do that once per step, not once per
+        unfold; by default it is `state_sums` itself."""
+        return self.state_sums
 
     def drift(self, v: Tensor, inputs: Tensor) -> Tensor:
         """$\\dot v = (N - D v) / C_m$ for a given input: `v` `[B, N]`, `inputs` `[B, S]` -> `[B, N]`."""
@@ -138,8 +145,9 @@ class LTCFused(AbstractStepMapSolver):
         safe = torch.where(still, torch.ones_like(h), h).to(y0.dtype)
         c = term.capacitance * (unfolds / safe).unsqueeze(-1)
         v = y0
+        state_sums = term.state_sums_for_step()
         for _ in range(unfolds):
-            state_num, state_den = term.state_sums(v)
+            state_num, state_den = state_sums(v)
             v = (c * v + input_num + state_num) / (c + input_den + state_den + self.epsilon)
         y1 = torch.where(still.unsqueeze(-1), y0, v)
         coeffs = None
