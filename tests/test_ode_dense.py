@@ -230,6 +230,29 @@ def test_save_times_interpolated_in_windows_match_one_window(monkeypatch):
         assert bool(torch.isfinite(grad))
 
 
+@pytest.mark.parametrize("solver", [nct.Tsit5(), nct.Bosh3()], ids=["Tsit5-quartic", "Bosh3-hermite"])
+def test_save_times_in_between_change_neither_the_steps_nor_the_end_value(solver):
+    """Interpolated save times do not steer the steps: a solve that saves only its end time (the
+    state it stands on, no interpolation) and one that also saves four times in between take the
+    same steps and end on the same value and gradient, bit for bit (per-sample grids)."""
+    weight = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    y0 = torch.tensor([[1.0], [0.5], [2.0]], dtype=F64)
+    grids = torch.stack([torch.linspace(0.0, end, 6, dtype=F64) for end in (1.0, 2.5, 4.0)])
+    term = nct.ODETerm(lambda t, y, args: -weight * y + torch.sin(t)[:, None])
+    controller = nct.PIDController(rtol=1e-6, atol=1e-9)
+    results = []
+    for ts in (grids, grids[:, [0, -1]]):
+        sol = nct.solve(term, y0, ts, solver=solver, controller=controller)
+        (gradient,) = torch.autograd.grad(sol.ys[:, -1].sum(), weight)
+        results.append((sol, gradient))
+    (every, every_grad), (ends, ends_grad) = results
+    assert int(ends.stats.steps.min()) > 3
+    assert torch.equal(every.stats.steps, ends.stats.steps)
+    assert torch.equal(every.ys[:, -1], ends.ys[:, -1])
+    assert torch.equal(ends.ys[:, -1], ends.y_final)
+    assert torch.equal(every_grad, ends_grad)
+
+
 @pytest.mark.parametrize("state", [(3,), (2, 3)])
 def test_coefficients_kept_as_stages_equal_the_tableau_polynomial_formed_step_by_step(state):
     """`stack_coefficients` over `StageCoefficients` gives h * D @ k for every step and sample,
