@@ -81,6 +81,11 @@ def test_a_query_off_the_grid_is_refused_naming_the_time_and_the_nearest_grid_ti
     path = nct.BrownianGrid(torch.linspace(0.0, 1.0, 11, dtype=F64), shape=(2, 1), seed=0)
     with pytest.raises(nct.InvalidInputError, match=r"`tb` must be a time of the BrownianGrid's grid.*nearest grid"):
         path.increment(0.0, 0.15)
+    for outside, nearest in ((-0.1, "0"), (1.5, "1"), (float("nan"), "1")):
+        message = rf"asks tb\[0\] = {outside:.9g}, nearest grid time {nearest}\."
+        with pytest.raises(nct.InvalidInputError, match=message):
+            path.increment(0.0, outside)
+    assert torch.equal(path.increment(0.0, 1.0 + 1e-15), path.values[:, -1])  # rounding stays on the grid
     sde = nct.MultiTerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: y, path))
     with pytest.raises(nct.InvalidInputError, match="BrownianGrid"):
         nct.solve(
