@@ -48,7 +48,7 @@ class Problem:
     @functools.cached_property
     def key_times(self) -> Tensor:
         """`[B, K]` save times times the direction: increasing in every row."""
-        return (self.direction[:, None] * self.ts).contiguous()
+        return self.along(self.ts).contiguous()
 
     @functools.cached_property
     def forward(self) -> bool:
@@ -567,12 +567,13 @@ def _add_tally(
     if not tally:
         return vf_evals, steps, accepted
     running, accepts, evals = zip(*tally)
-    running = torch.stack(running).to(steps.dtype)
+    running = torch.stack(running)
+    taken = running.sum(0)
     if len(set(evals)) == 1:
-        spent = running.sum(0) * evals[0]
+        vf_evals = torch.add(vf_evals, taken, alpha=evals[0])
     else:
-        spent = (running * torch.tensor(evals, dtype=steps.dtype, device=steps.device)[:, None]).sum(0)
-    return vf_evals + spent, steps + running.sum(0), accepted + torch.stack(accepts).sum(0)
+        vf_evals = vf_evals + (running * torch.tensor(evals, dtype=steps.dtype, device=steps.device)[:, None]).sum(0)
+    return vf_evals, steps + taken, accepted + torch.stack(accepts).sum(0)
 
 
 def _gather_saves(problem: Problem, state: LoopState) -> Tensor:
