@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..paths.dense import Coefficients, StageCoefficients
-from ..terms.base import AbstractDriftTerm, StageField
+from ..terms.base import AbstractDriftTerm, StageField, stage_times
 from .base import AbstractSolver, Carry, StepResult
 from .tableau import ButcherTableau, Combination
 
@@ -90,8 +90,8 @@ class AbstractExplicitRK(AbstractSolver):
 
     @property
     def nodes(self) -> tuple[float, ...]:
-        """The step fractions at which `step_stages` evaluates stage i, `i = 0, 1, ...`: the
-        tableau's `c`, then 1 (the end point) for a tableau that is not first-same-as-last."""
+        """The step fractions of the stage times `step_stages` takes, stage `i = 0, 1, ...`:
+        the tableau's `c`, then 1 (the end point) for a tableau that is not first-same-as-last."""
         tab = self.tableau
         return tab.c if tab.fsal else tab.c + (1.0,)
 
@@ -99,27 +99,25 @@ class AbstractExplicitRK(AbstractSolver):
         self, term: AbstractDriftTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
     ) -> StepResult:
         """One RK step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
-        return self.step_stages(term.stage_field(t0, h, self.nodes, args), t0, y0, h, carry, dense)
+        return self.step_stages(term.stage_field(stage_times(t0, h, self.nodes), args), y0, h, carry, dense)
 
-    def step_stages(
-        self, field: StageField, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, dense: bool
-    ) -> StepResult:
-        """`step` with the slopes from `field(i, t, y)` (see `AbstractDriftTerm.stage_field`),
-        where `i` indexes `nodes` and `t` `[B]` is `t0 + nodes[i] * h`. Stage 0's slope is
-        `carry[0]`, so `field` is called for `i >= 1` only."""
+    def step_stages(self, field: StageField, y0: Tensor, h: Tensor, carry: Carry, dense: bool) -> StepResult:
+        """`step` with the slopes from `field(i, y)` (see `AbstractDriftTerm.stage_field`) at
+        the stage times `stage_times(t0, h, nodes)`. Stage 0's slope is `carry[0]`, so `field`
+        is called for `i >= 1` only."""
         tab = self.tableau
         hs = broadcast_step(h, y0)
         ks = [carry[0]]
         yi = y0
         for i in range(1, tab.stages):
             yi = step_with(y0, hs, combine_stages(ks, tab.a_terms[i]))
-            ks.append(field(i, torch.add(t0, h, alpha=tab.c[i]), yi))
+            ks.append(field(i, yi))
         evals = tab.stages - 1
         if tab.fsal:
             y1, f1 = yi, ks[-1]
         else:
             y1 = step_with(y0, hs, combine_stages(ks, tab.b_terms))
-            f1 = field(tab.stages, t0 + h, y1)
+            f1 = field(tab.stages, y1)
             evals += 1
         error = None if tab.b_error is None else _error(hs, combine_stages(ks, tab.b_error_terms))
         coeffs = self._dense(y0, y1, ks, f1, hs) if dense else None

@@ -64,7 +64,7 @@ class _DelayedStages:
         history: the accepted steps so far.
         t0, h: `[B]` the step's start and signed size.
         like: `[B, *state]` the state (shape and dtype of the history's values).
-        nodes: the inner solver's stage fractions (`AbstractExplicitRK.nodes`).
+        times: the step's stage times, each `[B]` (`stage_times` at the inner solver's nodes).
         first: the first stage evaluated (0 when the slope at the start is needed, else 1).
         args: passed on to the term.
     """
@@ -76,31 +76,31 @@ class _DelayedStages:
         t0: Tensor,
         h: Tensor,
         like: Tensor,
-        nodes: tuple[float, ...],
+        times: list[Tensor],
         first: int,
         args: Any,
     ):
-        self.term, self.args, self.first = term, args, first
+        self.term, self.args, self.first, self.times = term, args, first, times
         taus = term.delay_values(t0)
         mid = history.direction * (t0 - history.start) + h.abs() / 2
         before_start = mid[:, None] < taus[None, :]
         window = history.window(history.direction * t0, taus, ~before_start & (h != 0)[:, None])
         shifts = history.direction[:, None] * taus[None, :]
-        times = stage_times(t0, h, nodes[first:])[:, :, None] - shifts[:, None, :]
-        values = None if window is None else window.evaluate(times.flatten(1)).unflatten(1, times.shape[1:])
+        delayed = torch.stack(times[first:], dim=1)[:, :, None] - shifts[:, None, :]
+        values = None if window is None else window.evaluate(delayed.flatten(1)).unflatten(1, delayed.shape[1:])
         if values is None or bool(before_start.any()):
             # Pairs read from the solution ask phi at a harmless time, so that no value outside
             # phi's domain (nor its gradient) can leak through the `where` below.
-            safe = torch.where(before_start[:, None, :], times, (history.start[:, None] - shifts)[:, None, :])
+            safe = torch.where(before_start[:, None, :], delayed, (history.start[:, None] - shifts)[:, None, :])
             columns = safe.flatten(1).unbind(1)
-            before = torch.stack([term.history_at(t, like) for t in columns], dim=1).unflatten(1, times.shape[1:])
+            before = torch.stack([term.history_at(t, like) for t in columns], dim=1).unflatten(1, delayed.shape[1:])
             mask = before_start.reshape(before_start.shape[0], 1, -1, *(1,) * (like.ndim - 1))
             values = before if values is None else torch.where(mask, before, values)
         self.values = values
 
-    def __call__(self, stage: int, t: Tensor, y: Tensor) -> Tensor:
-        """$f(t, y, y(t - \\tau), \\text{args})$ at stage `stage` (time `t` `[B]`)."""
-        return self.term.vector_field(t, y, self.values[:, stage - self.first], self.args)
+    def __call__(self, stage: int, y: Tensor) -> Tensor:
+        """$f(t, y, y(t - \\tau), \\text{args})$ at stage `stage` (time `times[stage]`)."""
+        return self.term.vector_field(self.times[stage], y, self.values[:, stage - self.first], self.args)
 
 
 @dataclass(frozen=True)
@@ -183,12 +183,13 @@ class MethodOfSteps(AbstractSolver):
         stale = state.stale if state.slope is not None else None
         start_slope, evals = state.slope, 0
         fresh_start = start_slope is None or stale is None or bool(stale.any())
-        field = _DelayedStages(term, history, t0, h, y0, self.solver.nodes, 0 if fresh_start else 1, args)
+        times = stage_times(t0, h, self.solver.nodes)
+        field = _DelayedStages(term, history, t0, h, y0, times, 0 if fresh_start else 1, args)
         if fresh_start:
-            fresh = field(0, t0, y0)
+            fresh = field(0, y0)
             start_slope = fresh if start_slope is None or stale is None else _where_rows(stale, fresh, start_slope)
             evals = 1
-        out = self.solver.step_stages(field, t0, y0, h, (start_slope,), True)
+        out = self.solver.step_stages(field, y0, h, (start_slope,), True)
         if out.coeffs is None:
             raise IncompatibleTermError(f"{type(self.solver).__name__} gave no dense output, which the history needs")
         coeffs = as_coefficients(out.coeffs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -51,27 +51,26 @@ class AbstractDriftTerm(AbstractTerm):
             `[B, *state]` time derivative of the state.
         """
 
-    def stage_field(self, t0: Tensor, h: Tensor, nodes: tuple[float, ...], args: Any) -> StageField:
-        """The vector field on one step, by stage: `field(i, t, y)` is `vector_field(t, y, args)`
-        at stage `i`, whose time `t` `[B]` is `t0 + nodes[i] * h` (`t0`, `h` `[B]`).
+    def stage_field(self, times: Sequence[Tensor], args: Any) -> StageField:
+        """The vector field on one step, by stage: `field(i, y)` is `vector_field(times[i], y,
+        args)`, with `times` the step's stage times (each `[B]`, see `stage_times`).
 
         Explicit Runge-Kutta steps evaluate their stages through it. A term whose field has a
         part that depends on time only overrides it to compute that part at every stage in
         one batch when the step starts (`ControlTerm`: the control's derivative).
         """
-        return lambda _, t, y: self.vector_field(t, y, args)
+        return lambda stage, y: self.vector_field(times[stage], y, args)
 
 
-# `(stage index i, t [B], y [B, *state]) -> [B, *state]`: a drift term on one step, by stage
-# (see `AbstractDriftTerm.stage_field`).
-StageField = Callable[[int, Tensor, Tensor], Tensor]
+# `(stage index i, y [B, *state]) -> [B, *state]`: a drift term on one step, by stage (see
+# `AbstractDriftTerm.stage_field`).
+StageField = Callable[[int, Tensor], Tensor]
 
 
-def stage_times(t0: Tensor, h: Tensor, nodes: tuple[float, ...]) -> Tensor:
-    """`[B, S]` the times `t0 + nodes[i] * h` of a step's stages, rounded exactly as the
-    explicit Runge-Kutta steps form them (`torch.add(t0, h, alpha=c)`), so a value looked up
-    ahead of time is the one a stage would look up itself."""
-    return torch.stack([t0 if c == 0 else torch.add(t0, h, alpha=c) for c in nodes], dim=1)
+def stage_times(t0: Tensor, h: Tensor, nodes: tuple[float, ...]) -> list[Tensor]:
+    """The times `t0 + nodes[i] * h` (each `[B]`) of a step's stages, formed once per step for
+    the solver and for whatever the term looks up ahead of the stages."""
+    return [t0 if c == 0 else torch.add(t0, h, alpha=c) for c in nodes]
 
 
 def path_jump_times(path: object) -> Tensor | None:

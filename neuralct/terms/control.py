@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError
-from .base import AbstractDriftTerm, StageField, path_jump_times, stage_times
+from .base import AbstractDriftTerm, StageField, path_jump_times
 
 
 class PerSamplePath(Protocol):
@@ -51,13 +51,13 @@ class ControlTerm(AbstractDriftTerm):
         """$f(t, z)\\,\\dot X(t)$: `t` `[B]`, `z` `[B, *state]` -> `[B, *state]`."""
         return self._apply(t, y, self.path.derivative(t), args)
 
-    def stage_field(self, t0: Tensor, h: Tensor, nodes: tuple[float, ...], args: Any) -> StageField:
+    def stage_field(self, times: Sequence[Tensor], args: Any) -> StageField:
         """As `AbstractDriftTerm.stage_field`, with $\\dot X$ at every stage looked up in one
         query when the path takes `[B, K]` times (`batched_times`)."""
         if not getattr(self.path, "batched_times", False):
-            return super().stage_field(t0, h, nodes, args)
-        controls = self.path.derivative(stage_times(t0, h, nodes))
-        return lambda stage, t, y: self._apply(t, y, controls[:, stage], args)
+            return super().stage_field(times, args)
+        controls = self.path.derivative(torch.stack(list(times), dim=1))
+        return lambda stage, y: self._apply(times[stage], y, controls[:, stage], args)
 
     def _apply(self, t: Tensor, y: Tensor, control: Tensor, args: Any) -> Tensor:
         """$f(t, z)$ `[B, *state, C]` times the control's derivative `control` `[B, C]`."""
