@@ -15,6 +15,9 @@ layers, tanh output), with 10 save times on [0, 10].
   (neuralct `Backsolve`, torchdiffeq `odeint_adjoint`, torchode `BacksolveAdjoint`), the
   latter with the full error norm and with the seminorm (`Backsolve(seminorm=True)`,
   torchdiffeq's `adjoint_options=dict(norm="seminorm")`; torchode has none).
+* neuralct also runs the solves and the backprop train step with `solve(..., compile=True)`
+  (the step, vector field included, under `torch.compile`): timed after a first call that
+  compiles, its time reported in the notes; its calls are read from `Solution.stats`.
 
 Run: `python -m benchmarks.neural_ode [--quick]`.
 """
@@ -22,6 +25,7 @@ Run: `python -m benchmarks.neural_ode [--quick]`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import torch
@@ -41,6 +45,9 @@ from benchmarks.harness import (
 
 SOLVERS = {"dopri5": (nct.Dopri5, torchode.Dopri5), "tsit5": (nct.Tsit5, torchode.Tsit5)}
 LIBRARIES = ("neuralct", "torchdiffeq", "torchode")
+# neuralct with `solve(..., compile=True)`: its first call, the warm-up, compiles the step.
+COMPILED = "neuralct, compile=True"
+OVERHEAD_TARGET = 1.5
 # torchdiffeq has no Tsit5; its Dopri5 is the method of the same order and cost per step.
 TORCHDIFFEQ_METHOD = {"tsit5": "dopri5"}
 
@@ -64,6 +71,11 @@ class VectorField(torch.nn.Module):
         self.calls += 1
         return self.net(y)
 
+    def uncounted(self, t: torch.Tensor, y: torch.Tensor, args: object = None) -> torch.Tensor:
+        """The field without its call counter: a Python side effect that would make
+        `torch.compile` compile the step again at every call."""
+        return self.net(y)
+
 
 Solve = Callable[[VectorField, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -72,6 +84,8 @@ def solver_for(library: str, method: str, tol: float, gradient: str = "backprop"
     """A function `(f, y0 [B, 4], ts [K]) -> ys [B, K, 4]` solving with `library`, its
     gradient by `"backprop"`, `"adjoint"` or `"adjoint, seminorm"`."""
     adjoint, seminorm = gradient != "backprop", gradient.endswith("seminorm")
+    if library == COMPILED:
+        return _compiled_solver(method, tol)
     if library == "neuralct":
         strategy = nct.Backsolve(seminorm=seminorm) if adjoint else nct.Backprop()
         controller = nct.PIDController(rtol=tol, atol=tol)
@@ -88,6 +102,20 @@ def solver_for(library: str, method: str, tol: float, gradient: str = "backprop"
             f, y0, ts, method=method, rtol=tol, atol=tol, adjoint_options=options
         ).transpose(0, 1)
     return _torchode_solver(method, tol, adjoint)
+
+
+def _compiled_solver(method: str, tol: float) -> Solve:
+    """neuralct with `compile=True`, gradients by backprop; adds its calls to `f.calls`."""
+    controller = nct.PIDController(rtol=tol, atol=tol)
+    solver = SOLVERS[method][0]()
+
+    def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        solution = nct.solve(nct.ODETerm(f.uncounted), y0, ts, solver=solver, controller=controller, compile=True)
+        # The sample that ran longest was running at every call on the batch.
+        f.calls += int(solution.stats.vf_evals.max())
+        return solution.ys
+
+    return solve
 
 
 def _torchode_solver(method: str, tol: float, adjoint: bool) -> Solve:
@@ -120,6 +148,13 @@ def count_calls(f: VectorField, run: Callable[[], object]) -> int:
     return f.calls
 
 
+def note_compilation(result: BenchmarkResult, case: str, run: Callable[[], object]) -> None:
+    """Time the first call of a `compile=True` `run`, which compiles, into the notes."""
+    start = time.perf_counter()
+    run()
+    result.notes.append(f"{case}: the first compile=True call (compiling) took {time.perf_counter() - start:.1f} s")
+
+
 def one_call_seconds(f: VectorField, y0: torch.Tensor, backward: bool, settings: Settings) -> float:
     """Median time of one vector-field call on the batch (forward, or forward + backward)."""
     y = y0.clone().requires_grad_(backward)
@@ -139,17 +174,20 @@ def solve_cases(result: BenchmarkResult, settings: Settings) -> None:
     unit = one_call_seconds(f, y0, False, settings)
     for method in SOLVERS:
         case = f"solve {method}, batch 256"
-        for library in LIBRARIES:
+        for library in LIBRARIES + (COMPILED,):
             solve = solver_for(library, method, 1e-6)
             run = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
+            if library == COMPILED:
+                note_compilation(result, case, run)
             wall = median_seconds(run, settings)
             calls = count_calls(f, run)
             overhead = wall / (calls * unit)
             result.rows.append(Measurement(case, library, wall, evals=calls, note=f"overhead {overhead:.2f}"))
-            if library == "neuralct":
-                result.targets.append(Target(f"{case}: neuralct overhead", overhead, 1.3, at_most=True))
+            if library.startswith("neuralct"):
+                result.targets.append(Target(f"{case}: {library} overhead", overhead, OVERHEAD_TARGET, at_most=True))
         for peer in LIBRARIES[1:]:
-            result.speedup(case, peer, 1.0)
+            for ours in ("neuralct", COMPILED):
+                result.speedup(case, peer, 1.0, library=ours)
     result.notes.append(f"one vector-field call on the batch of 256: {unit * 1e6:.1f} us")
 
 
@@ -162,6 +200,8 @@ def train_cases(result: BenchmarkResult, settings: Settings) -> None:
     for gradient in ("backprop", "adjoint", "adjoint, seminorm"):
         case = f"train step, {gradient}"
         libraries = LIBRARIES[:2] if gradient.endswith("seminorm") else LIBRARIES
+        if gradient == "backprop":
+            libraries += (COMPILED,)
         for library in libraries:
             solve = solver_for(library, "dopri5", 1e-6, gradient)
 
@@ -169,13 +209,16 @@ def train_cases(result: BenchmarkResult, settings: Settings) -> None:
                 f.zero_grad()
                 (solve(f, y0, ts) - targets).square().mean().backward()
 
+            if library == COMPILED:
+                note_compilation(result, case, run)
             wall = median_seconds(run, settings)
             calls = count_calls(f, run)
             overhead = f"overhead {wall / (calls * unit):.2f}"
             result.rows.append(Measurement(case, library, wall, evals=calls, note=overhead))
-        result.speedup(case, "torchdiffeq", 2.0)
-        if "torchode" in libraries:
-            result.speedup(case, "torchode", 1.5)
+        for ours in ("neuralct", COMPILED) if COMPILED in libraries else ("neuralct",):
+            result.speedup(case, "torchdiffeq", 2.0, library=ours)
+            if "torchode" in libraries:
+                result.speedup(case, "torchode", 1.5, library=ours)
     result.notes.append(
         f"one forward + backward vector-field call on the batch of 32: {unit * 1e6:.1f} us; the overhead column of "
         "the train steps divides by calls x that (adjoint calls include the backward solve's)"

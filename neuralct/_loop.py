@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -39,6 +40,17 @@ class Problem:
     dt0: float | None
     dense: bool
     jumps: Tensor | None
+    compile: bool = False
+
+    @property
+    def attempt(self) -> Callable[[Problem, LoopState], Attempt]:
+        """`attempt_step`, compiled by `torch.compile` when the solve asked for it."""
+        if not self.compile:
+            return attempt_step
+        # Settled here, outside the compiled graph: `forward` reads a tensor's value.
+        for name in ("forward", "interpolate_saves", "want_coefficients", "t_end", "time_slack", "jump_table"):
+            getattr(self, name)
+        return _compiled_attempt_step()
 
     @functools.cached_property
     def interpolate_saves(self) -> bool:
@@ -70,7 +82,7 @@ class Problem:
     @functools.cached_property
     def t_end(self) -> Tensor:
         """`[B]` last save time of each sample."""
-        return self.ts[:, -1]
+        return self.ts[:, -1].contiguous()
 
     @functools.cached_property
     def time_slack(self) -> Tensor:
@@ -150,7 +162,9 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     """Start every sample at `ts[:, 0]` with `y0` `[B, *state]` saved as its first output."""
     ts, direction = problem.ts, problem.direction
     batch, num_saves = ts.shape
-    t0 = ts[:, 0]
+    # Contiguous, and `anchor` a tensor of its own: under `compile=True` the strides and
+    # aliasing of the loop state stay those of later steps, which spares a recompilation.
+    t0 = ts[:, 0].contiguous()
     t_init = t0
     if problem.jumps is not None:
         # A sample starting on a jump time (the first knot of a piecewise-constant input) starts
@@ -183,9 +197,9 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         y=y0,
         h=h,
         reach=_reach(problem, h),
-        anchor=t_init,
+        anchor=t_init.clone(),
         ahead=torch.ones_like(t0),
-        save_time=ts[:, min(1, num_saves - 1)],
+        save_time=ts[:, min(1, num_saves - 1)].contiguous(),
         carry=carry,
         controller=ctrl,
         next_save=ones,
@@ -235,8 +249,34 @@ def _boundary(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor | None
     return torch.where(at_jump, jump, boundary), at_jump
 
 
-def _iterate(problem: Problem, s: LoopState) -> LoopState:
-    """One attempted step for every running sample."""
+class Attempt(NamedTuple):
+    """One attempted step for every sample, before the loop's bookkeeping; all `[B, ...]`.
+
+    `t1` and `hit` are where each step ends and whether that is its boundary, `at_jump`
+    whether the boundary is a jump time (`None` without jumps); `out` is the solver's step;
+    `accept`, `h_next` and `controller` the controller's verdict, next step size and state;
+    `t`, `y` and `carry` the samples' values after the step (changed where accepted).
+    """
+
+    running: Tensor
+    t1: Tensor
+    hit: Tensor
+    at_jump: Tensor | None
+    out: StepResult
+    accept: Tensor
+    h_next: Tensor
+    controller: ControllerState
+    t: Tensor
+    y: Tensor
+    carry: Carry
+
+
+def attempt_step(problem: Problem, s: LoopState) -> Attempt:
+    """Step every running sample once and decide, per sample, whether the step stands.
+
+    Tensor operations only, with no data-dependent Python branch: this is the part of a
+    loop iteration that `solve(..., compile=True)` hands to `torch.compile`.
+    """
     solver = problem.solver
     running = ~s.done
     t1, h, hit, at_jump = _step_end(problem, s)
@@ -254,6 +294,19 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
     t = torch.where(accept, t1, s.t)
     y = _where_rows(accept, out.y1, s.y)
     carry = solver.merge_carry(accept, out.carry, s.carry)
+    return Attempt(running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry)
+
+
+@functools.cache
+def _compiled_attempt_step() -> Callable[[Problem, LoopState], Attempt]:
+    """`attempt_step` under `torch.compile`, made once per process: torch compiles it again
+    for each new combination of shapes, dtypes, term, solver and controller settings."""
+    return torch.compile(attempt_step, dynamic=False)
+
+
+def _iterate(problem: Problem, s: LoopState) -> LoopState:
+    """One attempted step for every running sample, and its bookkeeping."""
+    running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry = problem.attempt(problem, s)
     record = (s.t, t1, s.y, out.y1, out.coeffs, accept)
     saves, save_from, save_to, next_save, save_time = s.saves, s.save_from, s.save_to, s.next_save, s.save_time
     window = s.window

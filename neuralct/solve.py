@@ -15,6 +15,7 @@ from .gradients.backprop import Backprop
 from .gradients.base import AbstractGradient
 from .solution import Solution, Status
 from .solvers.base import AbstractBackendSolver, AbstractSolver
+from .solvers.explicit_rk import AbstractExplicitRK
 from .solvers.tsit5 import Tsit5
 from .terms.base import AbstractTerm
 
@@ -42,6 +43,7 @@ def solve(
     throw: bool = True,
     dense: bool = False,
     args: Any = None,
+    compile: bool = False,
 ) -> Solution:
     """Integrate `term` from `y0` over per-sample time grids.
 
@@ -62,6 +64,12 @@ def solve(
             solution and read `Solution.status`.
         dense: keep the dense interpolant so that `Solution.evaluate(t)` works.
         args: passed unchanged to the vector field(s).
+        compile: run each step's arithmetic, vector field included, through
+            `torch.compile` (see the guide's "Making solves fast"): fewer, fused kernels
+            per step, after a compilation of several seconds on the first solve of each
+            shape, dtype and configuration. The vector field must be traceable by
+            `torch.compile` (no Python side effects that change between calls). The
+            backward solve of `Backsolve()` stays uncompiled.
 
     Returns:
         A [`Solution`][neuralct.Solution] with `ts` `[B, K]`, `ys` `[B, K, *state]`,
@@ -78,6 +86,7 @@ def solve(
     ts, direction = check_times(t, y0.shape[0], y0)
     check_term_tensors(term, y0)
     check_options(max_steps, dt0)
+    _check_compile(compile, solver)
     solver.check_term(term)
     controller.check_solver(solver)
     problem = Problem(
@@ -91,6 +100,7 @@ def solve(
         dt0=dt0,
         dense=dense,
         jumps=_jump_times(term, ts),
+        compile=compile,
     )
     if isinstance(solver, AbstractBackendSolver):
         solution = solver.integrate(problem, y0)
@@ -111,6 +121,16 @@ def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None
     ):
         if not isinstance(value, kind):
             raise TypeError(f"`{name}` must be a {kind.__name__}; got {type(value).__name__}")
+
+
+def _check_compile(compile: Any, solver: AbstractSolver) -> None:
+    if not isinstance(compile, bool):
+        raise InvalidInputError(f"`compile` must be True or False; got {compile!r}")
+    if compile and not isinstance(solver, AbstractExplicitRK):
+        raise InvalidInputError(
+            f"`compile=True` needs an explicit Runge-Kutta solver (Tsit5, Dopri5, RK4, ...), whose steps are "
+            f"fixed tensor arithmetic; {type(solver).__name__} is not one: leave `compile` False"
+        )
 
 
 def _jump_times(term: AbstractTerm, ts: Tensor) -> Tensor | None:

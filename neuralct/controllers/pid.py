@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,8 +105,7 @@ class PIDController(AbstractController):
         args: Any,
     ) -> tuple[Tensor, ControllerState, int]:
         """`dt0` when given, else Hairer's starting-step heuristic per sample (one evaluation)."""
-        ones = torch.ones_like(t0)
-        state = (ones.to(y0.dtype), ones.to(y0.dtype))
+        state = (torch.ones_like(t0, dtype=y0.dtype), torch.ones_like(t0, dtype=y0.dtype))
         if dt0 is not None:
             return direction * min(dt0, self.dt_max), state, 0
         if f0 is None or not isinstance(term, AbstractDriftTerm):
@@ -178,7 +176,7 @@ class PIDController(AbstractController):
         )
         return accept, h_next, new_state
 
-    @functools.cached_property
+    @property
     def _is_integral(self) -> bool:
         return self.pcoeff == 0 and self.dcoeff == 0
 

@@ -64,6 +64,9 @@ class ButcherTableau:
         """The `[P, s]` dense-output matrix as a tensor (cached per dtype and device), or `None`."""
         if self.dense is None:
             return None
+        if torch.compiler.is_compiling():
+            # A constant of the compiled graph; filling the cache would change what it guards on.
+            return torch.tensor(self.dense, dtype=dtype, device=device)
         key = (dtype, device)
         if key not in self._dense_tensors:
             self._dense_tensors[key] = torch.tensor(self.dense, dtype=dtype, device=device)
