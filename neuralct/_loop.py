@@ -255,7 +255,10 @@ class Attempt(NamedTuple):
     `t1` and `hit` are where each step ends and whether that is its boundary, `at_jump`
     whether the boundary is a jump time (`None` without jumps); `out` is the solver's step;
     `accept`, `h_next` and `controller` the controller's verdict, next step size and state;
-    `t`, `y` and `carry` the samples' values after the step (changed where accepted).
+    `t`, `y` and `carry` the samples' values after the step (changed where accepted);
+    `rejected` the running samples whose step was not accepted; `reach` as in `LoopState`
+    for `h_next`; `finished`, in solves that interpolate their save times, whether each
+    sample stands on its last one (`None` in solves that step onto them).
     """
 
     running: Tensor
@@ -269,6 +272,9 @@ class Attempt(NamedTuple):
     t: Tensor
     y: Tensor
     carry: Carry
+    rejected: Tensor
+    reach: Tensor
+    finished: Tensor | None
 
 
 def attempt_step(problem: Problem, s: LoopState) -> Attempt:
@@ -294,26 +300,32 @@ def attempt_step(problem: Problem, s: LoopState) -> Attempt:
     t = torch.where(accept, t1, s.t)
     y = _where_rows(accept, out.y1, s.y)
     carry = solver.merge_carry(accept, out.carry, s.carry)
-    return Attempt(running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry)
+    # Every accepted sample was running, so a running sample was rejected where the two differ.
+    rejected = running != accept
+    reach = s.reach if h_next is s.h else _reach(problem, h_next)
+    finished = t == problem.t_end if problem.interpolate_saves else None
+    return Attempt(running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry, rejected, reach, finished)
 
 
 @functools.cache
 def _compiled_attempt_step() -> Callable[[Problem, LoopState], Attempt]:
     """`attempt_step` under `torch.compile`, made once per process: torch compiles it again
-    for each new combination of shapes, dtypes, term, solver and controller settings."""
-    return torch.compile(attempt_step, dynamic=False)
+    for each new dtype, term, solver and controller setting, and once more, with sizes left
+    symbolic, when a size first changes."""
+    return torch.compile(attempt_step)
 
 
 def _iterate(problem: Problem, s: LoopState) -> LoopState:
     """One attempted step for every running sample, and its bookkeeping."""
-    running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry = problem.attempt(problem, s)
+    running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry, rejected, reach, finished = problem.attempt(
+        problem, s
+    )
     record = (s.t, t1, s.y, out.y1, out.coeffs, accept)
     saves, save_from, save_to, next_save, save_time = s.saves, s.save_from, s.save_to, s.next_save, s.save_time
     window = s.window
     # Samples that stepped onto a boundary (save or jump time), `None` when none did.
     landed = None
     if problem.interpolate_saves:
-        finished = t == problem.t_end
         window = window + (record,)
         if len(window) >= SAVE_WINDOW:
             saves, save_from, save_to, next_save = _interpolate_window(problem, t, y, window, s)
@@ -336,15 +348,13 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         carry, next_jump, vf_evals = _restart_past_jumps(
             problem, t, y, carry, next_jump, vf_evals, accept & hit & at_jump
         )
-    # Every accepted sample was running, so a running sample was rejected where the two differ.
-    rejected = running != accept
     status, done = _statuses(problem, s, t, h_next, finished, rejected, out)
     anchor, ahead = _count_fixed_steps(problem, s, t, h_next, landed, accept)
     return LoopState(
         t=t,
         y=y,
         h=h_next,
-        reach=s.reach if h_next is s.h else _reach(problem, h_next),
+        reach=reach,
         anchor=anchor,
         ahead=ahead,
         save_time=save_time,

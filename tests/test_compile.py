@@ -159,3 +159,21 @@ def test_refused_for_solvers_that_are_not_explicit_runge_kutta(solver):
 def test_compile_must_be_a_bool():
     with pytest.raises(InvalidInputError, match="`compile` must be True or False"):
         nct.solve(nct.ODETerm(lambda t, y, args: -y), torch.ones(2, 1), torch.linspace(0.0, 1.0, 3), compile="yes")
+
+
+def test_a_new_batch_size_compiles_once_more_then_no_longer():
+    field = Field()
+
+    def run(batch: int) -> nct.Solution:
+        with torch.no_grad():
+            return nct.solve(
+                nct.ODETerm(field),
+                torch.ones(batch, 3, dtype=F64),
+                torch.linspace(0.0, 1.0, 3, dtype=F64),
+                compile=True,
+            )
+
+    run(4)
+    run(6)  # compiles again, the batch size now symbolic
+    with torch.compiler.set_stance("fail_on_recompile"):
+        assert run(9).ys.shape == (9, 3, 3)
