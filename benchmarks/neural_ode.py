@@ -15,9 +15,10 @@ layers, tanh output), with 10 save times on [0, 10].
   (neuralct `Backsolve`, torchdiffeq `odeint_adjoint`, torchode `BacksolveAdjoint`), the
   latter with the full error norm and with the seminorm (`Backsolve(seminorm=True)`,
   torchdiffeq's `adjoint_options=dict(norm="seminorm")`; torchode has none).
-* neuralct also runs the solves and the backprop train step with `solve(..., compile=True)`
-  (the step, vector field included, under `torch.compile`): timed after a first call that
-  compiles, its time reported in the notes; its calls are read from `Solution.stats`.
+* compiled: the solves and the backprop train step also run with neuralct's
+  `solve(..., compile=True)` (each step, vector field included, under `torch.compile`) and
+  with torchode's `solve` under `torch.compile`, timed after a first call that compiles
+  (its time is in the notes); their calls are read from the solvers' statistics.
 
 Run: `python -m benchmarks.neural_ode [--quick]`.
 """
@@ -45,8 +46,10 @@ from benchmarks.harness import (
 
 SOLVERS = {"dopri5": (nct.Dopri5, torchode.Dopri5), "tsit5": (nct.Tsit5, torchode.Tsit5)}
 LIBRARIES = ("neuralct", "torchdiffeq", "torchode")
-# neuralct with `solve(..., compile=True)`: its first call, the warm-up, compiles the step.
-COMPILED = "neuralct, compile=True"
+# The solves and the backprop train step also run compiled: neuralct's `solve(..., compile=True)`
+# and torchode's `solve` under `torch.compile` (which splits it into pieces at its data-dependent
+# loop conditions). The first call, the warm-up, compiles; its time goes into the notes.
+COMPILED = ("neuralct, compile=True", "torchode, torch.compile")
 OVERHEAD_TARGET = 1.5
 # torchdiffeq has no Tsit5; its Dopri5 is the method of the same order and cost per step.
 TORCHDIFFEQ_METHOD = {"tsit5": "dopri5"}
@@ -84,8 +87,8 @@ def solver_for(library: str, method: str, tol: float, gradient: str = "backprop"
     """A function `(f, y0 [B, 4], ts [K]) -> ys [B, K, 4]` solving with `library`, its
     gradient by `"backprop"`, `"adjoint"` or `"adjoint, seminorm"`."""
     adjoint, seminorm = gradient != "backprop", gradient.endswith("seminorm")
-    if library == COMPILED:
-        return _compiled_solver(method, tol)
+    if library in COMPILED:
+        return _compiled_solver(library, method, tol)
     if library == "neuralct":
         strategy = nct.Backsolve(seminorm=seminorm) if adjoint else nct.Backprop()
         controller = nct.PIDController(rtol=tol, atol=tol)
@@ -104,31 +107,46 @@ def solver_for(library: str, method: str, tol: float, gradient: str = "backprop"
     return _torchode_solver(method, tol, adjoint)
 
 
-def _compiled_solver(method: str, tol: float) -> Solve:
-    """neuralct with `compile=True`, gradients by backprop; adds its calls to `f.calls`."""
-    controller = nct.PIDController(rtol=tol, atol=tol)
-    solver = SOLVERS[method][0]()
+def _compiled_solver(library: str, method: str, tol: float) -> Solve:
+    """`library` in `COMPILED`, gradients by backprop, calling the field without its counter
+    (`VectorField.uncounted`); adds the calls its statistics report to `f.calls` (the sample
+    that ran longest was running at every call on the batch)."""
+    if library == COMPILED[0]:
+        controller = nct.PIDController(rtol=tol, atol=tol)
+        solver = SOLVERS[method][0]()
 
-    def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        solution = nct.solve(nct.ODETerm(f.uncounted), y0, ts, solver=solver, controller=controller, compile=True)
-        # The sample that ran longest was running at every call on the batch.
-        f.calls += int(solution.stats.vf_evals.max())
+        def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+            solution = nct.solve(nct.ODETerm(f.uncounted), y0, ts, solver=solver, controller=controller, compile=True)
+            f.calls += int(solution.stats.vf_evals.max())
+            return solution.ys
+
+        return solve
+    compiled: dict[VectorField, Callable] = {}
+
+    def solve_compiled(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        if f not in compiled:
+            compiled[f] = torch.compile(_torchode_adjoint(f.uncounted, method, tol, adjoint=False).solve)
+        solution = compiled[f](torchode.InitialValueProblem(y0=y0, t_eval=ts.expand(y0.shape[0], -1)))
+        f.calls += int(solution.stats["n_f_evals"].max())
         return solution.ys
 
-    return solve
+    return solve_compiled
+
+
+def _torchode_adjoint(f: Callable, method: str, tol: float, adjoint: bool) -> torch.nn.Module:
+    """torchode's solver for `f(t, y)`: backprop through it, or its backsolve adjoint."""
+    term = torchode.ODETerm(f)
+    step = SOLVERS[method][1](term=term)
+    controller = torchode.IntegralController(atol=tol, rtol=tol, term=term)
+    if adjoint:
+        return torchode.BacksolveAdjoint(term, step, controller)
+    return torchode.AutoDiffAdjoint(step, controller)
 
 
 def _torchode_solver(method: str, tol: float, adjoint: bool) -> Solve:
     def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        term = torchode.ODETerm(f)
-        step = SOLVERS[method][1](term=term)
-        controller = torchode.IntegralController(atol=tol, rtol=tol, term=term)
-        if adjoint:
-            solver = torchode.BacksolveAdjoint(term, step, controller)
-        else:
-            solver = torchode.AutoDiffAdjoint(step, controller)
         problem = torchode.InitialValueProblem(y0=y0, t_eval=ts.expand(y0.shape[0], -1))
-        return solver.solve(problem).ys
+        return _torchode_adjoint(f, method, tol, adjoint).solve(problem).ys
 
     return solve
 
@@ -148,11 +166,26 @@ def count_calls(f: VectorField, run: Callable[[], object]) -> int:
     return f.calls
 
 
-def note_compilation(result: BenchmarkResult, case: str, run: Callable[[], object]) -> None:
-    """Time the first call of a `compile=True` `run`, which compiles, into the notes."""
+def note_compilation(result: BenchmarkResult, case: str, library: str, run: Callable[[], object]) -> None:
+    """Time the first call of a compiled `run`, which compiles, into the notes. Compiled code
+    is dropped first, so that every case compiles as in a program of its own (and with the
+    sizes it sees, rather than symbolic ones after an earlier case's batch size)."""
+    torch._dynamo.reset()
     start = time.perf_counter()
     run()
-    result.notes.append(f"{case}: the first compile=True call (compiling) took {time.perf_counter() - start:.1f} s")
+    result.notes.append(f"{case}: {library}'s first call (compiling) took {time.perf_counter() - start:.1f} s")
+
+
+def add_speedups(result: BenchmarkResult, case: str, required: dict[str, float], compiled: bool) -> None:
+    """Speedup targets on `case`: neuralct over each peer in `required` (at least the value
+    given), and, where the case was run `compiled`, compiled neuralct over the same peers and
+    over compiled torchode."""
+    for peer, factor in required.items():
+        result.speedup(case, peer, factor)
+    if compiled:
+        for peer, factor in required.items():
+            result.speedup(case, peer, factor, library=COMPILED[0])
+        result.speedup(case, COMPILED[1], required["torchode"], library=COMPILED[0])
 
 
 def one_call_seconds(f: VectorField, y0: torch.Tensor, backward: bool, settings: Settings) -> float:
@@ -174,20 +207,18 @@ def solve_cases(result: BenchmarkResult, settings: Settings) -> None:
     unit = one_call_seconds(f, y0, False, settings)
     for method in SOLVERS:
         case = f"solve {method}, batch 256"
-        for library in LIBRARIES + (COMPILED,):
+        for library in LIBRARIES + COMPILED:
             solve = solver_for(library, method, 1e-6)
             run = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
-            if library == COMPILED:
-                note_compilation(result, case, run)
+            if library in COMPILED:
+                note_compilation(result, case, library, run)
             wall = median_seconds(run, settings)
             calls = count_calls(f, run)
             overhead = wall / (calls * unit)
             result.rows.append(Measurement(case, library, wall, evals=calls, note=f"overhead {overhead:.2f}"))
             if library.startswith("neuralct"):
                 result.targets.append(Target(f"{case}: {library} overhead", overhead, OVERHEAD_TARGET, at_most=True))
-        for peer in LIBRARIES[1:]:
-            for ours in ("neuralct", COMPILED):
-                result.speedup(case, peer, 1.0, library=ours)
+        add_speedups(result, case, {"torchdiffeq": 1.0, "torchode": 1.0}, compiled=True)
     result.notes.append(f"one vector-field call on the batch of 256: {unit * 1e6:.1f} us")
 
 
@@ -201,7 +232,7 @@ def train_cases(result: BenchmarkResult, settings: Settings) -> None:
         case = f"train step, {gradient}"
         libraries = LIBRARIES[:2] if gradient.endswith("seminorm") else LIBRARIES
         if gradient == "backprop":
-            libraries += (COMPILED,)
+            libraries += COMPILED
         for library in libraries:
             solve = solver_for(library, "dopri5", 1e-6, gradient)
 
@@ -209,16 +240,14 @@ def train_cases(result: BenchmarkResult, settings: Settings) -> None:
                 f.zero_grad()
                 (solve(f, y0, ts) - targets).square().mean().backward()
 
-            if library == COMPILED:
-                note_compilation(result, case, run)
+            if library in COMPILED:
+                note_compilation(result, case, library, run)
             wall = median_seconds(run, settings)
             calls = count_calls(f, run)
             overhead = f"overhead {wall / (calls * unit):.2f}"
             result.rows.append(Measurement(case, library, wall, evals=calls, note=overhead))
-        for ours in ("neuralct", COMPILED) if COMPILED in libraries else ("neuralct",):
-            result.speedup(case, "torchdiffeq", 2.0, library=ours)
-            if "torchode" in libraries:
-                result.speedup(case, "torchode", 1.5, library=ours)
+        required = {"torchdiffeq": 2.0, "torchode": 1.5} if "torchode" in libraries else {"torchdiffeq": 2.0}
+        add_speedups(result, case, required, compiled=COMPILED[0] in libraries)
     result.notes.append(
         f"one forward + backward vector-field call on the batch of 32: {unit * 1e6:.1f} us; the overhead column of "
         "the train steps divides by calls x that (adjoint calls include the backward solve's)"
