@@ -25,6 +25,7 @@ Run: `python -m benchmarks.neural_ode [--quick]`.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -201,34 +202,56 @@ def one_call_seconds(f: VectorField, y0: torch.Tensor, backward: bool, settings:
     return median_seconds(once, settings, repeats=200)
 
 
+def measure(
+    result: BenchmarkResult,
+    settings: Settings,
+    case: str,
+    library: str,
+    run: Callable[[], object],
+    f: VectorField,
+    unit: Callable[[], float],
+) -> float:
+    """Add the row of `library` on `case`: the median wall time of `run`, its calls of `f`
+    and its overhead ratio, whose one-call time (`unit()`) is measured right before the
+    row, so that the shared host's drift between rows stays out of the ratio. Returns the
+    overhead ratio."""
+    if library in COMPILED:
+        note_compilation(result, case, library, run)
+    one_call = unit()
+    wall = median_seconds(run, settings)
+    calls = count_calls(f, run)
+    overhead = wall / (calls * one_call)
+    note = f"overhead {overhead:.2f} (one call {one_call * 1e6:.0f} us)"
+    result.rows.append(Measurement(case, library, wall, evals=calls, note=note))
+    return overhead
+
+
 def solve_cases(result: BenchmarkResult, settings: Settings) -> None:
     """Batch 256, float32, rtol 1e-6, no gradients: wall, calls and overhead per library."""
     f, y0, ts = problem(256, torch.float32, settings.device)
-    unit = one_call_seconds(f, y0, False, settings)
+    unit = functools.partial(one_call_seconds, f, y0, False, settings)
     for method in SOLVERS:
         case = f"solve {method}, batch 256"
         for library in LIBRARIES + COMPILED:
             solve = solver_for(library, method, 1e-6)
             run = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
-            if library in COMPILED:
-                note_compilation(result, case, library, run)
-            wall = median_seconds(run, settings)
-            calls = count_calls(f, run)
-            overhead = wall / (calls * unit)
-            result.rows.append(Measurement(case, library, wall, evals=calls, note=f"overhead {overhead:.2f}"))
+            overhead = measure(result, settings, case, library, run, f, unit)
             if library.startswith("neuralct"):
                 result.targets.append(Target(f"{case}: {library} overhead", overhead, OVERHEAD_TARGET, at_most=True))
         add_speedups(result, case, {"torchdiffeq": 1.0, "torchode": 1.0}, compiled=True)
-    result.notes.append(f"one vector-field call on the batch of 256: {unit * 1e6:.1f} us")
+    result.notes.append("solves: one call = one vector-field call on the batch of 256")
 
 
-def train_cases(result: BenchmarkResult, settings: Settings) -> None:
+GRADIENTS = ("backprop", "adjoint", "adjoint, seminorm")
+
+
+def train_cases(result: BenchmarkResult, settings: Settings, gradients: tuple[str, ...] = GRADIENTS) -> None:
     """Batch 32, Dopri5 at 1e-6: forward + backward by backprop and by the adjoint (with
     the full error norm, and with the seminorm, which torchode does not offer)."""
     f, y0, ts = problem(32, torch.float32, settings.device)
     targets = torch.randn(32, len(ts), 4, device=settings.device)
-    unit = one_call_seconds(f, y0, True, settings)
-    for gradient in ("backprop", "adjoint", "adjoint, seminorm"):
+    unit = functools.partial(one_call_seconds, f, y0, True, settings)
+    for gradient in gradients:
         case = f"train step, {gradient}"
         libraries = LIBRARIES[:2] if gradient.endswith("seminorm") else LIBRARIES
         if gradient == "backprop":
@@ -240,17 +263,12 @@ def train_cases(result: BenchmarkResult, settings: Settings) -> None:
                 f.zero_grad()
                 (solve(f, y0, ts) - targets).square().mean().backward()
 
-            if library in COMPILED:
-                note_compilation(result, case, library, run)
-            wall = median_seconds(run, settings)
-            calls = count_calls(f, run)
-            overhead = f"overhead {wall / (calls * unit):.2f}"
-            result.rows.append(Measurement(case, library, wall, evals=calls, note=overhead))
+            measure(result, settings, case, library, run, f, unit)
         required = {"torchdiffeq": 2.0, "torchode": 1.5} if "torchode" in libraries else {"torchdiffeq": 2.0}
         add_speedups(result, case, required, compiled=COMPILED[0] in libraries)
     result.notes.append(
-        f"one forward + backward vector-field call on the batch of 32: {unit * 1e6:.1f} us; the overhead column of "
-        "the train steps divides by calls x that (adjoint calls include the backward solve's)"
+        "train steps: one call = one forward + backward vector-field call on the batch of 32 (adjoint calls include "
+        "the backward solve's)"
     )
 
 
