@@ -136,6 +136,28 @@ def median_seconds(fn: Callable[[], object], settings: Settings, repeats: int | 
     return statistics.median(times)
 
 
+def interleaved_medians(runs: dict[str, Callable[[], object]], settings: Settings) -> dict[str, float]:
+    """Median wall seconds of each of `runs`, timed in turns: every round calls each run once,
+    so that a shared host's slow spells fall on all of them alike (medians taken one after
+    the other, seconds apart, can differ by tens of percent there). One warm-up call each,
+    then up to `settings.repeats` rounds, stopping (after at least 3) once the timed calls
+    took `settings.budget_s` per run."""
+    for fn in runs.values():
+        fn()
+    synchronize(settings.device)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    spent, rounds = 0.0, 0
+    while rounds < settings.repeats and (rounds < 3 or spent < settings.budget_s * len(runs)):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            synchronize(settings.device)
+            times[name].append(time.perf_counter() - start)
+            spent += times[name][-1]
+        rounds += 1
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def saved_mib(fn: Callable[[], object]) -> float:
     """MiB of the distinct storages autograd saves for backward while `fn()` builds its
     graph: the activation memory a training step holds at its peak (parameters and

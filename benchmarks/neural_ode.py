@@ -25,7 +25,6 @@ Run: `python -m benchmarks.neural_ode [--quick]`.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from benchmarks.harness import (
     Measurement,
     Settings,
     Target,
+    interleaved_medians,
     main_for,
     median_seconds,
     wall_at_error,
@@ -168,10 +168,7 @@ def count_calls(f: VectorField, run: Callable[[], object]) -> int:
 
 
 def note_compilation(result: BenchmarkResult, case: str, library: str, run: Callable[[], object]) -> None:
-    """Time the first call of a compiled `run`, which compiles, into the notes. Compiled code
-    is dropped first, so that every case compiles as in a program of its own (and with the
-    sizes it sees, rather than symbolic ones after an earlier case's batch size)."""
-    torch._dynamo.reset()
+    """Time the first call of a compiled `run`, which compiles, into the notes."""
     start = time.perf_counter()
     run()
     result.notes.append(f"{case}: {library}'s first call (compiling) took {time.perf_counter() - start:.1f} s")
@@ -189,55 +186,67 @@ def add_speedups(result: BenchmarkResult, case: str, required: dict[str, float],
         result.speedup(case, COMPILED[1], required["torchode"], library=COMPILED[0])
 
 
-def one_call_seconds(f: VectorField, y0: torch.Tensor, backward: bool, settings: Settings) -> float:
-    """Median time of one vector-field call on the batch (forward, or forward + backward)."""
+# Calls of the field alone in one timed run of the one-call measurement.
+CALLS_PER_UNIT = 10
+
+
+def field_calls(f: VectorField, y0: torch.Tensor, backward: bool) -> Callable[[], None]:
+    """`CALLS_PER_UNIT` calls of `f` on the batch `y0` (forward, or forward + backward)."""
     y = y0.clone().requires_grad_(backward)
 
-    def once() -> None:
+    def calls() -> None:
         with torch.set_grad_enabled(backward):
-            out = f(None, y)
-            if backward:
-                out.sum().backward()
+            for _ in range(CALLS_PER_UNIT):
+                out = f(None, y)
+                if backward:
+                    out.sum().backward()
 
-    return median_seconds(once, settings, repeats=200)
+    return calls
 
 
-def measure(
+def measure_case(
     result: BenchmarkResult,
     settings: Settings,
     case: str,
-    library: str,
-    run: Callable[[], object],
+    runs: dict[str, Callable[[], object]],
     f: VectorField,
-    unit: Callable[[], float],
-) -> float:
-    """Add the row of `library` on `case`: the median wall time of `run`, its calls of `f`
-    and its overhead ratio, whose one-call time (`unit()`) is measured right before the
-    row, so that the shared host's drift between rows stays out of the ratio. Returns the
-    overhead ratio."""
-    if library in COMPILED:
-        note_compilation(result, case, library, run)
-    one_call = unit()
-    wall = median_seconds(run, settings)
-    calls = count_calls(f, run)
-    overhead = wall / (calls * one_call)
-    note = f"overhead {overhead:.2f} (one call {one_call * 1e6:.0f} us)"
-    result.rows.append(Measurement(case, library, wall, evals=calls, note=note))
-    return overhead
+    unit: Callable[[], None],
+) -> dict[str, float]:
+    """Rows for `case`: each library's run in `runs` timed in turns with the others and with
+    `unit` (`field_calls`), so that the host's drift neither favours a library nor enters
+    the overhead ratio wall / (calls of `f` x one call). Compiled runs are compiled first,
+    from an empty cache (so that each case compiles as a program of its own would, for the
+    sizes it sees), their compile time noted. Returns library -> overhead ratio."""
+    if any(library in COMPILED for library in runs):
+        torch._dynamo.reset()
+    for library, run in runs.items():
+        if library in COMPILED:
+            note_compilation(result, case, library, run)
+    walls = interleaved_medians({**runs, "one call": unit}, settings)
+    one_call = walls.pop("one call") / CALLS_PER_UNIT
+    overheads = {}
+    for library, run in runs.items():
+        calls = count_calls(f, run)
+        overheads[library] = walls[library] / (calls * one_call)
+        note = f"overhead {overheads[library]:.2f}"
+        result.rows.append(Measurement(case, library, walls[library], evals=calls, note=note))
+    result.notes.append(f"{case}: one call {one_call * 1e6:.1f} us")
+    return overheads
 
 
 def solve_cases(result: BenchmarkResult, settings: Settings) -> None:
     """Batch 256, float32, rtol 1e-6, no gradients: wall, calls and overhead per library."""
     f, y0, ts = problem(256, torch.float32, settings.device)
-    unit = functools.partial(one_call_seconds, f, y0, False, settings)
     for method in SOLVERS:
         case = f"solve {method}, batch 256"
+        runs = {}
         for library in LIBRARIES + COMPILED:
             solve = solver_for(library, method, 1e-6)
-            run = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
-            overhead = measure(result, settings, case, library, run, f, unit)
-            if library.startswith("neuralct"):
-                result.targets.append(Target(f"{case}: {library} overhead", overhead, OVERHEAD_TARGET, at_most=True))
+            runs[library] = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
+        overheads = measure_case(result, settings, case, runs, f, field_calls(f, y0, backward=False))
+        for library in ("neuralct", COMPILED[0]):
+            target = Target(f"{case}: {library} overhead", overheads[library], OVERHEAD_TARGET, at_most=True)
+            result.targets.append(target)
         add_speedups(result, case, {"torchdiffeq": 1.0, "torchode": 1.0}, compiled=True)
     result.notes.append("solves: one call = one vector-field call on the batch of 256")
 
@@ -250,12 +259,12 @@ def train_cases(result: BenchmarkResult, settings: Settings, gradients: tuple[st
     the full error norm, and with the seminorm, which torchode does not offer)."""
     f, y0, ts = problem(32, torch.float32, settings.device)
     targets = torch.randn(32, len(ts), 4, device=settings.device)
-    unit = functools.partial(one_call_seconds, f, y0, True, settings)
     for gradient in gradients:
         case = f"train step, {gradient}"
         libraries = LIBRARIES[:2] if gradient.endswith("seminorm") else LIBRARIES
         if gradient == "backprop":
             libraries += COMPILED
+        runs = {}
         for library in libraries:
             solve = solver_for(library, "dopri5", 1e-6, gradient)
 
@@ -263,7 +272,8 @@ def train_cases(result: BenchmarkResult, settings: Settings, gradients: tuple[st
                 f.zero_grad()
                 (solve(f, y0, ts) - targets).square().mean().backward()
 
-            measure(result, settings, case, library, run, f, unit)
+            runs[library] = run
+        measure_case(result, settings, case, runs, f, field_calls(f, y0, backward=True))
         required = {"torchdiffeq": 2.0, "torchode": 1.5} if "torchode" in libraries else {"torchdiffeq": 2.0}
         add_speedups(result, case, required, compiled=COMPILED[0] in libraries)
     result.notes.append(

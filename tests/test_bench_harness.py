@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from benchmarks.__main__ import BENCHMARKS
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, loglog_slope, write_results
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    Target,
+    interleaved_medians,
+    loglog_slope,
+    write_results,
+)
 from benchmarks.neural_ode import slowest_ratio_at_equal_error
 
 
@@ -27,6 +35,15 @@ def test_speedup_is_the_peer_wall_over_ours_and_targets_know_at_least_from_at_mo
     assert Target("overhead", 1.2, 1.3, at_most=True).met
     with pytest.raises(KeyError, match="no measurement of 'other'"):
         result.wall("case", "other")
+
+
+def test_interleaved_medians_time_the_runs_in_turns():
+    order: list[str] = []
+    runs = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
+    medians = interleaved_medians(runs, Settings(repeats=4, budget_s=0.0))
+    assert set(medians) == {"a", "b", "c"} and all(m >= 0 for m in medians.values())
+    # One warm-up call each, then 4 rounds that call every run once, in the same order.
+    assert order == ["a", "b", "c"] * 5
 
 
 def test_loglog_slope_recovers_a_power_law():
