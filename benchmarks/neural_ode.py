@@ -316,8 +316,9 @@ def slowest_ratio_at_equal_error(ours: list[tuple[float, float]], peer: list[tup
     return min(ratios) if ratios else math.nan
 
 
-def run(settings: Settings) -> BenchmarkResult:
-    """All three parts; see the module docstring."""
+def run(settings: Settings, overhead_only: bool = False) -> BenchmarkResult:
+    """All three parts (see the module docstring); with `overhead_only`, the solves and the
+    backprop train step alone (`benchmarks.solve_overhead`)."""
     result = BenchmarkResult(
         name="neural_ode",
         title="Neural ODE",
@@ -330,8 +331,9 @@ def run(settings: Settings) -> BenchmarkResult:
         ),
     )
     solve_cases(result, settings)
-    train_cases(result, settings)
-    work_precision(result, settings)
+    train_cases(result, settings, gradients=("backprop",) if overhead_only else GRADIENTS)
+    if not overhead_only:
+        work_precision(result, settings)
     return result
 
 

@@ -40,10 +40,13 @@ def test_speedup_is_the_peer_wall_over_ours_and_targets_know_at_least_from_at_mo
 def test_interleaved_medians_time_the_runs_in_turns():
     order: list[str] = []
     runs = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
-    medians = interleaved_medians(runs, Settings(repeats=4, budget_s=0.0))
+    medians = interleaved_medians(runs, Settings(repeats=4, budget_s=60.0))
     assert set(medians) == {"a", "b", "c"} and all(m >= 0 for m in medians.values())
     # One warm-up call each, then 4 rounds that call every run once, in the same order.
     assert order == ["a", "b", "c"] * 5
+    order.clear()
+    interleaved_medians(runs, Settings(repeats=20, budget_s=0.0))
+    assert order == ["a", "b", "c"] * 4  # past its budget, it stops after the 3 rounds it always takes
 
 
 def test_loglog_slope_recovers_a_power_law():
