@@ -124,30 +124,24 @@ def synchronize(device: torch.device) -> None:
 def median_seconds(fn: Callable[[], object], settings: Settings, repeats: int | None = None) -> float:
     """Median wall seconds of `fn()` over up to `repeats` timed calls after one warm-up
     call; stops early (after at least 3 calls) once the calls took `settings.budget_s`."""
-    repeats = settings.repeats if repeats is None else repeats
-    fn()
-    synchronize(settings.device)
-    times: list[float] = []
-    while len(times) < repeats and (len(times) < 3 or sum(times) < settings.budget_s):
-        start = time.perf_counter()
-        fn()
-        synchronize(settings.device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_medians({"fn": fn}, settings, repeats)["fn"]
 
 
-def interleaved_medians(runs: dict[str, Callable[[], object]], settings: Settings) -> dict[str, float]:
+def interleaved_medians(
+    runs: dict[str, Callable[[], object]], settings: Settings, repeats: int | None = None
+) -> dict[str, float]:
     """Median wall seconds of each of `runs`, timed in turns: every round calls each run once,
     so that a shared host's slow spells fall on all of them alike (medians taken one after
     the other, seconds apart, can differ by tens of percent there). One warm-up call each,
-    then up to `settings.repeats` rounds, stopping (after at least 3) once the timed calls
-    took `settings.budget_s` per run."""
+    then up to `repeats` rounds (`settings.repeats` by default), stopping (after at least 3)
+    once the timed calls took `settings.budget_s` per run."""
+    repeats = settings.repeats if repeats is None else repeats
     for fn in runs.values():
         fn()
     synchronize(settings.device)
     times: dict[str, list[float]] = {name: [] for name in runs}
     spent, rounds = 0.0, 0
-    while rounds < settings.repeats and (rounds < 3 or spent < settings.budget_s * len(runs)):
+    while rounds < repeats and (rounds < 3 or spent < settings.budget_s * len(runs)):
         for name, fn in runs.items():
             start = time.perf_counter()
             fn()

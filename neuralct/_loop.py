@@ -42,12 +42,14 @@ class Problem:
     jumps: Tensor | None
     compile: bool = False
 
-    @property
+    @functools.cached_property
     def attempt(self) -> Callable[[Problem, LoopState], Attempt]:
         """`attempt_step`, compiled by `torch.compile` when the solve asked for it."""
         if not self.compile:
             return attempt_step
-        # Settled here, outside the compiled graph: `forward` reads a tensor's value.
+        # The cached properties the step reads are filled here, outside the compiled graph:
+        # `forward` reads a tensor's value, and torch.compile cannot enter the lock that
+        # `functools.cached_property` takes on its first read (Python < 3.12).
         for name in ("forward", "interpolate_saves", "want_coefficients", "t_end", "time_slack", "jump_table"):
             getattr(self, name)
         return _compiled_attempt_step()
@@ -317,49 +319,47 @@ def _compiled_attempt_step() -> Callable[[Problem, LoopState], Attempt]:
 
 def _iterate(problem: Problem, s: LoopState) -> LoopState:
     """One attempted step for every running sample, and its bookkeeping."""
-    running, t1, hit, at_jump, out, accept, h_next, ctrl, t, y, carry, rejected, reach, finished = problem.attempt(
-        problem, s
-    )
-    record = (s.t, t1, s.y, out.y1, out.coeffs, accept)
+    step = problem.attempt(problem, s)
+    out, accept, at_jump, t = step.out, step.accept, step.at_jump, step.t
+    record = (s.t, step.t1, s.y, out.y1, out.coeffs, accept)
     saves, save_from, save_to, next_save, save_time = s.saves, s.save_from, s.save_to, s.next_save, s.save_time
-    window = s.window
+    window, finished = s.window, step.finished
     # Samples that stepped onto a boundary (save or jump time), `None` when none did.
     landed = None
     if problem.interpolate_saves:
         window = window + (record,)
         if len(window) >= SAVE_WINDOW:
-            saves, save_from, save_to, next_save = _interpolate_window(problem, t, y, window, s)
+            saves, save_from, save_to, next_save = _interpolate_window(problem, t, step.y, window, s)
             window = ()
     else:
-        landing = accept & hit
+        landing = accept & step.hit
         # A jump time may coincide with the save time: the step then lands on both.
-        on_save = landing if at_jump is None else landing & (~at_jump | (t1 == s.save_time))
+        on_save = landing if at_jump is None else landing & (~at_jump | (step.t1 == s.save_time))
         saves, save_from, save_to, next_save = _saves_landed_on(s, out.y1, on_save)
         # Nothing to update while no sample reached its save time (the common step).
-        finished = None
         if next_save is not s.next_save:
             save_time = _gather_row(problem.ts, next_save)
             finished = next_save >= problem.ts.shape[1]
         if at_jump is not None or finished is not None:
             landed = landing
-    vf_evals, steps, accepted, tally = _count(s, (running, accept, out.evals))
-    next_jump = s.next_jump
+    vf_evals, steps, accepted, tally = _count(s, (step.running, accept, out.evals))
+    carry, next_jump = step.carry, s.next_jump
     if at_jump is not None:
         carry, next_jump, vf_evals = _restart_past_jumps(
-            problem, t, y, carry, next_jump, vf_evals, accept & hit & at_jump
+            problem, t, step.y, carry, next_jump, vf_evals, accept & step.hit & at_jump
         )
-    status, done = _statuses(problem, s, t, h_next, finished, rejected, out)
-    anchor, ahead = _count_fixed_steps(problem, s, t, h_next, landed, accept)
+    status, done = _statuses(problem, s, t, step.h_next, finished, step.rejected, out)
+    anchor, ahead = _count_fixed_steps(problem, s, t, step.h_next, landed, accept)
     return LoopState(
         t=t,
-        y=y,
-        h=h_next,
-        reach=reach,
+        y=step.y,
+        h=step.h_next,
+        reach=step.reach,
         anchor=anchor,
         ahead=ahead,
         save_time=save_time,
         carry=carry,
-        controller=ctrl,
+        controller=step.controller,
         next_save=next_save,
         next_jump=next_jump,
         status=status,
