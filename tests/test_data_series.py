@@ -96,6 +96,27 @@ def test_select_trims_the_padding_to_the_selected_samples():
         torch.testing.assert_close(getattr(sub, name), getattr(again, name), rtol=0, atol=0)
 
 
+def test_a_minibatch_of_a_valid_dataset_is_valid_when_it_misses_a_rarely_observed_channel():
+    # Channel 0 of sample 2 and channel 1 of sample 1 are never observed: the subset [2] sees no
+    # channel 0, yet every sample in it is valid, so it is a valid minibatch.
+    batch = collate(_series())
+    sub = batch.select([2])
+    assert sub.mask[:, :, 0].sum() == 0 and sub.lengths.tolist() == [1]
+    torch.testing.assert_close(sub.values, torch.tensor([[[0.0, 4.0]]], dtype=F64), rtol=0, atol=0)
+    with pytest.raises(nct.InvalidInputError, match="`index` must select at least one of the 3 samples; got none"):
+        batch.select([])
+
+
+def test_training_passes_every_minibatch_of_a_dataset_with_a_channel_seen_in_one_series():
+    from neuralct.train import minibatches
+
+    rare = [Series(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, NAN], [2.0, NAN]])) for _ in range(7)]
+    rare.append(Series(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, 3.0], [2.0, NAN]])))
+    data = collate(rare)
+    sizes = [b.batch_size for b in minibatches(data, 3, torch.Generator().manual_seed(0))]
+    assert sizes == [3, 3, 2]  # before: the first minibatch without series 7 raised "channel 1 ... no sample"
+
+
 def test_pad_times_rejects_lengths_beyond_the_padding():
     with pytest.raises(nct.InvalidInputError, match=r"`lengths` must lie in \[1, T = 2\]; got \[3\]"):
         pad_times(torch.zeros(1, 2), torch.tensor([3]))

@@ -188,19 +188,35 @@ class IrregularBatch:
         return replace(self, **moved)
 
     def select(self, index: Tensor | list[int] | slice) -> IrregularBatch:
-        """The samples at `index`, with the padding trimmed to their longest length."""
-        rows = torch.arange(self.batch_size, device=self.values.device)[index]
-        rows = rows.reshape(-1)
+        """The samples at `index`, with the padding trimmed to their longest length.
+
+        The subset is not validated again: rows of a valid batch are valid, and the check that
+        every channel is observed somewhere belongs to a whole dataset, not to a minibatch of it
+        (a rarely observed channel may be missing from every sample of a minibatch).
+
+        Raises:
+            InvalidInputError: `index` selects no sample.
+        """
+        rows = torch.arange(self.batch_size, device=self.values.device)[index].reshape(-1)
+        if rows.numel() == 0:
+            raise InvalidInputError(f"`index` must select at least one of the {self.batch_size} samples; got none")
         length = int(self.lengths[rows].max())
-        take = {
-            "times": self.times[rows, :length],
-            "values": self.values[rows, :length],
-            "mask": self.mask[rows, :length],
-            "lengths": self.lengths[rows],
-            "targets": None if self.targets is None else self.targets[rows],
-            "static": None if self.static is None else self.static[rows],
-        }
-        return IrregularBatch(**take)
+        return _subset(
+            times=self.times[rows, :length],
+            values=self.values[rows, :length],
+            mask=self.mask[rows, :length],
+            lengths=self.lengths[rows],
+            targets=None if self.targets is None else self.targets[rows],
+            static=None if self.static is None else self.static[rows],
+        )
+
+
+def _subset(**tensors: Tensor | None) -> IrregularBatch:
+    """A batch of rows taken from a validated batch, built without `__post_init__` (see `select`)."""
+    batch = object.__new__(IrregularBatch)
+    for name, tensor in tensors.items():
+        object.__setattr__(batch, name, tensor)  # the frozen dataclass's own way round its __setattr__
+    return batch
 
 
 def collate(series: list[Series], *, targets_required: bool = False) -> IrregularBatch:
