@@ -26,8 +26,10 @@ class ReversibleHeun(AbstractSDESolver):
     evaluations, each step two more (one drift, one diffusion). Because every step can be
     inverted exactly, gradients can be computed by reconstructing states backwards in time
     (Kidger, Foster, Li & Lyons, "Efficient and Accurate Gradients for Neural SDEs",
-    NeurIPS 2021, section 3). Stratonovich SDEs with any noise type; strong order 0.5
-    (1.0 for additive noise), weak order 1. Fixed-step only: use `nct.ConstantStep(dt)`.
+    NeurIPS 2021, section 3). Stratonovich SDEs with any noise type; strong order 0.5 in
+    general and 1.0 for commutative (diagonal, scalar, additive) noise, as for Heun's method
+    (diffrax's SDE solver table lists the same; `tests/test_sde.py` measures both), weak
+    order 1. Fixed-step only: use `nct.ConstantStep(dt)`.
     """
 
     order: ClassVar[float] = 0.5
@@ -36,8 +38,8 @@ class ReversibleHeun(AbstractSDESolver):
     sde_types: ClassVar[frozenset[SDEType]] = frozenset({SDEType.STRATONOVICH})
 
     def strong_order(self, noise_type: NoiseType) -> float:
-        """1.0 for additive noise, 0.5 otherwise."""
-        return 1.0 if noise_type == NoiseType.ADDITIVE else self.order
+        """1.0 for commutative (diagonal, scalar, additive) noise, 0.5 for general noise."""
+        return self.order if noise_type == NoiseType.GENERAL else 1.0
 
     def init(self, term: MultiTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """Carry `(z0, drift(t0, z0), diffusion(t0, z0))` with `z0 = y0`; two evaluations."""
