@@ -287,6 +287,64 @@ def test_zoh_with_small_steps_on_a_linear_input_approaches_tsit5():
 # --- HiPPO ---------------------------------------------------------------------------------------
 
 
+def _legs_entry(n: int, k: int) -> float:
+    """Gu et al. 2020, appendix D: LegS is dc/dt = (-A c + B u) / t with A_nk = sqrt(2n+1) sqrt(2k+1)
+    for n > k, n + 1 for n = k, 0 above; the code returns -A (and B_n = sqrt(2n+1))."""
+    if n > k:
+        return -math.sqrt(2 * n + 1) * math.sqrt(2 * k + 1)
+    return -(n + 1.0) if n == k else 0.0
+
+
+def _legt_entry(n: int, k: int, window: float) -> float:
+    """The docstring's normalised LegT: -sqrt(2n+1) sqrt(2k+1) / theta, times (-1)^(n-k) above the diagonal."""
+    sign = 1.0 if n >= k else (-1.0) ** (n - k)
+    return -math.sqrt(2 * n + 1) * math.sqrt(2 * k + 1) * sign / window
+
+
+def _lagt_entry(n: int, k: int) -> float:
+    """The docstring's LagT, A = I / 2 - (ones on and below the diagonal): -1 below, -1/2 on, 0 above."""
+    return -1.0 if n > k else (-0.5 if n == k else 0.0)
+
+
+HIPPO_CLOSED_FORMS = {
+    "legs": (lambda n: hippo_legs(n, dtype=F64), _legs_entry, lambda n: math.sqrt(2 * n + 1)),
+    "legt": (
+        lambda n: hippo_legt(n, 0.7, dtype=F64),
+        lambda n, k: _legt_entry(n, k, 0.7),
+        lambda n: math.sqrt(2 * n + 1) / 0.7,
+    ),
+    "lagt": (lambda n: hippo_lagt(n, 2.5, dtype=F64), _lagt_entry, lambda n: 2.5),
+}
+
+
+@pytest.mark.parametrize("measure", sorted(HIPPO_CLOSED_FORMS))
+def test_hippo_matrices_equal_their_closed_forms_entry_by_entry(measure):
+    build, a_entry, b_entry = HIPPO_CLOSED_FORMS[measure]
+    size = 7
+    a, b = build(size)
+    expected_a = torch.tensor([[a_entry(n, k) for k in range(size)] for n in range(size)], dtype=F64)
+    expected_b = torch.tensor([b_entry(n) for n in range(size)], dtype=F64)
+    torch.testing.assert_close(a, expected_a, rtol=1e-14, atol=0)
+    torch.testing.assert_close(b, expected_b, rtol=1e-14, atol=0)
+
+
+def test_hippo_legt_is_the_papers_matrix_in_the_normalised_reversed_legendre_basis():
+    # Gu et al. 2020, LegT (appendix D): dc/dt = -A c + B u with A_nk = (2n + 1) / theta times
+    # (-1)^(n-k) for n >= k and 1 for n < k, B_n = (2n + 1) (-1)^n / theta. The code's state is
+    # c'_n = (-1)^n c_n / sqrt(2n + 1) (P_n(-x) = (-1)^n P_n(x) turns the basis around), so its
+    # matrices are -S D^(-1/2) A D^(1/2) S and S D^(-1/2) B with S = diag((-1)^n), D = diag(2n + 1).
+    size, window = 7, 0.7
+    paper_a = torch.tensor(
+        [[(2 * n + 1) / window * ((-1.0) ** (n - k) if n >= k else 1.0) for k in range(size)] for n in range(size)],
+        dtype=F64,
+    )
+    paper_b = torch.tensor([(2 * n + 1) * (-1.0) ** n / window for n in range(size)], dtype=F64)
+    change = torch.diag(torch.tensor([(-1.0) ** n / math.sqrt(2 * n + 1) for n in range(size)], dtype=F64))
+    a, b = hippo_legt(size, window, dtype=F64)
+    torch.testing.assert_close(a, -change @ paper_a @ torch.linalg.inv(change), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(b, change @ paper_b, rtol=1e-12, atol=1e-12)
+
+
 def test_hippo_legs_eigenvalues_are_exactly_minus_one_to_minus_n():
     a, _ = hippo_legs(8, dtype=F64)
     eigenvalues = torch.linalg.eigvals(a)
