@@ -73,6 +73,27 @@ def check_times(t: Any, batch: int, y0: Tensor) -> tuple[Tensor, Tensor]:
     return t, direction
 
 
+def check_lengths(lengths: Any, ts: Tensor) -> Tensor | None:
+    """`lengths` `None`, or an integer tensor `[B]` on `ts`'s device with `1 <= lengths <= K`
+    for save times `ts` `[B, K]`."""
+    if lengths is None:
+        return None
+    batch, num_saves = ts.shape
+    integer = isinstance(lengths, Tensor) and not (lengths.is_floating_point() or lengths.is_complex())
+    if not integer or lengths.shape != (batch,):
+        got = f"{lengths.dtype} tensor {tuple(lengths.shape)}" if isinstance(lengths, Tensor) else repr(lengths)
+        raise InvalidInputError(f"`lengths` must be None or an integer tensor [B] with B = {batch}; got {got}")
+    if lengths.device != ts.device:
+        raise InvalidInputError(f"`lengths` is on {lengths.device} but `t` is on {ts.device}; put both on one device")
+    wrong = (lengths < 1) | (lengths > num_saves)
+    if bool(wrong.any()):
+        b = int(wrong.nonzero()[0])
+        raise InvalidInputError(
+            f"`lengths` must lie in [1, K] with K = {num_saves} save times; got lengths[{b}] = {int(lengths[b])}"
+        )
+    return lengths.long()
+
+
 def check_term_tensors(term: torch.nn.Module, y0: Tensor) -> None:
     """Floating parameters and buffers of the term must share `y0`'s dtype and device."""
     for name, tensor in list(term.named_parameters()) + list(term.named_buffers()):
@@ -93,3 +114,37 @@ def check_options(max_steps: Any, dt0: Any) -> None:
         raise InvalidInputError(f"`max_steps` must be a positive int; got {max_steps!r}")
     if dt0 is not None and not (isinstance(dt0, (int, float)) and 0 < dt0 < float("inf")):
         raise InvalidInputError(f"`dt0` must be None or a positive finite number; got {dt0!r}")
+
+
+def check_field_output(term: object, out: Any, like: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
+    """A vector field's value `out` must be a tensor of `shape` (default `like`'s) with `like`'s
+    dtype and device; the error names the term and what came instead.
+
+    Args:
+        term: the term whose field produced `out` (named in the error).
+        out: what the field returned.
+        like: `[B, *state]` the state it was evaluated at.
+        shape: the expected shape, when it is not `like`'s (a control term's matrix field).
+
+    Returns:
+        `out`, unchanged.
+
+    Raises:
+        IncompatibleTermError: `out` is not a tensor, or its shape, dtype or device differ.
+    """
+    expected = tuple(like.shape) if shape is None else tuple(shape)
+    if (
+        isinstance(out, Tensor)
+        and tuple(out.shape) == expected
+        and out.dtype == like.dtype
+        and out.device == like.device
+    ):
+        return out
+    if not isinstance(out, Tensor):
+        got = type(out).__name__
+    else:
+        got = f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}"
+    raise IncompatibleTermError(
+        f"the vector field of {type(term).__name__} must return a tensor of shape {expected}, dtype "
+        f"{like.dtype} on {like.device} (those of the state y); got {got}"
+    )

@@ -293,3 +293,70 @@ def test_y0_with_an_empty_state_is_rejected():
         match=r"`y0` must have shape \[B, \*state\] with B >= 1 and a non-empty state; got \(2, 0\)",
     ):
         solve(y0=torch.ones(2, 0))
+
+
+# --- the vector field's output ---------------------------------------------------------------
+
+
+class _BareDrift(nct.AbstractDriftTerm):
+    """A term written against the abstract interface, with no output check of its own."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def vector_field(self, t, y, args):
+        return self.f(t, y, args)
+
+
+@pytest.mark.parametrize(
+    ("solver", "controller"), [(nct.Tsit5(), nct.PIDController()), (nct.RK4(), nct.ConstantStep(0.1))]
+)
+@pytest.mark.parametrize(
+    ("convert", "what"),
+    [(lambda v: v.double(), "dtype torch.float64"), (lambda v: v.long(), "dtype torch.int64")],
+)
+def test_a_field_of_another_dtype_is_named_instead_of_promoting_or_failing_in_torch(solver, controller, convert, what):
+    term = nct.ODETerm(lambda t, y, args: convert(-y))
+    with pytest.raises(nct.IncompatibleTermError, match=rf"ODETerm must return .*dtype torch.float32.*got .*{what}"):
+        nct.solve(term, Y0, T, solver=solver, controller=controller)
+
+
+def test_a_field_on_another_device_is_named():
+    term = nct.ODETerm(lambda t, y, args: (-y).to("meta"))
+    with pytest.raises(nct.IncompatibleTermError, match=r"ODETerm must return .* on cpu .*device meta"):
+        solve(term=term)
+
+
+def test_a_control_terms_matrix_of_another_dtype_is_named():
+    path = nct.LinearPath(torch.randn(2, 4, 3), torch.linspace(0, 1, 4))
+    term = nct.ControlTerm(lambda t, z, args: torch.ones(*z.shape, 3, dtype=torch.float64), path)
+    with pytest.raises(nct.IncompatibleTermError, match=r"ControlTerm must return a tensor of shape \(2, 3, 3\)"):
+        nct.solve(term, Y0, torch.linspace(0, 1, 4))
+
+
+@pytest.mark.parametrize(
+    ("solver", "controller"), [(nct.Tsit5(), nct.PIDController()), (nct.RK4(), nct.ConstantStep(0.1))]
+)
+def test_a_custom_term_that_promotes_the_state_fails_at_its_first_step(solver, controller):
+    term = _BareDrift(lambda t, y, args: -y.double())
+    with pytest.raises(nct.IncompatibleTermError, match=r"a step of _BareDrift turned a state of .*float32.*float64"):
+        nct.solve(term, Y0, T, solver=solver, controller=controller)
+
+
+@pytest.mark.parametrize(
+    ("solver", "controller"), [(nct.Tsit5(), nct.PIDController()), (nct.RK4(), nct.ConstantStep(0.1))]
+)
+def test_a_field_that_changes_y_in_place_is_refused_and_y0_is_untouched(solver, controller):
+    y0 = torch.ones(2, 3)
+    term = nct.ODETerm(lambda t, y, args: y.mul_(0.5))
+    with pytest.raises(nct.IncompatibleTermError, match=r"ODETerm changed its input `y` in place"):
+        nct.solve(term, y0, T, solver=solver, controller=controller)
+    assert torch.equal(y0, torch.ones(2, 3))
+
+
+def test_the_solution_never_aliases_y0():
+    y0 = torch.ones(2, 3)
+    sol = solve(y0=y0)
+    sol.ys[:, 0].zero_()
+    assert torch.equal(y0, torch.ones(2, 3))

@@ -110,7 +110,7 @@ class PIDController(AbstractController):
             return direction * min(dt0, self.dt_max), state, 0
         if f0 is None or not isinstance(term, AbstractDriftTerm):
             return direction * torch.clamp(span * 1e-2, max=self.dt_max), state, 0
-        h0, evals = self._initial_step(term, solver, t0, y0, f0, direction, args)
+        h0, evals = self._initial_step(term, solver, t0, y0, f0, direction, span, args)
         if not self.per_sample:
             h0 = h0.amin().expand_as(h0)
         return direction * torch.minimum(h0, span).clamp(self.dt_min, self.dt_max), state, evals
@@ -123,21 +123,31 @@ class PIDController(AbstractController):
         y0: Tensor,
         f0: Tensor,
         direction: Tensor,
+        span: Tensor,
         args: Any,
     ) -> tuple[Tensor, int]:
-        """Hairer, Nørsett & Wanner, Solving ODEs I, section II.4: starting step size."""
+        """Hairer, Nørsett & Wanner, Solving ODEs I, section II.4: starting step size.
+
+        Where the state or its slope is (near) zero the heuristic has no scale to go by and
+        falls back to a small step: $10^{-6}$ of the span `[B]`, and never below a hundred
+        ulps of the start time, so that the step is not lost to rounding far from $t = 0$
+        (in float32, $10^{-6}$ vanishes beside $|t_0| \\ge 32$). The result never falls
+        below that floor.
+        """
+        floor = _resolvable_step(t0).to(y0.dtype)
+        fallback = torch.maximum(1e-6 * span.to(y0.dtype), floor)
         scale = self.atol + self.rtol * y0.abs()
         d0 = self.norm(y0 / scale)
         d1 = self.norm(f0 / scale)
-        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), fallback, 0.01 * d0 / d1)
         signed = direction * h0.to(t0.dtype)
         hs = signed.to(y0.dtype).reshape(h0.shape + (1,) * (y0.ndim - 1))
         f1 = term.vector_field(t0 + signed, y0 + hs * f0, args)
         d2 = self.norm((f1 - f0) / scale) / h0
         k = (solver.error_order or 1) + 1
         biggest = torch.maximum(d1, d2)
-        h1 = torch.where(biggest <= 1e-15, (h0 * 1e-3).clamp_min(1e-6), (0.01 / biggest) ** (1.0 / k))
-        return torch.minimum(100 * h0, h1).to(t0.dtype).detach(), 1
+        h1 = torch.where(biggest <= 1e-15, torch.maximum(h0 * 1e-3, fallback), (0.01 / biggest) ** (1.0 / k))
+        return torch.maximum(torch.minimum(100 * h0, h1), floor).to(t0.dtype).detach(), 1
 
     def adapt(
         self,
@@ -200,3 +210,9 @@ class PIDController(AbstractController):
             on_reject = torch.clamp(self.safety * ratio.clamp_min(1e-10) ** (-1.0 / k), max=1.0)
             factor = torch.where(accept, pid, on_reject)
         return torch.nan_to_num(factor, nan=self.factor_min).clamp_(self.factor_min, self.factor_max)
+
+
+def _resolvable_step(t0: Tensor) -> Tensor:
+    """`[B]` the smallest first step worth taking from `t0` `[B]`: a hundred ulps of it
+    (64 machine epsilons of its magnitude; 0 at `t0 = 0`)."""
+    return 64 * torch.finfo(t0.dtype).eps * t0.abs()

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from ..errors import IncompatibleTermError
+from .._validate import check_field_output
 from .base import AbstractDriftTerm, StageField, path_jump_times
 
 
@@ -61,13 +61,7 @@ class ControlTerm(AbstractDriftTerm):
 
     def _apply(self, t: Tensor, y: Tensor, control: Tensor, args: Any) -> Tensor:
         """$f(t, z)$ `[B, *state, C]` times the control's derivative `control` `[B, C]`."""
-        matrix = self.f(t, y, args)
-        if not isinstance(matrix, Tensor) or matrix.shape != y.shape + control.shape[-1:]:
-            got = tuple(matrix.shape) if isinstance(matrix, Tensor) else type(matrix).__name__
-            raise IncompatibleTermError(
-                f"the vector field `f` must return a [B, *state, C] = {tuple(y.shape + control.shape[-1:])} "
-                f"matrix for a {control.shape[-1]}-channel control; got {got}"
-            )
+        matrix = check_field_output(self, self.f(t, y, args), y, y.shape + control.shape[-1:])
         if control.dtype != matrix.dtype:
             control = control.to(matrix.dtype)
         # A batched matrix-vector product; cheaper than einsum's permutes, forward and backward.

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from .._validate import check_field_output
 from ..errors import IncompatibleTermError, InvalidInputError
 from .base import AbstractTerm
 
@@ -146,6 +147,7 @@ class NoiseTerm(AbstractTerm):
 
         Raises:
             InvalidInputError: `g` returned the wrong shape for the noise type.
+            IncompatibleTermError: `g` returned another dtype or device than `y`'s.
         """
         value = self.g(t, y, args)
         shape = tuple(value.shape) if isinstance(value, Tensor) else None
@@ -159,7 +161,7 @@ class NoiseTerm(AbstractTerm):
                 f"`g(t, y, args)` must return {letters} = {list(expected)} for {self.noise_type}; "
                 f"got {'a ' + type(value).__name__ if shape is None else list(shape)}"
             )
-        return value
+        return check_field_output(self, value, y, expected)
 
     def increment(self, ta: Tensor, tb: Tensor) -> Tensor:
         """Brownian increments $W(t_b) - W(t_a)$ for `[B]` times -> `[B, M]` (or `[B, *state]`)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import IncompatibleTermError
+from .._validate import check_field_output
 from .base import AbstractDriftTerm, path_jump_times
 
 
@@ -39,15 +39,10 @@ class ODETerm(AbstractDriftTerm):
         """$f(t, y, \\text{args})$: `t` `[B]`, `y` `[B, *state]` -> `[B, *state]`.
 
         Raises:
-            IncompatibleTermError: `f` returned something other than a tensor shaped like `y`.
+            IncompatibleTermError: `f` returned something other than a tensor with the shape,
+                dtype and device of `y`.
         """
-        out = self.f(t, y, args)
-        if not isinstance(out, Tensor) or out.shape != y.shape:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise IncompatibleTermError(
-                f"the vector field `f` must return a tensor shaped like y, {tuple(y.shape)}; got {got}"
-            )
-        return out
+        return check_field_output(self, self.f(t, y, args), y)
 
     def extra_repr(self) -> str:
         return "" if isinstance(self.f, nn.Module) else f"f={getattr(self.f, '__name__', repr(self.f))}"
