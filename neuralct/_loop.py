@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .controllers.base import AbstractController, ControllerState
+from .errors import IncompatibleTermError
 from .paths.dense import Coefficients, DenseInterpolant, accepted_end_keys, evaluate_polynomial, stack_coefficients
 from .solution import Solution, SolveStats, Status
 from .solvers.base import AbstractSolver, Carry, StepResult
@@ -27,8 +28,9 @@ from .terms.base import AbstractTerm
 
 @dataclass(frozen=True)
 class Problem:
-    """Everything fixed during a solve. `ts` is `[B, K]`, `direction` and `span` `[B]`,
-    `jumps` `[B, J]` or `None`."""
+    """Everything fixed during a solve. `ts` is `[B, K]`, `direction` `[B]`, `jumps` `[B, J]`
+    or `None`, `lengths` `[B]` (sample b ends at its save time `lengths[b] - 1`; the later
+    columns of its row are padding) or `None` (every sample ends at `ts[:, -1]`)."""
 
     term: AbstractTerm
     solver: AbstractSolver
@@ -41,6 +43,7 @@ class Problem:
     dense: bool
     jumps: Tensor | None
     compile: bool = False
+    lengths: Tensor | None = None
 
     @functools.cached_property
     def attempt(self) -> Callable[[Problem, LoopState], Attempt]:
@@ -84,7 +87,14 @@ class Problem:
     @functools.cached_property
     def t_end(self) -> Tensor:
         """`[B]` last save time of each sample."""
-        return self.ts[:, -1].contiguous()
+        if self.lengths is None:
+            return self.ts[:, -1].contiguous()
+        return _gather_row(self.ts, self.lengths - 1)
+
+    @functools.cached_property
+    def save_counts(self) -> Tensor | int:
+        """How many save times each sample has: `lengths` `[B]`, or K for every sample."""
+        return self.ts.shape[1] if self.lengths is None else self.lengths
 
     @functools.cached_property
     def time_slack(self) -> Tensor:
@@ -161,8 +171,13 @@ class LoopState:
 
 
 def initial_state(problem: Problem, y0: Tensor) -> LoopState:
-    """Start every sample at `ts[:, 0]` with `y0` `[B, *state]` saved as its first output."""
+    """Start every sample at `ts[:, 0]` with `y0` `[B, *state]` saved as its first output.
+
+    The loop starts from a copy of `y0`, so a vector field that changes its input in place
+    (refused at the first evaluation, see `_check_first_step`) cannot reach the caller's tensor.
+    """
     ts, direction = problem.ts, problem.direction
+    y0 = y0.clone()
     batch, num_saves = ts.shape
     # Contiguous, and `anchor` a tensor of its own: under `compile=True` the strides and
     # aliasing of the loop state stay those of later steps, which spares a recompilation.
@@ -174,8 +189,9 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         at_start = (problem.jumps == t0[:, None]).any(dim=1)
         t_init = torch.where(at_start, t0 + direction * _jump_margin(t0, t0), t0)
     carry, evals = problem.solver.init(problem.term, t_init, y0, problem.args)
+    _check_unchanged(problem.term, y0)
     f0 = carry[0] if carry and isinstance(carry[0], Tensor) and carry[0].shape == y0.shape else None
-    span = (ts[:, -1] - t0).abs()
+    span = (problem.t_end - t0).abs()
     h, ctrl, ctrl_evals = problem.controller.init(
         problem.term, problem.solver, t0, y0, f0, direction, span, problem.dt0, problem.args
     )
@@ -189,6 +205,8 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         next_jump = zeros
     status = torch.full_like(zeros, int(Status.SUCCESS))
     done = torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device)
+    if problem.lengths is not None:
+        done = problem.lengths == 1
     if f0 is not None:
         # No step size helps a sample whose slope at the start is NaN or infinite.
         broken = ~_finite_rows(f0) & ~done
@@ -320,6 +338,8 @@ def _compiled_attempt_step() -> Callable[[Problem, LoopState], Attempt]:
 def _iterate(problem: Problem, s: LoopState) -> LoopState:
     """One attempted step for every running sample, and its bookkeeping."""
     step = problem.attempt(problem, s)
+    if s.iteration == 0:
+        _check_first_step(problem.term, s.y, step.out.y1)
     out, accept, at_jump, t = step.out, step.accept, step.at_jump, step.t
     record = (s.t, step.t1, s.y, out.y1, out.coeffs, accept)
     saves, save_from, save_to, next_save, save_time = s.saves, s.save_from, s.save_to, s.next_save, s.save_time
@@ -339,16 +359,16 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         # Nothing to update while no sample reached its save time (the common step).
         if next_save is not s.next_save:
             save_time = _gather_row(problem.ts, next_save)
-            finished = next_save >= problem.ts.shape[1]
+            finished = next_save >= problem.save_counts
         if at_jump is not None or finished is not None:
             landed = landing
     vf_evals, steps, accepted, tally = _count(s, (step.running, accept, out.evals))
     carry, next_jump = step.carry, s.next_jump
     if at_jump is not None:
-        carry, next_jump, vf_evals = _restart_past_jumps(
-            problem, t, step.y, carry, next_jump, vf_evals, accept & step.hit & at_jump
-        )
-    status, done = _statuses(problem, s, t, step.h_next, finished, step.rejected, out)
+        # A sample that stepped onto its last time is done: a jump there needs no restart.
+        jumped = accept & step.hit & at_jump & (t != problem.t_end)
+        carry, next_jump, vf_evals = _restart_past_jumps(problem, t, step.y, carry, next_jump, vf_evals, jumped)
+    status, done = _statuses(problem, s, step, finished)
     anchor, ahead = _count_fixed_steps(problem, s, t, step.h_next, landed, accept)
     return LoopState(
         t=t,
@@ -375,6 +395,29 @@ def _iterate(problem: Problem, s: LoopState) -> LoopState:
         records=s.records + (record,) if problem.dense else s.records,
         iteration=s.iteration + 1,
     )
+
+
+def _check_unchanged(term: AbstractTerm, y: Tensor) -> None:
+    """Refuse a vector field that changed its input `y` in place (its version counter moved):
+    the solve would go on from a state that is not the one the step started from."""
+    if not y.is_inference() and y._version != 0:
+        raise IncompatibleTermError(
+            f"the vector field of {type(term).__name__} changed its input `y` in place (e.g. `y.mul_(2)` or "
+            f"`y[:, 0] = 0`); return a new tensor instead (`y * 2`, `torch.cat`, ...)"
+        )
+
+
+def _check_first_step(term: AbstractTerm, y: Tensor, y1: Tensor) -> None:
+    """Checks of a solve's first step, once per solve: the field left the state it was given
+    (`y` `[B, *state]`, a fresh copy) unchanged, and the step's end state `y1` has its shape,
+    dtype and device (a field of another dtype would promote the solution silently)."""
+    _check_unchanged(term, y)
+    if y1.shape != y.shape or y1.dtype != y.dtype or y1.device != y.device:
+        raise IncompatibleTermError(
+            f"a step of {type(term).__name__} turned a state of shape {tuple(y.shape)}, dtype {y.dtype} on "
+            f"{y.device} into one of shape {tuple(y1.shape)}, dtype {y1.dtype} on {y1.device}: its vector field "
+            f"must return the state's shape, dtype and device"
+        )
 
 
 def _step_end(problem: Problem, s: LoopState) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
@@ -549,15 +592,7 @@ def _restart_past_jumps(
     )
 
 
-def _statuses(
-    problem: Problem,
-    before: LoopState,
-    t: Tensor,
-    h_next: Tensor,
-    finished: Tensor | None,
-    rejected: Tensor,
-    out: StepResult,
-) -> tuple[Tensor, Tensor]:
+def _statuses(problem: Problem, before: LoopState, step: Attempt, finished: Tensor | None) -> tuple[Tensor, Tensor]:
     """`(status, done)` after a step: samples that reached their last save time finish;
     those out of steps, step size or finite values fail.
 
@@ -568,16 +603,11 @@ def _statuses(
     """
     done = before.done if finished is None else before.done | finished
     status = before.status
-    if bool(rejected.any()):
-        if problem.controller.adaptive:
-            stalled = t + h_next == t
-            if problem.controller.dt_min > 0:
-                stalled = stalled | ~(h_next.abs() >= problem.controller.dt_min)
-            failing = rejected & stalled
-        else:
-            failing = rejected
+    if bool(step.rejected.any()):
+        # Under a fixed step a rejected step cannot be retried smaller: it fails at once.
+        failing = step.rejected & _stalled(problem, step) if problem.controller.adaptive else step.rejected
         if bool(failing.any()):
-            status = torch.where(failing, _failure_code(out), status)
+            status = torch.where(failing, _failure_code(step.out), status)
             done = done | failing
     if before.iteration + 1 >= problem.max_steps:
         # Samples run from the first iteration until they are done: one still running has
@@ -585,6 +615,18 @@ def _statuses(
         status = torch.where(done, status, int(Status.MAX_STEPS))
         done = torch.ones_like(done)
     return status, done
+
+
+def _stalled(problem: Problem, step: Attempt) -> Tensor:
+    """`[B]` samples whose next attempt cannot differ from the rejected one: its step vanishes
+    (`t + h == t`) or falls below `dt_min`, or the rejected step was stretched onto its
+    boundary and the next would be stretched onto it again (the boundary lies within the
+    rounding slack of the times, as with float32 times far from 0 over a span of a few ulps)."""
+    t, h_next = step.t, step.h_next
+    stalled = t + h_next == t
+    if problem.controller.dt_min > 0:
+        stalled = stalled | ~(h_next.abs() >= problem.controller.dt_min)
+    return stalled | (step.hit & (problem.along(step.t1 - t) <= step.reach))
 
 
 def _failure_code(out: StepResult) -> Tensor:
@@ -606,7 +648,7 @@ def finish(problem: Problem, state: LoopState) -> Solution:
     stats = SolveStats(vf_evals, steps, accepted, steps - accepted)
     return Solution(
         ts=problem.ts,
-        ys=_gather_saves(problem, state),
+        ys=hold_past_ends(_gather_saves(problem, state), problem.lengths),
         status=state.status,
         stats=stats,
         t_final=state.t,
@@ -637,6 +679,18 @@ def _add_tally(
     else:
         vf_evals = vf_evals + (running * torch.tensor(evals, dtype=steps.dtype, device=steps.device)[:, None]).sum(0)
     return vf_evals, steps + taken, accepted + torch.stack(accepts).sum(0)
+
+
+def hold_past_ends(ys: Tensor, lengths: Tensor | None) -> Tensor:
+    """`ys` `[B, K, *state]` with every sample's outputs past its end (columns
+    `k >= lengths[b]`, `lengths` `[B]`) replaced by its last one, `ys[b, lengths[b] - 1]`;
+    unchanged when `lengths` is `None`. A gather, so the padding's gradient reaches that
+    last output."""
+    if lengths is None:
+        return ys
+    positions = torch.arange(ys.shape[1], device=ys.device)
+    index = torch.minimum(positions, (lengths - 1)[:, None])
+    return ys.gather(1, index.reshape(index.shape + (1,) * (ys.ndim - 2)).expand_as(ys))
 
 
 def _gather_saves(problem: Problem, state: LoopState) -> Tensor:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from ._loop import Problem
-from ._validate import check_options, check_term_tensors, check_times, check_y0
+from ._loop import Problem, hold_past_ends
+from ._validate import check_lengths, check_options, check_term_tensors, check_times, check_y0
 from .controllers.base import AbstractController
 from .controllers.pid import PIDController
 from .errors import InvalidInputError, SolveFailed
@@ -44,6 +46,7 @@ def solve(
     dense: bool = False,
     args: Any = None,
     compile: bool = False,
+    lengths: Tensor | None = None,
 ) -> Solution:
     """Integrate `term` from `y0` over per-sample time grids.
 
@@ -70,13 +73,21 @@ def solve(
             shape, dtype and configuration. The vector field must be traceable by
             `torch.compile` (no Python side effects that change between calls). The
             backward solve of `Backsolve()` stays uncompiled.
+        lengths: `[B]` integers: sample b ends at its save time `t[b, lengths[b] - 1]`, and
+            the later columns of its row are padding (as in a padded batch of series of
+            different lengths, see `IrregularBatch.lengths`). Each sample then costs only
+            its own span: it is not integrated over the padding, its result and statistics
+            are those of solving it alone, and its outputs past its end repeat its last one
+            (so their gradient reaches that output). `None`: every sample ends at `t[:, -1]`.
+            Peer backends (torchdiffeq, torchsde) integrate over the padding and only
+            repeat the last output.
 
     Returns:
         A [`Solution`][neuralct.Solution] with `ts` `[B, K]`, `ys` `[B, K, *state]`,
         `status` `[B]` and per-sample `stats`.
 
     Raises:
-        InvalidInputError: bad `y0`, `t`, `max_steps` or `dt0` (a `ValueError`).
+        InvalidInputError: bad `y0`, `t`, `lengths`, `max_steps` or `dt0` (a `ValueError`).
         IncompatibleTermError: a solver/term/controller mismatch or a dtype/device clash
             (a `TypeError`).
         SolveFailed: some sample failed and `throw=True`.
@@ -84,6 +95,7 @@ def solve(
     _check_kinds(term, solver, controller, gradient)
     y0 = check_y0(y0)
     ts, direction = check_times(t, y0.shape[0], y0)
+    lengths = check_lengths(lengths, ts)
     check_term_tensors(term, y0)
     check_options(max_steps, dt0)
     _check_compile(compile, solver)
@@ -101,9 +113,11 @@ def solve(
         dense=dense,
         jumps=_jump_times(term, ts),
         compile=compile,
+        lengths=lengths,
     )
     if isinstance(solver, AbstractBackendSolver):
         solution = solver.integrate(problem, y0)
+        solution = dataclasses.replace(solution, ys=hold_past_ends(solution.ys, lengths))
     else:
         gradient.check(problem)
         solution = gradient.run(problem, y0)
@@ -159,10 +173,36 @@ def failure_message(solution: Solution, max_steps: int, shown: int = 5) -> str:
         lines.append(f"  sample {b}: {status.name} at t = {float(solution.t_final[b]):.6g} (solving to {t_end:.6g})")
     if len(failed) > shown:
         lines.append(f"  ... and {len(failed) - shown} more")
-    for status in sorted({Status(int(solution.status[b])) for b in failed}):
+    coarse = [b for b in failed if _time_resolution_too_coarse(solution, b)]
+    reasons = {Status(int(solution.status[b])) for b in failed if b not in coarse}
+    for status in sorted(reasons):
         lines.append(f"{status.name}: {_ADVICE[status].format(max_steps=max_steps)}")
+    if coarse:
+        lines.append(_resolution_advice(solution, coarse[0]))
     lines.append("Pass throw=False to get the partial solution and per-sample statuses instead.")
     return "\n".join(lines)
+
+
+def _time_resolution_too_coarse(solution: Solution, b: int) -> bool:
+    """Whether sample `b` failed with DT_UNDERFLOW where its time dtype cannot resolve a
+    millionth of its span: its step vanished by rounding rather than by error control."""
+    if int(solution.status[b]) != Status.DT_UNDERFLOW:
+        return False
+    ts = solution.ts[b]
+    ulp = torch.finfo(ts.dtype).eps * solution.t_final[b].abs()
+    return bool(ulp > 1e-6 * (ts[-1] - ts[0]).abs())
+
+
+def _resolution_advice(solution: Solution, b: int) -> str:
+    """What to change for sample `b`, whose step vanished below its times' resolution."""
+    t = solution.t_final[b]
+    ulp = float(torch.finfo(t.dtype).eps * t.abs())
+    span = float((solution.ts[b, -1] - solution.ts[b, 0]).abs())
+    return (
+        f"DT_UNDERFLOW (sample {b}): the step vanished by rounding, not by stiffness: {t.dtype} times near "
+        f"t = {float(t):.6g} resolve no step below about {ulp:.2g}, too coarse for a span of {span:.6g}; shift "
+        f"the times to start near 0, or pass the times in float64 (the state may stay {solution.ys.dtype})"
+    )
 
 
 __all__ = ["failure_message", "solve"]

@@ -382,7 +382,7 @@ def test_a_field_that_is_nan_at_the_start_fails_that_sample_without_spinning():
 
 def test_a_field_returning_the_wrong_shape_is_named():
     term = nct.ODETerm(lambda t, y, args: y.sum(dim=1))
-    with pytest.raises(nct.IncompatibleTermError, match=r"must return a tensor shaped like y, \(2, 3\); got \(2,\)"):
+    with pytest.raises(nct.IncompatibleTermError, match=r"ODETerm must return a tensor of shape \(2, 3\).*got shape \(2,\)"):
         nct.solve(term, torch.ones(2, 3), torch.tensor([0.0, 1.0]))
 
 
@@ -460,3 +460,49 @@ def test_n_constant_steps_in_float32_take_exactly_n_steps_and_land_on_the_multip
         dt0=0.5 / steps,
     )
     assert ode.stats.steps.tolist() == [steps + 1] * 3  # one half step, then whole ones: the last is clipped
+
+
+@pytest.mark.parametrize("t0", [100.0, -1000.0, 5.0e4])
+def test_a_zero_state_in_float32_far_from_t0_takes_a_first_step_rounding_keeps(t0):
+    # y = 0 and f = 0: the starting heuristic has no scale and used to fall back to 1e-6,
+    # below float32's resolution beside |t| >= 32 (DT_UNDERFLOW, advising an implicit solver).
+    weights = torch.randn(4, 4)
+    term = nct.ODETerm(lambda t, y, args: torch.tanh(y @ weights))
+    sol = nct.solve(term, torch.zeros(2, 4), torch.linspace(t0, t0 + 1.0, 5))
+    assert sol.status.tolist() == [nct.Status.SUCCESS] * 2
+    assert torch.equal(sol.ys, torch.zeros(2, 5, 4))
+    # The zero field lets the step grow tenfold per step from its start: a first step of
+    # 1e-6 of the span (or a hundred ulps of t0, whichever is larger) needs at most 9 steps.
+    assert int(sol.stats.steps.max()) <= 9
+
+
+def test_the_fallback_first_step_scales_with_the_span():
+    # The same zero problem over spans 1e-3 and 1e3 takes the same steps (scale-free).
+    term = nct.ODETerm(lambda t, y, args: torch.zeros_like(y))
+    steps = [
+        nct.solve(term, torch.zeros(1, 2, dtype=F64), torch.tensor([0.0, span], dtype=F64)).stats.steps.item()
+        for span in (1e-3, 1.0, 1e3)
+    ]
+    assert steps[0] == steps[1] == steps[2]
+
+
+def test_a_step_lost_to_time_rounding_fails_as_dt_underflow_with_advice_about_resolution():
+    # float32 times near 1e4 over a span of ten ulps: the stiff decay needs steps below the
+    # resolution. Each rejected step was stretched back onto the end time, forever (MAX_STEPS);
+    # it must fail at once, and the advice must point at the times, not at stiffness.
+    term = nct.ODETerm(lambda t, y, args: -1e3 * y)
+    t = torch.tensor([1e4, 1e4 + 0.01])
+    sol = nct.solve(term, torch.ones(1, 1), t, throw=False)
+    assert sol.status.tolist() == [nct.Status.DT_UNDERFLOW]
+    assert int(sol.stats.steps) < 20
+    with pytest.raises(nct.SolveFailed) as info:
+        nct.solve(term, torch.ones(1, 1), t)
+    message = str(info.value)
+    assert "by rounding, not by stiffness" in message and "float64" in message
+    assert "implicit solver" not in message
+    # The same decay in float64 times is solved, and a stiff blow-up still gets the stiffness advice.
+    assert nct.solve(term, torch.ones(1, 1), t.double()).status.tolist() == [nct.Status.SUCCESS]
+    blow_up = nct.ODETerm(lambda t, y, args: y**2)
+    with pytest.raises(nct.SolveFailed, match="implicit solver") as info:
+        nct.solve(blow_up, torch.ones(1, 1, dtype=F64), torch.tensor([0.0, 2.0], dtype=F64))
+    assert "rounding" not in str(info.value)

@@ -18,6 +18,7 @@ from .base import (
     held_input,
     last_observed,
     lead_in_times,
+    solve_to_ends,
 )
 from .baselines import GRUD, ODERNN, GRUDelta
 from .cfc import CfC, CfCCell
@@ -70,5 +71,6 @@ __all__ = [
     "mobius",
     "param_groups",
     "s4d_init",
+    "solve_to_ends",
     "tau_gru_recursion",
 ]

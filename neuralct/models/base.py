@@ -7,7 +7,9 @@ what solving it cost. Two families share the machinery here:
   tau-GRU) are one equation over the whole series. They define `initial_state(batch)`,
   `term(batch)` (building their input or control path from the batch) and
   `readout(solution, batch)`; `run` solves the term over each sample's own observation times
-  with the model's `default_solve_options()` or the options given.
+  with the model's `default_solve_options()` or the options given. Each sample stops at its
+  own last real time (`solve(..., lengths=...)`), so its predictions and cost are those it
+  has alone, whatever the length of its batch mates.
 - **Jump models** (`AbstractJumpModel`: ODE-RNN, GRU-D, GRU with time gaps) evolve a state
   between observations (by an ODE, or not at all) and update it at each observation. They
   define `initial_state`, `flow` (the ODE between observations, or `None`), `update(h, batch,
@@ -139,9 +141,10 @@ class AbstractContinuousModel(AbstractSequenceModel):
 
     def solution(self, batch: IrregularBatch, options: SolveOptions | None = None) -> Solution:
         """The solve behind `run`: `term(batch)` from `initial_state(batch)` over `save_times(batch)`
-        under `options` (default: the model's own numerics)."""
+        under `options` (default: the model's own numerics), each sample up to its last real
+        time (see `solve_to_ends`)."""
         options = options if options is not None else self.default_solve_options()
-        return solve(self.term(batch), self.initial_state(batch), self.save_times(batch), **options.solve_kwargs())
+        return solve_to_ends(self.term(batch), self.initial_state(batch), self.save_times(batch), batch, options)
 
     def run(self, batch: IrregularBatch, options: SolveOptions | None = None) -> ModelOutput:
         """Solve (`solution`), then read out."""
@@ -208,6 +211,24 @@ class AbstractJumpModel(AbstractSequenceModel):
         solution = solve(ODETerm(self.flow), h[index], times[index], **options.solve_kwargs())
         h = h.index_put((index,), solution.ys[:, -1])
         return h, _add_stats(stats, index, solution.stats)
+
+
+def solve_to_ends(
+    term: AbstractTerm, y0: Tensor, times: Tensor, batch: IrregularBatch, options: SolveOptions
+) -> Solution:
+    """`solve` over save times `times` `[B, K]` in which each sample ends at its last real
+    observation time (`batch.last_time`): the save times past it are padding, not solved
+    (`solve(..., lengths=...)`), and its outputs there repeat its last one.
+
+    Args:
+        term: the model's term for `batch`.
+        y0: `[B, *state]` initial state.
+        times: `[B, K]` save times: the batch's times, possibly after a lead-in time.
+        batch: the batch, for its last real times.
+        options: the numerics.
+    """
+    lengths = (times <= batch.last_time.to(times.dtype).unsqueeze(1)).sum(dim=1)
+    return solve(term, y0, times, lengths=lengths, **options.solve_kwargs())
 
 
 def _add_stats(total: SolveStats, index: Tensor, more: SolveStats) -> SolveStats:

@@ -26,7 +26,6 @@ from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..paths.brownian import BrownianPath
 from ..solution import Solution
-from ..solve import solve
 from ..solvers.base import AbstractSolver, Carry, StepResult
 from ..solvers.euler import Euler
 from ..solvers.euler_maruyama import EulerMaruyama
@@ -44,6 +43,7 @@ from .base import (
     held_input,
     last_observed,
     lead_in_times,
+    solve_to_ends,
 )
 
 NOISE_FORMS = ("sde", "reference")
@@ -293,7 +293,7 @@ class NoisyRNN(AbstractContinuousModel):
             weight = self.decoder.weight
             still = _NoBrownianMotion((batch.batch_size, self.decoder.in_features), weight.dtype, weight.device)
             term = MultiTerm(term, NoiseTerm(lambda t, h, args: torch.zeros_like(h), still, sde_type=self.sde_type))
-        solution = solve(term, self.initial_state(batch), self.save_times(batch), **options.solve_kwargs())
+        solution = solve_to_ends(term, self.initial_state(batch), self.save_times(batch), batch, options)
         return ModelOutput(self.readout(solution, batch), solution.stats)
 
     def readout(self, solution: Solution, batch: IrregularBatch) -> Tensor:
