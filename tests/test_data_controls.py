@@ -1,5 +1,6 @@
 """Control paths from an IrregularBatch: interpolation, missing values, causality, padding and
-batching invariance, CDE solves over padded batches, and agreement with torchcde."""
+batching invariance, CDE solves over padded batches, agreement with torchcde, and the default
+path's robustness to near-coincident times."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torchcde
 import neuralct as nct
 from neuralct.data.controls import KINDS, control_path
 from neuralct.data.series import IrregularBatch, Series, collate
+from neuralct.models.ncde import NeuralCDE
 from neuralct.paths.interpolation import CubicPath, RectilinearPath, fill_forward
 
 F64 = torch.float64
@@ -18,7 +20,8 @@ LENGTHS = (9, 5, 3)
 # (position, channel) pairs made missing where the series is long enough: a channel missing at
 # the start (1 at 0), gaps inside, and two in a row.
 MISSING = ((0, 1), (2, 0), (3, 1), (5, 0), (6, 0))
-CAUSAL = [("hermite", None), ("rectilinear", None), ("linear", "forward")]
+CAUSAL = [("limited_hermite", None), ("hermite", None), ("rectilinear", None), ("linear", "forward")]
+TORCHCDE_KINDS = ("linear", "rectilinear", "hermite", "natural")
 
 
 def _series(length: int, seed: int, missing: bool = True) -> Series:
@@ -166,7 +169,7 @@ def _torchcde(kind: str, x: torch.Tensor, times: torch.Tensor):
     return torchcde.CubicSpline(torchcde.natural_cubic_coeffs(x, times), times)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", TORCHCDE_KINDS)
 def test_paths_equal_torchcde_on_a_shared_grid(kind):
     """Their conventions: linear fill of missing values (ours with fill="linear"), and a natural
     spline that fits each channel through its own observations (equal to ours without gaps)."""
@@ -220,6 +223,116 @@ def test_rectilinear_knots_are_the_observation_times_and_the_midpoints_between()
     assert path.jump_times()[0].tolist() == [0.5, 1.0, 2.0]
     assert path.evaluate(path.times)[0].tolist() == [[0.0, 1.0], [1.0, 1.0], [1.0, 2.0], [3.0, 2.0], [3.0, 0.0]]
     assert torch.equal(path.observation_times, times[None])
+
+
+def _close_pair_batch(size: int = 2) -> tuple[IrregularBatch, torch.Tensor]:
+    """Four series of scale 2 ($2 \\sin t$ plus noise 0.1) on jittered grids of step 0.5 over
+    [0, 10], each with one cluster of `size` observations 3e-5 apart; returns the batch and `[B]`
+    the position of each cluster's first observation (6 to 9)."""
+    gen = torch.Generator().manual_seed(0)
+    times = torch.linspace(0, 10, 21, dtype=F64) + 0.2 * torch.rand(4, 21, generator=gen, dtype=F64)
+    rows, pair = torch.arange(4), torch.arange(6, 10)
+    for k in range(1, size):
+        times[rows, pair + k] = times[rows, pair + k - 1] + 3e-5
+    values = 2 * torch.sin(times)[..., None] + 0.1 * torch.randn(4, 21, 1, generator=gen, dtype=F64)
+    return IrregularBatch.from_padded(times, values), pair
+
+
+@pytest.mark.parametrize("size, bound", [(2, 1.05), (3, 1.3), (4, 1.5)])
+def test_the_default_path_stays_within_the_data_next_to_near_coincident_times(size, bound):
+    """Backward differences start the interval after a 3e-5 gap with the secant over that gap
+    (measured: 46-567x the data's largest value for a pair, 18-1102x for 3, 104-1025x for 4);
+    the default limits that slope (measured at most 1.028x, 1.22x and 1.45x)."""
+    batch, _ = _close_pair_batch(size)
+    grid = batch.times[:, :1] + torch.linspace(0, 1, 20001, dtype=F64) * (batch.times[:, -1:] - batch.times[:, :1])
+    largest = batch.values.abs().amax(dim=(1, 2))
+    default, hermite = control_path(batch), control_path(batch, "hermite")
+    assert bool((hermite.evaluate(grid)[..., 1].abs().amax(dim=1) > 10 * largest).all())
+    assert bool((default.evaluate(grid)[..., 1].abs().amax(dim=1) <= bound * largest).all())
+    assert default.kind == "limited_hermite"
+    at_knots = default.evaluate(batch.times)
+    assert torch.allclose(at_knots[..., 1:], batch.values, atol=1e-14, rtol=0)
+
+
+def test_the_default_path_moves_no_more_than_the_data_next_to_near_coincident_times():
+    """Total variation at most 1.2x the data's (measured 1.15x; with backward differences 17-175x);
+    slope off the close pair at most 4 of the other secants (measured 2.9; 330-3500), and on it
+    at most 1.6 of its own secant (a C^1 path from one value to the next peaks at 1.5: measured 1.4)."""
+    batch, pair = _close_pair_batch()
+    rows, times, x = torch.arange(4), batch.times, batch.values[..., 0]
+    grid = times[:, :1] + torch.linspace(0, 1, 20001, dtype=F64) * (times[:, -1:] - times[:, :1])
+    path = control_path(batch)
+    moves = path.evaluate(grid)[..., 1].diff(dim=1).abs().sum(dim=1)
+    assert bool((moves <= 1.2 * x.diff(dim=1).abs().sum(dim=1)).all())
+    secants = x.diff(dim=1) / times.diff(dim=1)
+    short = secants[rows, pair].clone()
+    secants[rows, pair] = 0.0
+    start, gap = times[rows, pair][:, None], (times[rows, pair + 1] - times[rows, pair])[:, None]
+    on_pair = start + torch.linspace(0, 1, 101, dtype=F64) * gap
+    off_pair = path.derivative(grid)[..., 1].abs().masked_fill((grid >= start) & (grid < start + gap), 0.0)
+    assert bool((off_pair.amax(dim=1) <= 4 * secants.abs().amax(dim=1)).all())
+    assert bool((path.derivative(on_pair)[..., 1].abs().amax(dim=1) <= 1.6 * short.abs()).all())
+
+
+def test_the_limited_path_is_causal_where_its_limit_binds():
+    batch, pair = _close_pair_batch()
+    full = Series(batch.times[0], batch.values[0])
+    for cut in (int(pair[0]) + 2, int(pair[0]) + 3):  # the limit binds at the knot after the pair
+        short = Series(full.times[:cut], full.values[:cut])
+        before, after = control_path(collate([short])), control_path(collate([full]))
+        past = torch.linspace(float(full.times[0]), float(full.times[cut - 1]), 401, dtype=F64)[None, :-1]
+        assert torch.equal(before.evaluate(past), after.evaluate(past))
+        assert torch.equal(before.derivative(past), after.derivative(past))
+    after_pair = int(pair[0]) + 1  # the interval that backward differences start too steeply
+    hermite = CubicPath.hermite(batch.values, batch.times).coeffs[0, after_pair]
+    assert not torch.equal(CubicPath.limited_hermite(batch.values, batch.times).coeffs[0, after_pair], hermite)
+
+
+def test_the_limited_path_is_the_hermite_path_bit_for_bit_without_much_shorter_gaps():
+    """Gaps within a factor 3 of each other never trigger the limit: torchcde's coefficients."""
+    gen = torch.Generator().manual_seed(5)
+    times = (0.5 + torch.rand(3, 30, generator=gen, dtype=F64)).cumsum(dim=1)  # gaps in [0.5, 1.5)
+    values = torch.randn(3, 30, 2, generator=gen, dtype=F64)
+    limited = CubicPath.limited_hermite(values, times).coeffs
+    assert torch.equal(limited, CubicPath.hermite(values, times).coeffs)
+    theirs = torchcde.hermite_cubic_coefficients_with_backward_differences(values[:1], times[0])
+    assert torch.allclose(CubicPath.from_torchcde(theirs, times[0]).coeffs, limited[:1], atol=1e-12, rtol=0)
+
+
+def test_the_limited_path_keeps_the_accuracy_of_backward_differences_on_smooth_functions():
+    """Random uniform times put some gaps below a third of the ones before them, so the limit
+    binds; the error against the closed form stays that of backward differences (measured 1.00x)."""
+    f = lambda t: torch.stack([torch.sin(t), torch.exp(-t / 3) * torch.cos(2 * t)], dim=-1)  # noqa: E731
+    gen = torch.Generator().manual_seed(2)
+    times = (torch.rand(8, 60, generator=gen, dtype=F64) * 6).sort(dim=1).values
+    grid = times[:, :1] + torch.linspace(0, 1, 4001, dtype=F64) * (times[:, -1:] - times[:, :1])
+    limited, hermite = CubicPath.limited_hermite(f(times), times), CubicPath.hermite(f(times), times)
+    assert int((limited.coeffs != hermite.coeffs).any(dim=-1).any(dim=-1).sum()) >= 8  # it binds
+    errors = [(path.evaluate(grid) - f(grid)).abs() for path in (limited, hermite)]
+    worst, mean = errors[0].amax() / errors[1].amax(), errors[0].mean() / errors[1].mean()
+    assert 0.9 < float(worst) < 1.1 and 0.9 < float(mean) < 1.1
+
+
+def test_the_limited_path_is_differentiable_in_the_values_where_its_limit_binds():
+    batch, _ = _close_pair_batch()
+    values = batch.values[:1, :12].clone().requires_grad_()
+    times, query = batch.times[:1, :12], batch.times[:1, :11] + 0.1
+    assert not torch.equal(CubicPath.limited_hermite(values, times).coeffs, CubicPath.hermite(values, times).coeffs)
+    assert torch.autograd.gradcheck(lambda v: CubicPath.limited_hermite(v, times).evaluate(query), (values,))
+
+
+def test_a_neural_cde_on_near_coincident_times_takes_as_many_steps_as_without_them():
+    """Default NeuralCDE (float64, Tsit5 at rtol 1e-3): with backward differences the close pair
+    cost 54-86 steps a sample against 20-21 without it; the default path costs 26-27."""
+    batch, pair = _close_pair_batch()
+    keep = torch.ones(4, 21, dtype=torch.bool)
+    keep[torch.arange(4), pair + 1] = False
+    without = collate([Series(batch.times[b][keep[b]], batch.values[b][keep[b]]) for b in range(4)])
+    steps = []
+    for data in (batch, without):
+        torch.manual_seed(0)
+        steps.append(NeuralCDE(1, 8, 1).double().run(data).stats.steps)  # raises if a solve fails
+    assert bool((steps[0] >= steps[1]).all()) and bool((steps[0] <= 1.5 * steps[1]).all()), steps
 
 
 @pytest.mark.parametrize(

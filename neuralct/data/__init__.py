@@ -3,7 +3,7 @@
 from . import datasets
 from .controls import ControlPath, control_path
 from .series import IrregularBatch, Series, collate, pad_times
-from .transforms import Normalize, drop_observations, jitter_times
+from .transforms import Normalize, drop_observations, jitter_times, merge_close_times
 
 __all__ = [
     "ControlPath",
@@ -15,5 +15,6 @@ __all__ = [
     "datasets",
     "drop_observations",
     "jitter_times",
+    "merge_close_times",
     "pad_times",
 ]

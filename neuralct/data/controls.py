@@ -8,7 +8,15 @@
 | `"linear"` | piecewise linear (Kidger et al. 2020) | kinks at the knots | yes | `"linear"` |
 | `"rectilinear"` | time moves, then values (Morrill et al. 2021) | kinks at the knots | yes, online | `"forward"` |
 | `"hermite"` | Hermite cubic with backward differences (Morrill et al. 2021) | $C^1$ | yes | `"forward"` |
+| `"limited_hermite"` (default) | the same, with slopes limited near close times | $C^1$ | yes | `"forward"` |
 | `"natural"` | natural cubic spline (Kidger et al. 2020) | $C^2$ | no | `"linear"` |
+
+The default `"limited_hermite"` is `"hermite"` except where a gap is much shorter than the
+gaps before it: there the backward difference, a secant over the short gap, would start the
+next interval with a slope of (value step) / (short gap) and overshoot the data a hundredfold
+(see [`CubicPath.limited_hermite`][neuralct.CubicPath.limited_hermite]). To average away
+duplicate or near-duplicate times instead, use
+[`merge_close_times`][neuralct.data.merge_close_times].
 
 *Causal* means that the path up to a sample's $k$-th observation time does not change when
 later observations are appended, so a model can be run online. Missing values are filled per
@@ -53,11 +61,17 @@ from ..paths.interpolation import (
 )
 from .series import IrregularBatch
 
-Kind = Literal["linear", "rectilinear", "hermite", "natural"]
+Kind = Literal["linear", "rectilinear", "hermite", "natural", "limited_hermite"]
 Fill = Literal["linear", "forward"]
-KINDS: tuple[str, ...] = ("linear", "rectilinear", "hermite", "natural")
+KINDS: tuple[str, ...] = ("linear", "rectilinear", "hermite", "natural", "limited_hermite")
 FILLS: tuple[str, ...] = ("linear", "forward")
-_DEFAULT_FILL = {"linear": "linear", "rectilinear": "forward", "hermite": "forward", "natural": "linear"}
+_DEFAULT_FILL = {
+    "linear": "linear",
+    "rectilinear": "forward",
+    "hermite": "forward",
+    "natural": "linear",
+    "limited_hermite": "forward",
+}
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ class ControlPath:
 
 def control_path(
     batch: IrregularBatch,
-    kind: Kind = "hermite",
+    kind: Kind = "limited_hermite",
     *,
     time_channel: bool = True,
     count_channels: bool = False,
@@ -154,11 +168,12 @@ def control_path(
 
     Args:
         batch: the padded series; `T >= 2`.
-        kind: `"linear"`, `"rectilinear"`, `"hermite"` (the default: smooth and causal) or `"natural"`.
+        kind: `"limited_hermite"` (the default: smooth, causal and robust to close times),
+            `"hermite"`, `"linear"`, `"rectilinear"` or `"natural"`.
         time_channel: prepend time as channel 0 (required by `"rectilinear"`).
         count_channels: append one cumulative observation count per data channel.
         fill: how missing values are filled, `"linear"` or `"forward"`; `None` takes the kind's
-            default (`"forward"` for the causal `"hermite"` and `"rectilinear"`, `"linear"` otherwise).
+            default (`"forward"` for the causal cubics and `"rectilinear"`, `"linear"` otherwise).
 
     Returns:
         The path, with `C' = time_channel + C (1 + count_channels)` channels: per-sample
@@ -185,6 +200,8 @@ def _interpolate(kind: str, data: Tensor, batch: IrregularBatch) -> AbstractPiec
         return RectilinearPath(data, batch.times)
     if kind == "hermite":
         return CubicPath.hermite(data, batch.times)
+    if kind == "limited_hermite":
+        return CubicPath.limited_hermite(data, batch.times)
     return CubicPath.natural(data, batch.times, lengths=batch.lengths)
 
 

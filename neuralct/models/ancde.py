@@ -125,7 +125,7 @@ class ANCDE(AbstractContinuousModel):
         outputs: predictions per sample O.
         attention: `"soft"` ($a = \\sigma(h)$ per channel) or `"timewise"` ($\\sigma(\\mathrm{FC}(h))$, a scalar).
         attention_hidden: units of each hidden layer of the bottom field $f_\\theta$.
-        interpolation: the control path, as for `NeuralCDE` (`"hermite"` by default).
+        interpolation: the control path, as for `NeuralCDE` (`"limited_hermite"` by default).
         time_channel: prepend time as a channel of the control.
         count_channels: append cumulative observation counts.
         width: units of each hidden layer of the top field $g_\\theta$.
@@ -143,7 +143,7 @@ class ANCDE(AbstractContinuousModel):
         *,
         attention: str = "soft",
         attention_hidden: int = 32,
-        interpolation: str = "hermite",
+        interpolation: str = "limited_hermite",
         time_channel: bool = True,
         count_channels: bool = False,
         width: int = 64,

@@ -53,7 +53,7 @@ class CDEControl:
 
     Args:
         channels: data channels C of the batches the model reads.
-        interpolation: `"hermite"`, `"linear"`, `"rectilinear"` or `"natural"`.
+        interpolation: `"limited_hermite"` (the default), `"hermite"`, `"linear"`, `"rectilinear"` or `"natural"`.
         time_channel: prepend time as a channel.
         count_channels: append one cumulative observation count per data channel.
 
@@ -63,7 +63,7 @@ class CDEControl:
     """
 
     channels: int
-    interpolation: str = "hermite"
+    interpolation: str = "limited_hermite"
     time_channel: bool = True
     count_channels: bool = False
 
@@ -139,8 +139,9 @@ class NeuralCDE(AbstractContinuousModel):
         channels: data channels C of the batches.
         hidden: state size H.
         outputs: predictions per sample O.
-        interpolation: the control path, `"hermite"` (smooth and causal, the default),
-            `"linear"`, `"rectilinear"` (online) or `"natural"` (the paper's; looks ahead).
+        interpolation: the control path, `"limited_hermite"` (the default: smooth, causal, robust to
+            close times), `"hermite"` (torchcde's), `"linear"`, `"rectilinear"` (online) or
+            `"natural"` (the paper's; looks ahead).
         time_channel: prepend time as a channel of the control (the paper's choice; without it
             the model cannot see the timestamps, only the order of the values).
         count_channels: append cumulative observation counts ("observational intensity").
@@ -164,7 +165,7 @@ class NeuralCDE(AbstractContinuousModel):
         hidden: int,
         outputs: int,
         *,
-        interpolation: str = "hermite",
+        interpolation: str = "limited_hermite",
         time_channel: bool = True,
         count_channels: bool = False,
         width: int = 64,

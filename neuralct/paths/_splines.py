@@ -7,6 +7,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# The limited Hermite slope is at most LIMIT_FACTOR times the steepest secant the last
+# LIMIT_WINDOW intervals could have at their longest gap. 3 is Fritsch and Carlson's bound on a
+# monotone cubic's end slopes (3 secants); 4 intervals cover a cluster of up to 4 observations.
+LIMIT_FACTOR = 3.0
+LIMIT_WINDOW = 4
+
 
 def fill_missing(values: Tensor, times: Tensor) -> Tensor:
     """Fill NaNs linearly in time between observed neighbours, per sample and channel.
@@ -79,8 +85,38 @@ def hermite_coeffs(values: Tensor, times: Tensor) -> Tensor:
     """
     width = widths(times, values.dtype)
     slope = values.diff(dim=1) / width
-    change = slope - torch.cat([slope[:, :1], slope[:, :-1]], dim=1)
-    return torch.stack([values[:, :-1], slope - change, 2 * change / width, -change / width.square()], dim=2)
+    return _hermite(values, width, slope, slope)
+
+
+def limited_hermite_coeffs(values: Tensor, times: Tensor) -> Tensor:
+    """`[B, L - 1, 4, C]` coefficients of the Hermite cubic with limited backward differences.
+
+    As `hermite_coeffs`, but the slope at $t_{i+1}$ is $m_i$ clipped to $\\pm \\kappa S_i / H_i$,
+    with $S_i$ the largest $|x_{j+1} - x_j|$ and $H_i$ the longest gap $t_{j+1} - t_j$ over the
+    $w$ intervals $j = i - w + 1, \\dots, i$ ($\\kappa$ = `LIMIT_FACTOR`, $w$ = `LIMIT_WINDOW`;
+    see `CubicPath.limited_hermite`). Where the clip does not bind, bit for bit `hermite_coeffs`.
+    """
+    width = widths(times, values.dtype)
+    step = values.diff(dim=1)
+    slope = step / width
+    bound = LIMIT_FACTOR * _trailing_max(step.abs(), LIMIT_WINDOW) / _trailing_max(width, LIMIT_WINDOW)
+    return _hermite(values, width, slope, torch.minimum(torch.maximum(slope, -bound), bound))
+
+
+def _hermite(values: Tensor, width: Tensor, slope: Tensor, knot_slope: Tensor) -> Tensor:
+    """Cubic pieces through `values` `[B, L, C]` with secants `slope` `[B, L - 1, C]` on intervals of
+    `width` `[B, L - 1, 1]`, slope `knot_slope[:, i]` at $t_{i + 1}$ and `slope[:, 0]` at $t_0$."""
+    # The end slopes as deviations from the secant keep the unlimited case's arithmetic exact.
+    start = torch.cat([slope[:, :1], knot_slope[:, :-1]], dim=1) - slope
+    end = knot_slope - slope
+    cubic = [slope + start, -(2 * start + end) / width, (start + end) / width.square()]
+    return torch.stack([values[:, :-1], *cubic], dim=2)
+
+
+def _trailing_max(tensor: Tensor, window: int) -> Tensor:
+    """`[B, N, C]` maximum of `tensor` `[B, N, C]` (non-negative) over positions `i - window + 1 .. i`."""
+    padded = torch.nn.functional.pad(tensor, (0, 0, window - 1, 0))  # zeros: never the maximum
+    return padded.unfold(1, window, 1).amax(dim=-1)
 
 
 def rectilinear_knots(values: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
