@@ -101,6 +101,78 @@ def test_rk4_method_of_steps_converges_at_fourth_order():
     assert abs(slope - 4) < 0.3, (errors, slope)
 
 
+STEP_AT = 0.37
+
+
+class Knots:
+    """An input that only declares its knots (`jump_times`), `[J]` or `[B, J]`."""
+
+    def __init__(self, times: torch.Tensor):
+        self.times = times
+
+    def jump_times(self) -> torch.Tensor:
+        return self.times
+
+
+def stepped_feedback(t, y, y_delayed, args):
+    """$y' = -y(t - 1) + 1\\{t \\ge 0.37\\}$ (the input read from the right at its knot)."""
+    return -y_delayed[:, 0] + (t >= STEP_AT).to(y.dtype)[:, None]
+
+
+def exact_stepped_feedback(t: torch.Tensor) -> torch.Tensor:
+    """Solution of `stepped_feedback` with $y = 1$ on $[-1, 0]$: that of $y' = -y(t - 1)$ plus
+    the step's response $u(t) = \\sum_{j \\ge 0} (-1)^j (t - a - j)_+^{j+1} / (j+1)!$, $a = 0.37$
+    ($u = 0$ up to $a$; term $j$ differentiates to minus term $j - 1$ delayed by 1, and term 0
+    to the step). So $y'$ jumps at $a$, $y''$ at $a + 1$, $y'''$ at $a + 2$, and so on."""
+    pieces = range(int(t.max()) + 2)
+    response = sum((-1) ** j * (t - STEP_AT - j).clamp_min(0) ** (j + 1) / math.factorial(j + 1) for j in pieces)
+    return exact_negative_feedback(t) + response
+
+
+def stepped_term() -> nct.DelayTerm:
+    return nct.DelayTerm(stepped_feedback, [1.0], ones_history, inputs=Knots(torch.tensor([STEP_AT], dtype=F64)))
+
+
+def test_closed_form_of_the_stepped_input_problem_solves_it_on_every_piece_by_scipy():
+    # From each breakpoint to the next, y' = -y(t - 1) + input is an ODE in y alone (the
+    # delayed value is the closed form one delay back): SciPy carries the closed form across.
+    edges = sorted({0.0, 6.0} | {k + s for k in range(6) for s in (0.0, STEP_AT)})
+    for a, b in zip(edges[:-1], edges[1:]):
+        held = 1.0 if a >= STEP_AT else 0.0
+
+        def rhs(s, y, held=held):
+            return [-float(exact_stepped_feedback(torch.tensor([s - 1.0], dtype=F64))[0]) + held]
+
+        start = exact_stepped_feedback(torch.tensor([a, b], dtype=F64))
+        end = solve_ivp(rhs, (a, b), [float(start[0])], method="DOP853", rtol=1e-12, atol=1e-13).y[0, -1]
+        assert abs(end - float(start[1])) < 1e-11, (a, b)
+
+
+@pytest.mark.parametrize("inner", [nct.RK4(), nct.Tsit5(), nct.Dopri8()], ids=["rk4", "tsit5", "dopri8"])
+def test_fixed_steps_with_a_stepped_input_converge_at_the_declared_order(inner):
+    # The input's jump at 0.37 reaches y'' at 1.37 and y''' at 2.37 through the delay; steps
+    # across those times left RK4 at order 1.9. Dopri8's history is the cubic Hermite
+    # interpolant, which caps it at order 4 (and it declares 4).
+    t = torch.linspace(0, 6, 13, dtype=F64)
+    steps = [0.2, 0.1, 0.05, 0.025]
+    errors = []
+    for dt in steps:
+        sol = solve(stepped_term(), torch.ones(1, 1, dtype=F64), t, nct.MethodOfSteps(inner), nct.ConstantStep(dt))
+        errors.append(float((sol.ys[0, :, 0] - exact_stepped_feedback(t)).abs().max()))
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(slope - nct.MethodOfSteps(inner).order) < 0.3, (errors, slope)
+
+
+def test_adaptive_solve_with_a_stepped_input_stays_within_its_tolerance_without_rejections():
+    # Stepping across the input's shifted knots, Tsit5 ended 23x over tolerance after 21 rejections.
+    t = torch.linspace(0, 6, 13, dtype=F64)
+    tol = 1e-6
+    sol = solve(stepped_term(), torch.ones(1, 1, dtype=F64), t, controller=nct.PIDController(rtol=tol, atol=tol))
+    exact = exact_stepped_feedback(t)
+    assert float(((sol.ys[0, :, 0] - exact).abs() / (tol + tol * exact.abs())).max()) < 10
+    assert int(sol.stats.rejected[0]) <= 3
+
+
 def test_discontinuous_initial_value_takes_the_one_sided_limits_at_the_breakpoint():
     # y' = -y(t - 1), history cos(t), y(0) = 0.5 != cos(0): y' jumps at 0 and y'' at 1.
     y0 = 0.5
@@ -122,10 +194,11 @@ def test_steps_never_exceed_the_smallest_delay_even_with_a_longer_fixed_step():
     assert abs(float(sol.ys[0, -1, 0] - exact_negative_feedback(t)[-1])) < 1e-12
 
 
-def test_method_of_steps_takes_order_and_adaptivity_from_its_inner_solver():
+def test_method_of_steps_takes_order_and_adaptivity_from_its_inner_solver_and_history():
     assert nct.MethodOfSteps().order == 5 and nct.MethodOfSteps().error_order == 4
     assert nct.MethodOfSteps().adaptive
     assert nct.MethodOfSteps(nct.RK4()).order == 4 and not nct.MethodOfSteps(nct.RK4()).adaptive
+    assert nct.MethodOfSteps(nct.Dopri8()).order == 4  # a cubic Hermite history: min(8, 3 + 1)
 
 
 # ---------------------------------------------------------------- nonlinear problems vs references
@@ -265,6 +338,9 @@ def test_per_sample_time_grids_give_each_sample_its_own_solve(options):
         alone = solve(term, y0[b : b + 1], t[b : b + 1], args=rate[b : b + 1], **options)
         torch.testing.assert_close(batch.ys[b], alone.ys[0], rtol=0, atol=1e-12)
         assert batch.stats.steps[b] == alone.stats.steps[0]
+        # A batch mate's restart at its own breakpoint evaluates every slope, but is not
+        # charged to this sample: its count is that of its solve alone.
+        assert batch.stats.vf_evals[b] == alone.stats.vf_evals[0]
 
 
 def test_backward_solve_is_the_time_reversal_of_a_forward_solve():
@@ -286,6 +362,18 @@ def test_jump_times_list_every_breakpoint_per_sample_in_the_direction_of_time():
     offsets = torch.tensor([0.7, 1.0, 1.4, 1.7, 2.0, 2.1, 2.4], dtype=F64)
     backward = torch.cat([1.0 - offsets[:3], torch.full((4,), -torch.inf, dtype=F64)])
     torch.testing.assert_close(term.jump_times(t), torch.stack([offsets, backward]))
+
+
+def test_jump_times_carry_each_input_knot_inside_the_span_forward_by_the_delays():
+    # Depth 2: a knot s adds s + 1 and s + 2 (forward) or s - 1 (backward, inside the span).
+    # Knots outside the span are merged as given but carry nothing: before t0 the history
+    # holds, and past the end nothing is solved.
+    knots = Knots(torch.tensor([[-0.5, 0.25, 4.0], [0.5, -0.75, -3.0]], dtype=F64))
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history, breakpoint_depth=2, inputs=knots)
+    t = torch.tensor([[0.0, 3.5], [0.0, -2.5]], dtype=F64)
+    forward = [-0.5, 0.25, 1.0, 1.25, 2.0, 2.25, 3.0, 4.0]
+    backward = [0.5, -0.75, -1.0, -1.75, -2.0, -3.0] + [-math.inf] * 2
+    torch.testing.assert_close(term.jump_times(t), torch.tensor([forward, backward], dtype=F64))
 
 
 @pytest.mark.parametrize("inner", [nct.RK4(), nct.Dopri8()], ids=["rk4-constant", "dopri8-pid"])
@@ -332,9 +420,17 @@ def test_gradcheck_through_a_learnable_delay():
     assert torch.autograd.gradcheck(lambda d: small_solve(y0, weights, rate, delay=d, solver=tsit5), (delay,))
 
 
-def test_learnable_delay_gradient_matches_finite_differences_of_accurate_solves():
-    delay = torch.nn.Parameter(torch.tensor([0.7], dtype=F64))
-    term = nct.DelayTerm(lambda t, y, y_delayed, args: -2.0 * y_delayed[:, 0], delay, lambda t: torch.cos(t)[:, None])
+@pytest.mark.parametrize("spelling", ["parameter", "list-of-tensors"])
+def test_learnable_delay_gradient_matches_finite_differences_of_accurate_solves(spelling):
+    # A 1-D nn.Parameter, or a list holding a tensor that requires grad (which `float` used to
+    # detach, leaving no gradient): both are learnable delays.
+    if spelling == "parameter":
+        delay = torch.nn.Parameter(torch.tensor([0.7], dtype=F64))
+        delays = delay
+    else:
+        delay = torch.tensor(0.7, dtype=F64, requires_grad=True)
+        delays = [delay]
+    term = nct.DelayTerm(lambda t, y, y_delayed, args: -2.0 * y_delayed[:, 0], delays, lambda t: torch.cos(t)[:, None])
 
     def final(tau_shift=0.0):
         with torch.no_grad():
@@ -347,7 +443,15 @@ def test_learnable_delay_gradient_matches_finite_differences_of_accurate_solves(
     final().backward()
     with torch.no_grad():
         numeric = (final(1e-5) - final(-1e-5)) / 2e-5
-    assert abs(float(delay.grad[0]) - float(numeric)) < 1e-6 * max(1.0, abs(float(numeric)))
+    assert delay.grad is not None
+    assert abs(float(delay.grad.sum()) - float(numeric)) < 1e-6 * max(1.0, abs(float(numeric)))
+
+
+def test_a_list_of_delay_parameters_is_registered_with_the_term():
+    delay = torch.nn.Parameter(torch.tensor(0.5, dtype=F64))
+    term = nct.DelayTerm(negative_feedback, [delay, 1.0], ones_history)
+    assert any(p is delay for p in term.parameters())
+    assert term.delay_values(torch.ones(1, dtype=F64)).tolist() == [0.5, 1.0]
 
 
 def test_checkpointed_backprop_gives_the_same_gradients():
@@ -439,6 +543,28 @@ def test_learnable_delay_that_became_non_positive_is_rejected_at_solve_time():
         delay.fill_(-0.1)
     with pytest.raises(nct.InvalidInputError, match="`delays` must be positive"):
         solve(term, torch.ones(1, 1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64))
+
+
+def test_learnable_delays_in_a_list_must_be_scalars_naming_delays():
+    with pytest.raises(nct.InvalidInputError, match=r"`delays` given as a sequence must hold scalars.*delays\[0\]"):
+        nct.DelayTerm(negative_feedback, [torch.ones(2, requires_grad=True)], ones_history)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda y: torch.cat([y, y], dim=1),
+        lambda y: y.float(),
+        lambda y: y.long(),
+        lambda y: torch.empty_like(y, device="meta"),
+        lambda y: y.tolist(),
+    ],
+    ids=["shape", "float32", "int64", "device", "not-a-tensor"],
+)
+def test_a_field_of_the_wrong_shape_dtype_or_device_is_refused_naming_the_term(wrong):
+    term = nct.DelayTerm(lambda t, y, y_delayed, args: wrong(-y_delayed[:, 0]), [1.0], ones_history)
+    with pytest.raises(nct.IncompatibleTermError, match=r"the vector field of DelayTerm must return .*\(2, 1\)"):
+        solve(term, torch.ones(2, 1, dtype=F64), torch.tensor([0.0, 1.5], dtype=F64), **rk4(0.25))
 
 
 def test_history_of_the_wrong_shape_is_rejected_naming_history():

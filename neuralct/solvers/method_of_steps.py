@@ -111,11 +111,13 @@ class MethodOfSteps(AbstractSolver):
 
     Each stage reads the delayed values $y(t + c_i h - \\tau_j)$ from the history function
     before the start and from the dense polynomials of the accepted steps after it. The
-    term's breakpoints $t_0 + k\\tau_j$ are landed on exactly, so no step is longer than the
-    smallest delay (every delayed stage time is already known: no iteration is needed) and
-    no step crosses a derivative jump; the method then keeps the inner solver's order as
-    long as its dense output is accurate to that order minus one (Tsit5, Dopri5: fourth-order
-    dense output for a fifth-order method; RK4 with its cubic Hermite interpolant: order 4).
+    term's breakpoints ($t_0 + k\\tau_j$, and the input's knots shifted by the delays) are
+    landed on exactly, so no step is longer than the smallest delay (every delayed stage
+    time is already known: no iteration is needed) and no step crosses a derivative jump.
+    A method of order $p$ with a dense output of order $q$ then has order $\\min(p, q + 1)$
+    (the history's $O(h^{q+1})$ error enters each step multiplied by $h$): Tsit5 and Dopri5
+    keep 5 with their fourth-order dense output, RK4 keeps 4 with its cubic Hermite
+    interpolant, and Dopri8, whose dense output is that cubic Hermite too, has order 4.
 
     The history is stored per sample in immutable chunks of `chunk_size` steps; a step reads
     only the chunks its delayed times fall in, so time and memory grow linearly with the
@@ -148,8 +150,9 @@ class MethodOfSteps(AbstractSolver):
 
     @property
     def order(self) -> float:  # pyright: ignore[reportIncompatibleVariableOverride]
-        """The inner solver's order."""
-        return self.solver.order
+        """The inner solver's order, capped at its dense output's order plus one (the history's
+        accuracy; see the class docstring)."""
+        return min(self.solver.order, self.solver.dense_order + 1)
 
     @property
     def error_order(self) -> int | None:  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -167,9 +170,11 @@ class MethodOfSteps(AbstractSolver):
         return self.solver.interpolates_saves
 
     def init(self, term: DelayTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
-        """No evaluation: the slope at `(t0, y0)` is evaluated by the next step, which knows
-        the direction of time (and so where the delayed times lie)."""
-        return (_State(),), 0
+        """The slope at `(t0, y0)` is evaluated by the next step, which knows the direction of
+        time (and so where the delayed times lie), but counted here: the loop charges a
+        restart to the restarted samples only, while that step evaluates every sample's slope
+        when any is stale (the others keep theirs), so each sample's count is its own."""
+        return (_State(),), 1
 
     def step(
         self, term: DelayTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
@@ -181,14 +186,13 @@ class MethodOfSteps(AbstractSolver):
             direction = torch.where(h < 0, -1.0, 1.0).to(t0.dtype)
             history = History.empty(t0, direction, self.chunk_size)
         stale = state.stale if state.slope is not None else None
-        start_slope, evals = state.slope, 0
+        start_slope = state.slope
         fresh_start = start_slope is None or stale is None or bool(stale.any())
         times = stage_times(t0, h, self.solver.nodes)
         field = _DelayedStages(term, history, t0, h, y0, times, 0 if fresh_start else 1, args)
-        if fresh_start:
+        if fresh_start:  # counted by `init`
             fresh = field(0, y0)
             start_slope = fresh if start_slope is None or stale is None else _where_rows(stale, fresh, start_slope)
-            evals = 1
         out = self.solver.step_stages(field, y0, h, (start_slope,), True)
         if out.coeffs is None:
             raise IncompatibleTermError(f"{type(self.solver).__name__} gave no dense output, which the history needs")
@@ -196,7 +200,7 @@ class MethodOfSteps(AbstractSolver):
         output = _StepOutput(history, Record(t0, t0 + h, y0, coeffs), out.carry[0], start_slope, h != 0)
         new_state = dataclasses.replace(state, step=output)
         coeffs = coeffs if dense else None
-        return StepResult(out.y1, out.error, (new_state,), out.evals + evals, coeffs, out.failed)
+        return StepResult(out.y1, out.error, (new_state,), out.evals, coeffs, out.failed)
 
     def merge_carry(self, rows: Tensor, new: Carry, old: Carry) -> Carry:
         """Commit the step for the `[B]` samples in `rows` (append it to their history), or
