@@ -111,7 +111,7 @@ def solve(
         max_steps=max_steps,
         dt0=dt0,
         dense=dense,
-        jumps=_jump_times(term, ts),
+        jumps=_jump_times(solver, term, ts),
         compile=compile,
         lengths=lengths,
     )
@@ -147,8 +147,8 @@ def _check_compile(compile: Any, solver: AbstractSolver) -> None:
         )
 
 
-def _jump_times(term: AbstractTerm, ts: Tensor) -> Tensor | None:
-    jumps = term.jump_times(ts)
+def _jump_times(solver: AbstractSolver, term: AbstractTerm, ts: Tensor) -> Tensor | None:
+    jumps = solver.jump_times(term, ts)
     if jumps is None:
         return None
     if jumps.ndim == 1:

@@ -376,6 +376,20 @@ def test_jump_times_carry_each_input_knot_inside_the_span_forward_by_the_delays(
     torch.testing.assert_close(term.jump_times(t), torch.tensor([forward, backward], dtype=F64))
 
 
+@pytest.mark.parametrize(
+    ("inner", "shifts"), [(nct.Euler(), []), (nct.Midpoint(), [1.25]), (nct.RK4(), [1.25, 2.25, 3.25])]
+)
+def test_the_method_of_steps_lands_on_the_knot_shifts_its_order_notices(inner, shifts):
+    # A knot shifted by m delays is a jump of y^(m + 1), which costs an order-p method
+    # accuracy only when m + 1 < p: Euler needs the knot alone, Midpoint one shift, RK4 three.
+    knots = Knots(torch.tensor([[0.25]], dtype=F64))
+    term = nct.DelayTerm(negative_feedback, [1.0], ones_history, inputs=knots)
+    t = torch.tensor([[0.0, 3.5]], dtype=F64)
+    expected = sorted([0.25, 1.0, 2.0, 3.0] + shifts)
+    jumps = nct.MethodOfSteps(inner).jump_times(term, t)
+    torch.testing.assert_close(jumps, torch.tensor([expected], dtype=F64))
+
+
 @pytest.mark.parametrize("inner", [nct.RK4(), nct.Dopri8()], ids=["rk4-constant", "dopri8-pid"])
 def test_save_times_on_breakpoints_are_landed_on_once(inner):
     # Save times 1, 2 are breakpoints; a fixed-step or non-interpolating solve lands on each once.

@@ -88,6 +88,11 @@ class AbstractSolver(abc.ABC):
                 f"solver {type(self).__name__} cannot integrate a {type(term).__name__}; it accepts: {accepted}"
             )
 
+    def jump_times(self, term: AbstractTerm, ts: Tensor) -> Tensor | None:
+        """The times this solver must land on when it integrates `term` over save times `ts`
+        `[B, K]`: the term's `jump_times` (a solver that can do with fewer overrides this)."""
+        return term.jump_times(ts)
+
     def merge_carry(self, rows: Tensor, new: Carry, old: Carry) -> Carry:
         """Carry after a step: `new` for the `[B]` boolean `rows` (accepted or restarted
         samples), `old` elsewhere. Solvers whose carry is not a tuple of `[B, ...]` tensors

@@ -169,6 +169,11 @@ class MethodOfSteps(AbstractSolver):
         """As the inner solver."""
         return self.solver.interpolates_saves
 
+    def jump_times(self, term: DelayTerm, ts: Tensor) -> Tensor | None:
+        """The term's breakpoints, with the input's knots shifted only as far as this
+        method's order notices (see `DelayTerm.jump_times`)."""
+        return term.jump_times(ts, order=self.order)
+
     def init(self, term: DelayTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """The slope at `(t0, y0)` is evaluated by the next step, which knows the direction of
         time (and so where the delayed times lie), but counted here: the loop charges a

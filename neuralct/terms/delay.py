@@ -172,16 +172,26 @@ class DelayTerm(AbstractTerm):
             )
         return value
 
-    def jump_times(self, ts: Tensor) -> Tensor | None:
-        """`[B, J]` the breakpoints (see `breakpoints`) merged with the knots of `inputs`."""
-        knots = path_jump_times(self.inputs)
-        return merge_jump_times(ts, self.breakpoints(ts, knots), knots)
+    def jump_times(self, ts: Tensor, order: float | None = None) -> Tensor | None:
+        """`[B, J]` the breakpoints (see `breakpoints`) merged with the knots of `inputs`.
 
-    def breakpoints(self, ts: Tensor, knots: Tensor | None = None) -> Tensor:
+        Args:
+            ts: `[B, K]` the solve's save times.
+            order: the order $p$ of the method that integrates the term, if known. A knot
+                shifted by $m$ delays is a jump of $y^{(m + 1)}$, which costs a method of
+                order $p$ accuracy only when $m + 1 < p$; shifts by more than $p - 1$ delays
+                are then left out (Euler lands on the knots alone).
+        """
+        knots = path_jump_times(self.inputs)
+        knot_depth = self.breakpoint_depth if order is None else min(self.breakpoint_depth, math.ceil(order) - 1)
+        return merge_jump_times(ts, self.breakpoints(ts, knots, knot_depth), knots)
+
+    def breakpoints(self, ts: Tensor, knots: Tensor | None = None, knot_depth: int | None = None) -> Tensor:
         """`[B, J]` breakpoints of each sample, sorted along the solve: $t_0 + d \\sum_i k_i \\tau_i$
         (direction $d$), and $s + d \\sum_i k_i \\tau_i$ with $1 \\le \\sum_i k_i \\le$
-        `breakpoint_depth` for each of the `knots` $s$ (`[J]` or `[B, J]`) strictly inside the
-        span, whose jumps in $f$ the delays carry forward; see the class docstring.
+        `knot_depth` (default `breakpoint_depth`) for each of the `knots` $s$ (`[J]` or `[B, J]`)
+        strictly inside the span, whose jumps in $f$ the delays carry forward; see the class
+        docstring.
 
         Each row holds only its own breakpoints strictly inside its span, less those that
         coincide with the previous one to rounding (the loop cannot step between them);
@@ -194,12 +204,13 @@ class DelayTerm(AbstractTerm):
         span = (ts[:, -1:] - t0).abs()
         values, limit, depth = taus.detach().double().tolist(), float(span.max()), self.breakpoint_depth
         jumps = [_shift(t0, direction, taus, _breakpoint_combinations(values, limit, depth, every_multiple=True))]
-        if knots is not None:
+        knot_depth = depth if knot_depth is None else knot_depth
+        if knots is not None and knot_depth > 0:
             knots = knots.to(device=ts.device, dtype=ts.dtype).expand(ts.shape[0], -1)
             offset = direction * (knots - t0)
             # A knot at or before t0 changes nothing the solve sees: the history is given there.
             origins = torch.where((offset > 0) & (offset < span), knots, direction * torch.inf)
-            combos = _breakpoint_combinations(values, limit, depth, every_multiple=False)
+            combos = _breakpoint_combinations(values, limit, knot_depth, every_multiple=False)
             jumps.append(_shift(origins, direction, taus, combos))
         return _inside_and_apart(torch.cat(jumps, dim=1), ts, direction, span)
 
