@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
+from _snippets import python_blocks, run_document, run_source, stated_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-# ```python blocks are run in order, one namespace per file; ```py blocks are illustrations only.
+# ```python blocks are run in order, one namespace per file, and the values they state
+# (`expr  # -> value`) are checked (tests/_snippets.py); ```py blocks are illustrations only.
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
@@ -22,22 +23,6 @@ def _load(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _python_blocks(path: Path) -> list[str]:
-    return [block.split("```", 1)[0] for block in path.read_text().split("```python\n")[1:]]
-
-
-def _run_blocks(document: Path) -> dict:
-    """Run a document's python blocks in one throwaway module (dataclasses need a real module)."""
-    module = types.ModuleType(f"neuralct_doc_{document.stem}")
-    sys.modules[module.__name__] = module
-    try:
-        for block in _python_blocks(document):
-            exec(compile(block, str(document), "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
-    return module.__dict__
 
 
 def test_demo_runs_and_matches_its_references(tmp_path: Path) -> None:
@@ -52,16 +37,57 @@ def test_demo_runs_and_matches_its_references(tmp_path: Path) -> None:
     assert result["own_steps"] < result["shared_steps"]  # per-sample control spends fewer steps
 
 
-@pytest.mark.parametrize(
-    "document", [d for d in DOCUMENTS if _python_blocks(d)], ids=lambda d: str(d.relative_to(ROOT))
-)
-def test_code_in_documentation_runs(document: Path, tmp_path: Path, monkeypatch) -> None:
+DOCUMENTED = [d for d in DOCUMENTS if python_blocks(d)]
+
+
+@pytest.mark.parametrize("document", DOCUMENTED, ids=lambda d: str(d.relative_to(ROOT)))
+def test_code_in_documentation_runs_and_shows_the_values_it_states(document: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # figures the snippets save land here, not in the checkout
-    _run_blocks(document)
+    run_document(document)
+
+
+@pytest.mark.parametrize("document", DOCUMENTED, ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_documentation_block_checks_what_it_computes(document: Path) -> None:
+    for index, block in enumerate(python_blocks(document)):
+        asserts = any(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(block)))
+        assert asserts or stated_outputs(block), f"{document.name}, python block {index + 1}: nothing is checked"
+
+
+@pytest.mark.parametrize(
+    "line, holds",
+    [
+        ("x  # -> 0.2785", True),  # one unit of the last digit either way
+        ("x  # the value -> 0.279", True),
+        ("x  # -> 0.2787", False),
+        ("x  # -> 2.785e-01", True),
+        ("x  # -> 2.8e-01", True),
+        ("x  # -> 3.0e-01", False),
+        ("[x, 12]  # -> [0.28, 12]", True),
+        ("[x, 12]  # -> [0.28, 13]", False),  # whole numbers match exactly
+        ("print('solve failed for 1 of 2 samples:\\n  sample 1')  # -> solve failed for 1 of 2 samples:...", True),
+        ("print(sorted(['b', 'a', 'c']))  # -> ['a', 'b', ...]", True),
+        ("print(sorted(['b', 'a', 'c']))  # -> ['a', 'c', ...]", False),
+        ("torch.tensor([[1.5, -2.0]]) * 2  # -> [[3.0, -4.0]]", True),
+        ("torch.zeros(8, 2).shape  # -> torch.Size([8, 3])", False),
+    ],
+)
+def test_a_stated_output_is_checked_to_the_digits_it_gives(line: str, holds: bool) -> None:
+    namespace = {"torch": torch, "x": 0.27852935634}
+    if holds:
+        run_source(line, namespace, "snippet")
+    else:
+        with pytest.raises(AssertionError, match="snippet: states"):
+            run_source(line, namespace, "snippet")
+
+
+@pytest.mark.parametrize("line", ["x", "print(x)", "x + 1  # 1.27"])
+def test_a_snippet_that_shows_a_value_without_stating_it_is_refused(line: str) -> None:
+    with pytest.raises(AssertionError, match="shows a value without `# -> expected`"):
+        run_source(line, {"x": 0.25}, "snippet")
 
 
 def test_readme_usage_example_solves_every_sample() -> None:
-    sol = _run_blocks(ROOT / "README.md")["sol"]
+    sol = run_document(ROOT / "README.md")["sol"]
     assert bool(sol.succeeded.all())
     assert tuple(sol.ys.shape) == (2, 50, 2)
 
@@ -69,8 +95,11 @@ def test_readme_usage_example_solves_every_sample() -> None:
 def test_interpolations_example_draws_its_figure_through_the_observations(tmp_path: Path) -> None:
     errors = _load("interpolations").main(["--out", str(tmp_path)])
     assert (tmp_path / "interpolations.png").stat().st_size > 10_000
-    assert sorted(errors) == ["hermite", "linear", "natural", "rectilinear"]
-    assert max(errors.values()) < 1e-12  # every path passes through every observed value
+    kinds = ["hermite", "limited_hermite", "linear", "natural", "rectilinear"]
+    assert max(errors[kind] for kind in kinds) < 1e-12  # every path passes through every observed value
+    # Next to a close pair the plain Hermite cubic overshoots by orders of magnitude, the default not.
+    assert errors["overshoot hermite"] > 50
+    assert 1.0 <= errors["overshoot limited_hermite"] < 1.1
 
 
 def test_hope_noise_padded_example_trains_both_models_and_draws_its_figures(tmp_path: Path, monkeypatch) -> None:
