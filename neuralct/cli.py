@@ -28,11 +28,12 @@ from typing import Any
 from . import registry
 from .data.datasets import available
 from .errors import InvalidInputError, NeuralCTError
-from .train.config import SCHEDULES, FitConfig, read_mapping
+from .train.build import evaluate_run
+from .train.config import SCHEDULES, FitConfig
 from .train.distributed import launch, session
 from .train.progress import ProgressBar
-from .train.run import evaluate_run, fit
-from .train.sweep import sweep
+from .train.run import fit
+from .train.sweep import read_sweep, sweep
 
 _FLAGS = {  # config field -> (type, help)
     "model": (str, "model name (see `neuralct list`)"),
@@ -54,7 +55,9 @@ _FLAGS = {  # config field -> (type, help)
     "max_steps": (int, "steps a solve may take per sample (with --solver)"),
     "device": (str, "cpu or cuda"),
     "monitor_jacobian": (bool, "record the largest real Jacobian eigenvalue along the solves after each epoch"),
+    "strict": (bool, "stop at the first failed solve (default: leave the failed samples out and count them)"),
 }
+_EVALUATE_FLAGS = ("solver", "controller", "rtol", "atol", "step", "missing")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -64,7 +67,12 @@ def parser() -> argparse.ArgumentParser:
     fit_parser = commands.add_parser("fit", help="train a model in a run folder", description=_FIT_HELP)
     fit_parser.add_argument("--config", type=Path, help="a YAML or JSON file of config keys; flags override it")
     fit_parser.add_argument("--out", type=Path, help="the run folder (default: runs/<model>-<time>)")
-    fit_parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    fit_parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its saved config; --epochs, --patience and --strict may change it",
+    )
     for name, (kind, text) in _FLAGS.items():
         flag = f"--{name.replace('_', '-')}"
         if kind is bool:
@@ -77,10 +85,11 @@ def parser() -> argparse.ArgumentParser:
         "evaluate", help="re-score a run's best checkpoint, optionally under other numerics or missing rate"
     )
     evaluate_parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
-    for name in ("solver", "controller", "rtol", "atol", "step", "missing"):
+    for name in _EVALUATE_FLAGS:
         kind, text = _FLAGS[name]
         evaluate_parser.add_argument(f"--{name}", type=kind, help=text)
     evaluate_parser.add_argument("--inner-solver", help=_INNER_HELP)
+    evaluate_parser.add_argument("--strict", action="store_true", default=None, help=_FLAGS["strict"][1])
     sweep_parser = commands.add_parser("sweep", help="a grid of runs and its summary table and plot")
     sweep_parser.add_argument(
         "--config", type=Path, required=True, help='YAML or JSON: {"base": {...}, "grid": {"model": [...], ...}}'
@@ -110,6 +119,47 @@ _FIT_HELP = (
 )
 
 
+_RUN_FOLDERS = """## Run folders
+
+**One writer.** `neuralct fit` locks its run folder with `run.lock`, a file holding the pid of the
+process that writes it, created whole and atomically. A second `fit --out R` or `fit --resume R`
+while the first runs stops at once with `R is in use by process <pid>`, exit code 2. The lock is
+removed when the run ends, also on an error or Ctrl-C; the lock of a process that no longer runs
+(a killed run) is taken over.
+
+**Resuming.** `fit --resume R` continues from `R/last.pt` with the config saved in `R`; a run
+killed at any point loses at most the epoch in progress and ends with the metrics of a run that
+was never stopped. `--epochs N` extends a resumed run (or ends it sooner, not below its completed
+epochs; a cosine schedule is re-stretched over the new total), and `--patience` and `--strict`
+may change too; a flag that would change the model or its training (`--hidden`, `--lr`,
+`--solver`, ...) is refused by name. A run killed before its first epoch was checkpointed (no
+`last.pt`) starts again from epoch 0, with a note saying so, under `--resume` (its saved config)
+as under `--out` (the config given).
+
+**Integrity.** Every checkpoint carries the SHA-256 of its contents, checked before it is read:
+a flipped bit or a file cut short is an error, not a resume with other weights. The checkpoint
+that `last.pt` replaces is kept as `prev.pt`, and a resume falls back on it (with a note) when
+`last.pt` is damaged or missing; with neither, the run stops with an error naming the file.
+Checkpoints, `config.json` and `result.json` are replaced atomically (a temporary file, flushed
+to disk, renamed); each epoch's metric row is flushed to disk before its checkpoint, and on
+resume the rows are recovered from both `metrics.jsonl` and `metrics.csv` (a row torn by a kill
+is dropped, every intact row is kept) and both files are replaced atomically.
+
+**Failed solves.** A sample whose solve fails (`max_steps` reached, a vanishing step size, a
+non-finite state) is left out of its minibatch's loss and step, or of its split's scores, and
+counted: `train_failed` and `val_failed` in the metrics, `test_failed` in `result.json` and the
+`evaluate` output, and `failed: N train, M val` at the end of the epoch's line. `--strict` stops
+the run at the first failed solve instead, before the optimizer takes a step with it. A
+non-finite loss stops the run in either mode.
+
+**Errors.** A bad flag or config key (with a suggestion for a misspelled one, also inside
+`model_options`, `dataset_options` and `solver_options`), a key given twice in a config file, an
+unknown top-level key of a sweep file, a folder that cannot be written (read-only, full disk,
+`--out` naming a file): each is one line, `neuralct: error: ...`, naming the key or the path,
+with exit code 2.
+"""
+
+
 def reference_markdown() -> str:
     """The command-line reference page (`docs/cli.md`): every command's `--help` text."""
     main_parser = parser()
@@ -117,13 +167,14 @@ def reference_markdown() -> str:
     parts = [
         "# Command-line reference",
         "",
-        "Generated from the `--help` texts (`python -m neuralct.cli --reference`).",
+        "Generated from the `--help` texts (`python -m neuralct.cli --reference`); what `fit` does with",
+        "its run folder (locking, resuming, checkpoint integrity, failed solves) is at the end.",
         "",
     ]
     for name, sub in [("neuralct", main_parser), *((f"neuralct {n}", p) for n, p in commands.choices.items())]:
         sub.formatter_class = functools.partial(argparse.HelpFormatter, width=100)  # not the terminal's width
         parts += [f"## `{name}`", "", "```text", sub.format_help().rstrip(), "```", ""]
-    return "\n".join(parts)
+    return "\n".join(parts) + "\n" + _RUN_FOLDERS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list()
         elif args.command == "sweep":
-            spec = read_mapping(args.config)
-            sweep(spec.get("base", {}), spec.get("grid", {}), args.out)
+            sweep(*read_sweep(args.config), args.out)
             print((args.out / "summary.md").read_text())
         elif args.command == "stability":
             _stability(args)
         elif args.command == "evaluate":
-            changes = {k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing")}
+            changes = {
+                k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing", "strict")
+            }
             changes = {k: v for k, v in changes.items() if v is not None} | _inner(args)
             print(json.dumps(evaluate_run(args.run_dir, **changes)))
         else:
@@ -148,32 +200,39 @@ def main(argv: list[str] | None = None) -> int:
     except NeuralCTError as error:
         print(f"neuralct: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only folder, a full disk: the file and the reason, not a traceback
+        where = f"{error.filename}: " if error.filename is not None else ""
+        print(f"neuralct: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     return 0
 
 
 def _fit(args: argparse.Namespace, argv: list[str]) -> int:
     if args.nproc is not None:
         return launch(args.nproc, _without_nproc(argv))
-    config = None if args.resume is not None else _config(args)
-    device = config.device if config is not None else FitConfig.from_file(args.resume / "config.json").device
-    with session(device) as workers:
+    resume = args.resume is not None
+    if resume and (args.config is not None or args.out is not None):
+        raise InvalidInputError("--resume RUN_DIR runs the config saved in RUN_DIR: give neither --config nor --out")
+    config, changes = (None, _flags(args)) if resume else (_config(args), {})
+    saved = FitConfig.from_file(args.resume / "config.json", **changes) if resume else config
+    with session(saved.device) as workers:
         out = args.resume or args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
         out = workers.from_main(out)  # one folder, whatever each process's clock says
         say = print if workers.main else _silent
         say(f"run folder: {out}" + (f" ({workers.world} processes)" if workers.world > 1 else ""))
-        progress = ProgressBar(config.epochs if config else _saved_epochs(out))
-        result = fit(config, out, resume=args.resume is not None, progress=progress, workers=workers)
+        progress = ProgressBar(saved.epochs)
+        result = fit(config, out, resume=resume, changes=changes, progress=progress, workers=workers)
         say(json.dumps(result))
     return 0
 
 
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys given as flags."""
+    return {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None} | _inner(args)
+
+
 def _config(args: argparse.Namespace) -> FitConfig:
-    flags = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None} | _inner(args)
-    return FitConfig.from_file(args.config, **flags) if args.config else FitConfig.from_mapping(flags)
-
-
-def _saved_epochs(run_dir: Path) -> int:
-    return FitConfig.from_file(run_dir / "config.json").epochs
+    return FitConfig.from_file(args.config, **_flags(args)) if args.config else FitConfig.from_mapping(_flags(args))
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -93,23 +93,77 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path) -> Non
 
 
 def test_a_write_that_fails_midway_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_path, monkeypatch) -> None:
+    import errno
+    import os
+
     model, optimizer, _, _ = _run(seed=0)
     path = tmp_path / "last.pt"
     save_checkpoint(path, model=model, optimizer=optimizer, epoch=3)
     before = path.read_bytes()
 
-    def crash(obj, file, *args, **kwargs):
-        file.write(b"PK\x03\x04 half a zip archive")
-        raise OSError("disk full")
+    def full(descriptor: int) -> None:  # a full disk answers when the data is flushed
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, model=model, optimizer=optimizer, epoch=4)
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
+        save_checkpoint(path, model=model, optimizer=optimizer, epoch=4, previous=tmp_path / "prev.pt")
     monkeypatch.undo()
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     assert path.read_bytes() == before
     assert load_checkpoint(path, model=model, optimizer=optimizer).epoch == 3
+
+
+def test_the_replaced_checkpoint_is_kept_as_the_previous_one(tmp_path) -> None:
+    model, optimizer, _, _ = _run(seed=0)
+    last, previous = tmp_path / "last.pt", tmp_path / "prev.pt"
+    for epoch in (1, 2, 3):
+        save_checkpoint(last, model=model, optimizer=optimizer, epoch=epoch, previous=previous)
+    assert load_checkpoint(last, model=model).epoch == 3
+    assert load_checkpoint(previous, model=model).epoch == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "prev.pt"]
+
+
+def _weights_at(path, weight: torch.Tensor) -> int:
+    """The byte offset of `weight`'s storage in the checkpoint file at `path`."""
+    offset = path.read_bytes().find(weight.detach().numpy().tobytes())
+    assert offset > 0
+    return offset
+
+
+def test_a_flipped_bit_in_a_weight_is_a_checkpoint_error_not_a_silent_resume(tmp_path) -> None:
+    model, optimizer, _, _ = _run(seed=0)
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model=model, optimizer=optimizer, epoch=1)
+    data = bytearray(path.read_bytes())
+    data[_weights_at(path, model.head.weight) + 2] ^= 0x10  # one bit of the head's first weight
+    path.write_bytes(bytes(data))
+    fresh, _, _, _ = _run(seed=1)
+    with pytest.raises(CheckpointError, match=r"last.pt is damaged: the SHA-256 of its \d+-byte payload"):
+        load_checkpoint(path, model=fresh)
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.999])
+def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path, kept: float) -> None:
+    model, optimizer, _, _ = _run(seed=0)
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model=model, optimizer=optimizer, epoch=1)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(kept * len(data))])  # before: a raw OSError (Invalid argument) from torch.load
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_checkpoint(path, model=model)
+
+
+def test_a_version_1_checkpoint_without_a_checksum_still_loads(tmp_path) -> None:
+    model, optimizer, _, _ = _run(seed=0)
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model=model, optimizer=optimizer, epoch=2, extra={"best": 0.5})
+    payload = path.read_bytes().partition(b"\n")[2]
+    state = torch.load(__import__("io").BytesIO(payload), weights_only=True)
+    torch.save({"format": "neuralct-checkpoint", "version": 1, **state}, path)
+    fresh, _, _, _ = _run(seed=1)
+    assert load_checkpoint(path, model=fresh) == Checkpoint(epoch=2, extra={"best": 0.5})
+    assert torch.equal(fresh.head.weight, model.head.weight)
 
 
 def test_a_missing_file_is_a_checkpoint_error_naming_the_path(tmp_path) -> None:
@@ -126,9 +180,10 @@ def test_garbage_truncated_or_foreign_files_are_not_checkpoints(tmp_path) -> Non
     save_checkpoint(truncated, model=model, optimizer=optimizer, epoch=1)
     truncated.write_bytes(truncated.read_bytes()[:200])
     torch.save(model.state_dict(), foreign)
-    for path in (garbage, truncated):
-        with pytest.raises(CheckpointError, match="not a readable neuralct checkpoint"):
-            load_checkpoint(path, model=model)
+    with pytest.raises(CheckpointError, match="not a neuralct checkpoint .*lacks the header"):
+        load_checkpoint(garbage, model=model)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_checkpoint(truncated, model=model)
     with pytest.raises(CheckpointError, match="lacks the format marker"):
         load_checkpoint(foreign, model=model)
 

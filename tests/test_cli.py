@@ -153,3 +153,97 @@ def test_nproc_is_taken_out_of_the_command_that_torchrun_repeats() -> None:
 
     assert _without_nproc(["fit", "--nproc", "2", "--epochs", "3"]) == ["fit", "--epochs", "3"]
     assert _without_nproc(["fit", "--nproc=4", "--out", "x"]) == ["fit", "--out", "x"]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("neuralct: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_a_file_as_out_a_read_only_folder_and_a_full_disk_exit_2_naming_the_path(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import errno
+    import os
+
+    (tmp_path / "file").write_text("")
+    assert main(["fit", *TINY, "--out", str(tmp_path / "file")]) == 2  # before: FileExistsError traceback
+    assert f"the run folder {tmp_path / 'file'} is a file, not a folder" in _one_line_error(capsys)
+
+    def read_only(self, *args, **kwargs):  # what a read-only parent answers (root ignores chmod, so it is injected)
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["fit", *TINY, "--out", str(tmp_path / "ro" / "run")]) == 2
+    assert f"{tmp_path / 'ro' / 'run'}: Permission denied" in _one_line_error(capsys)
+    monkeypatch.undo()
+
+    def full(descriptor: int) -> None:  # a full disk answers when the data is flushed
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main(["fit", *TINY, "--out", str(tmp_path / "full")]) == 2
+    assert f"{tmp_path / 'full' / 'config.json'}: No space left on device" in _one_line_error(capsys)
+    assert not (tmp_path / "full").exists()  # nothing was written: the folder the run created is gone again
+
+
+def test_misspelled_option_keys_exit_2_with_a_suggestion(tmp_path: Path, capsys) -> None:
+    base = {"model": "gru_delta", "dataset": "spirals", "hidden": 4, "epochs": 1}
+    cases = [
+        (
+            {"model_options": {"hiden": 3}},
+            "`model_options`: unknown option 'hiden' for model 'gru_delta'; did you mean 'hidden'?",
+        ),
+        (
+            {"dataset_options": {"sise": 32}},
+            "`dataset_options`: unknown option 'sise' for dataset 'spirals'; did you mean 'size'",
+        ),
+        (
+            {"model": "tau_gru", "solver": "method_of_steps", "solver_options": {"solvr": "rk4"}},
+            "`solver_options`: unknown option 'solvr' for solver 'method_of_steps'; did you mean 'solver'?",
+        ),
+    ]
+    for index, (keys, message) in enumerate(cases):
+        (tmp_path / f"{index}.json").write_text(json.dumps(base | keys))
+        out = tmp_path / f"run{index}"
+        assert main(["fit", "--config", str(tmp_path / f"{index}.json"), "--out", str(out)]) == 2  # before: TypeError
+        assert message in _one_line_error(capsys)
+        assert not out.exists()
+
+
+def test_resume_extends_the_epochs_and_refuses_flags_that_change_the_model(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"dataset_options": {"size": 32, "length": 8}}))
+    run = tmp_path / "run"
+    assert main(["fit", "--config", str(config), *TINY[:-4], "--epochs", "1", "--out", str(run)]) == 0
+    assert main(["fit", "--resume", str(run), "--epochs", "2"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]  # before: --epochs was ignored, 1 row
+    assert "epoch 2/2  train loss" in capsys.readouterr().err
+    assert main(["fit", "--resume", str(run), "--strict"]) == 0  # nothing left to train, in strict mode
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["epochs"] == 2 and saved["strict"] is True
+    assert main(["fit", "--resume", str(run), "--hidden", "8", "--lr", "0.1"]) == 2
+    assert "a resumed run can change only epochs, patience, strict; got hidden, lr" in _one_line_error(capsys)
+    assert main(["fit", "--resume", str(run), "--out", str(tmp_path / "x")]) == 2
+    assert "give neither --config nor --out" in _one_line_error(capsys)
+
+
+def test_a_sweep_file_with_a_misspelled_top_level_key_is_refused(tmp_path: Path, capsys) -> None:
+    spec = {"base": {"model": "gru_delta", "dataset": "spirals", "hidden": 4, "epochs": 1}, "grdi": {"seed": [0, 1]}}
+    (tmp_path / "grid.json").write_text(json.dumps(spec))
+    assert main(["sweep", "--config", str(tmp_path / "grid.json"), "--out", str(tmp_path / "grid")]) == 2
+    assert "unknown key 'grdi' in sweep file" in _one_line_error(capsys)  # before: the base config ran alone
+    assert not (tmp_path / "grid").exists()
+
+
+def test_a_yaml_config_with_a_key_given_twice_is_refused(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("model: gru_delta\nepochs: 1\ndataset: spirals\nepochs: 60\n")
+    assert main(["fit", "--config", str(config), "--out", str(tmp_path / "run")]) == 2  # before: 60 epochs
+    assert "the key 'epochs' is given twice (again on line 4)" in _one_line_error(capsys)
+    (tmp_path / "run.json").write_text('{"epochs": 1, "epochs": 60}')
+    assert main(["fit", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "run")]) == 2
+    assert "the key 'epochs' is given twice" in _one_line_error(capsys)
+    assert not (tmp_path / "run").exists()

@@ -46,6 +46,11 @@ def test_solver_names_become_solve_options_with_a_fitting_controller() -> None:
         ({"lr": -1e-3}, "`lr` must be a positive finite number"),
         ({"controller": "constant"}, "controller 'constant' needs `step`"),
         ({"epoch": 3}, "unknown config key 'epoch'; did you mean 'epochs'"),
+        ({"strict": "yes"}, "`strict` must be bool; got 'yes'"),
+        (
+            {"solver": "method_of_steps", "solver_options": {"solvr": "rk4"}},
+            "`solver_options`: unknown option 'solvr' for solver 'method_of_steps'; did you mean 'solver'",
+        ),
     ],
 )
 def test_bad_configs_fail_before_training_naming_the_choices(values, message) -> None:
@@ -73,3 +78,14 @@ def test_solver_options_reach_the_solver_and_need_a_solver() -> None:
         FitConfig(solver_options={"solver": "rk4"})
     with pytest.raises(InvalidInputError, match="unknown solver 'rk45'; did you mean 'rk4'"):
         FitConfig(solver="method_of_steps", solver_options={"solver": "rk45"})
+
+
+def test_a_solve_that_fails_on_the_dry_run_is_left_to_training_to_count() -> None:
+    from neuralct.errors import SolveFailed
+
+    data = load("spirals", "train", size=4, length=6)
+    ltc = registry.model("ltc", channels=2, hidden=4, outputs=2)
+    options = SolveOptions(nct.Dopri5(), nct.PIDController(rtol=1e-6, atol=1e-8), max_steps=1)
+    with pytest.raises(SolveFailed):
+        ltc.run(data.select([0, 1]), options)
+    check_numerics(ltc, data, options)  # the solver can integrate the term: not a configuration error

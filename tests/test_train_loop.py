@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 import neuralct as nct
+from neuralct.data import Series, collate
 from neuralct.data.datasets import load
-from neuralct.errors import InvalidInputError
-from neuralct.models.base import AbstractJumpModel, SolveOptions
-from neuralct.train import evaluate, minibatches, task_loss, train_epoch
+from neuralct.errors import InvalidInputError, SolveFailed
+from neuralct.models.base import AbstractContinuousModel, AbstractJumpModel, SolveOptions, last_observed
+from neuralct.train import TrainingFailed, evaluate, minibatches, task_loss, train_epoch
 
 
 class _TinyODERNN(AbstractJumpModel):
@@ -126,3 +127,106 @@ def test_clipping_bounds_the_global_gradient_norm_and_keeps_its_direction(monkey
     for raw, clipped in zip(before, after):
         assert float(clipped.norm()) <= 0.05 * (1 + 1e-6)
         assert float(torch.nn.functional.cosine_similarity(raw, clipped, dim=0)) == pytest.approx(1.0, abs=1e-6)
+
+
+# --- samples whose solves fail -----------------------------------------------------------------
+# y' = y^2 from y0 has y(t) = y0 / (1 - y0 t): it blows up at t = 1 / y0, so on [0, 1] the samples
+# with y0 = 3 and y0 = 2.5 fail their solves, and the others reach the closed form.
+F64 = torch.float64
+STARTS = [0.5, -1.0, 3.0, 0.2, 0.8, -0.5, 2.5, 0.1]
+FAILING = [2, 6]
+OPTIONS = SolveOptions(nct.Tsit5(), nct.PIDController(rtol=1e-9, atol=1e-12), max_steps=80)
+
+
+class _Blowup(AbstractContinuousModel):
+    """The state y' = y^2 from the first observation, read out by a linear head at the last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(1, 2, dtype=F64)
+
+    def initial_state(self, batch):
+        return batch.values[:, 0, :1]
+
+    def term(self, batch):
+        return nct.ODETerm(lambda t, y, args: y**2)
+
+    def readout(self, solution, batch):
+        return self.head(last_observed(solution.ys, batch))
+
+    def default_solve_options(self):
+        return OPTIONS
+
+
+class _BlowupJumps(AbstractJumpModel):
+    """The same flow between observations, with updates that keep the state: at the gap where a
+    sample blows up another one is already padded, so the failing solve does not cover the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(1, 2, dtype=F64)
+
+    def initial_state(self, batch):
+        return batch.values[:, 0, :1]
+
+    @property
+    def flow(self):
+        return lambda t, h, args: h**2
+
+    def update(self, h, batch, k):
+        return h
+
+    def readout(self, h, batch):
+        return self.head(h)
+
+    def default_solve_options(self):
+        return OPTIONS
+
+
+def _blowups(lengths: list[int]) -> nct.data.IrregularBatch:
+    times = torch.linspace(0.0, 1.0, 6, dtype=F64)
+    series = [
+        Series(times[:n], torch.full((n, 1), y0, dtype=F64), target=torch.tensor(i % 2))
+        for i, (y0, n) in enumerate(zip(STARTS, lengths))
+    ]
+    return collate(series)
+
+
+def _closed_form_loss(model, data, rows: list[int]) -> float:
+    """The mean cross-entropy of `rows` from the closed form y(t_end) = y0 / (1 - y0 t_end)."""
+    y0, end = torch.tensor(STARTS, dtype=F64)[rows], data.last_time[rows]
+    with torch.no_grad():
+        return float(task_loss(model.head((y0 / (1 - y0 * end))[:, None]), data.targets[rows]))
+
+
+@pytest.mark.parametrize("model_class, lengths", [(_Blowup, [6] * 8), (_BlowupJumps, [6, 2, 6, 6, 6, 6, 6, 6])])
+def test_a_failing_sample_is_counted_and_the_others_are_scored(model_class, lengths) -> None:
+    torch.manual_seed(0)
+    model, data = model_class(), _blowups(lengths)
+    survivors = [i for i in range(8) if i not in FAILING]
+    result = evaluate(model, data)  # before: SolveFailed for the whole evaluation
+    assert (result.failed, result.samples) == (2, 6)
+    assert result.loss == pytest.approx(_closed_form_loss(model, data, survivors), rel=1e-8)
+    assert result.accuracy * 6 == pytest.approx(round(result.accuracy * 6))
+    with pytest.raises(SolveFailed):
+        evaluate(model, data, strict=True)
+
+
+def test_a_training_step_leaves_failed_samples_out_and_equals_a_step_on_the_others() -> None:
+    torch.manual_seed(0)
+    model, data = _Blowup(), _blowups([6] * 8)
+    survivors = [i for i in range(8) if i not in FAILING]
+    alone = _Blowup()
+    alone.load_state_dict(model.state_dict())
+    step = lambda m: torch.optim.SGD(m.parameters(), lr=0.5)  # noqa: E731
+    result = train_epoch(model, data, step(model), batch_size=8, generator=torch.Generator().manual_seed(0))
+    reference = train_epoch(alone, data.select(survivors), step(alone), batch_size=8, generator=torch.Generator())
+    assert (result.failed, result.samples) == (2, 6)  # before: TrainingFailed, no step
+    assert result.loss == pytest.approx(reference.loss, rel=1e-12)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, alone.state_dict()[name], rtol=1e-12, atol=1e-14)
+    assert not torch.equal(model.head.weight, _Blowup().head.weight)  # a step was taken
+    with pytest.raises(TrainingFailed, match="batch 1 of 1: the forward solve failed"):
+        train_epoch(model, data, step(model), batch_size=8, generator=torch.Generator(), strict=True)
+    with pytest.raises(TrainingFailed, match="the solves of all 2 training samples failed"):
+        train_epoch(model, data.select(FAILING), step(model), batch_size=1, generator=torch.Generator())

@@ -11,11 +11,11 @@ from .loop import (
     TrainingFailed,
     evaluate,
     minibatches,
-    task_loss,
     train_epoch,
 )
 from .progress import Progress, ProgressBar
 from .run import evaluate_run, fit
+from .scoring import Scored, score, task_loss
 from .sweep import sweep
 from .targets import StandardizedTargets
 
@@ -26,6 +26,7 @@ __all__ = [
     "FitConfig",
     "Progress",
     "ProgressBar",
+    "Scored",
     "StandardizedTargets",
     "TrainingDiverged",
     "TrainingFailed",
@@ -37,6 +38,7 @@ __all__ = [
     "load_checkpoint",
     "minibatches",
     "save_checkpoint",
+    "score",
     "session",
     "sweep",
     "task_loss",

@@ -7,14 +7,21 @@ completed epochs, and every random stream (torch's global CPU and CUDA generator
 JSON-able `extra` dict for the caller (best metric, config). Resuming from it and training on gives
 the same parameters and losses as a run that was never interrupted.
 
-The file holds only tensors, numbers, strings and containers of them, so it loads with
+The file is one header line, `neuralct-checkpoint 2 sha256=<hex>`, and the payload that
+`torch.save` writes; the payload's SHA-256 is checked before anything is read from it, so a
+flipped bit or a truncated file fails with a `CheckpointError` instead of resuming with other
+weights. The payload holds only tensors, numbers, strings and containers of them, so it loads with
 `torch.load(..., weights_only=True)`: opening a checkpoint never runs code from the file. Writes are
 atomic: the file goes to a temporary sibling, is flushed to disk, then renamed over `path`, so a
-crash mid-write leaves the previous checkpoint whole.
+crash mid-write leaves the previous checkpoint whole; the replaced file can be kept as `previous`
+(`prev.pt` in a run folder), a checkpoint to fall back on when `path` is damaged. Files of
+version 1 (before the checksum) still load, unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -28,9 +35,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InvalidInputError
+from .folder import write_atomically
 
 _FORMAT = "neuralct-checkpoint"
-_VERSION = 1
+_VERSION = 2
 _PRIMITIVES = (str, int, float, bool, complex, type(None), torch.dtype, torch.device)
 
 
@@ -56,6 +64,7 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     generators: tuple[torch.Generator, ...] | list[torch.Generator] = (),
     extra: dict[str, Any] | None = None,
+    previous: str | os.PathLike[str] | None = None,
 ) -> None:
     """Write the training state to `path` atomically (parent directories are created).
 
@@ -68,17 +77,18 @@ def save_checkpoint(
         generators: the `torch.Generator`s of the run (minibatch shuffling, ...), in a fixed order;
             `load_checkpoint` takes the same number in the same order.
         extra: a JSON-able dict stored alongside (best metric, config, ...).
+        previous: keep the checkpoint that `path` held as this file (renamed, so that one whole
+            checkpoint is on disk at every moment), or `None` to let it go.
 
     Raises:
         InvalidInputError: `epoch` is not a non-negative int, `extra` is not a JSON-able dict, a
             generator is not a `torch.Generator`, or a state dict holds an object other than tensors,
             numbers, strings and containers of them (it could not be loaded safely).
+        OSError: the file cannot be written (a read-only folder, a full disk), naming it.
     """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise InvalidInputError(f"`epoch` must be a non-negative int (the number of completed epochs); got {epoch!r}")
     state = {
-        "format": _FORMAT,
-        "version": _VERSION,
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -88,7 +98,12 @@ def save_checkpoint(
     }
     for name in ("model", "optimizer", "scheduler"):
         _check_storable(state[name], f"`{name}` state_dict")
-    _write_atomically(Path(path), state)
+    payload = io.BytesIO()
+    torch.save(state, payload)
+    header = f"{_FORMAT} {_VERSION} sha256={hashlib.sha256(payload.getbuffer()).hexdigest()}\n".encode()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, header + payload.getvalue(), previous=None if previous is None else Path(previous))
 
 
 def load_checkpoint(
@@ -115,8 +130,9 @@ def load_checkpoint(
         The completed epochs and the `extra` dict that were saved.
 
     Raises:
-        CheckpointError: `path` does not exist, is not a neuralct checkpoint (or is truncated), or its
-            model or optimizer state does not fit `model` / `optimizer`.
+        CheckpointError: `path` does not exist, is not a neuralct checkpoint, is damaged (its
+            checksum does not match: a flipped bit, a truncated file), or its model or optimizer
+            state does not fit `model` / `optimizer`.
         InvalidInputError: `generators` has another length than was saved, or a `scheduler` is given
             but none was saved.
     """
@@ -206,42 +222,36 @@ def _restore_rng(rng: dict[str, Any], generators: list[torch.Generator]) -> None
         generator.set_state(generator_state)
 
 
-def _write_atomically(path: Path, state: dict[str, Any]) -> None:
-    """Save to a temporary file beside `path`, fsync it, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fixed sibling name: a write killed outright leaves one stale file, overwritten next time.
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    if os.name == "posix":
-        # The rename itself survives a power cut only once the directory entry is on disk.
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
 def _read(path: Path) -> dict[str, Any]:
+    """The state saved at `path`, its checksum verified before it is parsed."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: the file does not exist")
+    data = path.read_bytes()
+    if data.startswith(b"PK"):  # version 1: a bare torch.save zip archive, without a checksum
+        return _parse(path, data, version=1)
+    header, _, payload = data.partition(b"\n")
+    fields = header.decode("ascii", errors="replace").split(" ")
+    if len(fields) != 3 or fields[0] != _FORMAT or not fields[2].startswith("sha256="):
+        raise CheckpointError(f"{path} is not a neuralct checkpoint (it lacks the header {_FORMAT!r})")
+    if fields[1] != str(_VERSION):
+        raise CheckpointError(f"{path} has checkpoint version {fields[1]!r}; this neuralct reads 1 and {_VERSION}")
+    if hashlib.sha256(payload).hexdigest() != fields[2].removeprefix("sha256="):
+        raise CheckpointError(
+            f"{path} is damaged: the SHA-256 of its {len(payload)}-byte payload does not match the one "
+            "saved with it (a flipped bit, or a file cut short)"
+        )
+    return _parse(path, payload, version=_VERSION)
+
+
+def _parse(path: Path, data: bytes, version: int) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
         raise CheckpointError(
             f"{path} is not a readable neuralct checkpoint (corrupt or truncated?): {error}"
         ) from error
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+    if version == 1 and (not isinstance(state, dict) or state.get("format") != _FORMAT or state.get("version") != 1):
         raise CheckpointError(f"{path} is not a neuralct checkpoint (it lacks the format marker {_FORMAT!r})")
-    if state.get("version") != _VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {state.get('version')!r}; this neuralct reads {_VERSION}")
     return state
 
 

@@ -3,8 +3,10 @@
 A `FitConfig` names everything by string (model, dataset, solver, controller, schedule) so that it
 can come from a YAML or JSON file (`FitConfig.from_file`) or command-line flags. Constructing one
 validates it: every name is resolved through the registry (an unknown one fails with the valid
-choices), `FitConfig.from_mapping` rejects unknown keys, and wrong types and out-of-range values
-fail by name. `check_numerics` then runs the model under the configured numerics on two samples,
+choices), `FitConfig.from_mapping` rejects unknown keys (and a config file a key given twice), an
+unknown key of `solver_options` fails with a suggestion (those of `model_options` and
+`dataset_options` when the model is built and the data loaded, before training), and wrong types
+and out-of-range values fail by name. `check_numerics` then runs the model under the configured numerics on two samples,
 so that a solver that cannot integrate the model's term fails before training starts.
 
 ```python
@@ -17,23 +19,23 @@ config.solve_options()  # SolveOptions(Tsit5(), PIDController(rtol=1e-4, atol=1e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from .. import registry
 from .._choices import did_you_mean
 from ..data.datasets import available
 from ..data.series import IrregularBatch
-from ..errors import IncompatibleTermError, InvalidInputError, NeuralCTError
+from ..errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
 from ..models.base import AbstractSequenceModel, SolveOptions
+from .mappings import read_mapping
 
 _ADAPTIVE_DEFAULTS = {"rtol": 1e-3, "atol": 1e-6}
 SCHEDULES = {
@@ -74,6 +76,9 @@ class FitConfig:
         monitor_jacobian: after each epoch, the largest real part of the vector field's Jacobian
             eigenvalues along the model's solves of 16 validation series (`max_jacobian_real` in
             the metrics; continuous models with an ODE term only, else empty).
+        strict: stop at the first failed solve; by default a sample whose solve fails is left
+            out of its minibatch's loss and step and counted (`train_failed`, `val_failed` and
+            `test_failed` in the metrics and result), and the others are scored.
         model_options: further keyword arguments of the model.
         dataset_options: further keyword arguments of the dataset.
     """
@@ -98,6 +103,7 @@ class FitConfig:
     max_steps: int = 4096
     device: str = "cpu"
     monitor_jacobian: bool = False
+    strict: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -106,7 +112,8 @@ class FitConfig:
         _check_name("model", self.model, list(registry.names("model")))
         _check_name("dataset", self.dataset, list(available()))
         if self.solver is not None:
-            registry.solver(self.solver, **self.solver_options)  # unknown names raise with the valid choices
+            with naming_options("solver_options"):
+                registry.solver(self.solver, **self.solver_options)  # unknown names raise with the valid choices
         elif self.solver_options:
             raise InvalidInputError("`solver_options` need a `solver`")
         if self.controller is not None:
@@ -171,23 +178,14 @@ class FitConfig:
         return SolveOptions(solver, made, max_steps=self.max_steps)
 
 
-def read_mapping(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML (`.yaml`, `.yml`) or JSON file.
-
-    Raises:
-        InvalidInputError: a missing or unparsable file, or one that does not hold a mapping.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+@contextlib.contextmanager
+def naming_options(key: str) -> Iterator[None]:
+    """Report an option that the registry or the dataset loader does not know (a `TypeError`
+    naming it, with a suggestion) as an `InvalidInputError` of the config key `key`."""
     try:
-        values = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {error}") from None
-    if not isinstance(values, Mapping):
-        raise InvalidInputError(f"config file {str(path)!r} must hold a mapping of config keys; got {values!r}")
-    return dict(values)
+        yield
+    except TypeError as error:
+        raise InvalidInputError(f"`{key}`: {error}") from error
 
 
 def _check_types(config: FitConfig) -> None:
@@ -212,6 +210,7 @@ def _check_types(config: FitConfig) -> None:
         "max_steps": (int,),
         "device": (str,),
         "monitor_jacobian": (bool,),
+        "strict": (bool,),
         "model_options": (Mapping,),
         "solver_options": (Mapping,),
         "dataset_options": (Mapping,),
@@ -268,7 +267,8 @@ def check_numerics(model: AbstractSequenceModel, data: IrregularBatch, options: 
     """Run `model` in training mode on two samples of `data` under `options`, without gradients,
     so that a solver that cannot integrate the model's term (an ODE solver on the noisy RNN's
     SDE, options for a model that solves nothing) fails before training starts, with the error
-    that names both.
+    that names both. A solve that fails on those samples is not such an error: training counts
+    (or, strict, stops on) the samples whose solves fail.
 
     Raises:
         IncompatibleTermError, InvalidInputError: as `solve` and the model raise them.
@@ -278,5 +278,7 @@ def check_numerics(model: AbstractSequenceModel, data: IrregularBatch, options: 
     try:
         with torch.no_grad():
             model.run(data.select(slice(0, min(2, data.batch_size))), options)
+    except SolveFailed:
+        pass
     finally:
         model.train(was_training)

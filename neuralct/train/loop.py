@@ -6,10 +6,14 @@ numerics cost (function evaluations per sample) next to loss and accuracy. The t
 targets: `long` class indices `[B]` are classification (cross-entropy on logits `[B, classes]`,
 accuracy), floating targets are regression (mean squared error on predictions shaped like the
 targets, or `[B, 1]` for targets `[B]`).
+
+A sample whose solve fails is counted and left out, and the rest of its minibatch is scored and
+trained on (see `neuralct.train.scoring`); with `strict=True` the first failure stops the pass.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,13 +23,15 @@ from torch import Tensor
 
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
-from ..models.base import AbstractSequenceModel, ModelOutput, SolveOptions
+from ..models.base import AbstractSequenceModel, SolveOptions
 from .distributed import Runner, Workers
+from .scoring import Scored, like_targets, score
 
 
 class TrainingFailed(NeuralCTError, RuntimeError):
-    """A training step could not be taken: a solve of the forward pass failed (its message
-    carries the per-sample solver statuses). The message names the batch."""
+    """Training could not go on: in strict mode a solve of the forward pass failed (its message
+    carries the per-sample solver statuses, and names the batch), or every sample of an epoch
+    failed."""
 
 
 class TrainingDiverged(TrainingFailed):
@@ -37,14 +43,17 @@ class EpochResult:
     """What one pass over a dataset measured.
 
     Args:
-        loss: mean loss per sample (cross-entropy, or squared error for regression).
-        accuracy: fraction of samples whose arg-max logit is the target (`None` for regression).
+        loss: mean loss per scored sample (cross-entropy, or squared error for regression);
+            NaN when no sample was scored.
+        accuracy: fraction of scored samples whose arg-max logit is the target (`None` for
+            regression).
         mae: mean absolute error per target entry (`None` for classification).
-        vf_evals: mean over samples of the vector-field evaluations of the forward solves.
+        vf_evals: mean over scored samples of the vector-field evaluations of the forward solves.
         seconds: wall-clock time of the pass.
-        samples: number of samples seen.
+        samples: number of samples scored (those whose solves succeeded).
         grad_norm: mean over the optimizer steps of the global gradient norm before clipping
             (`None` for an evaluation).
+        failed: number of samples left out because their solve failed.
     """
 
     loss: float
@@ -54,6 +63,7 @@ class EpochResult:
     seconds: float
     samples: int
     grad_norm: float | None = None
+    failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,20 +103,25 @@ def train_epoch(
     clip_norm: float | None = None,
     workers: Workers | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
+    strict: bool = False,
 ) -> EpochResult:
-    """One shuffled pass of minibatch training over `data` (see the module docstring for the loss).
+    """One shuffled pass of minibatch training over `data` (see the module docstring for the loss
+    and for samples whose solve fails).
 
     Args:
         options: numerics for the forward solves (`None`: the model's defaults).
         clip_norm: clip the global gradient norm to this value before each step (`None`: no clipping).
         workers: the training processes (`None`: this one alone). With several, each global
-            minibatch of `batch_size` is shared out between them (see `neuralct.train.distributed`).
+            minibatch of `batch_size` is shared out between them (see `neuralct.train.distributed`);
+            a minibatch in which some process has no sample left is skipped by all of them.
         on_batch: called after each step with the epoch's progress.
+        strict: stop at the first failed solve instead of leaving its samples out.
 
     Raises:
         TrainingDiverged: a minibatch's loss is NaN or infinite (no step is taken with it).
-        TrainingFailed: a forward solve failed (on any process); the message names the minibatch
-            and carries the solver's per-sample statuses.
+        TrainingFailed: with `strict`, a forward solve failed (on any process); the message names
+            the minibatch and carries the solver's per-sample statuses. Also when every sample
+            of the epoch failed.
     """
     _check_targets(data)
     workers = workers or Workers()
@@ -115,21 +130,27 @@ def train_epoch(
     totals = _Totals(data)
     batches = _rows(data, batch_size, generator)
     for index, rows in enumerate(batches, start=1):
-        mine, weight = workers.share(rows)
-        batch = data.select(mine)
-        output, loss, failure = _forward(run, batch, options)
-        if not workers.all_ok(failure is None):
+        mine, share = workers.share(rows)
+        scored, failure = _forward(run, model, data.select(mine), options, strict)
+        kept = scored.batch.batch_size if scored.batch is not None and share > 0 else 0
+        failures, empty, total = workers.sum([failure is not None, scored.batch is None, kept])
+        if failures:
             _raise_failure(workers.gather(failure), index, len(batches))
-        optimizer.zero_grad(set_to_none=True)
-        (loss * weight).backward()
-        totals.add_gradient(_gradient_norm(model, clip_norm))
-        optimizer.step()
-        if weight > 0:
-            totals.add(loss.detach(), output.predictions.detach(), batch.targets, output.stats.vf_evals)
+        totals.add_failed(scored.failed if share > 0 else 0)
+        if not empty:  # a process with no sample left has no loss to take part in the step with
+            optimizer.zero_grad(set_to_none=True)
+            (scored.loss * (workers.world * kept / total)).backward()
+            totals.add_gradient(_gradient_norm(model, clip_norm))
+            optimizer.step()
+        if kept:
+            totals.add(scored.loss.detach(), scored.output.predictions.detach(), scored.batch.targets, scored.evals)
         if on_batch is not None:
-            evals = float(output.stats.vf_evals.double().mean())
+            evals = float(scored.evals.double().mean()) if scored.batch is not None else math.nan
             on_batch(BatchReport(index, len(batches), *totals.running(), evals))
-    return totals.result(workers)
+    result = totals.result(workers)
+    if result.samples == 0:
+        raise TrainingFailed(f"the solves of all {result.failed} training samples failed")
+    return result
 
 
 def evaluate(
@@ -139,23 +160,29 @@ def evaluate(
     batch_size: int = 256,
     options: SolveOptions | None = None,
     workers: Workers | None = None,
+    strict: bool = False,
 ) -> EpochResult:
     """Loss, accuracy (or MAE) and evaluations of `model` on `data` in eval mode, without
     gradients; with several `workers`, each scores its share of every minibatch and the totals
-    are summed over them."""
+    are summed over them. Samples whose solve fails are counted in `failed` and the others scored,
+    unless `strict`.
+
+    Raises:
+        SolveFailed: with `strict`, the first failed solve.
+    """
     _check_targets(data)
     workers = workers or Workers()
     model.eval()
     totals = _Totals(data)
     with torch.no_grad():
         for rows in _rows(data, batch_size):
-            mine, weight = workers.share(rows)
-            if weight == 0:
+            mine, share = workers.share(rows)
+            if share == 0:
                 continue
-            batch = data.select(mine)
-            output = model.run(batch, options)
-            loss = task_loss(output.predictions, batch.targets)
-            totals.add(loss, output.predictions, batch.targets, output.stats.vf_evals)
+            scored = score(model.run, model, data.select(mine), options, strict=strict)
+            totals.add_failed(scored.failed)
+            if scored.batch is not None:
+                totals.add(scored.loss, scored.output.predictions, scored.batch.targets, scored.evals)
     return totals.result(workers)
 
 
@@ -171,20 +198,19 @@ _Failure = tuple[type[TrainingFailed], str]
 
 
 def _forward(
-    run: Runner, batch: IrregularBatch, options: SolveOptions | None
-) -> tuple[ModelOutput | None, Tensor | None, _Failure | None]:
-    """The output and loss of `batch`, or the error to raise and why (a failed solve, a
-    non-finite loss)."""
+    run: Runner, model: AbstractSequenceModel, batch: IrregularBatch, options: SolveOptions | None, strict: bool
+) -> tuple[Scored, _Failure | None]:
+    """The scored samples of `batch`, and the error to raise and why (in strict mode a failed
+    solve; a non-finite loss)."""
     try:
-        output = run(batch, options)
+        scored = score(run, model, batch, options, strict=strict)
     except SolveFailed as error:
         advice = "Pass throw=False"  # solve()'s own advice, which a training step cannot take
         message = "\n".join(line for line in str(error).splitlines() if not line.startswith(advice))
-        return None, None, (TrainingFailed, f"the forward solve failed: {message}")
-    loss = task_loss(output.predictions, batch.targets)
-    if not bool(torch.isfinite(loss)):
-        return output, loss, (TrainingDiverged, f"the training loss is {loss.item()}")
-    return output, loss, None
+        return Scored(None, None, None, 0), (TrainingFailed, f"the forward solve failed: {message}")
+    if scored.loss is not None and not bool(torch.isfinite(scored.loss)):
+        return scored, (TrainingDiverged, f"the training loss is {scored.loss.item()}")
+    return scored, None
 
 
 def _gradient_norm(model: AbstractSequenceModel, clip_norm: float | None) -> float:
@@ -200,35 +226,12 @@ def _raise_failure(failures: list[_Failure | None], index: int, batches: int) ->
     raise kind(f"batch {index} of {batches}: {reason}")
 
 
-def task_loss(predictions: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy for `long` class targets `[B]`, else mean squared error.
-
-    Args:
-        predictions: `[B, classes]` logits, or regression outputs shaped like `targets`
-            (`[B, 1]` is accepted for targets `[B]`).
-        targets: `[B]` class indices (`long`) or floating targets.
-    """
-    if targets.dtype == torch.long:
-        return torch.nn.functional.cross_entropy(predictions, targets)
-    return torch.nn.functional.mse_loss(_like_targets(predictions, targets), targets.to(predictions.dtype))
-
-
-def _like_targets(predictions: Tensor, targets: Tensor) -> Tensor:
-    """Regression `predictions` shaped like `targets` (`[B, 1]` squeezed for targets `[B]`)."""
-    if predictions.shape != targets.shape and predictions.shape == (*targets.shape, 1):
-        predictions = predictions.squeeze(-1)
-    if predictions.shape != targets.shape:
-        expected, got = tuple(targets.shape), tuple(predictions.shape)
-        raise InvalidInputError(f"regression predictions must be shaped like the targets {expected}; got {got}")
-    return predictions
-
-
 class _Totals:
     """Running sums over the minibatches of one pass."""
 
     def __init__(self, data: IrregularBatch) -> None:
         self.start = time.perf_counter()
-        keys = ("loss", "correct", "absolute", "entries", "evals", "samples", "gradient", "steps")
+        keys = ("loss", "correct", "absolute", "entries", "evals", "samples", "gradient", "steps", "failed")
         self.sums = dict.fromkeys(keys, 0.0)
         self.regression = data.targets.dtype != torch.long
 
@@ -238,11 +241,15 @@ class _Totals:
         if not self.regression:
             self.sums["correct"] += float((predictions.argmax(dim=-1) == targets).sum())
         else:
-            error = _like_targets(predictions, targets) - targets.to(predictions.dtype)
+            error = like_targets(predictions, targets) - targets.to(predictions.dtype)
             self.sums["absolute"] += float(error.abs().double().sum())
             self.sums["entries"] += error.numel()
         self.sums["evals"] += float(vf_evals.double().sum())
         self.sums["samples"] += count
+
+    def add_failed(self, count: int) -> None:
+        """Samples left out because their solve failed."""
+        self.sums["failed"] += count
 
     def add_gradient(self, norm: float) -> None:
         """One optimizer step's global gradient norm (the same on every process)."""
@@ -257,12 +264,13 @@ class _Totals:
     def result(self, workers: Workers) -> EpochResult:
         """The pass's result, summed over the processes."""
         sums = dict(zip(self.sums, workers.sum(list(self.sums.values()))))
-        n = max(sums["samples"], 1)
+        n = sums["samples"] or math.nan  # no sample scored: NaN metrics, never a best loss
         accuracy = None if self.regression else sums["correct"] / n
-        mae = sums["absolute"] / max(sums["entries"], 1) if self.regression else None
+        mae = sums["absolute"] / (sums["entries"] or math.nan) if self.regression else None
         seconds = time.perf_counter() - self.start
         gradient = sums["gradient"] / sums["steps"] if sums["steps"] else None
-        return EpochResult(sums["loss"] / n, accuracy, mae, sums["evals"] / n, seconds, int(sums["samples"]), gradient)
+        samples, failed = int(sums["samples"]), int(sums["failed"])
+        return EpochResult(sums["loss"] / n, accuracy, mae, sums["evals"] / n, seconds, samples, gradient, failed)
 
 
 def _check_targets(data: IrregularBatch) -> None:

@@ -22,7 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..data.series import IrregularBatch  # noqa: E402
+from ..errors import InvalidInputError  # noqa: E402
 from ..models.base import AbstractSequenceModel, SolveOptions  # noqa: E402
+from .scoring import score  # noqa: E402
 
 
 def plot_run(run_dir: Path | str) -> list[Path]:
@@ -71,12 +73,20 @@ def plot_predictions(
     samples: int = 256,
 ) -> Path:
     """Draw `predictions.png` for `samples` test series spread evenly over the split (`series`
-    of them, also evenly spread, in detail: a split sorted by class shows several classes)."""
-    test = test.select(_spread(test.batch_size, samples))
+    of them, also evenly spread, in detail: a split sorted by class shows several classes); a
+    series whose solve fails is left out.
+
+    Raises:
+        InvalidInputError: the solves of all the chosen series fail.
+    """
+    chosen = _spread(test.batch_size, samples)
     model.eval()
     with torch.no_grad():
-        predictions = model.run(test, options).predictions.double().cpu()
-    test = test.to("cpu")
+        scored = score(model.run, model, test.select(chosen), options, strict=False)
+    if scored.batch is None:
+        raise InvalidInputError(f"no test series to plot: the solves of all {scored.failed} chosen ones fail")
+    predictions = scored.output.predictions.double().cpu()
+    test = test.to("cpu").select(chosen[scored.rows])  # moved whole: a subset would be checked as a dataset
     if test.targets.dtype == torch.long:
         return _classified_series(test, predictions.softmax(dim=-1), path, series)
     return _regression(test.targets.double().reshape(test.batch_size, -1), predictions, path, series)

@@ -7,7 +7,12 @@ pipe (CI logs) only the epoch lines are written.
 ```text
 epoch  7/60 [##########----------] 9/18  loss 0.4121  acc 0.871  evals/step 41
 epoch  7/60  train loss 0.3990 acc 0.877 | val loss 0.4310 acc 0.862 | evals/sample 40 | 2.1 s
+epoch  8/60  train loss 0.3871 acc 0.880 | val loss 0.4302 acc 0.862 | evals/sample 41 | 2.2 s | failed: 2 train, 0 val
 ```
+
+Samples whose solves failed (left out of the scores) are counted at the end of the epoch's line,
+and notes on the run folder (a run started afresh or resumed from its previous checkpoint) get a
+line of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class Progress:
 
     def epoch(self, row: dict) -> None:
         """An epoch is done and checkpointed; `row` is its metrics row (`neuralct.train.run.COLUMNS`)."""
+
+    def note(self, text: str) -> None:
+        """Something the user should know about the run folder (how a run was started or resumed)."""
 
 
 class ProgressBar(Progress):
@@ -82,9 +90,14 @@ class ProgressBar(Progress):
         line = (
             f"{self._label()}  train loss {row['train_loss']:.4f}{_score(row, 'train')} | "
             f"val loss {row['val_loss']:.4f}{_score(row, 'val')} | evals/sample {row['vf_evals']:.0f} | "
-            f"{row['seconds']:.1f} s"
+            f"{row['seconds']:.1f} s{_failures(row)}"
         )
         self._write(("\r" if self.live else "") + line.ljust(self.drawn) + "\n")
+
+    def note(self, text: str) -> None:
+        """Write `text` on a line of its own."""
+        self._write(("\r" if self.live else "") + f"note: {text}".ljust(self.drawn) + "\n")
+        self.drawn = 0
 
     def _label(self) -> str:
         digits = len(str(self.epochs))
@@ -93,6 +106,12 @@ class ProgressBar(Progress):
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+def _failures(row: dict) -> str:
+    """` | failed: 2 train, 0 val` when samples' solves failed in the epoch, else nothing."""
+    train, val = row.get("train_failed") or 0, row.get("val_failed") or 0
+    return f" | failed: {train} train, {val} val" if train or val else ""
 
 
 def _score(row: dict, split: str) -> str:

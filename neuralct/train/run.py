@@ -6,10 +6,11 @@ observations dropped, and writes into `run_dir`:
 - `config.json`: the resolved configuration;
 - `metrics.csv` and `metrics.jsonl`: one row per epoch (`COLUMNS`: train and validation loss,
   accuracy for classification or MAE for regression, learning rate, seconds, function
-  evaluations per sample, mean global gradient norm before clipping, and with `monitor_jacobian`
-  the largest real Jacobian eigenvalue along the model's solves);
-- `last.pt` (after every epoch) and `best.pt` (the best validation loss so far): atomic
-  checkpoints (see `neuralct.train.checkpoint`);
+  evaluations per sample, mean global gradient norm before clipping, with `monitor_jacobian`
+  the largest real Jacobian eigenvalue along the model's solves, and the samples whose solves
+  failed);
+- `last.pt` (after every epoch), `prev.pt` (the one before) and `best.pt` (the best validation
+  loss so far): atomic, checksummed checkpoints (see `neuralct.train.checkpoint`);
 - `result.json`: the test metrics of the best checkpoint when the run ends (and the parameter count);
 - `learning_curves.png`, `vf_evals.png`, `predictions.png`: see `neuralct.train.plots`.
 
@@ -21,92 +22,47 @@ The validation split is a seeded 15% of the training split. Regression targets a
 with the training targets' statistics inside the model (`StandardizedTargets`), so losses and MAE
 are in the dataset's units.
 
-A minibatch whose forward solve fails or whose loss is not finite stops the run before the
-optimizer takes a step with it; the error names the epoch, the minibatch and the solver's
-per-sample statuses, and `last.pt` keeps the last completed epoch. With several `workers`
-(`neuralct.train.distributed`), every process runs `fit` and rank 0 writes the folder.
+The folder never loses its history (see `neuralct.train.folder` and `neuralct.train.resume`): one
+process writes it at a time (`run.lock`); `last.pt` is checksummed and the checkpoint it replaced
+is kept as `prev.pt`, which a resume falls back on when `last.pt` is damaged; metric rows are
+appended and flushed before the epoch's checkpoint, and recovered from both files on resume; a
+folder killed before its first epoch ended starts afresh (or from epoch 0 with `resume=True`); a
+resumed run can extend its `epochs`.
+
+A sample whose forward solve fails is left out of its minibatch's loss and step (or of its split's
+scores) and counted: `train_failed`, `val_failed` and `test_failed`. With `strict`, a failed solve
+stops the run before the optimizer takes a step with it; so does a non-finite loss, in every mode.
+The error names the epoch, the minibatch and the solver's per-sample statuses, and `last.pt` keeps
+the last completed epoch. With several `workers` (`neuralct.train.distributed`), every process
+runs `fit` and rank 0 writes the folder.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
-from .. import registry
-from ..data.datasets import load
 from ..data.series import IrregularBatch
-from ..data.transforms import Normalize
-from ..errors import InvalidInputError, NeuralCTError
+from ..errors import InvalidInputError, NeuralCTError, SolveFailed
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
+from .build import build_model, evaluate_run, finished_run_config, load_splits, score_test_split
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig, check_config_numerics
-from .distributed import Workers, session
+from .distributed import Workers
+from .folder import COLUMNS, RunLock, append_metrics, recover_metrics, write_atomically
 from .loop import EpochResult, TrainingFailed, evaluate, train_epoch
 from .plots import plot_predictions, plot_run
 from .progress import Progress
-from .targets import StandardizedTargets
+from .resume import Start, plan_start, restore
 
-COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "train_mae",
-    "val_loss",
-    "val_accuracy",
-    "val_mae",
-    "lr",
-    "seconds",
-    "vf_evals",
-    "grad_norm",
-    "max_jacobian_real",
-)
-
-
-@dataclass(frozen=True)
-class Splits:
-    """The normalised train, validation and test batches of a run."""
-
-    train: IrregularBatch
-    val: IrregularBatch
-    test: IrregularBatch
-
-    def to(self, device: torch.device) -> Splits:
-        """The three splits on `device`."""
-        return Splits(self.train.to(device), self.val.to(device), self.test.to(device))
-
-
-def load_splits(config: FitConfig) -> Splits:
-    """Train (85%), validation (15%, seeded) and test splits, normalised on the training part."""
-    full = load(config.dataset, "train", missing_rate=config.missing, seed=config.seed, **config.dataset_options)
-    test = load(config.dataset, "test", missing_rate=config.missing, seed=config.seed, **config.dataset_options)
-    order = torch.randperm(full.batch_size, generator=torch.Generator().manual_seed(config.seed))
-    cut = max(1, round(0.15 * full.batch_size))
-    train, val = full.select(order[cut:]), full.select(order[:cut])
-    normalize = Normalize.fit(train)
-    return Splits(normalize(train), normalize(val), normalize(test))
-
-
-def build_model(config: FitConfig, data: IrregularBatch) -> AbstractSequenceModel:
-    """The configured model for `data`'s channels and targets: one logit per class, or one output
-    per regression target (1 for targets `[B]`, H for a forecast horizon `[B, H]`), read as
-    standardised targets (`StandardizedTargets`, with `data`'s target statistics)."""
-    if data.targets is None:
-        raise InvalidInputError(f"dataset {config.dataset!r} has no targets to train on")
-    classification = data.targets.dtype == torch.long
-    if classification:
-        outputs = int(data.targets.max()) + 1
-    else:
-        outputs = 1 if data.targets.ndim == 1 else int(data.targets[0].numel())
-    options = {"channels": data.channels, "hidden": config.hidden, "outputs": outputs, **config.model_options}
-    model = registry.model(config.model, **options)
-    return model if classification else StandardizedTargets(model, data.targets)
+_T = TypeVar("_T")
+__all__ = ["COLUMNS", "build_model", "evaluate_run", "finished_run_config", "fit", "load_splits", "make_schedule"]
 
 
 def fit(
@@ -114,6 +70,7 @@ def fit(
     run_dir: Path | str,
     *,
     resume: bool = False,
+    changes: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     workers: Workers | None = None,
 ) -> dict:
@@ -122,34 +79,53 @@ def fit(
     Args:
         config: the run's configuration (`None` with `resume=True`: the one saved in `run_dir`).
         run_dir: the run folder (created; must not hold another run unless resuming).
-        resume: continue from `run_dir/last.pt`.
-        progress: told of every minibatch and epoch (default: nothing is shown);
-            `ProgressBar` draws them.
+        resume: continue from `run_dir/last.pt` (see `neuralct.train.resume`).
+        changes: with `resume`, config keys to change: `epochs` (to extend the run, or end it
+            sooner, not below the completed epochs), `patience`, `strict`.
+        progress: told of every minibatch and epoch, and of notes on the folder (default:
+            nothing is shown); `ProgressBar` draws them.
         workers: the training processes (default: this one alone; see
             `neuralct.train.distributed`). Every process calls `fit` with the same arguments;
-            rank 0 writes the folder and reports progress.
+            rank 0 locks and writes the folder and reports progress.
 
     Raises:
         InvalidInputError: a bad configuration (before training), a folder that already holds
-            a run when not resuming, or no run to resume.
-        TrainingDiverged: a non-finite training loss; TrainingFailed: a forward solve failed.
-            Both name the epoch and minibatch, and `last.pt` keeps the last completed epoch.
+            a run when not resuming, nothing to resume, or a change that `resume` refuses.
+        RunFolderLocked: another process writes `run_dir`.
+        CheckpointError: the checkpoints to resume from are damaged.
+        TrainingDiverged: a non-finite training loss; TrainingFailed: a forward solve failed
+            (with `strict`), or every sample of a split did. Both name the epoch and minibatch,
+            and `last.pt` keeps the last completed epoch.
+        OSError: the folder cannot be written (read-only, full disk), naming the file.
     """
     run_dir, workers = Path(run_dir), workers or Workers()
     progress = progress if progress is not None and workers.main else Progress()
-    config = _agree(workers, lambda: _resolve_config(config, run_dir, resume))
+    lock = RunLock(run_dir)
+    _agree(workers, lock.acquire)  # rank 0 holds the folder; its refusal reaches every process
+    try:
+        start = _agree(workers, lambda: plan_start(config, run_dir, resume, dict(changes or {})))
+        return _train(start, run_dir, progress, workers)
+    finally:
+        if workers.main:
+            lock.release()
+
+
+def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers) -> dict:
+    """The epochs of `fit` in the locked folder, then the test metrics of the best checkpoint."""
+    config = start.config
+    for note in start.notes:
+        progress.note(note)
     torch.manual_seed(config.seed)
     splits = load_splits(config).to(workers.device)
     model = build_model(config, splits.train).to(workers.device)
     options = config.solve_options()
     check_config_numerics(model, splits.train, config)
-    if not resume and workers.main:
-        _start_folder(config, run_dir)
     torch.manual_seed(config.seed + workers.rank)  # each process its own noise (noisy RNN, dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = make_schedule(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)  # the same shuffled order on every process
     state = dict(model=model, optimizer=optimizer, scheduler=schedule, generators=(generator,))
+    done, best, best_epoch = _begin(start, run_dir, state, progress, workers)
     train = functools.partial(
         train_epoch,
         model,
@@ -161,23 +137,17 @@ def fit(
         clip_norm=config.clip_norm,
         workers=workers,
         on_batch=progress.batch,
+        strict=config.strict,
     )
-    start, best, best_epoch = 0, math.inf, 0
-    if resume:
-        checkpoint = load_checkpoint(run_dir / "last.pt", **state)
-        start, best, best_epoch = checkpoint.epoch, checkpoint.extra["best_val_loss"], checkpoint.extra["best_epoch"]
-        if workers.main:
-            _truncate_metrics(run_dir, start)
-        else:  # the checkpoint holds rank 0's random streams; the others draw their own noise again
-            torch.manual_seed(config.seed + workers.rank + workers.world * start)
-    for epoch in range(start + 1, config.epochs + 1):
+    validate = functools.partial(evaluate, model, splits.val, options=options, workers=workers, strict=config.strict)
+    for epoch in range(done + 1, config.epochs + 1):
         if config.patience is not None and epoch - 1 - best_epoch >= config.patience:
             break  # early stopping: no better validation loss for `patience` epochs
         progress.begin(epoch)
         train_result = _named_failure(train, epoch, run_dir, options)
-        val = evaluate(model, splits.val, options=options, workers=workers)
-        row = _row(epoch, train_result, val, optimizer.param_groups[0]["lr"])
-        row["max_jacobian_real"] = _jacobian_monitor(model, splits.val, options) if config.monitor_jacobian else None
+        val = _named_failure(lambda: _scored_some(validate(), "validation"), epoch, run_dir, options)
+        jacobian = _jacobian_monitor(model, splits.val, options) if config.monitor_jacobian else None
+        row = _row(epoch, train_result, val, optimizer.param_groups[0]["lr"], jacobian)
         _step(schedule, val.loss)
         if val.loss < best:
             best, best_epoch = val.loss, epoch
@@ -187,12 +157,39 @@ def fit(
                 )
         if workers.main:
             # The row goes first: a process killed between the two writes resumes from the previous
-            # checkpoint, and the truncation on resume drops the row of the epoch it recomputes.
-            _append_metrics(run_dir, row)
+            # checkpoint, and the recovery on resume drops the row of the epoch it recomputes.
+            append_metrics(run_dir, row)
             extra = {"best_val_loss": best, "best_epoch": best_epoch}
-            save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra=extra)
+            save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra=extra, previous=run_dir / "prev.pt")
         progress.epoch(row)
     return _finish(config, run_dir, model, splits.test, workers)
+
+
+def _begin(
+    start: Start, run_dir: Path, state: dict[str, Any], progress: Progress, workers: Workers
+) -> tuple[int, float, int]:
+    """Restore a resumed run's training state (every process) and write the folder's start (rank
+    0: the config, the metric rows kept); returns the completed epochs, the best validation loss
+    and its epoch."""
+    config, done, best, best_epoch = start.config, 0, math.inf, 0
+    if start.resume:
+        checkpoint, note = restore(run_dir, state)
+        if note is not None:
+            progress.note(note)
+        if config.epochs < checkpoint.epoch:
+            raise InvalidInputError(
+                f"`epochs` must be at least the {checkpoint.epoch} epochs the run completed; got {config.epochs}"
+            )
+        _stretch_schedule(state["scheduler"], config.epochs)
+        done, best, best_epoch = checkpoint.epoch, checkpoint.extra["best_val_loss"], checkpoint.extra["best_epoch"]
+        if not workers.main:  # the checkpoint holds rank 0's random streams; the others draw their own again
+            torch.manual_seed(config.seed + workers.rank + workers.world * done)
+    if workers.main:
+        write_atomically(run_dir / "config.json", (json.dumps(config.as_dict(), indent=1) + "\n").encode())
+        if not start.resume:
+            (run_dir / "best.pt").unlink(missing_ok=True)  # of an attempt that completed no epoch
+        recover_metrics(run_dir, done)
+    return done, best, best_epoch
 
 
 def _jacobian_monitor(model: AbstractSequenceModel, val: IrregularBatch, options: SolveOptions | None) -> float | None:
@@ -207,6 +204,8 @@ def _jacobian_monitor(model: AbstractSequenceModel, val: IrregularBatch, options
         return float(model_jacobian_spectra(model, series, options).spectral_abscissa().max())
     except InvalidInputError:  # a delay or noise term has no vector field to differentiate
         return None
+    except SolveFailed:  # one of the series fails its solve (counted in `val_failed`): no monitor this epoch
+        return None
 
 
 def make_schedule(config: FitConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
@@ -219,6 +218,17 @@ def make_schedule(config: FitConfig, optimizer: torch.optim.Optimizer) -> torch.
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
+def _stretch_schedule(schedule: torch.optim.lr_scheduler.LRScheduler, epochs: int) -> None:
+    """Re-stretch a resumed cosine schedule over another number of `epochs`: from the epoch reached
+    on, the learning rate is the cosine over the new total (annealed to 0 at its end), where the
+    saved schedule would have ended at 0 and then risen again. Other schedules do not depend on it."""
+    if isinstance(schedule, torch.optim.lr_scheduler.CosineAnnealingLR) and schedule.T_max != epochs:
+        schedule.T_max = epochs
+        fraction = (1 + math.cos(math.pi * schedule.last_epoch / epochs)) / 2
+        for group, base in zip(schedule.optimizer.param_groups, schedule.base_lrs):
+            group["lr"] = schedule.eta_min + (base - schedule.eta_min) * fraction  # the closed form it steps on from
+
+
 def _step(schedule: torch.optim.lr_scheduler.LRScheduler, val_loss: float) -> None:
     if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
         schedule.step(val_loss)
@@ -226,26 +236,11 @@ def _step(schedule: torch.optim.lr_scheduler.LRScheduler, val_loss: float) -> No
         schedule.step()
 
 
-def finished_run_config(run_dir: Path | str) -> FitConfig:
-    """The configuration of the finished run in `run_dir` (one with `config.json` and `best.pt`).
-
-    Raises:
-        InvalidInputError: `run_dir` holds no trained run, naming the missing file.
-    """
-    run_dir = Path(run_dir)
-    for name in ("config.json", "best.pt"):
-        if not (run_dir / name).is_file():
-            raise InvalidInputError(f"no trained run in {run_dir}: it has no {name}")
-    return FitConfig.from_file(run_dir / "config.json")
-
-
-def _named_failure(
-    train: Callable[[], EpochResult], epoch: int, run_dir: Path, options: SolveOptions | None
-) -> EpochResult:
-    """`train()` (one epoch), with a failed step re-raised naming the epoch, the numerics and the
-    checkpoint that is kept."""
+def _named_failure(action: Callable[[], _T], epoch: int, run_dir: Path, options: SolveOptions | None) -> _T:
+    """`action()` (an epoch's training or validation), with a failure re-raised naming the epoch,
+    the numerics and the checkpoint that is kept."""
     try:
-        return train()
+        return action()
     except TrainingFailed as error:
         kept = f"{run_dir / 'last.pt'} keeps epoch {epoch - 1}" if epoch > 1 else "no epoch was completed"
         hint = "lower `lr`, set `clip_norm`, loosen rtol/atol, raise `max_steps` or change the solver"
@@ -253,7 +248,14 @@ def _named_failure(
         raise type(error)(f"epoch {epoch}, {error}\n(numerics: {numerics}); {kept} ({hint})") from error
 
 
-def _agree(workers: Workers, action: Callable[[], FitConfig]) -> FitConfig:
+def _scored_some(result: EpochResult, split: str) -> EpochResult:
+    """`result`, unless no sample of the `split` was scored (every solve failed)."""
+    if result.samples == 0:
+        raise TrainingFailed(f"the solves of all {result.failed} {split} samples failed")
+    return result
+
+
+def _agree(workers: Workers, action: Callable[[], _T]) -> _T:
     """`action()` run by rank 0 alone, its result (or its error) shared with every process."""
     if workers.world == 1:
         return action()
@@ -261,7 +263,7 @@ def _agree(workers: Workers, action: Callable[[], FitConfig]) -> FitConfig:
     if workers.main:
         try:
             outcome = ("done", action())
-        except NeuralCTError as error:
+        except (NeuralCTError, OSError) as error:
             outcome = ("error", error)
     kind, value = workers.from_main(outcome)
     if kind == "error":
@@ -269,80 +271,9 @@ def _agree(workers: Workers, action: Callable[[], FitConfig]) -> FitConfig:
     return value
 
 
-def evaluate_run(run_dir: Path | str, **changes: object) -> dict:
-    """Re-score the best checkpoint of a finished run on its test split, optionally under other
-    numerics or another missing rate (`changes` are `FitConfig` fields, e.g. `solver="rk4"`,
-    `controller="constant"`, `step=0.05`, `missing=0.5`): "what if I swap the solver at
-    inference?". Returns the test metrics; nothing in the folder changes.
-
-    Raises:
-        InvalidInputError: no finished run in `run_dir`, or a bad change (with the valid choices).
-    """
-    run_dir = Path(run_dir)
-    config = finished_run_config(run_dir).replace(**changes)
-    with session(config.device) as workers:
-        splits = load_splits(config).to(workers.device)
-        model = build_model(config, splits.train).to(workers.device)
-        load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-        check_config_numerics(model, splits.test, config)
-        return _test_metrics(model, splits.test, config, workers)
-
-
-def _resolve_config(config: FitConfig | None, run_dir: Path, resume: bool) -> FitConfig:
-    """The run's config: the one saved in `run_dir` when resuming, else `config` for a folder
-    that holds no run yet (nothing is written)."""
-    saved = run_dir / "config.json"
-    if resume:
-        if not (run_dir / "last.pt").exists():
-            raise InvalidInputError(f"nothing to resume in {run_dir}: no last.pt (start the run without --resume)")
-        return FitConfig.from_file(saved)
-    if config is None:
-        raise InvalidInputError("`config` is needed to start a run")
-    if saved.exists():
-        raise InvalidInputError(f"{run_dir} already holds a run; resume it or choose another folder")
-    return config
-
-
-def _start_folder(config: FitConfig, run_dir: Path) -> None:
-    """Create `run_dir` with the resolved `config.json` (once the numerics passed their dry run)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config.as_dict(), indent=1) + "\n")
-
-
-def _row(epoch: int, train: EpochResult, val: EpochResult, lr: float) -> dict:
-    values = (epoch, train.loss, train.accuracy, train.mae, val.loss, val.accuracy, val.mae, lr)
-    return dict(zip(COLUMNS, (*values, train.seconds, train.vf_evals, train.grad_norm)))
-
-
-def _append_metrics(run_dir: Path, row: dict) -> None:
-    path = run_dir / "metrics.csv"
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-    with (run_dir / "metrics.jsonl").open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
-
-
-def _truncate_metrics(run_dir: Path, epochs: int) -> None:
-    """Drop metric rows of epochs after the checkpoint (written before a crash, not saved in it)."""
-    jsonl = run_dir / "metrics.jsonl"
-    rows = [_parse(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    kept = [row for row in rows if row is not None and row["epoch"] <= epochs]
-    for path in (jsonl, run_dir / "metrics.csv"):
-        path.unlink(missing_ok=True)
-    for row in kept:
-        _append_metrics(run_dir, row)
-
-
-def _parse(line: str) -> dict | None:
-    """A metrics row, or `None` for a line torn by a killed process."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
+def _row(epoch: int, train: EpochResult, val: EpochResult, lr: float, jacobian: float | None) -> dict:
+    values = (epoch, train.loss, train.accuracy, train.mae, val.loss, val.accuracy, val.mae, lr, train.seconds)
+    return dict(zip(COLUMNS, (*values, train.vf_evals, train.grad_norm, jacobian, train.failed, val.failed)))
 
 
 def _finish(
@@ -350,23 +281,9 @@ def _finish(
 ) -> dict:
     workers.gather(None)  # every process waits for rank 0's last best.pt
     load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-    metrics = _test_metrics(model, test, config, workers)
+    metrics = score_test_split(model, test, config, workers)
     if workers.main:
-        (run_dir / "result.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        write_atomically(run_dir / "result.json", (json.dumps(metrics, indent=1) + "\n").encode())
         plot_run(run_dir)
         plot_predictions(model, test, run_dir / "predictions.png", config.solve_options())
     return metrics
-
-
-def _test_metrics(model: AbstractSequenceModel, test: IrregularBatch, config: FitConfig, workers: Workers) -> dict:
-    """Test loss, accuracy (`None` for regression), MAE (`None` for classification),
-    evaluations per sample and parameter count."""
-    result = evaluate(model, test, options=config.solve_options(), workers=workers)
-    parameters = sum(p.numel() for p in model.parameters())
-    return {
-        "test_loss": result.loss,
-        "test_accuracy": result.accuracy,
-        "test_mae": result.mae,
-        "test_vf_evals": result.vf_evals,
-        "parameters": parameters,
-    }

@@ -28,8 +28,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .._choices import did_you_mean  # noqa: E402
 from ..errors import InvalidInputError  # noqa: E402
 from .config import FitConfig  # noqa: E402
+from .mappings import read_mapping  # noqa: E402
 from .run import fit  # noqa: E402
 
 GRID_KEYS = ("model", "solver", "missing", "seed")
@@ -65,6 +67,23 @@ def sweep(
     rows = _summarise(runs)
     _write(rows, out)
     return rows
+
+
+def read_sweep(path: Path | str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `base` config keys and the `grid` of a sweep file (YAML or JSON).
+
+    Raises:
+        InvalidInputError: an unreadable file, or a top-level key other than `base` and `grid`
+            (with a suggestion: a misspelled `grid` would otherwise run the base config alone).
+    """
+    spec = read_mapping(path)
+    for key in spec:
+        if key not in ("base", "grid"):
+            raise InvalidInputError(
+                f"unknown key {key!r} in sweep file {str(path)!r}{did_you_mean(str(key), ['base', 'grid'])} "
+                "A sweep file holds `base` (config keys) and `grid` (lists of values)"
+            )
+    return dict(spec.get("base", {})), dict(spec.get("grid", {}))
 
 
 def _points(base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[FitConfig]:
