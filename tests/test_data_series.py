@@ -160,10 +160,14 @@ def test_a_sample_with_no_observation_is_rejected():
         collate([_series()[0], empty])
 
 
-def test_a_channel_observed_in_no_sample_is_rejected():
+def test_a_channel_observed_in_no_sample_is_a_valid_batch_but_has_no_statistics():
+    # One series (or a minibatch) may miss a rare channel; fitting statistics needs it observed.
     series = [Series(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, NAN], [2.0, NAN]]))]
-    with pytest.raises(nct.InvalidInputError, match="channel 1 is observed in no sample"):
-        collate(series)
+    batch = collate(series)
+    assert batch.mask[..., 1].sum() == 0
+    assert batch.to(dtype=torch.float64).mask.shape == (1, 2, 2)
+    with pytest.raises(nct.InvalidInputError, match="channel 1 is observed in no sample of the batch the statistics"):
+        nct.data.transforms.Normalize.fit(batch)
 
 
 def test_lengths_beyond_the_padding_and_observations_in_the_padding_are_rejected():

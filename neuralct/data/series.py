@@ -68,8 +68,10 @@ class IrregularBatch:
     Raises:
         InvalidInputError: wrong shapes or dtypes, non-finite or non-increasing times, NaN in
             observed values, non-zero values at unobserved positions, observations in the
-            padding, lengths outside `[1, T]`, a sample with no observation, or a channel
-            observed in no sample.
+            padding, lengths outside `[1, T]`, or a sample with no observation. A channel
+            observed in no sample is allowed (a minibatch, or one series, may miss a rare
+            channel); what needs each channel observed, such as fitting normalisation
+            statistics, checks it (`check_every_channel_observed`).
     """
 
     times: Tensor
@@ -190,9 +192,8 @@ class IrregularBatch:
     def select(self, index: Tensor | list[int] | slice) -> IrregularBatch:
         """The samples at `index`, with the padding trimmed to their longest length.
 
-        The subset is not validated again: rows of a valid batch are valid, and the check that
-        every channel is observed somewhere belongs to a whole dataset, not to a minibatch of it
-        (a rarely observed channel may be missing from every sample of a minibatch).
+        A rarely observed channel may be missing from every sample of the subset: that is
+        still a valid batch.
 
         Raises:
             InvalidInputError: `index` selects no sample.
@@ -201,7 +202,7 @@ class IrregularBatch:
         if rows.numel() == 0:
             raise InvalidInputError(f"`index` must select at least one of the {self.batch_size} samples; got none")
         length = int(self.lengths[rows].max())
-        return _subset(
+        return IrregularBatch(
             times=self.times[rows, :length],
             values=self.values[rows, :length],
             mask=self.mask[rows, :length],
@@ -209,14 +210,6 @@ class IrregularBatch:
             targets=None if self.targets is None else self.targets[rows],
             static=None if self.static is None else self.static[rows],
         )
-
-
-def _subset(**tensors: Tensor | None) -> IrregularBatch:
-    """A batch of rows taken from a validated batch, built without `__post_init__` (see `select`)."""
-    batch = object.__new__(IrregularBatch)
-    for name, tensor in tensors.items():
-        object.__setattr__(batch, name, tensor)  # the frozen dataclass's own way round its __setattr__
-    return batch
 
 
 def collate(series: list[Series], *, targets_required: bool = False) -> IrregularBatch:
@@ -372,9 +365,14 @@ def _check_contents(batch: IrregularBatch) -> None:
     empty = ~mask.flatten(1).any(dim=1)
     if bool(empty.any()):
         raise InvalidInputError(f"sample {int(empty.nonzero()[0])} has no observed value")
-    unseen = ~mask.any(dim=1).any(dim=0)
+
+
+def check_every_channel_observed(batch: IrregularBatch, what: str = "the batch") -> None:
+    """Raise `InvalidInputError` naming the first channel of `batch` `[B, T, C]` that no sample
+    observes: a dataset-level check, for what needs every channel's values (statistics)."""
+    unseen = ~batch.mask.any(dim=1).any(dim=0)
     if bool(unseen.any()):
-        raise InvalidInputError(f"channel {int(unseen.nonzero()[0])} is observed in no sample")
+        raise InvalidInputError(f"channel {int(unseen.nonzero()[0])} is observed in no sample of {what}")
 
 
 def _describe(value: object) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from .series import IrregularBatch, Series, _describe, pad_times
+from .series import IrregularBatch, Series, _describe, check_every_channel_observed, pad_times
 
 
 def drop_observations(
@@ -239,8 +239,13 @@ class Normalize:
 
     @classmethod
     def fit(cls, batch: IrregularBatch) -> Normalize:
-        """The statistics of `batch`'s observed values, per channel (in float64, stored in its dtype)."""
+        """The statistics of `batch`'s observed values, per channel (in float64, stored in its dtype).
+
+        Raises:
+            InvalidInputError: a channel observed in no sample (it has no statistics).
+        """
         _check_batch(batch)
+        check_every_channel_observed(batch, "the batch the statistics are fitted on")
         mask = batch.mask.to(torch.float64)
         values = batch.values.to(torch.float64)
         count = mask.sum(dim=(0, 1))

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..._choices import check_options, did_you_mean
 from ...errors import InvalidInputError
-from ..series import IrregularBatch
+from ..series import IrregularBatch, check_every_channel_observed
 from ..transforms import drop_observations
 from . import forecasting, memory, packaged, synthetic
 from ._common import generator_for
@@ -81,6 +81,7 @@ def load(name: str, split: str = "train", missing_rate: float = 0.0, seed: int =
         raise InvalidInputError(f"`seed` must be a non-negative integer; got {seed!r}")
     check_options(entry.build, f"dataset {name!r}", options, skip=2)
     batch = entry.build(split, seed, **options)
+    check_every_channel_observed(batch, f"dataset {name!r}, split {split!r}")
     if missing_rate != 0:
         batch = drop_observations(batch, missing_rate, generator=generator_for(seed, split, stream="missing"))
     return batch
