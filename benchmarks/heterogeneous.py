@@ -151,7 +151,7 @@ def work_precision(
 ) -> None:
     """Per-sample and joint control over tolerances; adds the worst ratio of evaluations at equal
     error as a target, the ratios of evaluations and of wall time at each per-sample point as a note."""
-    exponents = (4, 6, 8) if settings.quick else (3, 4, 5, 6, 7, 8, 9)
+    exponents = _exponents(settings)
     rows = {
         per_sample: [measure_controller(per_sample, e, mu, y0, ts, exact, settings) for e in exponents]
         for per_sample in (True, False)
@@ -172,6 +172,17 @@ def work_precision(
     result.targets.append(Target(description, max(evals for _, evals, _ in points), 1.0, at_most=True))
 
 
+def _exponents(settings: Settings) -> tuple[int, ...]:
+    """The work-precision sweep's tolerances are 10**-e for these e."""
+    return (4, 6, 8) if settings.quick else (3, 4, 5, 6, 7, 8, 9)
+
+
+def _tolerance_range(settings: Settings) -> str:
+    """The sweep's tolerances as the setup text names them, e.g. "1e-3 .. 1e-9"."""
+    exponents = _exponents(settings)
+    return f"1e-{exponents[0]} .. 1e-{exponents[-1]}"
+
+
 def run(settings: Settings) -> BenchmarkResult:
     """Solve the heterogeneous batch with every library at one tolerance, then neuralct's two
     controllers over tolerances; targets on evaluations (at equal tolerance and at equal error)
@@ -188,7 +199,8 @@ def run(settings: Settings) -> BenchmarkResult:
             f"samples (per-sample counts for neuralct and torchode, calls x batch for joint control); note = calls "
             f"of the vector field on the whole batch; error = max |y - y_ref| over samples and save times against "
             f"scipy DOP853 at rtol = atol = 1e-12. Work-precision: neuralct's per-sample and joint control at rtol "
-            f"1e-3 .. 1e-9, atol = rtol / 100, wall the median of 3 calls; the ratio of evaluations at equal error "
+            f"{_tolerance_range(settings)}, atol = rtol / 100, wall the median of 3 calls; the ratio of evaluations "
+            f"at equal error "
             f"reads joint control's evaluations off its curve (log-log) at each per-sample error inside its range."
         ),
     )
