@@ -23,8 +23,9 @@ When the parameter adjoint does not steer the step size (the seminorm), it need 
 integrated alongside: the backward solve carries $[y, a]$ only (batched VJPs in $y$, as
 cheap as one backward pass of the field) and $a_\\theta$ is the quadrature
 $\\int a^\\top \\partial_\\theta f\\,dt$ over its accepted steps, evaluated from their dense
-output at three Gauss-Legendre nodes per step and summed over the batch by a single
-vector-Jacobian product (`parameter_quadrature`).
+output at three Gauss-Legendre nodes per step and summed over the batch by one
+vector-Jacobian product for every few steps (`parameter_quadrature`), as the backward solve
+goes.
 """
 
 from __future__ import annotations

@@ -20,13 +20,16 @@ from ..terms.base import AbstractDriftTerm
 from ._adjoint_field import AdjointNorm, AdjointSystem
 from .base import AbstractGradient
 
+# Backward steps whose records one parameter quadrature takes (seminorm): few enough that the
+# records and the quadrature's graph stay small, enough to batch its field calls.
+QUADRATURE_STEPS = 8
+
 
 @dataclass(frozen=True)
 class Backsolve(AbstractGradient):
     """Continuous adjoint: solve the augmented adjoint ODE backwards in time (Chen, Rubanova,
     Bettencourt & Duvenaud, "Neural Ordinary Differential Equations", NeurIPS 2018).
 
-    The forward solve keeps no graph, so memory does not grow with the number of steps.
     The backward pass integrates, for every sample on its own time grid and with its own
     step sizes, $[y, a, a_\\theta]$ with $\\dot a = -a^\\top \\partial_y f$ and
     $\\dot a_\\theta = -a^\\top \\partial_\\theta f$ from each save time to the previous one,
@@ -35,6 +38,12 @@ class Backsolve(AbstractGradient):
     matches the discrete gradient of `Backprop` only up to the solver tolerances, and can be
     inaccurate for stiff or chaotic dynamics (Kim et al., "Stiff neural ordinary
     differential equations", Chaos 31, 2021).
+
+    The forward solve keeps no graph and the backward solve keeps no record of its past
+    steps, so memory does not grow with the number of steps. With the full norm every sample
+    integrates its own parameter adjoint: the backward solve holds a few copies (its stages)
+    of a `[B, 2N + P]` state, for N state and P parameter entries, which is more than
+    `Backprop` needs over a few steps when P is large.
 
     What gets a gradient: `y0`, the parameters of the term (`term.parameters()` that
     require grad; the term is an `nn.Module` holding `f`) and the tensors in `args` that
@@ -58,7 +67,8 @@ class Backsolve(AbstractGradient):
             accuracy for $y_0$ and, in practice, for the parameters. With a backward solver
             that has dense output, the parameter adjoint is then not integrated per sample
             but computed as a quadrature over the backward steps, summed over the batch
-            (much cheaper: no per-sample parameter products).
+            and accumulated every eight steps as the backward solve goes (much
+            cheaper: no per-sample parameter products).
         solver: solver of the backward solve; `None` takes the forward solver.
     """
 
@@ -195,14 +205,13 @@ class _BacksolveFunction(torch.autograd.Function):
             parts = [torch.nan_to_num(ys[:, k + 1]).reshape(batch, n), a]
             z0 = torch.cat(parts if quadrature else parts + [a_inputs], dim=1)
             with torch.no_grad():
-                state = advance(sub, initial_state(sub, z0))
-                solution = finish(sub, state)
+                solution, integral = _solve_backwards(sub, system, z0, skip, quadrature)
             _raise_if_failed(solution, skip, problem.ts, k, problem.max_steps)
-            z1 = torch.where(skip[:, None], torch.zeros_like(z0), solution.ys[:, -1])
+            z1 = torch.where(skip[:, None], torch.zeros_like(z0), solution.y_final)
             a = z1[:, n : 2 * n] + grad_ys[:, k].reshape(batch, n)
             if not quadrature:
                 a_inputs = z1[:, 2 * n :]
-            elif (integral := system.parameter_quadrature(state.records, skip)) is not None:
+            elif integral is not None:
                 a_inputs = a_inputs + integral.to(a_inputs.dtype)
         grad_y0 = torch.where(skip[:, None], torch.zeros_like(a), a).reshape(ys[:, 0].shape)
         grads, offset = [], 0
@@ -210,6 +219,29 @@ class _BacksolveFunction(torch.autograd.Function):
             grads.append(a_inputs[:, offset : offset + x.numel()].sum(dim=0).reshape(x.shape).to(x.dtype))
             offset += x.numel()
         return (None, None, None, None, grad_y0, *grads)
+
+
+def _solve_backwards(
+    sub: Problem, system: AdjointSystem, z0: Tensor, skip: Tensor, quadrature: bool
+) -> tuple[Solution, Tensor | None]:
+    """Solve the backward problem `sub` from `z0` `[B, 2N (+ P)]`; with `quadrature`, also
+    return the parameter quadrature over its steps (`[P]`, `None` if it has none).
+
+    The loop keeps each step's record, for the dense output (`records`) and for interpolating
+    save times (`window`, up to `SAVE_WINDOW` steps). A backward solve has no save time between
+    its ends and reads only its final state (`y_final`, not `ys`), so both go as it steps:
+    after every `QUADRATURE_STEPS` steps once the quadrature has used them, and after every
+    step without it, where a record holds the `[B, 2N + P]` stages of the per-sample parameter
+    adjoint. Its memory then does not grow with the number of steps.
+    """
+    chunk = QUADRATURE_STEPS if quadrature else 1
+    state, integral = initial_state(sub, z0), None
+    while not bool(state.done.all()):
+        state = advance(sub, state, chunk)
+        if quadrature and (part := system.parameter_quadrature(state.records, skip)) is not None:
+            integral = part if integral is None else integral + part
+        state = dataclasses.replace(state, records=(), window=())
+    return finish(sub, state), integral
 
 
 def _failed_samples_without_cotangent(status: Tensor, grad_ys: Tensor) -> Tensor:
