@@ -145,6 +145,29 @@ def test_backsolve_gradient_of_a_sample_does_not_depend_on_its_batch_mates(backs
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("backsolve", BACKSOLVES)
+def test_backsolve_gradient_of_a_padded_sample_is_its_gradient_alone(backsolve):
+    # Sample 1 ends at its second save time (`lengths`); its outputs past that repeat the last
+    # one, so their cotangents belong there. Before the adjoint honoured `lengths`, it integrated
+    # them backwards over the padding: y0 gradient off by 26%.
+    field = MLPField()
+    ts = per_sample_times(3, 4)
+    y0 = torch.randn(3, 2, dtype=D, requires_grad=True)
+    weights = torch.randn(3, 4, 2, dtype=D)
+    controller = nct.PIDController(rtol=1e-10, atol=1e-12)
+    sol = nct.solve(
+        nct.ODETerm(field), y0, ts, controller=controller, gradient=backsolve, lengths=torch.tensor([4, 2, 3])
+    )
+    padded = torch.autograd.grad((sol.ys * weights).sum(), y0)[0][1]
+    alone_y0 = y0[1:2].detach().requires_grad_(True)
+    alone = nct.solve(nct.ODETerm(field), alone_y0, ts[1:2, :2], controller=controller)
+    # The held outputs 2 and 3 are output 1 again: their weights add onto it.
+    cotangent = weights[1:2, 1] + weights[1:2, 2] + weights[1:2, 3]
+    loss = (alone.ys[:, 0] * weights[1:2, 0]).sum() + (alone.ys[:, 1] * cotangent).sum()
+    reference = torch.autograd.grad(loss, alone_y0)[0][0]
+    torch.testing.assert_close(padded, reference, rtol=1e-7, atol=1e-9)
+
+
 def test_backsolve_y0_gradients_are_per_sample_when_every_sample_has_a_loss():
     field = MLPField()
     ts = per_sample_times(3, 4)

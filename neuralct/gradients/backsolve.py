@@ -144,10 +144,14 @@ class Backsolve(AbstractGradient):
         return self.seminorm and (self.solver or problem.solver).has_dense_output
 
     def backward_problem(self, problem: Problem, system: AdjointSystem, k: int, skip: Tensor) -> Problem:
-        """The backward solve from save time k + 1 to k; samples in `skip` `[B]` get an empty interval."""
+        """The backward solve from save time k + 1 to k; samples in `skip` `[B]` get an empty
+        interval, and samples that end at save time k or before stay where they are."""
         ts = problem.ts
         start = ts[:, k + 1]
         end = torch.where(skip, start, ts[:, k])
+        # Outputs past a sample's end repeat its last one (`Problem.lengths`), so their
+        # cotangents reach it unchanged: nothing is integrated over the padding.
+        lengths = None if problem.lengths is None else torch.where(problem.lengths > k + 1, 2, 1)
         forward = problem.controller
         controller = self._backward_controller(forward, system.state_size)
         jumps = None if problem.jumps is None else problem.jumps.flip(1)
@@ -163,6 +167,7 @@ class Backsolve(AbstractGradient):
             dt0=None,
             dense=quadrature,
             jumps=jumps,
+            lengths=lengths,
         )
 
 
