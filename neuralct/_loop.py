@@ -59,8 +59,10 @@ class Problem:
 
     @functools.cached_property
     def interpolate_saves(self) -> bool:
-        """Adaptive solves with dense output interpolate save times instead of stepping onto them."""
-        return self.controller.adaptive and self.solver.interpolates_saves
+        """Adaptive solves with dense output interpolate save times instead of stepping onto
+        them. A solve from one time to another has nothing between them to interpolate: it
+        takes the same steps either way and keeps no window of step records."""
+        return self.controller.adaptive and self.solver.interpolates_saves and self.ts.shape[1] > 2
 
     @functools.cached_property
     def key_times(self) -> Tensor:
@@ -637,15 +639,33 @@ def _failure_code(out: StepResult) -> Tensor:
     return code
 
 
-def finish(problem: Problem, state: LoopState) -> Solution:
-    """Assemble the `Solution` from the final loop state."""
+def settle(problem: Problem, state: LoopState) -> LoopState:
+    """`state` with nothing pending: the save times its window of step records passed are
+    written and its tallied iterations added to its counters. A settled state holds the
+    current step's values, not the records of up to `SAVE_WINDOW` earlier steps (each with
+    the step's stages): what a checkpoint keeps of a stretch's start, and how a solve ends."""
+    saves, save_from, save_to, next_save = state.saves, state.save_from, state.save_to, state.next_save
     if state.window:
         saves, save_from, save_to, next_save = _interpolate_window(problem, state.t, state.y, state.window, state)
-        state = dataclasses.replace(
-            state, saves=saves, save_from=save_from, save_to=save_to, next_save=next_save, window=()
-        )
     vf_evals, steps, accepted = _add_tally(state.vf_evals, state.steps, state.accepted, state.tally)
-    stats = SolveStats(vf_evals, steps, accepted, steps - accepted)
+    return dataclasses.replace(
+        state,
+        saves=saves,
+        save_from=save_from,
+        save_to=save_to,
+        next_save=next_save,
+        window=(),
+        vf_evals=vf_evals,
+        steps=steps,
+        accepted=accepted,
+        tally=(),
+    )
+
+
+def finish(problem: Problem, state: LoopState) -> Solution:
+    """Assemble the `Solution` from the final loop state."""
+    state = settle(problem, state)
+    stats = SolveStats(state.vf_evals, state.steps, state.accepted, state.steps - state.accepted)
     return Solution(
         ts=problem.ts,
         ys=hold_past_ends(_gather_saves(problem, state), problem.lengths),

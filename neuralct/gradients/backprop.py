@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from .._loop import LoopState, Problem, _add_tally, _interpolate_window, advance, finish, initial_state
+from .._loop import LoopState, Problem, advance, finish, initial_state, settle
 from ..errors import InvalidInputError
 from ..solution import Solution
 from .base import AbstractGradient
@@ -52,33 +51,6 @@ class Backprop(AbstractGradient):
 
     def _stretch(self, problem: Problem, state: LoopState) -> LoopState:
         def run_stretch(start: LoopState) -> LoopState:
-            return _settled(problem, advance(problem, start, self.checkpoint_every))
+            return settle(problem, advance(problem, start, self.checkpoint_every))
 
         return checkpoint(run_stretch, state, use_reentrant=False)
-
-
-def _settled(problem: Problem, state: LoopState) -> LoopState:
-    """`state` with the save times that its window of step records passed written, and its
-    tallied iterations added to its counters (what `finish` does first).
-
-    The checkpoint keeps every stretch's starting state until the backward pass: settled, it
-    holds the current step's values only, not the records of up to `SAVE_WINDOW` earlier steps
-    (each with the step's stages) and their tallies, whose sum over the stretches grows with
-    the number of steps. (`records`, kept for dense output, grows anyway.)
-    """
-    saves, save_from, save_to, next_save = state.saves, state.save_from, state.save_to, state.next_save
-    if state.window:
-        saves, save_from, save_to, next_save = _interpolate_window(problem, state.t, state.y, state.window, state)
-    vf_evals, steps, accepted = _add_tally(state.vf_evals, state.steps, state.accepted, state.tally)
-    return dataclasses.replace(
-        state,
-        saves=saves,
-        save_from=save_from,
-        save_to=save_to,
-        next_save=next_save,
-        window=(),
-        vf_evals=vf_evals,
-        steps=steps,
-        accepted=accepted,
-        tally=(),
-    )

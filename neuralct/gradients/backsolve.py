@@ -232,20 +232,20 @@ def _solve_backwards(
     """Solve the backward problem `sub` from `z0` `[B, 2N (+ P)]`; with `quadrature`, also
     return the parameter quadrature over its steps (`[P]`, `None` if it has none).
 
-    The loop keeps each step's record, for the dense output (`records`) and for interpolating
-    save times (`window`, up to `SAVE_WINDOW` steps). A backward solve has no save time between
-    its ends and reads only its final state (`y_final`, not `ys`), so both go as it steps:
-    after every `QUADRATURE_STEPS` steps once the quadrature has used them, and after every
-    step without it, where a record holds the `[B, 2N + P]` stages of the per-sample parameter
-    adjoint. Its memory then does not grow with the number of steps.
+    A backward solve has no save time between its ends, so the loop keeps no window of step
+    records for it (`Problem.interpolate_saves`). With the quadrature it keeps every step's
+    record for the dense output (`records`): those go every `QUADRATURE_STEPS` steps, once the
+    quadrature has used them. Its memory then does not grow with the number of steps.
     """
-    chunk = QUADRATURE_STEPS if quadrature else 1
-    state, integral = initial_state(sub, z0), None
+    state = initial_state(sub, z0)
+    if not quadrature:
+        return finish(sub, advance(sub, state)), None
+    integral = None
     while not bool(state.done.all()):
-        state = advance(sub, state, chunk)
-        if quadrature and (part := system.parameter_quadrature(state.records, skip)) is not None:
+        state = advance(sub, state, QUADRATURE_STEPS)
+        if (part := system.parameter_quadrature(state.records, skip)) is not None:
             integral = part if integral is None else integral + part
-        state = dataclasses.replace(state, records=(), window=())
+        state = dataclasses.replace(state, records=())
     return finish(sub, state), integral
 
 
