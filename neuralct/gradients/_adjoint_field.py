@@ -193,6 +193,9 @@ class AdjointSystem:
         t0, t1, z0, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, z0, accepted))
         coeffs = stack_coefficients(coeffs, dim=1)
         valid = accepted & ~skip[:, None]
+        if not bool(valid.any()):
+            # Every step in `records` was rejected or belongs to a skipped sample.
+            return None
         if self.mode == "vmap":
             # Rows are independent: keep only the accepted steps, as one batch of rows.
             rows = valid.flatten().nonzero().squeeze(1)
