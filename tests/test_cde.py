@@ -368,6 +368,9 @@ def test_a_field_returning_the_wrong_matrix_shape_is_named():
     path = LinearPath(values, times)
     batch, channels = values.shape[0], values.shape[-1]
     term = nct.ControlTerm(lambda t, z, args: torch.zeros(batch, 3, channels + 1, dtype=F64), path)
-    expected = rf"ControlTerm must return a tensor of shape \({batch}, 3, {channels}\).* got shape \({batch}, 3, {channels + 1}\)"
+    expected = (
+        rf"ControlTerm must return a tensor of shape \({batch}, 3, {channels}\)"
+        rf".* got shape \({batch}, 3, {channels + 1}\)"
+    )
     with pytest.raises(nct.IncompatibleTermError, match=expected):
         nct.solve(term, torch.zeros(batch, 3, dtype=F64), times)
