@@ -206,8 +206,9 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     else:
         next_jump = zeros
     status = torch.full_like(zeros, int(Status.SUCCESS))
-    done = torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device)
-    if problem.lengths is not None:
+    if problem.lengths is None:
+        done = torch.full((batch,), num_saves == 1, dtype=torch.bool, device=ts.device)
+    else:
         done = problem.lengths == 1
     if f0 is not None:
         # No step size helps a sample whose slope at the start is NaN or infinite.

@@ -194,7 +194,7 @@ def test_noise_injection_example_trains_both_twins_and_measures_their_state_jaco
     assert (tmp_path / "noise_injection.png").stat().st_size > 10_000
     # the norms are those of the Jacobian of the final state, checked against autograd for one series
     from neuralct.train import FitConfig
-    from neuralct.train.run import build_model, load_splits
+    from neuralct.train.build import build_model, load_splits
 
     config = FitConfig.from_file(tmp_path / "noisy" / "config.json")
     splits = load_splits(config)

@@ -11,9 +11,9 @@ import torch
 
 from neuralct.errors import CheckpointError, InvalidInputError
 from neuralct.train.config import FitConfig
-from neuralct.train.folder import LOCK, RunFolderLocked
+from neuralct.train.folder import COLUMNS, LOCK, RunFolderLocked
 from neuralct.train.progress import Progress
-from neuralct.train.run import COLUMNS, fit
+from neuralct.train.run import fit
 
 SMALL = FitConfig(
     model="gru_delta", dataset="spirals", hidden=8, epochs=4, batch_size=16, dataset_options={"size": 48, "length": 10}
@@ -108,9 +108,9 @@ def _corrupt_on_epoch(monkeypatch, epoch: int, corrupt) -> None:
 def test_a_diverging_loss_stops_naming_the_epoch_and_batch_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch
 ) -> None:
+    from neuralct.train.build import build_model, load_splits
     from neuralct.train.checkpoint import load_checkpoint
     from neuralct.train.loop import TrainingDiverged
-    from neuralct.train.run import build_model, load_splits
 
     _corrupt_on_epoch(monkeypatch, 2, lambda model: model.head.weight.fill_(float("inf")))
     with pytest.raises(

@@ -32,9 +32,9 @@ from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
 from ..solvers.rk4 import RK4
 from ..terms.base import AbstractDriftTerm
+from ..train.build import build_model, finished_run_config, load_splits
 from ..train.checkpoint import load_checkpoint
 from ..train.config import FitConfig
-from ..train.run import build_model, finished_run_config, load_splits
 from .gradients import gradient_horizon
 from .jacobian import model_jacobian_spectra
 from .lyapunov import flow_map, lyapunov_spectrum

@@ -26,11 +26,11 @@ from ..data.series import IrregularBatch
 from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
 from ..models._checks import check_int
 from ..models.base import AbstractSequenceModel, SolveOptions
+from ..train.build import build_model, finished_run_config, load_splits
 from ..train.checkpoint import load_checkpoint
 from ..train.config import FitConfig
 from ..train.distributed import session
 from ..train.loop import EpochResult, evaluate
-from ..train.run import build_model, finished_run_config, load_splits
 from .perturbations import AbstractPerturbation, DropObservations, GaussianNoise, SaltAndPepper, TimeJitter
 
 

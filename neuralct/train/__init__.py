@@ -14,7 +14,8 @@ from .loop import (
     train_epoch,
 )
 from .progress import Progress, ProgressBar
-from .run import evaluate_run, fit
+from .build import evaluate_run
+from .run import fit
 from .scoring import Scored, score, task_loss
 from .sweep import sweep
 from .targets import StandardizedTargets

@@ -51,7 +51,7 @@ import torch
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
-from .build import build_model, evaluate_run, finished_run_config, load_splits, score_test_split
+from .build import build_model, load_splits, score_test_split
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig, check_config_numerics
 from .distributed import Workers
@@ -62,7 +62,7 @@ from .progress import Progress
 from .resume import Start, plan_start, restore
 
 _T = TypeVar("_T")
-__all__ = ["COLUMNS", "build_model", "evaluate_run", "finished_run_config", "fit", "load_splits", "make_schedule"]
+__all__ = ["fit", "make_schedule"]
 
 
 def fit(
