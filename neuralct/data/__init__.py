@@ -1,20 +1,29 @@
 """Data for irregularly sampled time series: the padded batch, controls, transforms, datasets."""
 
 from . import datasets
+from .arrays import from_arrays
 from .controls import ControlPath, control_path
+from .files import DataFileError, SeriesFile, label_order, read_series_file, save_npz, write_series_file
 from .series import IrregularBatch, Series, collate, pad_times
 from .transforms import Normalize, drop_observations, jitter_times, merge_close_times
 
 __all__ = [
     "ControlPath",
+    "DataFileError",
     "IrregularBatch",
     "Normalize",
     "Series",
+    "SeriesFile",
     "collate",
     "control_path",
     "datasets",
     "drop_observations",
+    "from_arrays",
     "jitter_times",
+    "label_order",
     "merge_close_times",
     "pad_times",
+    "read_series_file",
+    "save_npz",
+    "write_series_file",
 ]

@@ -15,7 +15,7 @@ from .loader import available, load
 from .memory import adding_task, copy_task, noise_padded, noise_padded_templates
 from .packaged import basic_motions, covid_3_month, japanese_vowels, pixel_digits, spoken_digits
 from .synthetic import Oscillators, damped_oscillators, oscillators, spirals
-from .tsfile import TSFile, read_ts
+from ..files.ts import TSFile, read_ts
 
 __all__ = [
     "Oscillators",

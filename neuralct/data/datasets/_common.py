@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,26 +46,6 @@ def wheel_file(package: str, *parts: str) -> Path:
             f"{path} is not in the installed {package!r}; run `make datasets` to install {_WHEELS}"
         )
     return path
-
-
-def from_arrays(series: Sequence[np.ndarray], targets: Tensor, time_step: float) -> IrregularBatch:
-    """A batch from `[T_i, C]` arrays (NaN = missing), sampled every `time_step` from time 0.
-
-    Args:
-        series: one array per sample.
-        targets: `[B, ...]` targets.
-        time_step: the time between consecutive rows, in the unit the dataset documents.
-
-    Returns:
-        The batch in torch's default floating dtype; `times[b, k] = k * time_step`.
-    """
-    dtype = torch.get_default_dtype()
-    lengths = torch.tensor([len(item) for item in series])
-    padded = np.full((len(series), int(lengths.max()), series[0].shape[1]), np.nan)
-    for row, item in enumerate(series):
-        padded[row, : len(item)] = item
-    times = torch.arange(padded.shape[1], dtype=dtype) * time_step
-    return IrregularBatch.from_padded(times, torch.as_tensor(padded, dtype=dtype), lengths=lengths, targets=targets)
 
 
 def regular_batch(values: Tensor, targets: Tensor) -> IrregularBatch:

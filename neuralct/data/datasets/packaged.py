@@ -12,9 +12,10 @@ import functools
 import numpy as np
 import torch
 
+from ..arrays import from_arrays
+from ..files.ts import TSFile, read_ts
 from ..series import IrregularBatch
-from ._common import SPLIT_CODES, from_arrays, generator_for, wheel_file
-from .tsfile import TSFile, read_ts
+from ._common import SPLIT_CODES, generator_for, wheel_file
 
 
 def japanese_vowels(split: str, seed: int) -> IrregularBatch:
@@ -90,7 +91,7 @@ def spoken_digits(split: str, seed: int, split_seed: int = 0) -> IrregularBatch:
     """
     series, labels = _digits()
     rows = _stratified(labels, split, split_seed)
-    return from_arrays([series[i] for i in rows], torch.as_tensor(labels[rows]), time_step=1.0)
+    return from_arrays(None, [series[i] for i in rows], torch.as_tensor(labels[rows]))
 
 
 def pixel_digits(split: str, seed: int, split_seed: int = 0) -> IrregularBatch:
@@ -115,7 +116,7 @@ def pixel_digits(split: str, seed: int, split_seed: int = 0) -> IrregularBatch:
     """
     pixels, labels = _pixel_digits()
     rows = _stratified(labels, split, split_seed)
-    return from_arrays([pixels[i][:, None] for i in rows], torch.as_tensor(labels[rows]), time_step=1.0)
+    return from_arrays(None, [pixels[i][:, None] for i in rows], torch.as_tensor(labels[rows]))
 
 
 def _stratified(labels: np.ndarray, split: str, split_seed: int) -> np.ndarray:
@@ -136,7 +137,7 @@ def _uea(name: str, split: str, time_step: float, regression: bool) -> Irregular
         targets = torch.as_tensor(file.targets(), dtype=torch.get_default_dtype())
     else:
         targets = torch.as_tensor(file.class_indices())
-    return from_arrays(file.series, targets, time_step=time_step)
+    return from_arrays(None, list(file.series), targets, time_step=time_step)
 
 
 @functools.lru_cache(maxsize=8)
