@@ -6,7 +6,7 @@ from neuralct.data import from_arrays
 
 batch = from_arrays(
     [np.array([0.0, 0.5, 2.0]), np.array([0.1, 0.3])],  # times, one [T_i] per series
-    [np.array([[1.0, np.nan], [2.0, 0.5], [0.3, 0.1]]), np.array([4.0, 5.0])[:, None]],  # [T_i, C]
+    [np.array([[1.0, np.nan], [2.0, 0.5], [0.3, 0.1]]), np.array([[4.0, 1.0], [5.0, np.nan]])],  # [T_i, C]
     targets=[1, 0],
 )
 batch.lengths  # tensor([3, 2]); batch.targets: long

@@ -1,6 +1,6 @@
 """Series files in and out: UEA/UCR `.ts`, long-format CSV and ragged `.npz`, chosen by extension.
 
-```python
+```py
 from neuralct.data import read_series_file, save_npz
 
 train = read_series_file("train.csv", target="label")  # SeriesFile: .batch [B, T, C], .classes, ...

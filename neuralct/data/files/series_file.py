@@ -1,6 +1,6 @@
 """Read and write series files by extension: `.ts`, long `.csv`, `.npz`.
 
-```python
+```py
 from neuralct.data import read_series_file, write_series_file
 
 train = read_series_file("gestures_train.ts")  # SeriesFile: .batch, .classes, .ids, .channels, ...
