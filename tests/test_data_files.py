@@ -92,6 +92,12 @@ def test_ts_on_the_index_grid_is_written_without_timestamps_and_time_scale_multi
     assert read.batch.times[0, :2].tolist() == [0.0, 0.5] and read.batch.lengths.tolist() == [2, 2]
 
 
+def test_a_csv_saved_with_a_byte_order_mark_reads_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("id,time,x,target\na,0,1,c\na,1,2,c\n".encode("utf-8-sig"))
+    assert read_series_file(path).batch.values[0, :, 0].tolist() == [1.0, 2.0]
+
+
 def test_rows_with_nothing_observed_are_removed_and_their_times_with_them(tmp_path: Path) -> None:
     path = tmp_path / "gaps.csv"
     path.write_text("id,time,x,y,target\na,0.0,1,,c\na,0.5,,,c\nb,1.0,,,d\na,2.0,3,4,c\nb,1.5,5,6,d\n")
@@ -145,6 +151,12 @@ def _npz(**arrays: object) -> Callable[[Path], None]:
     return lambda path: np.savez(path, **{k: v for k, v in {**good, **arrays}.items() if v is not None})
 
 
+def _npy(path: Path, array: np.ndarray) -> None:
+    """A lone .npy array under an .npz name."""
+    with path.open("wb") as handle:
+        np.save(handle, array)
+
+
 HEADER = "id,time,x,target\n"
 BAD_FILES = [
     ("ragged.csv", _csv(HEADER + "a,0,1,c\na,1,2\n"), ["line 3", "expected 4 fields"]),
@@ -164,6 +176,7 @@ BAD_FILES = [
     ("offsets.npz", _npz(offsets=np.array([0, 3, 2])), ["`offsets`", "from 0 to len(times) = 4"]),
     ("targets.npz", _npz(targets=[1, 2, 3]), ["`targets`", "(2,)"]),
     ("objects.npz", _npz(ids=np.array(["a", None], dtype=object)), ["allow_pickle"]),
+    ("array.npz", lambda path: _npy(path, np.ones(3)), ["expected an npz archive"]),
     ("dims.ts", _csv("@dimensions 2\n@classLabel true a\n@data\n1,2:3:a\n1:a\n"), ["line 5", "expected 2 dimension"]),
     ("value.ts", _csv("@classLabel true a\n@data\n1,2:a\n1,two:a\n"), ["line 4", "numbers or '?'"]),
     ("stamps.ts", _csv("@timeStamps true\n@classLabel true a\n@data\n(1,2),(0,3):a\n"), ["line 4", "increasing"]),

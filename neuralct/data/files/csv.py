@@ -66,7 +66,7 @@ def read_csv(path: Path, target: str | None) -> SeriesTable:
             number of fields, a value that is not a number, a time that does not increase within
             an id, a target or split that changes within an id, or no data row.
     """
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # spreadsheets may write a BOM
         reader = csv.reader(handle)
         layout = _layout(path, next(reader, []), target or "target")
         series: dict[str, _Rows] = {}

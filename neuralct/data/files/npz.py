@@ -36,7 +36,7 @@ def read_npz(path: Path) -> SeriesTable:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in (*REQUIRED, *OPTIONAL) if name in archive.files}
-    except (BadZipFile, OSError, ValueError) as error:
+    except (BadZipFile, OSError, ValueError, TypeError) as error:  # TypeError: a lone .npy array
         raise DataFileError(f"{path}: expected an npz archive of plain arrays {list(REQUIRED)}; {error}") from None
     missing = [name for name in REQUIRED if name not in arrays]
     if missing:
