@@ -6,61 +6,128 @@ sol = nct.solve(nct.ODETerm(f), y0, t, solver=nct.Tsit5(), controller=nct.PIDCon
 ```
 """
 
-from .backends import TorchDiffEq, TorchSDE
-from .controllers import AbstractController, ConstantStep, KnotToKnot, PIDController, max_norm, rms_norm
-from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
-from .gradients import AbstractGradient, Backprop, Backsolve
-from .paths import (
-    AbstractPiecewisePath,
-    BrownianGrid,
-    BrownianPath,
-    CubicPath,
-    DenseInterpolant,
-    LevyArea,
-    LinearPath,
-    PiecewiseConstantPath,
-    RectilinearPath,
-)
-from .solution import Solution, SolveStats, Status
-from .solve import solve
-from .solvers import (
-    RK4,
-    AbstractExplicitRK,
-    AbstractSDESolver,
-    AbstractSolver,
-    Bosh3,
-    ButcherTableau,
-    Dopri5,
-    Dopri8,
-    Euler,
-    EulerMaruyama,
-    GBT,
-    Heun,
-    ImplicitEuler,
-    LTCFused,
-    MethodOfSteps,
-    Midpoint,
-    Milstein,
-    Ralston,
-    ReversibleHeun,
-    StochasticHeun,
-    SymplecticEuler,
-    Tsit5,
-    ZOH,
-)
-from .terms import (
-    AbstractDriftTerm,
-    AbstractTerm,
-    ControlTerm,
-    DelayTerm,
-    HamiltonianTerm,
-    LinearTerm,
-    MultiTerm,
-    NoiseTerm,
-    NoiseType,
-    ODETerm,
-    SDEType,
-    SeparableHamiltonianTerm,
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_package
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imported on first use
+    from .backends import TorchDiffEq, TorchSDE
+    from .controllers import AbstractController, ConstantStep, KnotToKnot, PIDController, max_norm, rms_norm
+    from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
+    from .gradients import AbstractGradient, Backprop, Backsolve
+    from .paths import (
+        AbstractPiecewisePath,
+        BrownianGrid,
+        BrownianPath,
+        CubicPath,
+        DenseInterpolant,
+        LevyArea,
+        LinearPath,
+        PiecewiseConstantPath,
+        RectilinearPath,
+    )
+    from .solution import Solution, SolveStats, Status
+    from .solve import solve
+    from .solvers import (
+        RK4,
+        AbstractExplicitRK,
+        AbstractSDESolver,
+        AbstractSolver,
+        Bosh3,
+        ButcherTableau,
+        Dopri5,
+        Dopri8,
+        Euler,
+        EulerMaruyama,
+        GBT,
+        Heun,
+        ImplicitEuler,
+        LTCFused,
+        MethodOfSteps,
+        Midpoint,
+        Milstein,
+        Ralston,
+        ReversibleHeun,
+        StochasticHeun,
+        SymplecticEuler,
+        Tsit5,
+        ZOH,
+    )
+    from .terms import (
+        AbstractDriftTerm,
+        AbstractTerm,
+        ControlTerm,
+        DelayTerm,
+        HamiltonianTerm,
+        LinearTerm,
+        MultiTerm,
+        NoiseTerm,
+        NoiseType,
+        ODETerm,
+        SDEType,
+        SeparableHamiltonianTerm,
+    )
+
+lazy_package(
+    __name__,
+    {
+        ".backends": ("TorchDiffEq", "TorchSDE"),
+        ".controllers": ("AbstractController", "ConstantStep", "KnotToKnot", "PIDController", "max_norm", "rms_norm"),
+        ".errors": ("IncompatibleTermError", "InvalidInputError", "NeuralCTError", "SolveFailed"),
+        ".gradients": ("AbstractGradient", "Backprop", "Backsolve"),
+        ".paths": (
+            "AbstractPiecewisePath",
+            "BrownianGrid",
+            "BrownianPath",
+            "CubicPath",
+            "DenseInterpolant",
+            "LevyArea",
+            "LinearPath",
+            "PiecewiseConstantPath",
+            "RectilinearPath",
+        ),
+        ".solution": ("Solution", "SolveStats", "Status"),
+        ".solve": ("solve",),
+        ".solvers": (
+            "RK4",
+            "AbstractExplicitRK",
+            "AbstractSDESolver",
+            "AbstractSolver",
+            "Bosh3",
+            "ButcherTableau",
+            "Dopri5",
+            "Dopri8",
+            "Euler",
+            "EulerMaruyama",
+            "GBT",
+            "Heun",
+            "ImplicitEuler",
+            "LTCFused",
+            "MethodOfSteps",
+            "Midpoint",
+            "Milstein",
+            "Ralston",
+            "ReversibleHeun",
+            "StochasticHeun",
+            "SymplecticEuler",
+            "Tsit5",
+            "ZOH",
+        ),
+        ".terms": (
+            "AbstractDriftTerm",
+            "AbstractTerm",
+            "ControlTerm",
+            "DelayTerm",
+            "HamiltonianTerm",
+            "LinearTerm",
+            "MultiTerm",
+            "NoiseTerm",
+            "NoiseType",
+            "ODETerm",
+            "SDEType",
+            "SeparableHamiltonianTerm",
+        ),
+    },
 )
 
 __version__ = "0.1.0"

@@ -1,7 +1,6 @@
 """Matching user-given names and options against the valid ones, with suggestions.
 
-Shared by the registry and the dataset loader (which the models import, so it cannot import the
-registry itself).
+Shared by the registry, the dataset loader and the training config.
 """
 
 from __future__ import annotations

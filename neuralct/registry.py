@@ -9,135 +9,89 @@ registry.solver("dopri5")                               # nct.Dopri5()
 registry.solver("torchdiffeq:rk4")                      # TorchDiffEq("rk4")
 registry.controller("pid", rtol=1e-5, atol=1e-7)        # nct.PIDController(rtol=1e-5, atol=1e-7)
 registry.make("gradient", "backprop", checkpoint_every=8)
-registry.names("solver")                                # {"euler": "Euler's method ...", ...}
+registry.names("solver")                                # {"euler": "Euler's method, order 1", ...}
 ```
 
 Options are the keyword arguments of the class; an unknown one raises `TypeError` naming
 it, an unknown name raises `InvalidInputError` listing the valid ones.
 
-Extension: a new class is registered by one line in `_NAMES` (or, for a family of peer
-methods `"library:<method>"`, one line in `_FAMILIES`).
+Every name points at a `"module:attribute"` string imported on first use, with a one-line
+description written for `neuralct list` (which therefore runs without importing torch).
+Extension: a new class is registered by one line in `neuralct/_catalog.py` (`BUILT_IN`, or
+for a family of peer methods `"library:<method>"`, `FAMILIES`). Datasets are names too:
+users add theirs with `neuralct.data.datasets.register` or
+an entry point of the group `neuralct.datasets`.
 """
 
 from __future__ import annotations
 
-import inspect
+import functools
 import re
-from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any
 
+from ._catalog import BUILT_IN, ENTRY_POINT_GROUPS, FAMILIES, Entry
 from ._choices import check_options, did_you_mean
-from .backends.torchdiffeq import TorchDiffEq, available_methods
-from .backends.torchsde import TorchSDE, TorchSDEMethod
-from .controllers import ConstantStep, KnotToKnot, PIDController
 from .errors import InvalidInputError
-from .gradients import Backprop, Backsolve
-from .models import ANCDE, GRUD, LTC, ODERNN, CfC, GRUDelta, NeuralCDE, NoisyRNN, TauGRU
-from .solvers import (
-    RK4,
-    Bosh3,
-    Dopri5,
-    Dopri8,
-    Euler,
-    EulerMaruyama,
-    Heun,
-    ImplicitEuler,
-    LTCFused,
-    MethodOfSteps,
-    Midpoint,
-    Milstein,
-    Ralston,
-    ReversibleHeun,
-    StochasticHeun,
-    Tsit5,
-)
-from .solvers.exact_linear import GBT, ZOH
-from .solvers.symplectic_euler import SymplecticEuler
 
-# kind -> name -> class (or factory) called with the options.
-_NAMES: dict[str, dict[str, Callable[..., Any]]] = {
-    "solver": {
-        # ODE / CDE: explicit Runge-Kutta methods
-        "euler": Euler,
-        "midpoint": Midpoint,
-        "heun": Heun,
-        "ralston": Ralston,
-        "rk4": RK4,
-        "bosh3": Bosh3,
-        "dopri5": Dopri5,
-        "tsit5": Tsit5,
-        "dopri8": Dopri8,
-        # stiff
-        "implicit_euler": ImplicitEuler,
-        # linear terms (LinearTerm): exact zero-order hold, generalized bilinear transform
-        "zoh": ZOH,
-        "gbt": GBT,
-        # the LTC term: fused semi-implicit step, `unfolds` sub-steps per step
-        "ltc_fused": LTCFused,
-        # separable Hamiltonian terms (SeparableHamiltonianTerm): symplectic Euler, the H2-DNN step
-        "symplectic_euler": SymplecticEuler,
-        # SDE
-        "euler_maruyama": EulerMaruyama,
-        "milstein": Milstein,
-        "stochastic_heun": StochasticHeun,
-        "reversible_heun": ReversibleHeun,
-        # DDE
-        "method_of_steps": MethodOfSteps,
-    },
-    "controller": {
-        "constant": ConstantStep,
-        "knots": KnotToKnot,
-        "pid": PIDController,
-    },
-    "gradient": {
-        "backprop": Backprop,
-        "backsolve": Backsolve,
-    },
-    # sequence models on irregular series, built as model(channels=..., hidden=..., outputs=..., **options)
-    "model": {
-        "ltc": LTC,
-        "cfc": CfC,
-        "ncde": NeuralCDE,
-        "ancde": ANCDE,
-        "noisy_rnn": NoisyRNN,
-        "tau_gru": TauGRU,
-        "gru_d": GRUD,
-        "ode_rnn": ODERNN,
-        "gru_delta": GRUDelta,
-    },
-}
-
-# kind -> prefix -> (factory called as factory(method, **options), the valid methods).
-_FAMILIES: dict[str, dict[str, tuple[Callable[..., Any], Callable[[], list[str]]]]] = {
-    "solver": {
-        "torchdiffeq": (TorchDiffEq, available_methods),
-        "torchsde": (TorchSDE, lambda: [m.value for m in TorchSDEMethod]),
-    },
-}
+# kind -> name -> entry added at run time (`neuralct.data.datasets.register`).
+_ADDED: dict[str, dict[str, Entry]] = {kind: {} for kind in BUILT_IN}
 
 # Options whose string values name another registered object (e.g. the RK method of a DDE solver).
 _NESTED = {"solver": "solver"}
 
+# The splits of a dataset that comes from an entry point: those `neuralct fit` loads.
+_ENTRY_POINT_SPLITS = ("train", "test")
+
 
 def kinds() -> list[str]:
-    """The kinds of object the registry makes: `"solver"`, `"controller"`, `"gradient"`, `"model"`."""
-    return list(_NAMES)
+    """The kinds of object the registry names: `"solver"`, `"controller"`, `"gradient"`, `"model"`,
+    `"dataset"`."""
+    return list(BUILT_IN)
 
 
 def names(kind: str) -> dict[str, str]:
-    """Every name of `kind` with a one-line description (from the class docstring).
+    """Every name of `kind` with its one-line description; nothing is imported.
 
     Families of peer methods are listed one entry per method, e.g. `"torchdiffeq:dopri5"`.
 
     Raises:
-        InvalidInputError: an unknown kind.
+        InvalidInputError: an unknown kind, or an entry point that takes a name already used.
+    """
+    listing = {name: entry.description for name, entry in _table(kind).items()}
+    for prefix, family in FAMILIES.get(kind, {}).items():
+        for method in family.methods:
+            listing[f"{prefix}:{method}"] = family.description.format(method=method)
+    return listing
+
+
+def entry(kind: str, name: str) -> Entry:
+    """The entry of `kind` registered as `name` (families excluded).
+
+    Raises:
+        InvalidInputError: an unknown kind or name (with the valid names).
     """
     table = _table(kind)
-    listing = {name: _summary(factory) for name, factory in table.items()}
-    for prefix, (factory, methods) in _FAMILIES.get(kind, {}).items():
-        for method in methods():
-            listing[f"{prefix}:{method}"] = f"{prefix}'s {method!r} method through {_name_of(factory)}"
-    return listing
+    if not isinstance(name, str) or name not in table:
+        choices = list(table) + [f"{p}:<method>" for p in FAMILIES.get(kind, {})]
+        raise InvalidInputError(_unknown(kind, name, choices))
+    return table[name]
+
+
+def add(kind: str, name: str, new: Entry) -> None:
+    """Register `new` as `name` of `kind` for this process (the mechanism behind
+    `neuralct.data.datasets.register`).
+
+    Raises:
+        InvalidInputError: an unknown kind, a name that is not a plain identifier-like string,
+            or a name already taken (built in, from an entry point, or added before).
+    """
+    table = _table(kind)
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
+        raise InvalidInputError(f"a {kind} name must be letters, digits, '_', '.' or '-'; got {name!r}")
+    if name in table:
+        raise InvalidInputError(f"{kind} name {name!r} is already taken ({table[name].description})")
+    _ADDED[kind][name] = new
 
 
 def make(kind: str, name: str, **options: Any) -> Any:
@@ -153,24 +107,23 @@ def make(kind: str, name: str, **options: Any) -> Any:
         InvalidInputError: an unknown kind, name or method (with the valid choices).
         TypeError: an unknown or missing option, naming it.
     """
-    table = _table(kind)
+    _table(kind)
     if not isinstance(name, str):
         raise InvalidInputError(f"a {kind} name must be a string; got {type(name).__name__}")
     prefix, colon, method = name.partition(":")
-    families = _FAMILIES.get(kind, {})
+    families = FAMILIES.get(kind, {})
     if colon:
         if prefix not in families:
             raise InvalidInputError(_unknown(f"{kind} family", prefix, list(families)))
-        factory, methods = families[prefix]
-        if method not in methods():
-            raise InvalidInputError(_unknown(f"{prefix} method", method, methods()))
+        family = families[prefix]
+        if method not in family.methods:
+            raise InvalidInputError(_unknown(f"{prefix} method", method, list(family.methods)))
+        factory = Entry(family.target, family.description).load()
         check_options(factory, f"{kind} {name!r}", options, skip=1)
         return factory(method, **_resolve(options))
-    if name not in table:
-        choices = list(table) + [f"{p}:<method>" for p in families]
-        raise InvalidInputError(_unknown(kind, name, choices))
-    check_options(table[name], f"{kind} {name!r}", options)
-    return table[name](**_resolve(options))
+    factory = entry(kind, name).load()
+    check_options(factory, f"{kind} {name!r}", options)
+    return factory(**_resolve(options))
 
 
 def solver(name: str, **options: Any) -> Any:
@@ -193,10 +146,28 @@ def model(name: str, **options: Any) -> Any:
     return make("model", name, **options)
 
 
-def _table(kind: str) -> dict[str, Callable[..., Any]]:
-    if kind not in _NAMES:
-        raise InvalidInputError(_unknown("kind", kind, list(_NAMES)))
-    return _NAMES[kind]
+def _table(kind: str) -> dict[str, Entry]:
+    """Built-in, entry-point and added names of `kind`, in that order."""
+    if kind not in BUILT_IN:
+        raise InvalidInputError(_unknown("kind", kind, list(BUILT_IN)))
+    return BUILT_IN[kind] | _entry_points(kind) | _ADDED[kind]
+
+
+@functools.cache
+def _entry_points(kind: str) -> dict[str, Entry]:
+    """The names installed packages declare for `kind`, read once (their modules stay unimported)."""
+    if kind not in ENTRY_POINT_GROUPS:
+        return {}
+    found: dict[str, Entry] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUPS[kind]):
+        source = getattr(point.dist, "name", "an installed package")
+        if point.name in BUILT_IN[kind] or point.name in found:
+            raise InvalidInputError(
+                f"the entry point {point.name} = {point.value!r} of {source} (group "
+                f"{ENTRY_POINT_GROUPS[kind]!r}) takes a {kind} name already used; rename it"
+            )
+        found[point.name] = Entry(point.value, f"{point.value} (from the package {source})", _ENTRY_POINT_SPLITS)
+    return found
 
 
 def _unknown(what: str, given: object, choices: list[str]) -> str:
@@ -210,34 +181,4 @@ def _resolve(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _summary(factory: Callable[..., Any]) -> str:
-    """First sentence of the docstring, without literature references in parentheses or
-    mkdocstrings cross-reference brackets."""
-    doc = inspect.getdoc(factory) or _name_of(factory)
-    text = " ".join(doc.split("\n\n")[0].split())
-    text = re.sub(r"\[`([^`]+)`\]\[[^\]]*\]", r"`\1`", text)
-    kept, group, depth = [], [], 0
-    for char in text:
-        if depth == 0 and char == ".":
-            break
-        if char == "(":
-            depth += 1
-        if depth:
-            group.append(char)
-        else:
-            kept.append(char)
-        if char == ")" and depth:
-            depth -= 1
-            if depth == 0:
-                # Drop references such as "(Euler, 1768)"; keep "5(4)".
-                kept.extend([] if re.search(r"\b1[5-9]\d\d|\b20\d\d", "".join(group)) else group)
-                group = []
-    text = re.sub(r"\s+", " ", "".join(kept + group))
-    return re.sub(r"\s([,:;])", r"\1", text).strip()
-
-
-def _name_of(factory: Callable[..., Any]) -> str:
-    return getattr(factory, "__name__", repr(factory))
-
-
-__all__ = ["controller", "gradient", "kinds", "make", "names", "solver"]
+__all__ = ["add", "controller", "entry", "gradient", "kinds", "make", "model", "names", "solver"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,20 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-from neuralct.data.datasets import available, damped_oscillators, load, noise_padded_templates, packaged, read_ts
+from neuralct import registry
+from neuralct.data import IrregularBatch
+from neuralct.data.datasets import (
+    available,
+    damped_oscillators,
+    load,
+    noise_padded_templates,
+    packaged,
+    read_ts,
+    register,
+)
 from neuralct.data.datasets._common import generator_for, wheel_file
 from neuralct.errors import DatasetUnavailableError, InvalidInputError
+from neuralct.train.config import FitConfig
 
 needs_aeon = pytest.mark.skipif(
     importlib.util.find_spec("aeon") is None, reason="the aeon wheel (UEA data) is not installed: run `make datasets`"
@@ -211,7 +223,7 @@ def test_available_describes_every_dataset_in_one_line() -> None:
 
 def test_unknown_dataset_name_suggests_the_closest_and_lists_all() -> None:
     with pytest.raises(
-        InvalidInputError, match=r"unknown dataset 'spiral'; did you mean 'spirals'.*Valid names: .*adding"
+        InvalidInputError, match=r"unknown dataset 'spiral'; did you mean 'spirals'.*Valid choices: .*adding"
     ):
         load("spiral")
 
@@ -302,3 +314,96 @@ def test_co2_windows_keep_the_real_gaps_and_split_chronologically() -> None:
     last = (2284 - 65) // 4 * 4
     torch.testing.assert_close(test.targets[-1], torch.as_tensor(ppm[last + 52 : last + 65], dtype=test.targets.dtype))
     assert dates[last] >= CO2_SPLIT_DATE
+
+
+def _my_spirals(split: str, seed: int, size: int = 8) -> IrregularBatch:
+    """Eight spirals under a name of my own, to show a user's loader."""
+    return load("spirals", split, seed=seed, size=size, length=16)
+
+
+@pytest.fixture
+def registered(monkeypatch) -> None:
+    """Names registered by the test are forgotten after it."""
+    monkeypatch.setitem(registry._ADDED, "dataset", {})
+
+
+def test_a_registered_loader_is_a_dataset_name_like_the_built_in_ones(registered) -> None:
+    register("my_spirals", _my_spirals)
+    assert available()["my_spirals"] == "Eight spirals under a name of my own, to show a user's loader."
+    batch = load("my_spirals", "test", missing_rate=0.5, seed=3, size=4)
+    reference = load("spirals", "test", missing_rate=0.5, seed=3, size=4, length=16)
+    assert torch.equal(batch.values, reference.values) and torch.equal(batch.mask, reference.mask)
+    assert FitConfig.from_mapping({"dataset": "my_spirals", "epochs": 1}).dataset == "my_spirals"
+    with pytest.raises(InvalidInputError, match="`split` of dataset 'my_spirals' must be one of train, test"):
+        load("my_spirals", "val")
+
+
+def _no_seed(split):
+    return split
+
+
+@pytest.mark.parametrize(
+    ("name", "loader", "options", "message"),
+    [
+        ("spirals", _my_spirals, {}, "dataset name 'spirals' is already taken"),
+        ("my set", _my_spirals, {}, "must be letters, digits"),
+        ("mine", "spirals", {}, "loader of dataset 'mine' must be callable"),
+        ("mine", _no_seed, {}, r"callable as loader\(split, seed, \*\*options\); '_no_seed' cannot"),
+        ("mine", _my_spirals, {"splits": ("train",)}, "must include 'train' and 'test'"),
+        ("mine", _my_spirals, {"splits": "train"}, "distinct non-empty names"),
+        ("mine", _my_spirals, {"splits": ("train", "test", "test")}, "distinct non-empty names"),
+        ("mine", _my_spirals, {"description": "two\nlines"}, "one non-empty line"),
+    ],
+)
+def test_register_refuses_a_taken_name_a_bad_loader_bad_splits(registered, name, loader, options, message) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        register(name, loader, **options)
+    assert "mine" not in available()
+
+
+def test_a_name_registered_twice_is_refused(registered) -> None:
+    register("my_spirals", _my_spirals)
+    with pytest.raises(InvalidInputError, match="'my_spirals' is already taken"):
+        register("my_spirals", _my_spirals, description="another")
+
+
+def test_a_loader_that_returns_no_batch_is_named(registered) -> None:
+    register("broken", lambda split, seed: [split, seed], description="returns a list")
+    with pytest.raises(InvalidInputError, match="loader of dataset 'broken' must return an IrregularBatch; got list"):
+        load("broken")
+
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch):
+    """`install(entries)`: a package as pip installs it, a module and a .dist-info folder declaring
+    the entry points `entries` (`name = module:attribute` lines) of the group neuralct.datasets."""
+    (tmp_path / "toy_data_entry.py").write_text(
+        "from neuralct.data.datasets import load\n"
+        "def toy(split, seed, size=3):\n"
+        "    return load('spirals', split, seed=seed, size=size, length=8)\n"
+    )
+    info = tmp_path / "toy_data-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-data\nVersion: 0.1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def install(entries: str) -> None:
+        (info / "entry_points.txt").write_text(f"[neuralct.datasets]\n{entries}\n")
+        registry._entry_points.cache_clear()  # read again, with the package on the path
+
+    yield install
+    registry._entry_points.cache_clear()
+    sys.modules.pop("toy_data_entry", None)
+
+
+def test_an_installed_entry_point_is_a_dataset_name_listed_without_an_import(installed) -> None:
+    installed("toy = toy_data_entry:toy")
+    assert available()["toy"] == "toy_data_entry:toy (from the package toy-data)"
+    assert "toy_data_entry" not in sys.modules
+    assert load("toy", "test", size=5).batch_size == 5
+
+
+def test_an_entry_point_that_takes_a_built_in_name_is_named(installed) -> None:
+    installed("spirals = toy_data_entry:toy")
+    with pytest.raises(InvalidInputError, match="entry point spirals = 'toy_data_entry:toy' of toy-data"):
+        available()

@@ -1,11 +1,21 @@
-"""The registry: the one place where strings become solvers, controllers and gradients."""
+"""The registry: the one place where strings become solvers, controllers, gradients, models and
+datasets; and the lazy packages that let `neuralct list` answer without torch."""
 
 from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import neuralct as nct
 from neuralct import registry
+from neuralct._catalog import Entry
 from neuralct.backends import TorchDiffEq, TorchSDE
 from neuralct.data.datasets import load
 from neuralct.solvers.exact_linear import GBT, ZOH
@@ -61,12 +71,12 @@ def test_names_list_every_entry_with_a_one_line_description():
     assert solvers["euler"] == "Euler's method, order 1"
     assert all(text and "\n" not in text for text in solvers.values())
     assert set(registry.names("controller")) == {"constant", "knots", "pid"}
-    assert set(registry.kinds()) == {"solver", "controller", "gradient", "model"}
-    assert registry.names("model")["tau_gru"].startswith("τ-GRU")
+    assert set(registry.kinds()) == {"solver", "controller", "gradient", "model", "dataset"}
+    assert registry.names("model")["tau_gru"].startswith("tau-GRU")
 
 
 def test_every_listed_name_can_be_made():
-    for kind in registry.kinds():
+    for kind in ("solver", "controller", "gradient", "model"):
         for name in registry.names(kind):
             options = {"dt": 0.1} if name == "constant" else {}
             if kind == "model":
@@ -120,3 +130,101 @@ def test_bad_options_raise_type_error_naming_the_option(call, message):
 def test_option_values_are_still_validated_by_the_class():
     with pytest.raises(nct.InvalidInputError, match="rtol"):
         registry.controller("pid", rtol=-1.0)
+
+
+def _entries():
+    return [(kind, name) for kind in registry.kinds() for name in registry.names(kind) if ":" not in name]
+
+
+@pytest.mark.parametrize(("kind", "name"), _entries())
+def test_every_registered_entry_imports_and_is_described_in_one_plain_whole_line(kind, name):
+    target = registry.entry(kind, name).load()
+    assert callable(target) and getattr(target, "__module__", "").startswith("neuralct.")
+    text = registry.names(kind)[name]
+    assert 20 <= len(text) <= 100 and "\n" not in text, text
+    assert not re.search(r"[$\\`]|\[[^\]]*\]\(", text), f"LaTeX or markdown in {text!r}"
+    # Cut short (the old first-sentence rule gave "The full GRU-D of Che et al", "A `torch").
+    assert text.count("(") == text.count(")") and not re.search(r"\b(al|e\.g|i\.e|vs)\.?$", text), text
+
+
+def test_peer_method_lists_are_those_the_installed_libraries_offer():
+    from torchdiffeq._impl.odeint import SOLVERS
+    from torchsde.settings import METHODS
+
+    from neuralct._catalog import FAMILIES
+    from neuralct.backends.torchdiffeq import available_methods
+    from neuralct.backends.torchsde import TorchSDEMethod
+
+    torchdiffeq, torchsde = FAMILIES["solver"]["torchdiffeq"].methods, FAMILIES["solver"]["torchsde"].methods
+    assert list(torchdiffeq) == available_methods()
+    assert set(torchdiffeq) == set(SOLVERS) - {"scipy_solver"}  # no autograd through SciPy
+    offered = {getattr(METHODS, n) for n in dir(METHODS) if not n.startswith("_")}
+    assert set(torchsde) == offered - {"adjoint_reversible_heun"} == {m.value for m in TorchSDEMethod}
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("euler", "solver name 'euler' is already taken"), ("my solver", "must be letters, digits"), ("a:b", "letters")],
+)
+def test_add_refuses_a_taken_or_malformed_name(name, message, monkeypatch):
+    monkeypatch.setitem(registry._ADDED, "solver", {})
+    with pytest.raises(nct.InvalidInputError, match=message):
+        registry.add("solver", name, Entry("neuralct.solvers:Euler", "Euler again, under another name"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("neuralct.solvers.Euler", "Euler"), "'package.module:attribute'"),
+        ((3, "three"), "must be callable"),
+        (("neuralct.solvers:Euler", "two\nlines"), "one non-empty line"),
+        (("neuralct.solvers:Euler", " "), "one non-empty line"),
+    ],
+)
+def test_entry_checks_its_target_and_description(arguments, message):
+    with pytest.raises(nct.InvalidInputError, match=message):
+        Entry(*arguments)
+
+
+PACKAGES = ["neuralct", "neuralct.data", "neuralct.data.datasets"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_name_of_a_lazy_package_resolves_to_its_module_attribute(package):
+    module = importlib.import_module(package)
+    declared = _type_checking_imports(module)
+    assert set(declared) == set(module.__all__) and set(module.__all__) <= set(dir(module))
+    for name, (source, submodule) in declared.items():
+        expected = (
+            importlib.import_module(f"{source}.{name}") if submodule else getattr(importlib.import_module(source), name)
+        )
+        assert getattr(module, name) is expected, f"{package}.{name}"
+
+
+def _type_checking_imports(module) -> dict[str, tuple[str, bool]]:
+    """Public name -> (absolute module, whether the name is a submodule of it), from the imports
+    under `if TYPE_CHECKING:`."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    found = {}
+    for node in block.body:
+        base = importlib.util.resolve_name("." * node.level + (node.module or ""), module.__name__)
+        found |= {alias.name: (base, node.module is None) for alias in node.names}
+    return found
+
+
+def test_importing_the_package_and_listing_every_name_loads_no_torch():
+    code = (
+        "import sys, neuralct, neuralct.data.datasets as d; from neuralct import registry; "
+        "[registry.names(kind) for kind in registry.kinds()]; d.available(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'torchdiffeq')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_submodule_import_leaves_the_public_name_of_the_same_spelling():
+    # neuralct/solve.py defines nct.solve; importing it (as the models do) must not hide the function.
+    code = "import neuralct as nct, neuralct.models, types; print(isinstance(nct.solve, types.FunctionType))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"

@@ -1,11 +1,28 @@
 """Data for irregularly sampled time series: the padded batch, controls, transforms, datasets."""
 
-from . import datasets
-from .arrays import from_arrays
-from .controls import ControlPath, control_path
-from .files import DataFileError, SeriesFile, label_order, read_series_file, save_npz, write_series_file
-from .series import IrregularBatch, Series, collate, pad_times
-from .transforms import Normalize, drop_observations, jitter_times, merge_close_times
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_package
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imported on first use
+    from . import datasets
+    from .arrays import from_arrays
+    from .controls import ControlPath, control_path
+    from .files import DataFileError, SeriesFile, label_order, read_series_file, save_npz, write_series_file
+    from .series import IrregularBatch, Series, collate, pad_times
+    from .transforms import Normalize, drop_observations, jitter_times, merge_close_times
+
+lazy_package(
+    __name__,
+    {
+        ".arrays": ("from_arrays",),
+        ".controls": ("ControlPath", "control_path"),
+        ".files": ("DataFileError", "SeriesFile", "label_order", "read_series_file", "save_npz", "write_series_file"),
+        ".series": ("IrregularBatch", "Series", "collate", "pad_times"),
+        ".transforms": ("Normalize", "drop_observations", "jitter_times", "merge_close_times"),
+    },
+    submodules=("datasets",),
+)
 
 __all__ = [
     "ControlPath",
