@@ -3,15 +3,27 @@ and merged close times."""
 
 from __future__ import annotations
 
+import json
+import re
+import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neuralct.data import IrregularBatch, Series, collate, control_path, merge_close_times
-from neuralct.data.transforms import Normalize, drop_observations, jitter_times
+from neuralct.data.transforms import (
+    NORMALIZATIONS,
+    NearZeroWarning,
+    Normalize,
+    drop_observations,
+    jitter_times,
+    near_zero_fraction,
+    parse_normalization,
+)
 from neuralct.errors import InvalidInputError
 
 
@@ -60,12 +72,52 @@ def test_dropping_whole_time_points_removes_rows_not_single_values() -> None:
 def test_dropping_only_removes_and_never_empties_a_sample_or_a_channel(seed, rate, per_channel, observed) -> None:
     batch = _random_batch(seed, observed=observed)
     dropped = drop_observations(batch, rate, per_channel=per_channel, generator=_generator(seed))
-    assert not bool((dropped.mask & ~batch.mask).any())  # nothing invented
-    assert torch.equal(dropped.values, batch.values * dropped.mask)  # kept values untouched, dropped ones 0
-    assert bool(dropped.mask.flatten(1).any(dim=1).all())  # no sample empty
-    if per_channel:
-        assert torch.equal(dropped.mask.any(dim=1), batch.mask.any(dim=1))  # no channel of a sample lost
-    assert torch.equal(dropped.times, batch.times) and torch.equal(dropped.lengths, batch.lengths)
+    assert rate == 0 or bool(dropped.observed[dropped.valid].all())  # no empty position left
+    for b in range(batch.batch_size):
+        n, m = int(batch.lengths[b]), int(dropped.lengths[b])
+        # Each kept position is an original one (found by its time), with a subset of its values.
+        where = torch.searchsorted(batch.times[b, :n], dropped.times[b, :m])
+        assert torch.equal(batch.times[b, where], dropped.times[b, :m])
+        assert not bool((dropped.mask[b, :m] & ~batch.mask[b, where]).any())  # nothing invented
+        assert torch.equal(dropped.values[b, :m], batch.values[b, where] * dropped.mask[b, :m])
+        if per_channel:
+            assert torch.equal(dropped.mask[b].any(dim=0), batch.mask[b].any(dim=0))  # no channel of a sample lost
+
+
+def test_dropping_removes_the_positions_it_empties_and_keeps_the_times_of_the_rest() -> None:
+    """Compaction measured on a univariate batch: at rate 0.5 a 20-point series keeps exactly
+    its 10 observed positions, at their own times."""
+    batch = IrregularBatch.from_padded(torch.linspace(0, 1.9, 20, dtype=torch.float64), torch.randn(4, 20, 1))
+    dropped = drop_observations(batch, 0.5, generator=_generator(3))
+    assert dropped.lengths.tolist() == [10] * 4 and dropped.max_length == 10
+    assert bool(dropped.mask.all())
+    for b in range(4):
+        kept = torch.isin(batch.times[b], dropped.times[b])
+        assert int(kept.sum()) == 10 and torch.equal(dropped.values[b], batch.values[b, kept])
+
+
+def test_dropping_keeps_the_positions_of_targets_with_a_time_axis() -> None:
+    batch = IrregularBatch.from_padded(torch.linspace(0, 1, 20), torch.randn(3, 20, 1), targets=torch.randn(3, 20, 2))
+    dropped = drop_observations(batch, 0.5, generator=_generator(4))
+    assert dropped.lengths.tolist() == [20] * 3 and torch.equal(dropped.targets, batch.targets)
+    assert dropped.mask.sum(dim=1).flatten().tolist() == [10] * 3
+
+
+def test_compaction_shifts_observed_positions_left_and_trims_the_padding() -> None:
+    nan = float("nan")
+    batch = collate(
+        [
+            Series(torch.tensor([0.0, 1.0, 2.0, 3.0]), torch.tensor([[nan, nan], [1.0, nan], [nan, nan], [nan, 2.0]])),
+            Series(torch.tensor([0.5, 0.7]), torch.tensor([[3.0, 4.0], [nan, nan]])),
+        ]
+    )
+    batch = replace(batch, targets=torch.tensor([0, 1]))
+    compact = batch.compact()
+    assert compact.lengths.tolist() == [2, 1] and compact.max_length == 2
+    assert compact.times[0].tolist() == [1.0, 3.0] and compact.times[1, 0].item() == 0.5
+    assert compact.values.tolist() == [[[1.0, 0.0], [0.0, 2.0]], [[3.0, 4.0], [0.0, 0.0]]]
+    assert compact.mask[1, 1].any().item() is False and compact.targets.tolist() == [0, 1]
+    assert compact.compact() is compact  # nothing left to remove
 
 
 def test_dropping_is_reproducible_under_a_seeded_generator() -> None:
@@ -158,6 +210,111 @@ def test_normalize_rejects_a_batch_with_other_channels() -> None:
     normalize = Normalize(mean=torch.zeros(2), std=torch.ones(2))
     with pytest.raises(InvalidInputError, match="must have the 2 channels this Normalize was fitted on; got 3"):
         normalize(_random_batch(0).to(dtype=torch.float32))
+
+
+def _six_decades(size: int = 60, length: int = 30) -> IrregularBatch:
+    """Zero-mean noisy series whose scales run log-uniformly from 10^0 to 10^6 (one per sample)."""
+    g = _generator(11)
+    scales = 10.0 ** torch.linspace(0, 6, size, dtype=torch.float64)
+    values = torch.randn(size, length, 1, generator=g, dtype=torch.float64) * scales[:, None, None]
+    mask = torch.rand(size, length, 1, generator=g) < 0.8
+    mask[:, 0] = True
+    return IrregularBatch.from_padded(torch.linspace(0, 1, length, dtype=torch.float64), values, mask=mask)
+
+
+def test_a_global_scale_over_six_decades_warns_and_asinh_or_series_scaling_does_not() -> None:
+    batch = _six_decades()
+    with pytest.warns(NearZeroWarning, match=r"leaves \d+% of channel 0's .* Try 'asinh' .* or 'series'"):
+        standard = Normalize.fit(batch)
+    assert 0.5 < near_zero_fraction(standard(batch)) < 0.9  # measured 0.66: two thirds of the series sit at ~0
+    for spec in ("asinh", "series", "asinh+series"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NearZeroWarning)
+            normalize = Normalize.from_spec(spec, batch)
+        assert 0.0 < near_zero_fraction(normalize(batch)) < 0.1, spec  # a unit normal has 0.04
+
+
+def test_robust_scale_is_numpys_median_and_interquartile_range_of_the_observed_values(float64) -> None:
+    batch = _random_batch(12, size=30, length=20, observed=0.5)
+    fitted = Normalize.fit(batch, "robust")
+    for c in range(batch.channels):
+        observed = batch.values[..., c][batch.mask[..., c]].numpy()
+        q1, median, q3 = np.percentile(observed, [25, 50, 75])
+        assert fitted.mean[c].item() == pytest.approx(median, rel=1e-12)
+        assert fitted.std[c].item() == pytest.approx((q3 - q1) / 1.3489795, rel=1e-7)
+
+
+def test_robust_scale_of_a_normal_channel_is_close_to_its_standard_deviation_and_ignores_outliers(float64) -> None:
+    values = torch.randn(1, 20000, 1, generator=_generator(13)) * 3 + 5
+    values[0, :20] = 1e6  # 0.1% of huge outliers
+    batch = IrregularBatch.from_padded(torch.linspace(0, 1, 20000), values)
+    robust = Normalize.fit(batch, "robust")
+    assert abs(robust.std.item() - 3) < 0.1 and abs(robust.mean.item() - 5) < 0.1
+    with pytest.warns(NearZeroWarning, match="leaves 100% of channel 0's"):
+        standard = Normalize.fit(batch)
+    assert standard.std.item() > 1e4  # the outliers own the standard scale
+
+
+def test_series_scaling_gives_every_series_zero_mean_and_unit_std_over_its_observed_values(float64) -> None:
+    batch = _random_batch(14, size=20, length=16, observed=0.6)
+    batch = replace(batch, values=batch.values * torch.logspace(0, 5, 20)[:, None, None])
+    unit = Normalize.fit(batch, "series")(batch)
+    for b in range(batch.batch_size):
+        for c in range(batch.channels):
+            observed = unit.values[b, :, c][unit.mask[b, :, c]]
+            if observed.numel() > 1 and batch.values[b, :, c][batch.mask[b, :, c]].unique().numel() > 1:
+                assert abs(observed.mean().item()) < 1e-12 and abs(observed.std(correction=0).item() - 1) < 1e-12
+            else:  # one observation (or a constant): centred, scale 1
+                assert bool((observed == 0).all())
+
+
+def test_asinh_maps_sinh_of_round_numbers_back_to_them_before_the_scale(float64) -> None:
+    values = torch.sinh(torch.tensor([[[-3.0], [0.0], [1.0], [2.0], [7.0]]]))
+    batch = IrregularBatch.from_padded(torch.linspace(0, 1, 5), values)
+    raw = Normalize(scale="none", transform="asinh")(batch)
+    torch.testing.assert_close(raw.values.flatten(), torch.tensor([-3.0, 0.0, 1.0, 2.0, 7.0]), rtol=0, atol=1e-12)
+    standard = Normalize.from_spec("asinh", batch)
+    assert standard.mean.item() == pytest.approx(1.4) and standard.std.item() == pytest.approx(10.64**0.5)
+
+
+@pytest.mark.parametrize("spec", NORMALIZATIONS)
+def test_every_spec_survives_a_json_round_trip_with_identical_outputs(spec: str) -> None:
+    train, test = _random_batch(15).to(dtype=torch.float32), _random_batch(16).to(dtype=torch.float32)
+    normalize = Normalize.from_spec(spec, train)
+    again = Normalize.from_dict(json.loads(json.dumps(normalize.to_dict())))
+    assert torch.equal(again(test).values, normalize(test).values)
+    assert again.to_dict() == normalize.to_dict()
+
+
+def test_the_default_spec_and_fit_are_the_plain_mean_and_std() -> None:
+    assert parse_normalization("standard") == ("standard", None)
+    assert parse_normalization("asinh") == ("standard", "asinh")
+    assert parse_normalization("asinh+robust") == ("robust", "asinh")
+    assert parse_normalization("none") == ("none", None)
+    train = _random_batch(17)
+    assert torch.equal(Normalize.from_spec("standard", train)(train).values, Normalize.fit(train)(train).values)
+
+
+@pytest.mark.parametrize("spec", ["log", "Standard", "robust+asinh", "", None])
+def test_a_bad_normalization_spec_names_every_valid_one(spec) -> None:
+    valid = "standard, robust, series, none, asinh, asinh\\+robust, asinh\\+series"
+    with pytest.raises(InvalidInputError, match=f"normalization must be one of {valid}; got {re.escape(repr(spec))}$"):
+        parse_normalization(spec)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"scale": "robust", "transform": None, "mean": [0.0]}, "must be a dict with the keys mean, scale, std"),
+        ({"scale": "standard", "transform": None, "mean": ["a"], "std": [1.0]}, r"`data\['mean'\]` must be a list"),
+        ({"scale": "series", "transform": None, "mean": [0.0], "std": [1.0]}, "must be None for scale 'series'"),
+        ({"scale": "minmax", "transform": None, "mean": None, "std": None}, "`scale` must be one of standard"),
+        ({"scale": "none", "transform": "log", "mean": None, "std": None}, "`transform` must be None or 'asinh'"),
+    ],
+)
+def test_a_stored_normalization_that_is_not_one_is_refused(data, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        Normalize.from_dict(data)
 
 
 def test_merging_averages_each_channel_over_a_cluster_at_its_last_time() -> None:

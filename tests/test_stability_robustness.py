@@ -96,8 +96,13 @@ def test_drop_observations_removes_that_fraction_and_leaves_no_sample_empty():
     dropped = DropObservations(0.4).apply(batch, seeded())
     kept = int(dropped.mask.sum()) / int(batch.mask.sum())
     assert kept == pytest.approx(0.6, abs=0.02)
-    assert bool((dropped.mask <= batch.mask).all()) and bool(dropped.mask.flatten(1).any(dim=1).all())
-    assert torch.equal(dropped.values[dropped.mask], batch.values[dropped.mask])
+    assert bool(dropped.mask.flatten(1).any(dim=1).all()) and bool(dropped.observed[dropped.valid].all())
+    for b in range(batch.batch_size):  # emptied positions go; the rest keep their times and a subset of values
+        m = int(dropped.lengths[b])
+        where = torch.searchsorted(batch.times[b].contiguous(), dropped.times[b, :m].contiguous())
+        kept = dropped.mask[b, :m]
+        assert bool((kept <= batch.mask[b, where]).all())
+        assert torch.equal(dropped.values[b, :m][kept], batch.values[b, where][kept])
 
 
 def test_drop_observations_never_empties_a_sample_with_one_observation():

@@ -211,6 +211,35 @@ class IrregularBatch:
             static=None if self.static is None else self.static[rows],
         )
 
+    def compact(self) -> IrregularBatch:
+        """The batch without its empty positions: truly irregular series.
+
+        Every real position where no channel is observed is removed, per sample; the positions
+        kept move left in order with their times unchanged, `lengths` `[B]` become the counts
+        kept, and the padding is trimmed to the new longest sample (and its times rebuilt).
+        Targets and static features are per sample and stay as they are. A batch without
+        empty positions is returned as it is.
+
+        Returns:
+            The batch, T = the largest number of observed positions of a sample.
+        """
+        kept = self.observed  # padding is never observed, so it is dropped and rebuilt
+        if bool((kept == self.valid).all()):
+            return self
+        # A stable sort of "is empty" puts each row's kept positions first, in their order.
+        order = (~kept).to(torch.uint8).argsort(dim=1, stable=True)
+        lengths = kept.sum(dim=1)
+        order = order[:, : int(lengths.max())]
+        channels = order.unsqueeze(-1).expand(-1, -1, self.channels)
+        return IrregularBatch.from_padded(
+            self.times.gather(1, order),
+            self.values.gather(1, channels),
+            self.mask.gather(1, channels),
+            lengths,
+            targets=self.targets,
+            static=self.static,
+        )
+
 
 def collate(series: list[Series], *, targets_required: bool = False) -> IrregularBatch:
     """Pad a list of series into an [`IrregularBatch`][neuralct.data.IrregularBatch].

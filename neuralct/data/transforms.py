@@ -1,5 +1,5 @@
 """Transforms of an [`IrregularBatch`][neuralct.data.IrregularBatch]: dropped observations, time jitter,
-normalisation, merged close times.
+normalisation (merged close times are in `neuralct.data.merging`).
 
 Each returns a new batch and leaves its input alone; randomness comes only from the
 `torch.Generator` passed in, so a seeded generator gives the same result on every run.
@@ -20,14 +20,15 @@ unit = normalize(shaken)
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
-from typing import overload
 
 import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from .series import IrregularBatch, Series, _describe, check_every_channel_observed, pad_times
+from .series import IrregularBatch, _describe, check_every_channel_observed, pad_times
+from .statistics import near_zero_shares, observed_mean_std, observed_median_iqr
 
 
 def drop_observations(
@@ -43,9 +44,15 @@ def drop_observations(
     observed, as in the reference code, which takes $\\lfloor r\\,n_b \\rfloor$ of equal-length series).
     The cap $n - 1$ means that **a channel (or a sample) that had an observation keeps at least
     one**: no sample ends empty and no channel disappears; it only binds for short columns
-    ($n \\le 1 / (2 (1 - r))$; a single observation is never dropped). Times, lengths, targets
-    and static features are unchanged; dropped entries become unobserved (mask `False`, value
-    0), and a position may be left with no observation.
+    ($n \\le 1 / (2 (1 - r))$; a single observation is never dropped).
+
+    Every position with no observed channel (emptied, or empty before) is then removed
+    ([`compact`][neuralct.data.IrregularBatch.compact]): the series become truly irregular, with
+    shorter `lengths` and the times of the positions kept, rather than stepped over by models
+    (with `per_channel=False` every dropped time point goes). The exception is a batch whose
+    targets have a time axis (`[B, T, ...]`, one target per position, as the oscillators'):
+    its positions stay, emptied, so that each keeps its target. Targets and static features
+    are unchanged; at `rate` 0 the batch is returned as it is.
 
     Reference: Kidger, Morrill, Foster and Lyons, "Neural controlled differential equations
     for irregular time series", NeurIPS 2020.
@@ -57,7 +64,7 @@ def drop_observations(
         generator: the CPU random source; `None` uses torch's global one.
 
     Returns:
-        The batch with a subset of its observations: the new mask is `mask & kept`.
+        The batch with a subset of its observations, its empty positions removed.
 
     Raises:
         InvalidInputError: `rate` outside `[0, 1)` or a non-IrregularBatch.
@@ -77,7 +84,14 @@ def drop_observations(
     # The nearest whole number to rate * n, but at most n - 1: every column keeps an observation.
     drop = torch.minimum(torch.round(rate * count.to(torch.float64)).long(), (count - 1).clamp_min(0))
     kept = batch.mask & ~(observed & (rank < drop))
-    return replace(batch, values=batch.values.masked_fill(~kept, 0.0), mask=kept)
+    return _without_empty_positions(replace(batch, values=batch.values.masked_fill(~kept, 0.0), mask=kept))
+
+
+def _without_empty_positions(batch: IrregularBatch) -> IrregularBatch:
+    """`batch.compact()`, unless its targets `[B, T, ...]` follow its positions (each keeps its target)."""
+    targets = batch.targets
+    per_position = targets is not None and targets.ndim >= 2 and targets.shape[1] == batch.max_length
+    return batch if per_position else batch.compact()
 
 
 def jitter_times(batch: IrregularBatch, scale: float, *, generator: torch.Generator | None = None) -> IrregularBatch:
@@ -117,113 +131,67 @@ def jitter_times(batch: IrregularBatch, scale: float, *, generator: torch.Genera
     return replace(batch, times=pad_times(moved, batch.lengths))
 
 
-@overload
-def merge_close_times(data: IrregularBatch, min_gap: float) -> IrregularBatch: ...
-@overload
-def merge_close_times(data: Series, min_gap: float) -> Series: ...
-def merge_close_times(data: IrregularBatch | Series, min_gap: float) -> IrregularBatch | Series:
-    """Merge observations less than `min_gap` apart in time into one, averaging each channel.
+NORMALIZATIONS = ("standard", "robust", "series", "none", "asinh", "asinh+robust", "asinh+series")
+"""The normalisation specs of config files and flags: a scale, optionally after `asinh` (`"asinh"`
+alone is `asinh` then `"standard"`); see [`Normalize`][neuralct.data.transforms.Normalize]."""
 
-    Neighbouring real times closer than `min_gap` join one cluster (in chains: $t_k$ joins
-    $t_{k-1}$'s cluster when $t_k - t_{k-1} <$ `min_gap`, so evenly spaced times closer than
-    `min_gap` all merge). A cluster becomes one observation at its **last** time, where all of
-    it is known (so a causal model stays causal), with each channel the mean of the values
-    observed in the cluster and observed if any of them is (masks OR'ed). Exact duplicates
-    (a `Series` may repeat a time) always merge. Use it on gaps far shorter than their
-    neighbours, which make the `"hermite"` control overshoot, and which the default
-    `"limited_hermite"` control cannot limit between a series' first two observations (see
-    [`CubicPath.limited_hermite`][neuralct.CubicPath.limited_hermite]).
-
-    Args:
-        data: an `IrregularBatch` (each sample merged on its own, padding untouched) or one
-            `Series` with non-decreasing times.
-        min_gap: the shortest gap kept, > 0, in the unit of the times.
-
-    Returns:
-        The same kind of object with the merged observations: a batch's `lengths` and padding
-        shrink to the clusters; `targets` and `static` are kept.
-
-    Raises:
-        InvalidInputError: `min_gap` not a positive finite number, `data` neither a batch nor a
-            `Series`, or a `Series` whose times decrease or do not match its values.
-    """
-    if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or not 0 < min_gap < float("inf"):
-        raise InvalidInputError(f"`min_gap` must be a positive finite number; got {min_gap!r}")
-    if isinstance(data, IrregularBatch):
-        times, values, mask, lengths = _merge(data.times, data.values, data.mask, data.valid, min_gap)
-        return IrregularBatch.from_padded(times, values, mask, lengths, targets=data.targets, static=data.static)
-    if not isinstance(data, Series):
-        raise InvalidInputError(f"`data` must be an IrregularBatch or a Series; got {type(data).__name__}")
-    mask = _series_mask(data)
-    valid = torch.ones_like(mask[None, :, 0])
-    times, values, mask, _ = _merge(data.times[None], data.values[None], mask[None], valid, min_gap)
-    values = values[0].masked_fill(~mask[0], float("nan"))
-    return Series(times[0], values, mask[0], target=data.target, static=data.static)
+_SCALES = ("standard", "robust", "series", "none")
+_TRANSFORMS = (None, "asinh")
+NEAR_ZERO = 0.05
+"""A normalised value with `0 < |x|` below this counts as near zero."""
+NEAR_ZERO_SHARE = 0.5
+"""`Normalize.fit` warns when a channel has more than this share of near-zero values."""
 
 
-def _merge(times: Tensor, values: Tensor, mask: Tensor, valid: Tensor, min_gap: float) -> tuple[Tensor, ...]:
-    """Merged `times` `[B, N]`, `values` `[B, N, C]` (0 where unobserved), `mask` and `lengths` `[B]`
-    from `times` `[B, T]`, `values` and `mask` `[B, T, C]` and `valid` `[B, T]` (a prefix of each row)."""
-    starts = torch.ones_like(valid)
-    starts[:, 1:] = times.diff(dim=1) >= min_gap
-    cluster = starts.cumsum(dim=1) - 1  # the merged position of each real position
-    lengths = cluster.masked_fill(~valid, -1).amax(dim=1) + 1
-    width = int(lengths.max())
-    slot = cluster.masked_fill(~valid, width)  # padding goes to a spare slot, dropped below
-    observed = mask & valid.unsqueeze(-1)
-    index = slot.unsqueeze(-1).expand_as(values)
-    empty = values.new_zeros(values.shape[0], width + 1, values.shape[2])
-    total = empty.scatter_add(1, index, torch.where(observed, values, torch.zeros_like(values)))
-    count = empty.scatter_add(1, index, observed.to(values.dtype))[:, :width]
-    last = times.new_zeros(times.shape[0], width + 1).scatter_reduce(1, slot, times, "amax", include_self=False)
-    merged = count > 0
-    mean = torch.where(merged, total[:, :width] / count.clamp_min(1), torch.zeros_like(count))
-    return last[:, :width], mean, merged, lengths
-
-
-def _series_mask(series: Series) -> Tensor:
-    """`[T, C]` the observed entries of a `Series`, after checking its shapes and times."""
-    times, values = series.times, series.values
-    if not isinstance(values, Tensor) or values.ndim != 2 or not values.is_floating_point():
-        raise InvalidInputError(f"`data.values` must be a floating tensor [T, C]; got {_describe(values)}")
-    if not isinstance(times, Tensor) or times.shape != values.shape[:1] or not times.is_floating_point():
-        raise InvalidInputError(f"`data.times` must be a floating tensor [{values.shape[0]}]; got {_describe(times)}")
-    if bool((times.diff() < 0).any()):
-        k = int((times.diff() < 0).nonzero()[0])
-        raise InvalidInputError(
-            f"`data.times` must not decrease; times[{k + 1}] = {float(times[k + 1]):.6g} after {float(times[k]):.6g}"
-        )
-    if series.mask is None:
-        return ~values.isnan()
-    if not isinstance(series.mask, Tensor) or series.mask.shape != values.shape:
-        raise InvalidInputError(f"`data.mask` must have the shape of its values {tuple(values.shape)}")
-    return series.mask.bool()
+class NearZeroWarning(UserWarning):
+    """Most of a channel's normalised training values sit near zero: a few large series set its scale."""
 
 
 @dataclass(frozen=True)
 class Normalize:
-    """Per-channel standardisation with statistics of observed values only, fitted on a training split.
+    """Per-channel normalisation from statistics of observed values only, fitted on a training split.
 
-    `Normalize.fit(train)` computes each channel's mean $\\mu_c$ and (population) standard
-    deviation $\\sigma_c$ over the entries where `mask` is `True`: padding and missing values
-    never count. Applying it maps observed values to $(x - \\mu_c) / \\sigma_c$ and leaves
-    unobserved values at 0. Fit on the training split and apply the same instance to the
-    validation and test splits, so that no test statistic leaks into training.
+    An optional `transform` first maps every observed value $x$ to $\\operatorname{asinh}(x)$,
+    a signed log ($\\approx \\operatorname{sign}(x) \\ln 2|x|$ for large $|x|$, $\\approx x$ near 0)
+    for series whose scales span orders of magnitude. Then `scale` maps it to $(x - m) / s$:
+
+    - `"standard"` (default): $m$, $s$ the channel's mean and population standard deviation;
+    - `"robust"`: $m$ the median, $s$ the interquartile range / 1.349 (a normal channel gets
+      about its standard deviation), unmoved by a few huge values;
+    - `"series"`: each series by its own per-channel mean and standard deviation, computed when
+      applied (nothing is fitted, so a test series is scaled by its own values only);
+    - `"none"`: no scaling.
+
+    Statistics count only entries where `mask` is `True` (padding and missing values never do);
+    a channel without spread (constant, a single observation) gets $s = 1$ and is only centred.
+    Unobserved values stay 0. Fit on the training split and apply the same instance to the
+    validation and test splits, so that no test statistic leaks into training; `to_dict` and
+    `from_dict` store it with a run.
 
     Args:
-        mean: `[C]` channel means.
-        std: `[C]` channel standard deviations, finite and positive (a constant channel is
-            fitted with std 1, so it is only centred).
+        mean: `[C]` channel centres $m$ (the mean, or the median for `"robust"`); `None` for
+            `"series"` and `"none"`, which fit nothing.
+        std: `[C]` channel scales $s$, finite and positive; `None` likewise.
+        scale: `"standard"`, `"robust"`, `"series"` or `"none"`.
+        transform: `None` or `"asinh"`.
 
     Raises:
-        InvalidInputError: `mean` and `std` not 1-D tensors of the same length, non-finite
-            entries, or a non-positive std.
+        InvalidInputError: an unknown `scale` or `transform`; for a fitted scale, `mean` and
+            `std` not 1-D tensors of the same length, non-finite entries or a non-positive std;
+            statistics given to a scale that fits none.
     """
 
-    mean: Tensor
-    std: Tensor
+    mean: Tensor | None = None
+    std: Tensor | None = None
+    scale: str = "standard"
+    transform: str | None = None
 
     def __post_init__(self) -> None:
+        _check_method(self.scale, self.transform)
+        if self.scale in ("series", "none"):
+            if self.mean is not None or self.std is not None:
+                raise InvalidInputError(f"`mean` and `std` must be None for scale {self.scale!r}, which fits nothing")
+            return
         for name in ("mean", "std"):
             value = getattr(self, name)
             if not isinstance(value, Tensor) or value.ndim != 1 or not value.is_floating_point():
@@ -238,37 +206,142 @@ class Normalize:
             raise InvalidInputError(f"`std` must be positive; got {self.std.tolist()}")
 
     @classmethod
-    def fit(cls, batch: IrregularBatch) -> Normalize:
-        """The statistics of `batch`'s observed values, per channel (in float64, stored in its dtype).
+    def fit(cls, batch: IrregularBatch, scale: str = "standard", transform: str | None = None) -> Normalize:
+        """Fit to `batch`'s observed values, per channel (in float64, stored in the batch's dtype).
+
+        Warns with `NearZeroWarning` when, applied to `batch` itself, it leaves more than
+        `NEAR_ZERO_SHARE` (half) of some channel's observed values with $0 < |x| <$ `NEAR_ZERO`
+        (0.05; see [`near_zero_fraction`][neuralct.data.transforms.near_zero_fraction]): the sign
+        that a few series of a much larger scale set the channel's scale and flatten the others
+        (try `"asinh"` or `"series"`). `"none"` is not checked.
 
         Raises:
-            InvalidInputError: a channel observed in no sample (it has no statistics).
+            InvalidInputError: an unknown `scale` or `transform`; for `"standard"` and `"robust"`,
+                a channel observed in no sample (it has no statistics).
         """
         _check_batch(batch)
-        check_every_channel_observed(batch, "the batch the statistics are fitted on")
-        mask = batch.mask.to(torch.float64)
-        values = batch.values.to(torch.float64)
-        count = mask.sum(dim=(0, 1))
-        mean = values.sum(dim=(0, 1)) / count
-        var = (((values - mean) * mask) ** 2).sum(dim=(0, 1)) / count
-        std = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
-        return cls(mean=mean.to(batch.values.dtype), std=std.to(batch.values.dtype))
+        _check_method(scale, transform)
+        if scale in ("series", "none"):
+            fitted = cls(scale=scale, transform=transform)
+        else:
+            check_every_channel_observed(batch, "the batch the statistics are fitted on")
+            values = _transformed(batch.values.to(torch.float64), transform)
+            if scale == "standard":
+                mean, std = (s.flatten() for s in observed_mean_std(values, batch.mask, dims=(0, 1)))
+            else:
+                mean, std = observed_median_iqr(values, batch.mask)
+            fitted = cls(mean.to(batch.values.dtype), std.to(batch.values.dtype), scale, transform)
+        if scale != "none":
+            _warn_if_near_zero(fitted.apply(batch), spec=f"{transform}+{scale}" if transform else scale)
+        return fitted
+
+    @classmethod
+    def from_spec(cls, spec: str, batch: IrregularBatch) -> Normalize:
+        """Fit the normalisation named by `spec` (one of `NORMALIZATIONS`) to `batch`."""
+        return cls.fit(batch, *parse_normalization(spec))
 
     def apply(self, batch: IrregularBatch) -> IrregularBatch:
-        """`batch` with observed values standardised and unobserved ones left at 0."""
+        """`batch` `[B, T, C]` with observed values normalised and unobserved ones left at 0."""
         _check_batch(batch)
-        if batch.channels != self.mean.shape[0]:
+        if self.mean is not None and batch.channels != self.mean.shape[0]:
             raise InvalidInputError(
                 f"`batch` must have the {self.mean.shape[0]} channels this Normalize was fitted on; "
                 f"got {batch.channels}"
             )
-        mean, std = self.mean.to(batch.values), self.std.to(batch.values)
-        scaled = ((batch.values - mean) / std).masked_fill(~batch.mask, 0.0)
+        values = _transformed(batch.values, self.transform)
+        if self.scale == "series":
+            mean, std = (s.to(values) for s in observed_mean_std(values.to(torch.float64), batch.mask, dims=(1,)))
+        elif self.scale == "none":
+            mean, std = values.new_zeros(()), values.new_ones(())
+        else:
+            mean, std = self.mean.to(values), self.std.to(values)
+        scaled = ((values - mean) / std).masked_fill(~batch.mask, 0.0)
         return replace(batch, values=scaled)
 
     def __call__(self, batch: IrregularBatch) -> IrregularBatch:
         """Same as [`apply`][neuralct.data.transforms.Normalize.apply]."""
         return self.apply(batch)
+
+    def to_dict(self) -> dict[str, object]:
+        """The method and its statistics as plain strings, lists of floats and `None`, for JSON."""
+        mean, std = (None if value is None else value.tolist() for value in (self.mean, self.std))
+        return {"scale": self.scale, "transform": self.transform, "mean": mean, "std": std}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Normalize:
+        """The `Normalize` that `to_dict` described (statistics in float64; applying casts them
+        to the batch's dtype, so a round trip gives identical outputs).
+
+        Raises:
+            InvalidInputError: not a dict with exactly the keys of `to_dict`, or statistics that
+                are not lists of numbers.
+        """
+        keys = ("mean", "scale", "std", "transform")
+        if not isinstance(data, dict) or sorted(data) != list(keys):
+            got = sorted(data) if isinstance(data, dict) else type(data).__name__
+            raise InvalidInputError(f"`data` must be a dict with the keys {', '.join(keys)} (from to_dict); got {got}")
+        stats = {name: _floats(name, data[name]) for name in ("mean", "std")}
+        return cls(**stats, scale=data["scale"], transform=data["transform"])
+
+
+def parse_normalization(spec: str) -> tuple[str, str | None]:
+    """`(scale, transform)` of a spec of `NORMALIZATIONS`: `"asinh+robust"` -> `("robust", "asinh")`,
+    `"asinh"` -> `("standard", "asinh")`, `"series"` -> `("series", None)`.
+
+    Raises:
+        InvalidInputError: `spec` not one of `NORMALIZATIONS` (the message lists them).
+    """
+    if not isinstance(spec, str) or spec not in NORMALIZATIONS:
+        raise InvalidInputError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; got {spec!r}")
+    if spec == "asinh":
+        return "standard", "asinh"
+    transform, _, scale = spec.rpartition("+")
+    return scale, transform or None
+
+
+def near_zero_fraction(batch: IrregularBatch) -> float:
+    """The largest share, over the channels of a normalised `batch` `[B, T, C]`, of observed values
+    with $0 < |x| <$ `NEAR_ZERO` (0.05); a standard normal channel has 0.04.
+
+    Values exactly 0 are not counted (they are values at the centre, such as a constant
+    channel's, which no scale would move); they still count in the denominator.
+    """
+    _check_batch(batch)
+    return float(near_zero_shares(batch.values, batch.mask, NEAR_ZERO).max())
+
+
+def _warn_if_near_zero(normalised: IrregularBatch, spec: str) -> None:
+    shares = near_zero_shares(normalised.values, normalised.mask, NEAR_ZERO)
+    channel = int(shares.argmax())
+    if float(shares[channel]) > NEAR_ZERO_SHARE:
+        warnings.warn(
+            f"normalization {spec!r} leaves {float(shares[channel]):.0%} of channel {channel}'s observed "
+            f"training values within {NEAR_ZERO} of 0: a few series of a far larger scale set its scale. "
+            "Try 'asinh' (a signed log) or 'series' (each series by its own statistics).",
+            NearZeroWarning,
+            stacklevel=3,
+        )
+
+
+def _check_method(scale: object, transform: object) -> None:
+    if scale not in _SCALES:
+        raise InvalidInputError(f"`scale` must be one of {', '.join(_SCALES)}; got {scale!r}")
+    if transform not in _TRANSFORMS:
+        raise InvalidInputError(f"`transform` must be None or 'asinh'; got {transform!r}")
+
+
+def _transformed(values: Tensor, transform: str | None) -> Tensor:
+    """`values` after `transform`; asinh(0) = 0, so unobserved entries stay 0."""
+    return values.asinh() if transform == "asinh" else values
+
+
+def _floats(name: str, value: object) -> Tensor | None:
+    """A float64 tensor from a list of numbers, or `None`."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise InvalidInputError(f"`data[{name!r}]` must be a list of numbers or None; got {value!r}")
+    return torch.tensor(value, dtype=torch.float64)
 
 
 def _check_batch(batch: object) -> None:

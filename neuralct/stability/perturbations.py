@@ -158,7 +158,7 @@ class DropObservations(AbstractPerturbation):
         return float(self.fraction)
 
     def apply(self, batch: IrregularBatch, generator: torch.Generator) -> IrregularBatch:
-        """`batch` with a subset of its observations: the new mask `[B, T, C]` is `mask & kept`."""
+        """`batch` with a subset of its observations, positions left empty removed (`[B, T', C]`)."""
         _check_batch(batch)
         dropped = drop_observations(batch, float(self.fraction), per_channel=True, generator=generator)
         return dropped

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..data.batching import minibatch_indices
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
 from ..models.base import AbstractSequenceModel, SolveOptions
@@ -104,6 +105,7 @@ def train_epoch(
     workers: Workers | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
     strict: bool = False,
+    by_length: bool = True,
 ) -> EpochResult:
     """One shuffled pass of minibatch training over `data` (see the module docstring for the loss
     and for samples whose solve fails).
@@ -116,6 +118,9 @@ def train_epoch(
             a minibatch in which some process has no sample left is skipped by all of them.
         on_batch: called after each step with the epoch's progress.
         strict: stop at the first failed solve instead of leaving its samples out.
+        by_length: group samples of similar lengths into minibatches, visited in random order
+            (see [`minibatch_indices`][neuralct.data.batching.minibatch_indices]): a short
+            series then does not pay for a long one's padding. `False`: a random permutation.
 
     Raises:
         TrainingDiverged: a minibatch's loss is NaN or infinite (no step is taken with it).
@@ -128,7 +133,7 @@ def train_epoch(
     run = workers.runner(model)
     model.train()
     totals = _Totals(data)
-    batches = _rows(data, batch_size, generator)
+    batches = _rows(data, batch_size, generator, by_length)
     for index, rows in enumerate(batches, start=1):
         mine, share = workers.share(rows)
         scored, failure = _forward(run, model, data.select(mine), options, strict)
@@ -186,12 +191,14 @@ def evaluate(
     return totals.result(workers)
 
 
-def _rows(data: IrregularBatch, size: int, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
-    """The sample indices of each minibatch, shuffled when a `generator` is given."""
+def _rows(
+    data: IrregularBatch, size: int, generator: torch.Generator | None = None, by_length: bool = False
+) -> tuple[Tensor, ...]:
+    """The sample indices of each minibatch, shuffled when a `generator` is given, grouped by
+    length with `by_length` (see `neuralct.data.batching.minibatch_indices`)."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidInputError(f"`size` must be a positive int; got {size!r}")
-    order = torch.arange(data.batch_size) if generator is None else torch.randperm(data.batch_size, generator=generator)
-    return order.split(size)
+    return minibatch_indices(data.lengths, size, generator, by_length=by_length)
 
 
 _Failure = tuple[type[TrainingFailed], str]
