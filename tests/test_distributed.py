@@ -1,8 +1,11 @@
-"""Data-parallel training: 2 CPU processes with gloo against one process with the same global batch."""
+"""Data-parallel training: 2 CPU processes with gloo against one process with the same global batch,
+on one machine and as two single-process "nodes" meeting at a localhost rendezvous, and runs
+resumed on another number of processes."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from neuralct import cli
 from neuralct.errors import InvalidInputError
 from neuralct.train import run as run_module
 from neuralct.train.config import FitConfig
@@ -91,3 +95,78 @@ def test_each_process_takes_its_share_of_a_global_minibatch_with_the_weight_of_i
     assert share.tolist() == [0] and weight == 0.0  # an empty share still takes part, with no weight
     with pytest.raises(InvalidInputError, match="`rank`"):
         Workers(2, 2)
+
+
+def _nodes(port: int, arguments: list[str], folders: tuple[Path, Path]) -> list[subprocess.CompletedProcess]:
+    """Two torchrun "nodes" of one process each, started together in `folders`, meeting at a
+    c10d rendezvous on localhost:`port` (as on two machines, but for the host), each running
+    `python -m neuralct <arguments>`; their exit codes and output."""
+    rendezvous = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=localhost:{port}"]
+    command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, "-m", "neuralct", *arguments]
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    nodes = [subprocess.Popen(command, cwd=folder, **pipes) for folder in folders]
+    try:
+        outputs = [node.communicate(timeout=240) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()  # a node left waiting at the rendezvous when the other failed
+    return [subprocess.CompletedProcess(command, node.returncode, *output) for node, output in zip(nodes, outputs)]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_one_process_nodes_at_a_localhost_rendezvous_write_one_run_folder_like_one_process(tmp_path: Path) -> None:
+    config = CONFIG.replace(model="gru_delta", epochs=2)
+    (tmp_path / "run.json").write_text(json.dumps(config.as_dict()))
+    arguments = ["fit", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "nodes")]
+    nodes = _nodes(_free_port(), arguments, (tmp_path, tmp_path))
+    assert [node.returncode for node in nodes] == [0, 0], [node.stderr[-4000:] for node in nodes]
+    assert sum(node.stdout.count("run folder:") for node in nodes) == 1  # rank 0 alone reports
+    assert "(2 processes)" in "".join(node.stdout for node in nodes)
+    result = run_module.fit(config, tmp_path / "single")
+    _assert_same_metrics(_rows(tmp_path / "nodes"), _rows(tmp_path / "single"))
+    distributed = json.loads((tmp_path / "nodes" / "result.json").read_text())
+    assert distributed["test_loss"] == pytest.approx(result["test_loss"], rel=1e-5)
+
+
+def test_a_node_that_does_not_see_the_run_folder_stops_every_node_at_once_leaving_no_folder(tmp_path: Path) -> None:
+    # The same relative --out from two working folders: each "machine" has its own disk.
+    (tmp_path / "run.json").write_text(json.dumps(CONFIG.replace(model="gru_delta", epochs=2).as_dict()))
+    machines = (tmp_path / "a", tmp_path / "b")
+    for machine in machines:
+        machine.mkdir()
+    nodes = _nodes(_free_port(), ["fit", "--config", str(tmp_path / "run.json"), "--out", "run"], machines)
+    assert [node.returncode for node in nodes] == [1, 1]  # torchrun's code for a process that failed
+    for node in nodes:  # each process's own one-line error (rank 0's as well), before any training
+        error = "neuralct: error: the run folder run must be on a file system that every machine mounts"
+        assert error in node.stderr and "which process 1 on " in node.stderr, node.stderr[-4000:]
+    assert not any((machine / "run").exists() for machine in machines)
+
+
+@pytest.mark.parametrize("before, after", [(2, 1), (1, 2)])
+def test_a_run_resumed_on_another_number_of_processes_ends_as_if_never_stopped(
+    tmp_path: Path, before: int, after: int
+) -> None:
+    config, run_dir = CONFIG.replace(model="gru_delta", epochs=3), tmp_path / "run"
+    (tmp_path / "first.json").write_text(json.dumps(config.replace(epochs=1).as_dict()))
+    starts = (
+        ["fit", "--config", str(tmp_path / "first.json"), "--out", str(run_dir)],
+        ["fit", "--resume", str(run_dir), "--epochs", "3"],
+    )
+    for arguments, nproc in zip(starts, (before, after)):
+        if nproc == 1:  # this process, through the same command line
+            assert cli.main(arguments) == 0
+        else:
+            command = [sys.executable, "-m", "neuralct", *arguments, "--nproc", str(nproc)]
+            finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            assert finished.returncode == 0, finished.stderr[-4000:]
+    result = run_module.fit(config, tmp_path / "single")
+    # The global minibatch and the shuffled order do not depend on the number of processes.
+    _assert_same_metrics(_rows(run_dir), _rows(tmp_path / "single"))
+    assert [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]] == [1, 2, 3]
+    resumed = json.loads((run_dir / "result.json").read_text())
+    assert resumed["test_loss"] == pytest.approx(result["test_loss"], rel=1e-5)

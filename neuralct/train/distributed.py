@@ -11,8 +11,12 @@ floating-point sums. Epoch metrics are summed over the processes; only rank 0 wr
 reports progress.
 
 Processes are started by `torchrun --nproc-per-node N -m neuralct fit ...` or by
-`neuralct fit --nproc N` (which runs torchrun itself); `session()` joins the process group that
-torchrun describes in the environment (gloo on CPU, nccl on CUDA) and leaves it at the end.
+`neuralct fit --nproc N` (which runs torchrun itself) on one machine, and on several by torchrun
+on each with a shared rendezvous (`torchrun --nnodes M --rdzv-backend c10d --rdzv-endpoint
+HOST:PORT ...`); `session()` joins the process group that torchrun describes in the environment
+(gloo on CPU, nccl on CUDA) and leaves it at the end. The global `RANK` decides the main process,
+`LOCAL_RANK` the GPU. Every process reads the run folder, so on several machines it must be on a
+file system they all mount at the same path (`Workers.check_shared` stops them at once otherwise).
 
 ```python
 with session("cpu") as workers:   # one process: Workers(rank=0, world=1), no process group
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -109,6 +115,29 @@ class Workers:
     def from_main(self, value: Any) -> Any:
         """Rank 0's `value`, on every process."""
         return self.gather(value)[0]
+
+    def check_shared(self, path: Path) -> None:
+        """Check that every process reads at `path` the file that rank 0 has just written there
+        (every process must ask). Rank 0 alone writes the run folder, but every process reads
+        from it (the checkpoint it resumes from, the best one it tests), so on several machines
+        the folder must be on a file system that all of them mount at the same path; a machine
+        that does not see it would otherwise train on and fail only at the end.
+
+        Raises:
+            InvalidInputError: on every process, naming the processes and machines that do not
+                see rank 0's file.
+        """
+        if self.world == 1:
+            return
+        seen = self.gather((socket.gethostname(), path.read_bytes() if path.is_file() else None))
+        blind = [f"process {rank} on {host}" for rank, (host, data) in enumerate(seen) if data != seen[0][1]]
+        if blind:
+            raise InvalidInputError(
+                f"the run folder {path.parent} must be on a file system that every machine mounts at the same "
+                f"path (rank 0 on {seen[0][0]} writes it, every process reads it); rank 0 wrote {path}, which "
+                f"{', '.join(blind)} {'does' if len(blind) == 1 else 'do'} not see (give an absolute path on a "
+                "shared file system)"
+            )
 
     @property
     def _collective_device(self) -> torch.device:

@@ -10,6 +10,12 @@
 
 A resumed run can change the `RESUMABLE` keys (`epochs`, to extend it or end it sooner; `patience`;
 `strict`); another key would change the model or its training, and is refused by name.
+
+A run resumes on any number of processes (`neuralct.train.distributed`), whatever number it ran
+on: the number is not part of the configuration, since `batch_size` is the global minibatch and
+the shuffled order is one generator saved in the checkpoint, so the same minibatches come in the
+same order and are dealt out among the processes there are. Every process restores the
+checkpoint, whose random streams are rank 0's; the other ranks seed their noise streams again.
 """
 
 from __future__ import annotations
