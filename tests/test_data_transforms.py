@@ -226,7 +226,7 @@ def test_a_global_scale_over_six_decades_warns_and_asinh_or_series_scaling_does_
     batch = _six_decades()
     with pytest.warns(NearZeroWarning, match=r"leaves \d+% of channel 0's .* Try 'asinh' .* or 'series'"):
         standard = Normalize.fit(batch)
-    assert 0.5 < near_zero_fraction(standard(batch)) < 0.9  # measured 0.66: two thirds of the series sit at ~0
+    assert 0.5 < near_zero_fraction(standard(batch)) < 0.9  # measured 0.645: most series sit at ~0
     for spec in ("asinh", "series", "asinh+series"):
         with warnings.catch_warnings():
             warnings.simplefilter("error", NearZeroWarning)
