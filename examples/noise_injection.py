@@ -36,8 +36,9 @@ from neuralct.stability.perturbations import GaussianNoise, SaltAndPepper
 from neuralct.stability.plots import plot_robustness
 from neuralct.stability.robustness import robustness_curve
 from neuralct.train import FitConfig, fit
+from neuralct.train.build import build_model
 from neuralct.train.checkpoint import load_checkpoint
-from neuralct.train.run import build_model, load_splits
+from neuralct.train.splits import load_splits
 
 SIGMAS = (0.25, 0.5, 1.0, 1.5)
 FRACTIONS = (0.1, 0.2, 0.3)

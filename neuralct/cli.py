@@ -3,12 +3,13 @@ re-scores it (under other numerics if asked), `neuralct list` shows what can be 
 
 ```text
 neuralct fit                                   # the default model on the default dataset
+neuralct fit --data mine.csv --target label    # your own series: a long CSV, a .ts or an .npz file
 neuralct fit --model ltc --solver dopri5 --rtol 1e-4 --missing 0.5 --epochs 20 --seed 1
 neuralct fit --config run.yaml --out runs/ltc  # a YAML (or JSON) config, flags override it
 neuralct fit --nproc 2 --out runs/ddp          # data-parallel on 2 processes (torchrun)
 neuralct fit --resume runs/ltc                 # continue a run that was stopped
 neuralct evaluate runs/ltc --solver rk4        # the trained model under another solver
-neuralct sweep --config grid.json --out runs/grid  # models x solvers x missing rates x seeds
+neuralct sweep --config grid.json --out runs/grid  # a grid over any config keys, averaged over seeds
 neuralct stability runs/ltc                    # Jacobian spectra, stability regions, Lyapunov, robustness
 neuralct list                                  # models, solvers, controllers, datasets
 ```
@@ -19,26 +20,30 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .data.datasets import available
 from .errors import InvalidInputError, NeuralCTError
-from .train.build import evaluate_run
-from .train.config import SCHEDULES, FitConfig
-from .train.distributed import launch, session
-from .train.progress import ProgressBar
-from .train.run import fit
-from .train.sweep import read_sweep, sweep
+
+# Training imports torch (1.3 s): each command imports what it runs, so that `neuralct list` needs none.
+if TYPE_CHECKING:
+    from .train.config import FitConfig
 
 _FLAGS = {  # config field -> (type, help)
     "model": (str, "model name (see `neuralct list`)"),
-    "dataset": (str, "dataset name"),
-    "missing": (float, "fraction of observations dropped, in [0, 1)"),
+    "dataset": (str, "dataset name (see `neuralct list`; default japanese_vowels unless --data is given)"),
+    "data": (str, "your own series: a .ts, long-format .csv or .npz file (see the guide 'Fit your own series')"),
+    "test_data": (str, "the test file that goes with --data (default: its split column, else a seeded 20%%)"),
+    "target": (str, "the target column of a CSV --data file (default: target)"),
+    "task": (str, "classification, regression or forecasting (default: decided by the targets)"),
+    "normalize": (str, "input scaling fitted on the training split: standard, robust, series, asinh, none, ..."),
+    "time_scale": (float, "multiply the times by this (series without times: index * scale)"),
+    "missing": (float, "fraction of observations dropped, in [0, 1) (default 0.3 for a dataset, 0 for --data)"),
     "solver": (str, "solver name (default: the model's own numerics)"),
     "controller": (str, "step-size controller: pid, constant or knots"),
     "rtol": (float, "relative tolerance of the pid controller"),
@@ -48,7 +53,11 @@ _FLAGS = {  # config field -> (type, help)
     "epochs": (int, "training epochs"),
     "batch_size": (int, "minibatch size"),
     "lr": (float, "Adam's initial learning rate"),
-    "schedule": (str, "learning-rate schedule: " + ", ".join(f"{k} ({v})" for k, v in SCHEDULES.items())),
+    "schedule": (
+        str,
+        "learning-rate schedule: cosine (annealed to 0 over the epochs), constant, or plateau (halved after 2 "
+        "epochs without a better validation loss)",
+    ),
     "seed": (int, "random seed"),
     "clip_norm": (float, "clip the global gradient norm to this value"),
     "patience": (int, "stop after this many epochs without a better validation loss"),
@@ -56,15 +65,23 @@ _FLAGS = {  # config field -> (type, help)
     "device": (str, "cpu or cuda"),
     "monitor_jacobian": (bool, "record the largest real Jacobian eigenvalue along the solves after each epoch"),
     "strict": (bool, "stop at the first failed solve (default: leave the failed samples out and count them)"),
+    "gradient": (str, "gradients through the solves: backprop, checkpoint:K, backsolve or backsolve-seminorm"),
+    "dtype": (str, "float32 or float64 for the model and the data"),
+    "compile": (bool, "run each solver step through torch.compile (explicit Runge-Kutta numerics)"),
+    "dt0": (float, "first step of an adaptive solve (default: chosen per sample)"),
+    "interpolation": (str, "control path of a CDE model (ncde, ancde): limited_hermite, hermite, linear, ..."),
+    "workers": (int, "processes that prepare minibatches in the background (default 0: none)"),
+    "bucket": (bool, "group minibatches by series length (default on; --no-bucket for random minibatches)"),
 }
-_EVALUATE_FLAGS = ("solver", "controller", "rtol", "atol", "step", "missing")
+_EVALUATE_FLAGS = ("solver", "controller", "rtol", "atol", "step", "missing", "test_data", "dtype", "compile", "dt0")
+_SWITCHES = {"bucket"}  # on by default: --bucket / --no-bucket
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every command (its `--help` texts are the CLI reference)."""
     main = argparse.ArgumentParser(prog="neuralct", description="Continuous-time sequence models on irregular series.")
     commands = main.add_subparsers(dest="command", required=True)
-    fit_parser = commands.add_parser("fit", help="train a model in a run folder", description=_FIT_HELP)
+    fit_parser = commands.add_parser("fit", help="train a model in a run folder", description=_fit_help())
     fit_parser.add_argument("--config", type=Path, help="a YAML or JSON file of config keys; flags override it")
     fit_parser.add_argument("--out", type=Path, help="the run folder (default: runs/<model>-<time>)")
     fit_parser.add_argument(
@@ -73,28 +90,26 @@ def parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR with its saved config; --epochs, --patience and --strict may change it",
     )
-    for name, (kind, text) in _FLAGS.items():
-        flag = f"--{name.replace('_', '-')}"
-        if kind is bool:
-            fit_parser.add_argument(flag, dest=name, action="store_true", default=None, help=text)
-        else:
-            fit_parser.add_argument(flag, dest=name, type=kind, help=text)
+    for name in _FLAGS:
+        _add_flag(fit_parser, name)
     fit_parser.add_argument("--inner-solver", help=_INNER_HELP)
     fit_parser.add_argument("--nproc", type=int, help=_NPROC_HELP)
+    fit_parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     evaluate_parser = commands.add_parser(
         "evaluate", help="re-score a run's best checkpoint, optionally under other numerics or missing rate"
     )
     evaluate_parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder")
     for name in _EVALUATE_FLAGS:
-        kind, text = _FLAGS[name]
-        evaluate_parser.add_argument(f"--{name}", type=kind, help=text)
+        _add_flag(evaluate_parser, name)
     evaluate_parser.add_argument("--inner-solver", help=_INNER_HELP)
     evaluate_parser.add_argument("--strict", action="store_true", default=None, help=_FLAGS["strict"][1])
+    evaluate_parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     sweep_parser = commands.add_parser("sweep", help="a grid of runs and its summary table and plot")
     sweep_parser.add_argument(
         "--config", type=Path, required=True, help='YAML or JSON: {"base": {...}, "grid": {"model": [...], ...}}'
     )
     sweep_parser.add_argument("--out", type=Path, required=True, help="folder for the run folders and the summary")
+    sweep_parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     stability_parser = commands.add_parser(
         "stability", help="a stability report (figures, numbers, report.md) of a run or of a config's untrained model"
     )
@@ -102,21 +117,40 @@ def parser() -> argparse.ArgumentParser:
     stability_parser.add_argument("--config", type=Path, help="study the untrained model of this YAML or JSON config")
     stability_parser.add_argument("--out", type=Path, help="the report folder (default: RUN_DIR/stability)")
     stability_parser.add_argument("--samples", type=int, default=16, help="test series studied (default 16)")
+    stability_parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     commands.add_parser("list", help="models, solvers, controllers and datasets with one-line descriptions")
     return main
 
 
+def _add_flag(command: argparse.ArgumentParser, name: str) -> None:
+    """The flag of config key `name` (`--test-data` for `test_data`); unset flags stay `None`."""
+    kind, text = _FLAGS[name]
+    flag = f"--{name.replace('_', '-')}"
+    if name in _SWITCHES:
+        command.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+    elif kind is bool:
+        command.add_argument(flag, dest=name, action="store_true", default=None, help=text)
+    else:
+        command.add_argument(flag, dest=name, type=kind, help=text)
+
+
 _INNER_HELP = "the Runge-Kutta method inside --solver method_of_steps (delay models such as tau_gru)"
+_QUIET_HELP = "show no progress (by default a bar redrawn on a terminal, and one line per step)"
 _NPROC_HELP = (
     "train data-parallel on N processes of this machine (runs torchrun; the same as "
     "`torchrun --nproc-per-node N -m neuralct fit ...`); --batch-size stays the global minibatch"
 )
 
-_FIT_HELP = (
-    "Train a model on a dataset with observations dropped at random, writing config.json, metrics.csv, "
-    "metrics.jsonl, last.pt, best.pt, result.json and PNG plots into the run folder. Defaults: "
-    + ", ".join(f"{f.name}={f.default!r}" for f in fields(FitConfig) if f.name in _FLAGS)
-)
+
+def _fit_help() -> str:
+    """The description of `neuralct fit`, with the config's defaults."""
+    from .train.config import FitConfig
+
+    return (
+        "Train a model on a dataset with observations dropped at random, writing config.json, metrics.csv, "
+        "metrics.jsonl, last.pt, best.pt, result.json and PNG plots into the run folder. Defaults: "
+        + ", ".join(f"{f.name}={f.default!r}" for f in fields(FitConfig) if f.name in _FLAGS)
+    )
 
 
 _RUN_FOLDERS = """## Run folders
@@ -135,6 +169,20 @@ may change too; a flag that would change the model or its training (`--hidden`, 
 `--solver`, ...) is refused by name. A run killed before its first epoch was checkpointed (no
 `last.pt`) starts again from epoch 0, with a note saying so, under `--resume` (its saved config)
 as under `--out` (the config given).
+
+**Several processes and machines.** Rank 0 alone writes the run folder, but every process reads
+it (the checkpoint it resumes from, the best checkpoint tested at the end), so across machines
+`--out` must be an absolute path on a file system that every machine mounts at the same path; a
+machine that does not see it stops every process at the start with an error, leaving no folder.
+`--resume R` runs on any number of processes: `--batch-size` is the global minibatch and the
+shuffled order comes from the checkpoint, so a model without noise ends as if it had never been
+stopped; ranks other than 0 seed their noise streams again (a checkpoint holds rank 0's).
+
+**Your own data.** With `--data`, the file is read before the run folder is created: a file that
+cannot be read stops the command with one line naming the file and the line or series at fault,
+and leaves no folder. `data.json` records what the data pipeline chose (class labels in index
+order, channel names, the fitted normalisation, the test series drawn when the file had no
+split, each file's SHA-256); `evaluate`, `--resume` and `stability` read it back.
 
 **Integrity.** Every checkpoint carries the SHA-256 of its contents, checked before it is read:
 a flipped bit or a file cut short is an error, not a resume with other weights. The checkpoint
@@ -180,23 +228,34 @@ def reference_markdown() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (2 for a bad config or input, with its message)."""
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    # A bare `list` skips the parser, whose `fit` description reads the config's defaults (torch).
+    args = argparse.Namespace(command="list") if argv == ["list"] else parser().parse_args(argv)
     try:
         if args.command == "list":
             _list()
         elif args.command == "sweep":
-            sweep(*read_sweep(args.config), args.out)
+            from .train.progress import ProgressBar, lines
+            from .train.sweep import read_sweep, sweep
+
+            runs = None if args.quiet else lambda config: ProgressBar(config.epochs)
+            sweep(*read_sweep(args.config), args.out, report=lines(quiet=args.quiet), progress=runs)
             print((args.out / "summary.md").read_text())
         elif args.command == "stability":
             _stability(args)
         elif args.command == "evaluate":
-            changes = {
-                k: getattr(args, k) for k in ("solver", "controller", "rtol", "atol", "step", "missing", "strict")
-            }
+            changes = {k: getattr(args, k) for k in (*_EVALUATE_FLAGS, "strict")}
             changes = {k: v for k, v in changes.items() if v is not None} | _inner(args)
-            print(json.dumps(evaluate_run(args.run_dir, **changes)))
+            from .train.build import evaluate_run
+            from .train.progress import PassBar
+
+            print(json.dumps(evaluate_run(args.run_dir, on_batch=PassBar("test", quiet=args.quiet), **changes)))
         else:
             return _fit(args, argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try
+    except BrokenPipeError:  # `neuralct list | head`: the reader has all it wanted
+        # Python's recipe: what is still buffered goes to devnull, not to an error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except NeuralCTError as error:
         print(f"neuralct: error: {error}", file=sys.stderr)
         return 2
@@ -208,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fit(args: argparse.Namespace, argv: list[str]) -> int:
+    from .train.config import FitConfig
+    from .train.distributed import launch, session
+    from .train.progress import ProgressBar
+    from .train.run import fit
+
     if args.nproc is not None:
         return launch(args.nproc, _without_nproc(argv))
     resume = args.resume is not None
@@ -220,7 +284,7 @@ def _fit(args: argparse.Namespace, argv: list[str]) -> int:
         out = workers.from_main(out)  # one folder, whatever each process's clock says
         say = print if workers.main else _silent
         say(f"run folder: {out}" + (f" ({workers.world} processes)" if workers.world > 1 else ""))
-        progress = ProgressBar(saved.epochs)
+        progress = ProgressBar(saved.epochs, quiet=args.quiet)
         result = fit(config, out, resume=resume, changes=changes, progress=progress, workers=workers)
         say(json.dumps(result))
     return 0
@@ -232,6 +296,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> FitConfig:
+    from .train.config import FitConfig
+
     return FitConfig.from_file(args.config, **_flags(args)) if args.config else FitConfig.from_mapping(_flags(args))
 
 
@@ -254,16 +320,20 @@ def _silent(*args: object) -> None:
 
 def _stability(args: argparse.Namespace) -> None:
     from .stability.report import config_report, stability_report  # figures and SciPy: loaded only here
+    from .train.config import FitConfig
+    from .train.progress import lines
+
+    say = lines(quiet=args.quiet)
 
     if (args.run_dir is None) == (args.config is None):
         raise InvalidInputError("give exactly one of RUN_DIR (a finished run) and --config (an untrained model)")
     if args.config is not None:
         config = FitConfig.from_file(args.config)
         out = args.out or Path("runs") / f"stability-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-        config_report(config, out, samples=args.samples)
+        config_report(config, out, samples=args.samples, progress=say)
     else:
         out = args.out or args.run_dir / "stability"
-        stability_report(args.run_dir, out, samples=args.samples)
+        stability_report(args.run_dir, out, samples=args.samples, progress=say)
     print(f"report: {out / 'report.md'}")
 
 
@@ -273,13 +343,11 @@ def _inner(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _list() -> None:
-    for kind in ("model", "solver", "controller"):
+    """Every name a config may use, with its line (the registry's; nothing is imported)."""
+    for kind in ("model", "solver", "controller", "dataset"):
         print(f"{kind}s:")
         for name, text in registry.names(kind).items():
             print(f"  {name:28s} {text}")
-    print("datasets:")
-    for name, text in available().items():
-        print(f"  {name:28s} {text}")
 
 
 if __name__ == "__main__":

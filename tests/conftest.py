@@ -33,3 +33,12 @@ def float64():
         yield torch.float64
     finally:
         torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def no_plots(monkeypatch) -> None:
+    """Runs that draw no figures of their own (tests of what else a run or a sweep writes)."""
+    from neuralct.train import run as run_module
+
+    monkeypatch.setattr(run_module, "plot_run", lambda run_dir: [])
+    monkeypatch.setattr(run_module, "plot_predictions", lambda *args, **kwargs: None)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from neuralct.cli import main
+import pytest
+
+from neuralct import registry
+from neuralct.cli import main, parser
+from neuralct.train.config import SCHEDULES
 
 TINY = ["--model", "gru_delta", "--dataset", "spirals", "--hidden", "4", "--epochs", "2", "--batch-size", "16"]
 
@@ -74,14 +79,14 @@ def test_sweep_runs_the_grid_and_writes_the_summary_table_and_plot(tmp_path: Pat
     (tmp_path / "grid.json").write_text(json.dumps(spec))
     assert main(["sweep", "--config", str(tmp_path / "grid.json"), "--out", str(tmp_path / "grid")]) == 0
     table = (tmp_path / "grid" / "summary.md").read_text().splitlines()
-    assert len(table) == 2 + 4 and "| ltc | rk4 | 0.3 | 1 | test_accuracy" in "\n".join(table)
+    assert len(table) == 2 + 4 and "| ltc | rk4 | 1 | test_accuracy" in "\n".join(table)
     assert (tmp_path / "grid" / "summary.png").stat().st_size > 10_000
     assert len(list((tmp_path / "grid").glob("*/result.json"))) == 4
-    before = (tmp_path / "grid" / "ltc-rk4-missing0.3-seed0" / "metrics.jsonl").read_text()
+    before = (tmp_path / "grid" / "model=ltc,solver=rk4,seed=0" / "metrics.jsonl").read_text()
     assert (
         main(["sweep", "--config", str(tmp_path / "grid.json"), "--out", str(tmp_path / "grid")]) == 0
     )  # finished runs are kept
-    assert (tmp_path / "grid" / "ltc-rk4-missing0.3-seed0" / "metrics.jsonl").read_text() == before
+    assert (tmp_path / "grid" / "model=ltc,solver=rk4,seed=0" / "metrics.jsonl").read_text() == before
     spec["grid"]["optimizer"] = ["sgd"]
     (tmp_path / "bad.json").write_text(json.dumps(spec))
     assert main(["sweep", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "bad")]) == 2
@@ -247,3 +252,31 @@ def test_a_yaml_config_with_a_key_given_twice_is_refused(tmp_path: Path, capsys)
     assert main(["fit", "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "run")]) == 2
     assert "the key 'epochs' is given twice" in _one_line_error(capsys)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("reader", ["head -3", "true"])  # `true` leaves before a line is written
+def test_list_into_a_closed_pipe_exits_0_with_nothing_on_stderr(reader: str) -> None:
+    listing = f"{shlex.quote(sys.executable)} -m neuralct list"
+    result = subprocess.run(
+        ["bash", "-c", f'{listing} | {reader} > /dev/null; exit "${{PIPESTATUS[0]}}"'], capture_output=True, text=True
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_list_imports_no_torch_and_prints_every_name_whole() -> None:
+    code = "import sys; from neuralct.cli import main; main(['list']); print('torch' in sys.modules, file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr == "False\n"
+    lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if line.startswith("  "))
+    assert lines["gru_d"] == "GRU-D of Che et al. (2018): input and hidden decay, the missingness mask as input"
+    assert set(lines) >= set(registry.names("dataset")) | set(registry.names("model")) | {"torchsde:srk"}
+
+
+def test_schedule_help_names_every_schedule_the_config_accepts() -> None:
+    help_text = next(a.help for a in _subcommand("fit")._actions if a.dest == "schedule")
+    assert all(name in help_text for name in SCHEDULES), help_text
+
+
+def _subcommand(name: str):
+    commands = next(a for a in parser()._actions if a.dest == "command")
+    return commands.choices[name]

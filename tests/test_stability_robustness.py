@@ -14,11 +14,12 @@ from neuralct.errors import InvalidInputError
 from neuralct.stability.perturbations import DropObservations, GaussianNoise, SaltAndPepper, TimeJitter, median_gap
 from neuralct.stability.plots import plot_robustness
 from neuralct.stability.robustness import robustness_curve, run_robustness, solver_swap
-from neuralct.train.build import build_model, load_splits
+from neuralct.train.build import build_model
 from neuralct.train.checkpoint import load_checkpoint
 from neuralct.train.config import FitConfig
 from neuralct.train.loop import evaluate
 from neuralct.train.run import fit
+from neuralct.train.splits import load_splits
 
 SPIRALS = {"dataset": "spirals", "hidden": 8, "batch_size": 16, "dataset_options": {"size": 64, "length": 10}}
 

@@ -9,7 +9,8 @@ from neuralct import registry
 from neuralct.data.datasets import load
 from neuralct.errors import IncompatibleTermError, InvalidInputError
 from neuralct.models.base import SolveOptions
-from neuralct.train.config import FitConfig, check_numerics
+from neuralct.train.config import FitConfig
+from neuralct.train.numerics import check_numerics
 
 
 def test_default_config_is_valid_and_uses_the_models_own_numerics() -> None:
@@ -39,7 +40,7 @@ def test_solver_names_become_solve_options_with_a_fitting_controller() -> None:
         ({"controller": "pi"}, "unknown controller 'pi'; did you mean 'pid'"),
         ({"missing": 1.0}, r"`missing` must be in \[0, 1\)"),
         ({"missing": -0.1}, r"`missing` must be in \[0, 1\)"),
-        ({"missing": "0.3"}, "`missing` must be int or float; got '0.3'"),
+        ({"missing": "0.3"}, "`missing` must be int or float or None; got '0.3'"),
         ({"epochs": 2.5}, "`epochs` must be int; got 2.5"),
         ({"epochs": 0}, "`epochs` must be a positive int"),
         ({"hidden": True}, "`hidden` must be int; got True"),

@@ -56,7 +56,8 @@ def test_a_run_writes_its_config_metrics_checkpoints_and_test_result(tmp_path: P
     result = fit(SMALL, tmp_path, progress=progress)
     assert [row["epoch"] for row in progress.rows] == [1, 2, 3, 4]
     assert progress.batches == 4 * 3  # 41 training samples in minibatches of 16
-    written = {"config.json", "metrics.csv", "metrics.jsonl", "last.pt", "prev.pt", "best.pt", "result.json"}
+    written = {"config.json", "data.json", "metrics.csv", "metrics.jsonl", "last.pt", "prev.pt", "best.pt"}
+    written |= {"result.json"}
     plots = {"learning_curves.png", "vf_evals.png", "predictions.png"}
     assert {p.name for p in tmp_path.iterdir()} == written | plots
     assert min((tmp_path / name).stat().st_size for name in plots) > 10_000
@@ -108,9 +109,10 @@ def _corrupt_on_epoch(monkeypatch, epoch: int, corrupt) -> None:
 def test_a_diverging_loss_stops_naming_the_epoch_and_batch_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from neuralct.train.build import build_model, load_splits
+    from neuralct.train.build import build_model
     from neuralct.train.checkpoint import load_checkpoint
     from neuralct.train.loop import TrainingDiverged
+    from neuralct.train.splits import load_splits
 
     _corrupt_on_epoch(monkeypatch, 2, lambda model: model.head.weight.fill_(float("inf")))
     with pytest.raises(
@@ -265,7 +267,7 @@ def test_samples_whose_solves_fail_are_counted_in_the_metrics_and_result_and_the
 
     monkeypatch.setattr(run_module, "load_splits", with_outliers)
     monkeypatch.setattr(run_module, "plot_run", lambda run_dir: [])  # the predictions' plot leaves the outlier out
-    config = SMALL.replace(model="ncde", solver="dopri5", max_steps=40, epochs=1, hidden=4)
+    config = SMALL.replace(model="ncde", solver="dopri5", max_steps=40, epochs=1, hidden=4, bucket=False)
     result = fit(
         config.replace(dataset_options={"size": 32, "length": 8}), tmp_path
     )  # before: TrainingFailed at the outlier's minibatch
@@ -344,7 +346,8 @@ def _killed_before_the_first_checkpoint(monkeypatch, config: FitConfig, run_dir:
     with pytest.raises(KeyboardInterrupt):
         fit(config, run_dir)
     monkeypatch.setattr(run_module, "save_checkpoint", real)
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.csv", "metrics.jsonl", "best.pt"}
+    kept = {"config.json", "data.json", "metrics.csv", "metrics.jsonl", "best.pt"}
+    assert {p.name for p in run_dir.iterdir()} == kept
 
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_epoch_0_or_restarts(

@@ -56,6 +56,7 @@ class SolveOptions:
         dt0: first step magnitude, or `None` to let the controller choose.
         max_steps: steps allowed per sample before it fails with `MAX_STEPS`.
         throw: raise `SolveFailed` on a failed sample (else return its status).
+        compile: run each step through `torch.compile` (see `solve`'s `compile`).
     """
 
     solver: AbstractSolver
@@ -64,6 +65,7 @@ class SolveOptions:
     dt0: float | None = None
     max_steps: int = 4096
     throw: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in (

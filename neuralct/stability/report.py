@@ -38,9 +38,10 @@ from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError
 from ..models.base import AbstractSequenceModel, SolveOptions
 from ..train import check_numerics
-from ..train.build import build_model, finished_run_config, load_splits
+from ..train.build import build_model, finished_run_config
 from ..train.checkpoint import load_checkpoint
 from ..train.config import FitConfig
+from ..train.splits import run_splits
 from .perturbations import median_gap
 from .plots import plot_robustness
 from .report_dynamics import DYNAMICS, dynamics_sections
@@ -92,15 +93,15 @@ def _report(
         raise InvalidInputError(f"`samples` must be a positive int; got {samples!r}")
     say = progress or (lambda text: None)
     say("loading the data and the model")
-    splits = load_splits(config)
-    model = build_model(config, splits.train)
+    splits = run_splits(config, None if checkpoint is None else checkpoint.parent).to("cpu", config.torch_dtype)
+    model = build_model(config, splits.train, splits.class_count)
     if checkpoint is not None:
         load_checkpoint(checkpoint, model=model, restore_rng=False)
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     count = min(samples, splits.test.batch_size)
     series = splits.test.select(torch.linspace(0, splits.test.batch_size - 1, count).round().long().unique())
-    options = config.solve_options()
+    options = config.solve_options(model)
     numbers: dict[str, Any] = {"model": config.model, "dataset": config.dataset, "trained": checkpoint is not None}
     lines = [f"# Stability report: {config.model} on {config.dataset}", "", _header(config, checkpoint, series), ""]
     say(f"dynamics along {series.batch_size} test series: the sections that apply to {config.model}")
@@ -163,7 +164,7 @@ def _swap_numerics(
     """The run's numerics and each of `_SWAPS` that integrates the model's term (a two-sample dry
     run, as `check_config_numerics` does: a solver that refuses the term fails before solving),
     with the left-out ones named, each with the first line of its error."""
-    numerics: dict[str, SolveOptions | None] = {"trained": config.solve_options()}
+    numerics: dict[str, SolveOptions | None] = {"trained": config.solve_options(model)}
     left_out = []
     for solver, solver_options in _SWAPS:
         label = ":".join([solver, *solver_options.values()])

@@ -26,11 +26,12 @@ from ..data.series import IrregularBatch
 from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
 from ..models._checks import check_int
 from ..models.base import AbstractSequenceModel, SolveOptions
-from ..train.build import build_model, finished_run_config, load_splits
+from ..train.build import build_model, finished_run_config
 from ..train.checkpoint import load_checkpoint
 from ..train.config import FitConfig
 from ..train.distributed import session
 from ..train.loop import EpochResult, evaluate
+from ..train.splits import run_splits
 from .perturbations import AbstractPerturbation, DropObservations, GaussianNoise, SaltAndPepper, TimeJitter
 
 
@@ -148,10 +149,11 @@ def run_robustness(
     perturbations = standard_perturbations(sigmas=sigmas, fractions=fractions, drops=drops, jitters=jitters)
     choices = default_solvers(config) if solvers is None else solvers
     with session(config.device) as workers:
-        splits = load_splits(config).to(workers.device)
-        model = build_model(config, splits.train).to(workers.device)
+        splits = run_splits(config, run_dir).to(workers.device, config.torch_dtype)
+        model = build_model(config, splits.train, splits.class_count).to(workers.device)
         load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-        curves = robustness_curve(model, splits.test, perturbations, options=config.solve_options(), seed=seed)
+        options = config.solve_options(model)
+        curves = robustness_curve(model, splits.test, perturbations, options=options, seed=seed)
         return {"curves": curves, "solvers": solver_swap(model, splits.test, choices)}
 
 

@@ -2,7 +2,8 @@
 evaluation, checkpoints, progress, data-parallel processes."""
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import FitConfig, check_numerics
+from .config import FitConfig
+from .numerics import check_numerics
 from .distributed import Workers, session
 from .loop import (
     BatchReport,

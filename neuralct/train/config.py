@@ -32,12 +32,17 @@ import torch
 from .. import registry
 from .._choices import did_you_mean
 from ..data.datasets import available
-from ..data.series import IrregularBatch
-from ..errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
+from ..errors import InvalidInputError
 from ..models.base import AbstractSequenceModel, SolveOptions
 from .mappings import read_mapping
+from .numerics import DTYPES, check_numerics_keys, configured_options
 
 _ADAPTIVE_DEFAULTS = {"rtol": 1e-3, "atol": 1e-6}
+TASKS = {
+    "classification": "class labels (cross-entropy, accuracy)",
+    "regression": "numeric targets (squared error, MAE)",
+    "forecasting": "regression whose validation split is the last stretch of the training period",
+}
 SCHEDULES = {
     "cosine": "cosine annealing to 0 over the epochs",
     "constant": "the learning rate throughout",
@@ -51,8 +56,21 @@ class FitConfig:
 
     Args:
         model: a registered model name (`registry.names("model")`).
-        dataset: a dataset name (`neuralct.data.datasets.available()`).
-        missing: fraction of each channel's observations dropped at random, in `[0, 1)`.
+        dataset: a dataset name (`neuralct.data.datasets.available()`); `None` with `data`, and
+            `"japanese_vowels"` when neither is given.
+        data: a data file of the user's (`.ts`, long `.csv` or `.npz`; see
+            `neuralct.data.read_series_file`) to train on instead of a named dataset; its test
+            split is `test_data`, else the file's `split` column, else a seeded stratified 20%.
+        test_data: the test file that goes with `data` (the same format).
+        target: the target column of a CSV `data` file (default `"target"`).
+        task: `"classification"`, `"regression"` or `"forecasting"` (regression whose
+            validation split is the last stretch of the training period, not a random draw);
+            `None` lets the data decide (integer or string targets classify).
+        normalize: how inputs are scaled, fitted on the training split only
+            (`neuralct.data.NORMALIZATIONS`: `"standard"`, `"robust"`, `"series"`, `"asinh"`, ...).
+        time_scale: times are multiplied by it (series without times: index * `time_scale`).
+        missing: fraction of each channel's observations dropped at random, in `[0, 1)`
+            (default 0.3 for a named dataset, the benchmark protocol; 0 for a `data` file).
         solver: a registered solver name, or `None` for the model's natural numerics.
         solver_options: keyword arguments of the solver, e.g. `{"solver": "tsit5"}` for the
             Runge-Kutta method inside `"method_of_steps"` (delay models such as tau-GRU).
@@ -79,13 +97,30 @@ class FitConfig:
         strict: stop at the first failed solve; by default a sample whose solve fails is left
             out of its minibatch's loss and step and counted (`train_failed`, `val_failed` and
             `test_failed` in the metrics and result), and the others are scored.
+        gradient: how gradients flow through the solves: `"backprop"`, `"checkpoint:K"`
+            (backprop recomputing stretches of K steps), `"backsolve"` or `"backsolve-seminorm"`
+            (the continuous adjoint, `Backsolve(seminorm=...)`).
+        dtype: `"float32"` or `"float64"` for the model and the data.
+        compile: run each solver step through `torch.compile` (explicit Runge-Kutta numerics).
+        dt0: the first step of an adaptive solve (`None`: chosen per sample).
+        interpolation: the control path of a CDE model (`ncde`, `ancde`): one of
+            `neuralct.data.controls.KINDS`; `None` keeps the model's default.
+        workers: processes that prepare minibatches in the background (0: the training process).
+        bucket: group minibatches by series length, so short series do not pay for long ones'
+            padding (each epoch shuffles within and across the groups).
         model_options: further keyword arguments of the model.
         dataset_options: further keyword arguments of the dataset.
     """
 
     model: str = "tau_gru"
-    dataset: str = "japanese_vowels"
-    missing: float = 0.3
+    dataset: str | None = None
+    data: str | None = None
+    test_data: str | None = None
+    target: str | None = None
+    task: str | None = None
+    normalize: str = "standard"
+    time_scale: float = 1.0
+    missing: float | None = None
     solver: str | None = None
     solver_options: Mapping[str, Any] = field(default_factory=dict)
     controller: str | None = None
@@ -104,13 +139,21 @@ class FitConfig:
     device: str = "cpu"
     monitor_jacobian: bool = False
     strict: bool = False
+    gradient: str = "backprop"
+    dtype: str = "float32"
+    compile: bool = False
+    dt0: float | None = None
+    interpolation: str | None = None
+    workers: int = 0
+    bucket: bool = True
     model_options: Mapping[str, Any] = field(default_factory=dict)
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _resolve_defaults(self)
         _check_types(self)
         _check_name("model", self.model, list(registry.names("model")))
-        _check_name("dataset", self.dataset, list(available()))
+        _check_source(self)
         if self.solver is not None:
             with naming_options("solver_options"):
                 registry.solver(self.solver, **self.solver_options)  # unknown names raise with the valid choices
@@ -121,7 +164,7 @@ class FitConfig:
         _check_name("schedule", self.schedule, list(SCHEDULES))
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise InvalidInputError(f"`device` must be 'cpu' or 'cuda' (or 'cuda:N'); got {self.device!r}")
-        if not 0.0 <= self.missing < 1.0:
+        if self.missing is not None and not 0.0 <= self.missing < 1.0:
             raise InvalidInputError(f"`missing` must be in [0, 1) (1 would drop everything); got {self.missing!r}")
         for name in ("rtol", "atol", "lr"):
             _check_positive(name, getattr(self, name))
@@ -137,6 +180,7 @@ class FitConfig:
             raise InvalidInputError(f"`seed` must be a non-negative int; got {self.seed!r}")
         if self.controller == "constant" and self.step is None:
             raise InvalidInputError("controller 'constant' needs `step` (the fixed step size)")
+        check_numerics_keys(self)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> FitConfig:
@@ -163,19 +207,23 @@ class FitConfig:
         """The config as plain values (for the run folder's resolved config)."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
-    def solve_options(self) -> SolveOptions | None:
-        """The numerics this config asks for, or `None` for the model's natural ones."""
-        if self.solver is None:
-            return None
-        solver = registry.solver(self.solver, **self.solver_options)
-        controller = self.controller or ("pid" if solver.adaptive else "knots" if self.step is None else "constant")
-        if controller == "pid":
-            made = registry.controller("pid", rtol=self.rtol, atol=self.atol)
-        elif controller == "constant":
-            made = registry.controller("constant", dt=self.step)
-        else:
-            made = registry.controller(controller)
-        return SolveOptions(solver, made, max_steps=self.max_steps)
+    def solve_options(self, model: AbstractSequenceModel | None = None) -> SolveOptions | None:
+        """The numerics this config asks for: `solver` with its controller, or, without a
+        `solver`, `model`'s own numerics with this config's `gradient`, `dt0` and `compile`
+        (see `neuralct.train.numerics`); `None` for the model's natural ones unchanged."""
+        return configured_options(self, model)
+
+    @property
+    def missing_rate(self) -> float:
+        """`missing`, or its default: 0.3 for a named dataset (the benchmark protocol), 0 for a file."""
+        if self.missing is not None:
+            return self.missing
+        return 0.3 if self.data is None else 0.0
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """`dtype` as a `torch.dtype`."""
+        return DTYPES[self.dtype]
 
 
 @contextlib.contextmanager
@@ -188,12 +236,42 @@ def naming_options(key: str) -> Iterator[None]:
         raise InvalidInputError(f"`{key}`: {error}") from error
 
 
+def _resolve_defaults(config: FitConfig) -> None:
+    """The default dataset, when neither `dataset` nor `data` is given."""
+    if config.dataset is None and config.data is None:
+        object.__setattr__(config, "dataset", "japanese_vowels")
+
+
+def _check_source(config: FitConfig) -> None:
+    """One data source: a named dataset or a file (with the keys that go with each)."""
+    if config.data is not None:
+        if config.dataset is not None:
+            raise InvalidInputError(f"give `dataset` or `data`, not both; got {config.dataset!r} and {config.data!r}")
+        if config.dataset_options:
+            raise InvalidInputError("`dataset_options` apply to a named `dataset`, not to a `data` file")
+    else:
+        _check_name("dataset", config.dataset, list(available()))
+        for key in ("test_data", "target"):
+            if getattr(config, key) is not None:
+                value = getattr(config, key)
+                raise InvalidInputError(f"`{key}` goes with a `data` file; got {key}={value!r} without one")
+    if config.task is not None:
+        _check_name("task", config.task, list(TASKS))
+    _check_positive("time_scale", config.time_scale)
+
+
 def _check_types(config: FitConfig) -> None:
     """Named `InvalidInputError` for a value of the wrong type (YAML and flags give strings)."""
     expected = {
         "model": (str,),
-        "dataset": (str,),
-        "missing": (int, float),
+        "dataset": (str, type(None)),
+        "data": (str, type(None)),
+        "test_data": (str, type(None)),
+        "target": (str, type(None)),
+        "task": (str, type(None)),
+        "normalize": (str,),
+        "time_scale": (int, float),
+        "missing": (int, float, type(None)),
         "solver": (str, type(None)),
         "controller": (str, type(None)),
         "rtol": (int, float),
@@ -211,6 +289,13 @@ def _check_types(config: FitConfig) -> None:
         "device": (str,),
         "monitor_jacobian": (bool,),
         "strict": (bool,),
+        "gradient": (str,),
+        "dtype": (str,),
+        "compile": (bool,),
+        "dt0": (int, float, type(None)),
+        "interpolation": (str, type(None)),
+        "workers": (int,),
+        "bucket": (bool,),
         "model_options": (Mapping,),
         "solver_options": (Mapping,),
         "dataset_options": (Mapping,),
@@ -234,51 +319,3 @@ def _check_positive(name: str, value: float) -> None:
 
 def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
-
-
-def check_config_numerics(model: AbstractSequenceModel, data: IrregularBatch, config: FitConfig) -> None:
-    """`check_numerics` under `config`'s numerics; a solver that cannot integrate the model's term
-    fails with the registered solvers that can (each tried on the same two-sample dry run).
-
-    Raises:
-        IncompatibleTermError: the configured solver cannot integrate the model's term.
-        InvalidInputError: as `check_numerics` raises it.
-    """
-    try:
-        check_numerics(model, data, config.solve_options())
-    except IncompatibleTermError as error:
-        valid = [
-            name for name in registry.names("solver") if ":" not in name and _integrates(model, data, config, name)
-        ]
-        raise IncompatibleTermError(
-            f"{error}. Solvers that can integrate model {config.model!r}: {', '.join(valid) or 'none'}"
-        ) from None
-
-
-def _integrates(model: AbstractSequenceModel, data: IrregularBatch, config: FitConfig, solver: str) -> bool:
-    try:
-        check_numerics(model, data, config.replace(solver=solver, solver_options={}, controller=None).solve_options())
-    except NeuralCTError:
-        return False
-    return True
-
-
-def check_numerics(model: AbstractSequenceModel, data: IrregularBatch, options: SolveOptions | None) -> None:
-    """Run `model` in training mode on two samples of `data` under `options`, without gradients,
-    so that a solver that cannot integrate the model's term (an ODE solver on the noisy RNN's
-    SDE, options for a model that solves nothing) fails before training starts, with the error
-    that names both. A solve that fails on those samples is not such an error: training counts
-    (or, strict, stops on) the samples whose solves fail.
-
-    Raises:
-        IncompatibleTermError, InvalidInputError: as `solve` and the model raise them.
-    """
-    was_training = model.training
-    model.train()
-    try:
-        with torch.no_grad():
-            model.run(data.select(slice(0, min(2, data.batch_size))), options)
-    except SolveFailed:
-        pass
-    finally:
-        model.train(was_training)

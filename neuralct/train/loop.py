@@ -166,11 +166,17 @@ def evaluate(
     options: SolveOptions | None = None,
     workers: Workers | None = None,
     strict: bool = False,
+    on_batch: Callable[[BatchReport], None] | None = None,
 ) -> EpochResult:
     """Loss, accuracy (or MAE) and evaluations of `model` on `data` in eval mode, without
     gradients; with several `workers`, each scores its share of every minibatch and the totals
     are summed over them. Samples whose solve fails are counted in `failed` and the others scored,
     unless `strict`.
+
+    Args:
+        on_batch: called after each minibatch with the pass's progress (this process's running
+            loss and accuracy, and the minibatch's evaluations per sample: NaN when none of its
+            samples was scored here), e.g. a `neuralct.train.progress.PassBar`.
 
     Raises:
         SolveFailed: with `strict`, the first failed solve.
@@ -179,15 +185,19 @@ def evaluate(
     workers = workers or Workers()
     model.eval()
     totals = _Totals(data)
+    batches = _rows(data, batch_size)
     with torch.no_grad():
-        for rows in _rows(data, batch_size):
+        for index, rows in enumerate(batches, start=1):
             mine, share = workers.share(rows)
-            if share == 0:
-                continue
-            scored = score(model.run, model, data.select(mine), options, strict=strict)
-            totals.add_failed(scored.failed)
-            if scored.batch is not None:
-                totals.add(scored.loss, scored.output.predictions, scored.batch.targets, scored.evals)
+            evals = math.nan
+            if share > 0:
+                scored = score(model.run, model, data.select(mine), options, strict=strict)
+                totals.add_failed(scored.failed)
+                if scored.batch is not None:
+                    totals.add(scored.loss, scored.output.predictions, scored.batch.targets, scored.evals)
+                    evals = float(scored.evals.double().mean())
+            if on_batch is not None:
+                on_batch(BatchReport(index, len(batches), *totals.running(), evals))
     return totals.result(workers)
 
 

@@ -50,7 +50,8 @@ def run_title(config: dict) -> str:
     """`"<model> on <data>, <missing>% of observations dropped"` from a run's `config.json`
     mapping: the data is the `dataset` name, or the file name of `data` for a run on a user file."""
     data = Path(config["data"]).name if config.get("data") else config.get("dataset", "?")
-    missing = float(config.get("missing") or 0.0)
+    missing = config.get("missing")
+    missing = float(missing if missing is not None else 0.0 if config.get("data") else 0.3)  # FitConfig.missing_rate
     dropped = f"{missing:.0%} of observations dropped" if missing else "no observation dropped"
     return f"{config.get('model', '?')} on {data}, {dropped}"
 

@@ -48,18 +48,21 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..data.files import write_series_file
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
-from .build import build_model, load_splits, score_test_split
+from .build import build_model, score_test_split
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import FitConfig, check_config_numerics
+from .config import FitConfig
 from .distributed import Workers
 from .folder import COLUMNS, RunLock, append_metrics, recover_metrics, write_atomically
 from .loop import EpochResult, TrainingFailed, evaluate, train_epoch
-from .plots import plot_predictions, plot_run
+from .numerics import check_config_numerics
+from .plots import plot_predictions, plot_run, run_title
 from .progress import Progress
 from .resume import Start, plan_start, restore
+from .splits import DataRecord, Splits, load_splits, run_splits
 
 _T = TypeVar("_T")
 __all__ = ["fit", "make_schedule"]
@@ -73,11 +76,16 @@ def fit(
     changes: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     workers: Workers | None = None,
+    data: tuple[IrregularBatch, IrregularBatch] | None = None,
 ) -> dict:
     """Train (or resume) the run in `run_dir`; returns the test metrics of the best checkpoint.
 
     Args:
         config: the run's configuration (`None` with `resume=True`: the one saved in `run_dir`).
+        data: your own `(train, test)` batches instead of `config`'s dataset or files: they are
+            written into the run folder (`data/train.npz`, `data/test.npz`, see
+            `neuralct.data.save_npz`) and the run reads them from there like any data file,
+            so it can be resumed and evaluated later. Validation is drawn from `train`.
         run_dir: the run folder (created; must not hold another run unless resuming).
         resume: continue from `run_dir/last.pt` (see `neuralct.train.resume`).
         changes: with `resume`, config keys to change: `epochs` (to extend the run, or end it
@@ -100,32 +108,73 @@ def fit(
     """
     run_dir, workers = Path(run_dir), workers or Workers()
     progress = progress if progress is not None and workers.main else Progress()
+    if data is not None:
+        config = _with_own_batches(config, run_dir, data, resume)
+    # A new run reads its data before its folder exists: a file that cannot be read leaves nothing behind.
+    splits = load_splits(config) if config is not None and not resume and data is None else None
     lock = RunLock(run_dir)
     _agree(workers, lock.acquire)  # rank 0 holds the folder; its refusal reaches every process
     try:
+        workers.check_shared(lock.path)  # on several machines, every one must see the folder
+        if data is not None:
+            _agree(workers, lambda: _save_batches(config, data))  # rank 0 writes; the others wait for it
         start = _agree(workers, lambda: plan_start(config, run_dir, resume, dict(changes or {})))
-        return _train(start, run_dir, progress, workers)
+        return _train(start, run_dir, progress, workers, splits if not start.resume else None)
     finally:
         if workers.main:
             lock.release()
 
 
-def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers) -> dict:
+def _with_own_batches(
+    config: FitConfig | None, run_dir: Path, data: tuple[IrregularBatch, IrregularBatch], resume: bool
+) -> FitConfig:
+    """`config` reading the `(train, test)` batches from the run folder (where `_save_batches` puts them)."""
+    if resume or config is None:
+        raise InvalidInputError("`data` starts a new run with a `config`; a resumed run reads the batches it saved")
+    if len(data) != 2 or not all(isinstance(batch, IrregularBatch) for batch in data):
+        raise InvalidInputError(f"`data` must be a (train, test) pair of IrregularBatch; got {type(data).__name__}")
+    if config.data is not None:
+        raise InvalidInputError("give `data` batches or a `config.data` file, not both")
+    folder = (run_dir / "data").resolve()
+    own = {
+        "dataset": None,
+        "dataset_options": {},
+        "data": str(folder / "train.npz"),
+        "test_data": str(folder / "test.npz"),
+    }
+    return FitConfig.from_mapping({**config.as_dict(), **own})
+
+
+def _save_batches(config: FitConfig, data: tuple[IrregularBatch, IrregularBatch]) -> None:
+    """Write the `(train, test)` batches where `config` reads them (one class list for both)."""
+    train, test = data
+    classes = None
+    if train.targets is not None and train.targets.dtype == torch.long:
+        count = int(max(train.targets.max(), test.targets.max())) + 1
+        classes = tuple(str(k) for k in range(count))
+    Path(config.data).parent.mkdir(exist_ok=True)
+    for batch, path in ((train, config.data), (test, config.test_data)):
+        write_series_file(batch, path, classes=classes)
+
+
+def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers, splits: Splits | None) -> dict:
     """The epochs of `fit` in the locked folder, then the test metrics of the best checkpoint."""
     config = start.config
     for note in start.notes:
         progress.note(note)
     torch.manual_seed(config.seed)
-    splits = load_splits(config).to(workers.device)
-    model = build_model(config, splits.train).to(workers.device)
-    options = config.solve_options()
+    if splits is None:  # a resumed run: its own test series and statistics
+        splits = run_splits(config, run_dir if start.resume else None)
+    splits = splits.to(workers.device, config.torch_dtype)
+    model = build_model(config, splits.train, splits.class_count).to(workers.device)
+    options = config.solve_options(model)
     check_config_numerics(model, splits.train, config)
     torch.manual_seed(config.seed + workers.rank)  # each process its own noise (noisy RNN, dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = make_schedule(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)  # the same shuffled order on every process
     state = dict(model=model, optimizer=optimizer, scheduler=schedule, generators=(generator,))
-    done, best, best_epoch = _begin(start, run_dir, state, progress, workers)
+    done, best, best_epoch = _begin(start, run_dir, state, progress, workers, splits.record)
     train = functools.partial(
         train_epoch,
         model,
@@ -138,6 +187,7 @@ def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers) ->
         workers=workers,
         on_batch=progress.batch,
         strict=config.strict,
+        by_length=config.bucket,
     )
     validate = functools.partial(evaluate, model, splits.val, options=options, workers=workers, strict=config.strict)
     for epoch in range(done + 1, config.epochs + 1):
@@ -162,11 +212,11 @@ def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers) ->
             extra = {"best_val_loss": best, "best_epoch": best_epoch}
             save_checkpoint(run_dir / "last.pt", **state, epoch=epoch, extra=extra, previous=run_dir / "prev.pt")
         progress.epoch(row)
-    return _finish(config, run_dir, model, splits.test, workers)
+    return _finish(config, run_dir, model, splits, workers)
 
 
 def _begin(
-    start: Start, run_dir: Path, state: dict[str, Any], progress: Progress, workers: Workers
+    start: Start, run_dir: Path, state: dict[str, Any], progress: Progress, workers: Workers, record: DataRecord
 ) -> tuple[int, float, int]:
     """Restore a resumed run's training state (every process) and write the folder's start (rank
     0: the config, the metric rows kept); returns the completed epochs, the best validation loss
@@ -186,6 +236,7 @@ def _begin(
             torch.manual_seed(config.seed + workers.rank + workers.world * done)
     if workers.main:
         write_atomically(run_dir / "config.json", (json.dumps(config.as_dict(), indent=1) + "\n").encode())
+        write_atomically(run_dir / "data.json", record.to_json())
         if not start.resume:
             (run_dir / "best.pt").unlink(missing_ok=True)  # of an attempt that completed no epoch
         recover_metrics(run_dir, done)
@@ -276,14 +327,21 @@ def _row(epoch: int, train: EpochResult, val: EpochResult, lr: float, jacobian: 
     return dict(zip(COLUMNS, (*values, train.vf_evals, train.grad_norm, jacobian, train.failed, val.failed)))
 
 
-def _finish(
-    config: FitConfig, run_dir: Path, model: AbstractSequenceModel, test: IrregularBatch, workers: Workers
-) -> dict:
+def _finish(config: FitConfig, run_dir: Path, model: AbstractSequenceModel, splits: Splits, workers: Workers) -> dict:
     workers.gather(None)  # every process waits for rank 0's last best.pt
     load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-    metrics = score_test_split(model, test, config, workers)
+    metrics = score_test_split(model, splits.test, config, workers)
     if workers.main:
         write_atomically(run_dir / "result.json", (json.dumps(metrics, indent=1) + "\n").encode())
         plot_run(run_dir)
-        plot_predictions(model, test, run_dir / "predictions.png", config.solve_options())
+        record = splits.record
+        plot_predictions(
+            model,
+            splits.test,
+            run_dir / "predictions.png",
+            config.solve_options(model),
+            classes=record.classes,
+            channels=record.channels,
+            title=run_title(config.as_dict()),
+        )
     return metrics

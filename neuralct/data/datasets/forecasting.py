@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime
 import functools
+import math
 
 import numpy as np
 import torch
@@ -60,6 +61,12 @@ def co2(split: str, seed: int, history: int = 52, horizon: int = 13, stride: int
     values = torch.as_tensor(np.stack(inputs)[:, :, None], dtype=dtype)
     times = torch.arange(history, dtype=dtype)
     return IrregularBatch.from_padded(times, values, targets=torch.as_tensor(np.stack(targets), dtype=dtype))
+
+
+def co2_overlap(history: int = 52, horizon: int = 13, stride: int = 4) -> int:
+    """How many later windows of `co2` (with these options) share weeks with a window: a
+    chronological validation split leaves that many training windows out before it."""
+    return math.ceil((history + horizon) / stride) - 1
 
 
 def _in_split(first: datetime.date, last: datetime.date, split: str) -> bool:
