@@ -37,6 +37,17 @@ def test_demo_runs_and_matches_its_references(tmp_path: Path) -> None:
     assert result["own_steps"] < result["shared_steps"]  # per-sample control: fewer steps at the same tolerance
 
 
+def test_own_data_fits_a_users_csv_by_the_command_line_and_from_python(tmp_path: Path) -> None:
+    result = _load("own_data").main(["--small", "--out", str(tmp_path)])
+    header = (tmp_path / "gestures.csv").read_text().splitlines()[0]
+    assert header == "id,time,z,gesture,split"
+    assert result["classes"] == [str(k) for k in range(1, 11)]  # the file's labels 1..10, in numeric order
+    for run in ("cli-run", "python-run"):
+        assert (tmp_path / run / "best.pt").is_file() and (tmp_path / run / "data.json").is_file()
+    for scores in (result["cli"], result["python"]):
+        assert scores["test_failed"] == 0 and 0.0 <= scores["test_accuracy"] <= 1.0
+
+
 DOCUMENTED = [d for d in DOCUMENTS if python_blocks(d)]
 
 
@@ -194,7 +205,8 @@ def test_noise_injection_example_trains_both_twins_and_measures_their_state_jaco
     assert (tmp_path / "noise_injection.png").stat().st_size > 10_000
     # the norms are those of the Jacobian of the final state, checked against autograd for one series
     from neuralct.train import FitConfig
-    from neuralct.train.build import build_model, load_splits
+    from neuralct.train.build import build_model
+    from neuralct.train.splits import load_splits
 
     config = FitConfig.from_file(tmp_path / "noisy" / "config.json")
     splits = load_splits(config)

@@ -130,3 +130,27 @@ def _config_file(tmp_path: Path) -> Path:
     path = tmp_path / "sizes.json"
     path.write_text(json.dumps(SIZES))
     return path
+
+
+def test_background_workers_prepare_the_same_minibatches_as_the_training_process(tmp_path: Path, monkeypatch) -> None:
+    from neuralct.data import batching
+    from neuralct.train import fit
+
+    loaders = []
+    real = batching.DataLoader
+
+    def counted(*args, **kwargs):
+        loaders.append(kwargs["num_workers"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "DataLoader", counted)
+    config = FitConfig(model="gru_delta", dataset="spirals", hidden=4, epochs=2, batch_size=8, **SIZES)
+    alone = fit(config, tmp_path / "alone")
+    assert loaders == []
+    helped = fit(config.replace(workers=2), tmp_path / "helped")
+    assert loaders == [2, 2]  # one loader of 2 processes per epoch
+    assert helped == alone  # the same minibatches in the same order: the same run
+    rows = [json.loads(line) for line in (tmp_path / "helped" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["train_loss"] for row in rows] == [
+        json.loads(line)["train_loss"] for line in (tmp_path / "alone" / "metrics.jsonl").read_text().splitlines()
+    ]

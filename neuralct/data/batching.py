@@ -18,10 +18,14 @@ sorted(sorted(lengths[b].tolist()) for b in batches)  # -> [[90, 95, 100, 120], 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InvalidInputError
+from .series import IrregularBatch
 
 JITTER = 0.1
 """The largest relative change of a length in the sort key of `minibatch_indices`."""
@@ -73,3 +77,47 @@ def minibatch_indices(
     noise = 2 * torch.rand(count, generator=generator, dtype=torch.float64) - 1
     batches = (lengths * (1 + JITTER * noise)).argsort().split(batch_size)
     return tuple(batches[i] for i in torch.randperm(len(batches), generator=generator).tolist())
+
+
+def prepared_minibatches(
+    data: IrregularBatch, rows: Sequence[Tensor], processes: int = 0, device: torch.device | str | None = None
+) -> Iterator[IrregularBatch]:
+    """`data.select(r).to(device)` for each `r` in `rows`, in order; with `processes > 0` the
+    selections are made ahead by that many background processes (a `torch.utils.data.DataLoader`),
+    so that preparing the next minibatches overlaps the current step.
+
+    Args:
+        data: the split, on the CPU when `processes > 0` (worker processes cannot share a GPU's tensors).
+        rows: the sample indices of each minibatch, `[n_i]` each.
+        processes: background processes (0: select in this process, when asked for).
+        device: where the minibatches go (`None`: where `data` is).
+
+    Raises:
+        InvalidInputError: `processes` not an int >= 0, or `processes > 0` with `data` off the CPU.
+    """
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
+        raise InvalidInputError(f"`processes` must be an int >= 0; got {processes!r}")
+    if processes == 0:
+        return (data.select(index).to(device) for index in rows)
+    if data.values.device.type != "cpu":
+        raise InvalidInputError(f"`data` must be on the CPU to be prepared by processes; got {data.values.device}")
+    loader = DataLoader(_Selections(data, list(rows)), batch_size=None, num_workers=processes, collate_fn=_as_is)
+    return (batch.to(device) for batch in loader)
+
+
+class _Selections(Dataset):
+    """The minibatches of one pass as a map-style dataset (what a `DataLoader` worker builds)."""
+
+    def __init__(self, data: IrregularBatch, rows: list[Tensor]) -> None:
+        self.data, self.rows = data, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> IrregularBatch:
+        return self.data.select(self.rows[index])
+
+
+def _as_is(batch: IrregularBatch) -> IrregularBatch:
+    """The `DataLoader`'s collation: a minibatch is already one batch."""
+    return batch

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..data.batching import minibatch_indices
+from ..data.batching import minibatch_indices, prepared_minibatches
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
 from ..models.base import AbstractSequenceModel, SolveOptions
@@ -106,6 +106,7 @@ def train_epoch(
     on_batch: Callable[[BatchReport], None] | None = None,
     strict: bool = False,
     by_length: bool = True,
+    prefetch: int = 0,
 ) -> EpochResult:
     """One shuffled pass of minibatch training over `data` (see the module docstring for the loss
     and for samples whose solve fails).
@@ -121,6 +122,9 @@ def train_epoch(
         by_length: group samples of similar lengths into minibatches, visited in random order
             (see [`minibatch_indices`][neuralct.data.batching.minibatch_indices]): a short
             series then does not pay for a long one's padding. `False`: a random permutation.
+        prefetch: background processes that prepare the minibatches ahead (see
+            [`prepared_minibatches`][neuralct.data.batching.prepared_minibatches]); `data` then
+            stays on the CPU and each minibatch moves to the workers' device. 0: none.
 
     Raises:
         TrainingDiverged: a minibatch's loss is NaN or infinite (no step is taken with it).
@@ -134,9 +138,10 @@ def train_epoch(
     model.train()
     totals = _Totals(data)
     batches = _rows(data, batch_size, generator, by_length)
-    for index, rows in enumerate(batches, start=1):
-        mine, share = workers.share(rows)
-        scored, failure = _forward(run, model, data.select(mine), options, strict)
+    shares = [workers.share(rows) for rows in batches]
+    prepared = prepared_minibatches(data, [mine for mine, _ in shares], prefetch, workers.device if prefetch else None)
+    for index, ((_, share), batch) in enumerate(zip(shares, prepared), start=1):
+        scored, failure = _forward(run, model, batch, options, strict)
         kept = scored.batch.batch_size if scored.batch is not None and share > 0 else 0
         failures, empty, total = workers.sum([failure is not None, scored.batch is None, kept])
         if failures:

@@ -149,7 +149,11 @@ class PassBar:
 
     Args:
         label: what the pass scores (`"test"`).
-        stream, live, quiet, width, interval: as for `ProgressBar`.
+        stream: where to draw (default: standard error), as for `ProgressBar`.
+        live: redraw in place (default: when `stream` is a terminal).
+        quiet: draw nothing.
+        width: characters of the bar.
+        interval: least seconds between two redraws.
     """
 
     def __init__(

@@ -178,7 +178,7 @@ def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers, sp
     train = functools.partial(
         train_epoch,
         model,
-        splits.train,
+        splits.train.to("cpu") if config.workers else splits.train,  # the background processes read it there
         optimizer,
         batch_size=config.batch_size,
         generator=generator,
@@ -188,6 +188,7 @@ def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers, sp
         on_batch=progress.batch,
         strict=config.strict,
         by_length=config.bucket,
+        prefetch=config.workers,
     )
     validate = functools.partial(evaluate, model, splits.val, options=options, workers=workers, strict=config.strict)
     for epoch in range(done + 1, config.epochs + 1):
