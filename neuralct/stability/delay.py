@@ -33,7 +33,7 @@ from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, SolveOptions
 from ..terms.delay import DelayTerm
-from .jacobian import JacobianSpectra, _spectra
+from .jacobian import JacobianSpectra, check_trajectory, spectra_of
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,11 @@ def delay_linearisation(term: DelayTerm, times: Tensor, states: Tensor) -> Delay
     """
     if not isinstance(term, DelayTerm):
         raise InvalidInputError(f"`term` must be a DelayTerm; got {type(term).__name__}")
-    if states.ndim != 3 or times.shape != states.shape[:2]:
-        raise InvalidInputError(
-            f"`states` must be [B, K, N] and `times` [B, K] for the same B and K; got {tuple(states.shape)} "
-            f"and {tuple(times.shape)}"
-        )
-    if not bool(torch.isfinite(states).all()):
-        raise InvalidInputError("`states` must be finite (a failed solve's NaN points have no Jacobian)")
+    check_trajectory(times, states)
     taus = term.delay_values(times).detach()
     parts = [_linearised_at(term, times, states, k, taus) for k in range(times.shape[1])]
     instantaneous, delayed = (torch.stack(part, dim=1) for part in zip(*parts))
-    return DelayLinearisation(JacobianSpectra(times, instantaneous, *_spectra(instantaneous)), delayed)
+    return DelayLinearisation(spectra_of(times, instantaneous), delayed)
 
 
 def _linearised_at(term: DelayTerm, times: Tensor, states: Tensor, k: int, taus: Tensor) -> tuple[Tensor, Tensor]:

@@ -74,6 +74,13 @@ def jacobian_spectra(term: AbstractDriftTerm, times: Tensor, states: Tensor, arg
     """
     if not isinstance(term, AbstractDriftTerm):
         raise InvalidInputError(f"`term` must be a drift term (it has a vector field); got {type(term).__name__}")
+    check_trajectory(times, states)
+    jacobians = torch.stack([_jacobian_at(term, times[:, k], states[:, k], args) for k in range(times.shape[1])], 1)
+    return spectra_of(times, jacobians)
+
+
+def check_trajectory(times: Tensor, states: Tensor) -> None:
+    """Raise `InvalidInputError` unless `states` `[B, K, N]` are finite states at `times` `[B, K]`."""
     if states.ndim != 3 or times.shape != states.shape[:2]:
         raise InvalidInputError(
             f"`states` must be [B, K, N] and `times` [B, K] for the same B and K; got {tuple(states.shape)} "
@@ -81,7 +88,10 @@ def jacobian_spectra(term: AbstractDriftTerm, times: Tensor, states: Tensor, arg
         )
     if not bool(torch.isfinite(states).all()):
         raise InvalidInputError("`states` must be finite (a failed solve's NaN points have no Jacobian)")
-    jacobians = torch.stack([_jacobian_at(term, times[:, k], states[:, k], args) for k in range(times.shape[1])], 1)
+
+
+def spectra_of(times: Tensor, jacobians: Tensor) -> JacobianSpectra:
+    """The `JacobianSpectra` of Jacobians `[B, K, N, N]` taken at `times` `[B, K]`."""
     return JacobianSpectra(times, jacobians, *_spectra(jacobians))
 
 
