@@ -11,7 +11,7 @@ per observation, with the columns `id`, `time` (seconds), `z`, `gesture` (the la
 - from Python: `FitConfig(data=..., target="gesture")` and `neuralct.train.fit`, which writes the
   same run folder (checkpoints, metrics, plots, `data.json`) and can be resumed and evaluated.
 
-    python examples/own_data.py            # 40 epochs each (minutes on 2 cores)
+    python examples/own_data.py            # 60 epochs each (a few minutes on 2 cores)
     python examples/own_data.py --small    # CI-sized: seconds
 """
 
@@ -75,14 +75,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="own_data-"))
     out.mkdir(parents=True, exist_ok=True)
-    epochs, hidden = ("1", "8") if args.small else ("40", "32")
+    epochs, hidden = ("1", "8") if args.small else ("60", "32")
     data = out / "gestures.csv"
     rows = write_gestures_csv(data, drop_every=3)
     print(f"{data}: {rows} rows")
 
     # 1. The command line: the CSV's split column gives the test series; validation is 15% of the rest.
     command = [sys.executable, "-m", "neuralct", "fit", "--data", str(data), "--target", "gesture"]
-    command += ["--model", "gru_d", "--hidden", hidden, "--epochs", epochs, "--normalize", "robust", "--quiet"]
+    command += ["--model", "gru_d", "--hidden", hidden, "--epochs", epochs, "--batch-size", "8", "--lr", "0.01"]
+    command += ["--normalize", "robust", "--quiet"]
     subprocess.run([*command, "--out", str(out / "cli-run")], check=True)
     evaluated = subprocess.run(
         [sys.executable, "-m", "neuralct", "evaluate", str(out / "cli-run"), "--quiet"],
@@ -94,7 +95,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 2. Python: the same keys as a FitConfig, the same run folder.
     config = FitConfig(
-        data=str(data), target="gesture", model="gru_d", hidden=int(hidden), epochs=int(epochs), normalize="robust"
+        data=str(data),
+        target="gesture",
+        model="gru_d",
+        hidden=int(hidden),
+        epochs=int(epochs),
+        batch_size=8,
+        lr=0.01,
+        normalize="robust",
     )
     by_python = fit(config, out / "python-run")
     assert by_python == evaluate_run(out / "python-run")  # the folder re-scores to its own result
