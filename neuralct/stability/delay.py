@@ -33,7 +33,7 @@ from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, SolveOptions
 from ..terms.delay import DelayTerm
-from .jacobian import JacobianSpectra, check_trajectory, spectra_of
+from .jacobian import JacobianSpectra, check_trajectory, evaluation_solve, spectra_of
 
 
 @dataclass(frozen=True)
@@ -120,14 +120,7 @@ def model_delay_linearisation(
     Raises:
         InvalidInputError: a model whose term is not a `DelayTerm`, or states not flat `[B, K, N]`.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            solution = model.solution(batch, options)
-        return delay_linearisation(model.term(batch), solution.ts, solution.ys)
-    finally:
-        model.train(was_training)
+    return delay_linearisation(*evaluation_solve(model, batch, options))
 
 
 __all__ = ["DelayLinearisation", "delay_linearisation", "model_delay_linearisation"]

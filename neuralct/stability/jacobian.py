@@ -24,7 +24,7 @@ from torch import Tensor
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, SolveOptions
-from ..terms.base import AbstractDriftTerm
+from ..terms.base import AbstractDriftTerm, AbstractTerm
 from .lyapunov import step_jacobian
 
 
@@ -117,12 +117,20 @@ def model_jacobian_spectra(
         raise InvalidInputError(
             f"`model` must be an AbstractContinuousModel (one equation over the series); got {type(model).__name__}"
         )
+    return jacobian_spectra(*evaluation_solve(model, batch, options))
+
+
+def evaluation_solve(
+    model: AbstractContinuousModel, batch: IrregularBatch, options: SolveOptions | None
+) -> tuple[AbstractTerm, Tensor, Tensor]:
+    """`model`'s term for `batch` and its solution's save times `[B, K]` and states `[B, K, ...]`,
+    solved in eval mode without gradients (the model's mode is restored)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             solution = model.solution(batch, options)
-        return jacobian_spectra(model.term(batch), solution.ts, solution.ys)
+        return model.term(batch), solution.ts, solution.ys
     finally:
         model.train(was_training)
 
