@@ -1,7 +1,20 @@
-"""Kernels shared by the state-space layers: Krylov powers by repeated squaring, causal FFT convolution.
+"""Kernels shared by the state-space layers: Krylov powers, causal FFT convolution, the diagonal scan.
 
-Reference: Gu et al., "Combining Recurrent, Convolutional, and Continuous-time Models with
-Linear State-Space Layers", NeurIPS 2021, Sec. 3.1 and App. C.
+A diagonal system $h_k = \\bar a_k h_{k-1} + \\bar b_k u_k$ runs in one of two ways:
+
+* uniform grid (the same $\\bar a$ at every step): `diagonal_convolution`, the Vandermonde
+  kernel $\\sum_m c_m \\bar a_m^j$ applied by one causal FFT convolution;
+* a step of its own at every observation (irregular series): `linear_recurrence`, a log-depth
+  parallel scan over the pairs $(\\bar a_k, \\bar b_k u_k)$.
+
+Both give the same states on a uniform grid (tested). Samples of different lengths in one batch
+are the caller's to pad: $\\bar a = 1$, $\\bar b u = 0$ past a sample's end keeps its last state,
+so the state at the padded end is the state at its last observation.
+
+References: Gu et al., "Combining Recurrent, Convolutional, and Continuous-time Models with
+Linear State-Space Layers", NeurIPS 2021, Sec. 3.1 and App. C; Blelloch, "Prefix Sums and Their
+Applications", CMU-CS-90-190, 1990; Smith, Warrington & Linderman, "Simplified State Space Layers
+for Sequence Modeling" (S5), ICLR 2023, Sec. 3.3 (the scan for diagonal linear recurrences).
 """
 
 from __future__ import annotations
@@ -10,6 +23,10 @@ import math
 
 import torch
 from torch import Tensor
+
+from ..errors import InvalidInputError
+
+METHODS = ("scan", "sequential")
 
 
 def krylov(a: Tensor, v: Tensor, length: int) -> Tensor:
@@ -69,12 +86,140 @@ def causal_convolution(u: Tensor, k: Tensor) -> Tensor:
     """$y_t = \\sum_{s \\le t} k_{t-s} u_s$ along the last dim, by FFT with zero padding to 2L.
 
     Args:
-        u: `[..., L]` signals.
-        k: `[..., L]` kernels (broadcast against `u`).
+        u: `[..., L]` signals, real or complex.
+        k: `[..., L]` kernels (broadcast against `u`), real or complex.
 
     Returns:
-        `[..., L]` the causal (not circular) convolution.
+        `[..., L]` the causal (not circular) convolution, complex if either input is.
     """
     length = u.shape[-1]
+    if u.is_complex() or k.is_complex():
+        spectrum = torch.fft.fft(u, n=2 * length) * torch.fft.fft(k, n=2 * length)
+        return torch.fft.ifft(spectrum, n=2 * length)[..., :length]
     spectrum = torch.fft.rfft(u, n=2 * length) * torch.fft.rfft(k, n=2 * length)
     return torch.fft.irfft(spectrum, n=2 * length)[..., :length]
+
+
+def diagonal_powers(a: Tensor, length: int) -> Tensor:
+    """The powers $a^j$, $j < L$, of each entry of `a` by doubling: about $\\log_2 L$ products.
+
+    Unlike $e^{j \\log a}$ this takes any real or complex `a` (zero and negative entries included).
+
+    Args:
+        a: `[..., N]` diagonal entries.
+        length: L >= 1.
+
+    Returns:
+        `[..., N, L]`: entry j is $a^j$.
+    """
+    powers = torch.ones_like(a).unsqueeze(-1)
+    square = a
+    while powers.shape[-1] < length:
+        block = powers[..., : length - powers.shape[-1]] * square.unsqueeze(-1)
+        powers = torch.cat([powers, block], dim=-1)
+        square = square * square
+    return powers
+
+
+def diagonal_convolution(u: Tensor, a: Tensor, c: Tensor, *, conjugate_pairs: bool = False) -> Tensor:
+    """Readout of diagonal systems on a uniform grid: kernel $K_j = \\sum_m c_m a_m^j$, then one FFT convolution.
+
+    With every mode driven by the same input, $h_{k,m} = a_m h_{k-1,m} + u_k$ from $h_{-1} = 0$,
+    this is $y_k = \\sum_m c_m h_{k,m} = \\sum_{j \\le k} K_j u_{k-j}$, the same as reading out
+    `linear_recurrence` with a constant `a` (fold the input matrix $\\bar b$ into `c`). With
+    `conjugate_pairs`, each complex mode stands for itself and its conjugate, so the kernel is
+    $2\\,\\mathrm{Re}\\,K$ and the output is real (S4D).
+
+    Args:
+        u: `[..., L]` inputs.
+        a: `[..., N]` diagonal transitions (broadcast against `u`'s leading dims and `c`).
+        c: `[..., N]` readout weights.
+        conjugate_pairs: return $2\\,\\mathrm{Re}$ of the complex modes' sum.
+
+    Returns:
+        `[..., L]` outputs.
+    """
+    kernel = torch.einsum("...n,...nl->...l", c, diagonal_powers(a, u.shape[-1]))
+    return causal_convolution(u, 2 * kernel.real if conjugate_pairs else kernel)
+
+
+def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, method: str = "scan") -> Tensor:
+    """$h_k = a_k h_{k-1} + b_k$ for $k = 0, \\dots, L-1$ from $h_{-1}$ = `h0` (zero if `None`), elementwise.
+
+    `"scan"` is a parallel (associative) scan over the pairs $(a_k, b_k)$ with
+    $(a_1, b_1) \\circ (a_2, b_2) = (a_1 a_2,\\ a_2 b_1 + b_2)$, in the odd-even form: each level
+    combines neighbouring pairs into a problem of half the length, solves it, and fills in the
+    even positions; $\\lceil \\log_2 L \\rceil$ levels of vectorised products, O(L) work in all,
+    differentiable by autograd. It forms no cumulative products of `a` and divides by nothing, so
+    decaying or vanishing `a` is safe (unlike $h = \\prod a \\cdot \\sum b / \\prod a$).
+    `"sequential"` is the reference loop over the L steps.
+
+    Samples of unequal lengths: pad with `a = 1`, `b = 0` past each end, which holds the state.
+
+    Args:
+        a: `[..., L, N]` transitions, real or complex.
+        b: `[..., L, N]` inputs (broadcast against `a`).
+        h0: `[..., N]` state before step 0 (broadcast against the leading dims), or `None` (zero).
+        method: `"scan"` or `"sequential"`.
+
+    Returns:
+        `[..., L, N]` the states $h_0, \\dots, h_{L-1}$, in the promoted dtype of the inputs.
+
+    Raises:
+        InvalidInputError: on a non-tensor, fewer than two dims, shapes that do not broadcast, an
+            empty L or an unknown method.
+    """
+    a, b = _check_recurrence(a, b, h0, method)
+    if h0 is not None:  # h_0 = a_0 h0 + b_0: fold the initial state into the first input
+        b = torch.cat([b[..., :1, :] + a[..., :1, :] * h0.unsqueeze(-2), b[..., 1:, :]], dim=-2)
+    if method == "scan":
+        return _odd_even_scan(a, b)
+    states = [b[..., 0, :]]
+    for k in range(1, a.shape[-2]):
+        states.append(a[..., k, :] * states[-1] + b[..., k, :])
+    return torch.stack(states, dim=-2)
+
+
+def _odd_even_scan(a: Tensor, b: Tensor) -> Tensor:
+    """States of $h_k = a_k h_{k-1} + b_k$ from zero, `a`, `b` `[..., L, N]`; recursion depth $\\log_2 L$."""
+    length = a.shape[-2]
+    if length == 1:
+        return b
+    if length % 2:  # an identity pair (1, 0) at the end makes the length even and changes no state
+        a = torch.cat([a, torch.ones_like(a[..., :1, :])], dim=-2)
+        b = torch.cat([b, torch.zeros_like(b[..., :1, :])], dim=-2)
+    a_even, a_odd = a.unflatten(-2, (-1, 2)).unbind(-2)
+    b_even, b_odd = b.unflatten(-2, (-1, 2)).unbind(-2)
+    h_odd = _odd_even_scan(a_even * a_odd, a_odd * b_even + b_odd)  # h_1, h_3, ...: pairs combined
+    h_before = torch.cat([torch.zeros_like(h_odd[..., :1, :]), h_odd[..., :-1, :]], dim=-2)
+    h_even = a_even * h_before + b_even  # h_0, h_2, ...: one step from the odd state before
+    return torch.stack([h_even, h_odd], dim=-2).flatten(-3, -2)[..., :length, :]
+
+
+def _check_recurrence(a: object, b: object, h0: object, method: str) -> tuple[Tensor, Tensor]:
+    """`(a, b)` broadcast to one shape `[..., L, N]` and one dtype; raises on bad input."""
+    if method not in METHODS:
+        raise InvalidInputError(f"`method` must be one of {METHODS}; got {method!r}")
+    for name, value in (("a", a), ("b", b)):
+        if not isinstance(value, Tensor) or value.ndim < 2:
+            raise InvalidInputError(f"`{name}` must be a tensor [..., L, N]; got {_describe(value)}")
+    if h0 is not None and not isinstance(h0, Tensor):
+        raise InvalidInputError(f"`h0` must be a tensor [..., N] or None; got {type(h0).__name__}")
+    try:
+        shape = torch.broadcast_shapes(a.shape, b.shape)
+        state = shape[:-2] + shape[-1:]
+        fits = h0 is None or torch.broadcast_shapes(h0.shape, state) == state
+    except RuntimeError:
+        fits = False
+    if not fits:
+        shapes = f"a {tuple(a.shape)}, b {tuple(b.shape)}, h0 {_describe(h0)}"
+        raise InvalidInputError(f"`a`, `b` [..., L, N] must broadcast, and `h0` to their [..., N]; got {shapes}")
+    if shape[-2] < 1:
+        raise InvalidInputError(f"`a` and `b` must have L >= 1 steps (dim -2); got shape {tuple(shape)}")
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    dtype = dtype if h0 is None else torch.promote_types(dtype, h0.dtype)
+    return a.to(dtype).expand(shape), b.to(dtype).expand(shape)
+
+
+def _describe(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__
