@@ -67,6 +67,12 @@ REAL = [
         marks=needs_sklearn,
     ),
     pytest.param("pixel_digits", "test", 364, 1, 64, 64, [36, 37, 36, 37, 37, 37, 37, 36, 35, 36], marks=needs_sklearn),
+    pytest.param("acsf1", "train", 100, 1, 1460, 1460, [10] * 10, marks=needs_aeon),
+    pytest.param("acsf1", "test", 100, 1, 1460, 1460, [10] * 10, marks=needs_aeon),
+    pytest.param("osu_leaf", "train", 200, 1, 427, 427, [34, 29, 33, 53, 36, 15], marks=needs_aeon),
+    pytest.param("osu_leaf", "test", 242, 1, 427, 427, [32, 55, 42, 44, 46, 23], marks=needs_aeon),
+    pytest.param("pickup_gesture", "train", 50, 1, 29, 361, [5] * 10, marks=needs_aeon),
+    pytest.param("pickup_gesture", "test", 50, 1, 37, 324, [5] * 10, marks=needs_aeon),
 ]
 
 
@@ -89,6 +95,31 @@ def test_uea_times_are_in_the_documented_units() -> None:
     motions, vowels = load("basic_motions", "test"), load("japanese_vowels", "test")
     assert torch.allclose(motions.times[0, :3], torch.tensor([0.0, 0.1, 0.2]))  # seconds at 10 Hz
     assert torch.equal(vowels.times[0, : int(vowels.lengths[0])], torch.arange(float(vowels.lengths[0])))
+
+
+def _data_lines(problem: str, split: str) -> list[str]:
+    """The data lines of one `.ts` file of the aeon wheel, found with plain string operations."""
+    text = wheel_file("aeon", "datasets", "data", problem, f"{problem}_{split.upper()}.ts").read_text()
+    lines = [line.strip() for line in text.splitlines()]
+    return [line for line in lines[lines.index("@data") + 1 :] if line and line[0] not in "#%"]
+
+
+@needs_aeon
+@pytest.mark.parametrize(
+    ("name", "problem"), [("acsf1", "ACSF1"), ("osu_leaf", "OSULeaf"), ("pickup_gesture", "PickupGestureWiimoteZ")]
+)
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_long_ucr_dataset_holds_the_values_lengths_and_labels_of_its_file(name, problem, split) -> None:
+    lines, batch = _data_lines(problem, split), load(name, split)
+    values = [[float(v) for v in line.rsplit(":", 1)[0].split(",")] for line in lines]
+    labels = [line.rsplit(":", 1)[1] for line in lines]
+    classes = sorted(set(labels), key=int)  # the headers declare them in increasing numeric order
+    assert batch.lengths.tolist() == [len(v) for v in values]
+    assert batch.targets.tolist() == [classes.index(label) for label in labels]
+    for b in (0, len(lines) - 1):
+        observed = batch.values[b, : len(values[b]), 0].double()
+        assert torch.allclose(observed, torch.tensor(values[b], dtype=torch.float64), rtol=1e-6)
+        assert torch.equal(batch.times[b, : len(values[b])], torch.arange(float(len(values[b]))))
 
 
 def _features(batch) -> torch.Tensor:

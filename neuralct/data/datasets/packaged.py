@@ -52,6 +52,65 @@ def basic_motions(split: str, seed: int) -> IrregularBatch:
     return _uea("BasicMotions", split, time_step=0.1, regression=False)
 
 
+def acsf1(split: str, seed: int) -> IrregularBatch:
+    """ACSF1: power consumption of 10 kinds of home appliance, univariate, length 1460, 100 train / 100 test (UCR).
+
+    Each series is one appliance's sampled electric power draw: long idle stretches with
+    bursts of consumption while the appliance works.
+
+    - Source: the ACS-F1 appliance consumption signature database (Gisler et al., 2013), as
+      edited by Schaefer and Leser (2017) for the UCR univariate archive; the `.ts` copy inside
+      the `aeon==1.6.0` wheel.
+    - Licence: the archive is free for research use and states no licence of its own; the
+      wheel is BSD 3-Clause.
+    - Sizes: train 100, test 100 (10 per class in each); C = 1; every length 1460; no missing values.
+    - Targets: `long` class index 0-9 for the header's labels "0"-"9" (mobile phone chargers,
+      coffee machines, computer stations, fridges and freezers, Hi-Fi systems, lamps (CFL),
+      laptop chargers, microwave ovens, printers, televisions).
+    - Times: the sample index 0, 1, ..., 1459 (one unit per sample).
+    """
+    return _uea("ACSF1", split, time_step=1.0, regression=False)
+
+
+def osu_leaf(split: str, seed: int) -> IrregularBatch:
+    """OSU leaf: outlines of leaves of 6 tree species, univariate, length 427, 200 train / 242 test (UCR).
+
+    Each series is the distance from a leaf's centre to its boundary, traced anticlockwise
+    after colour segmentation of a scanned leaf image.
+
+    - Source: A. Grandhi, "Content-based image retrieval: plant species identification" (MSc
+      thesis, Oregon State University), via the UCR univariate archive; the `.ts` copy inside
+      the `aeon==1.6.0` wheel.
+    - Licence: the archive is free for research use and states no licence of its own; the
+      wheel is BSD 3-Clause.
+    - Sizes: train 200 (34, 29, 33, 53, 36, 15 per class), test 242 (32, 55, 42, 44, 46, 23);
+      C = 1; every length 427; no missing values.
+    - Targets: `long` class index 0-5 for the header's labels "1"-"6" (Acer circinatum, Acer
+      glabrum, Acer macrophyllum, Acer negundo, Quercus garryana, Quercus kelloggii).
+    - Times: the boundary-point index 0, 1, ..., 426.
+    """
+    return _uea("OSULeaf", split, time_step=1.0, regression=False)
+
+
+def pickup_gesture(split: str, seed: int) -> IrregularBatch:
+    """Pick-up gesture: Wiimote z-acceleration of 10 people, unequal lengths 29-361, 50 train / 50 test (UCR).
+
+    Ten subjects each performed the "pick-up" gesture ten times holding a Nintendo Wiimote;
+    each series is the z-axis acceleration of one gesture, and the task is to name the subject.
+    The unequal-length files are read (not the `_eq_` copies padded to one length).
+
+    - Source: Guna, Humar and Pogacnik (2012), edited by Hoang Anh Dau for the UCR univariate
+      archive (PickupGestureWiimoteZ); the `.ts` copy inside the `aeon==1.6.0` wheel.
+    - Licence: the archive is free for research use and states no licence of its own; the
+      wheel is BSD 3-Clause.
+    - Sizes: train 50, test 50 (5 per subject in each); C = 1; lengths 29-361 (train) and
+      37-324 (test); no missing values.
+    - Targets: `long` class index 0-9 for subjects "1"-"10" (the header's order).
+    - Times: the sample index 0, 1, ..., T_i - 1.
+    """
+    return _uea("PickupGestureWiimoteZ", split, time_step=1.0, regression=False)
+
+
 def covid_3_month(split: str, seed: int) -> IrregularBatch:
     """COVID-19 three months: daily confirmed cases of 201 countries -> death rate (regression, TSER).
 
