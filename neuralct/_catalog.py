@@ -110,6 +110,11 @@ _SOLVERS = _entries(
     },
 )
 
+# The log-ODE method integrates CDE terms only, so it lives beside the neural CDE models.
+_SOLVERS["log_ode"] = Entry(
+    "neuralct.models.log_ode:LogODE", "Log-ODE method for CDEs: one ODE per window of W gaps, by log-signature"
+)
+
 _MODELS = _entries(
     "neuralct.models",
     {
