@@ -127,6 +127,10 @@ _MODELS = _entries(
         "gru_d": ("GRUD", "GRU-D of Che et al. (2018): input and hidden decay, the missingness mask as input"),
         "ode_rnn": ("ODERNN", "ODE-RNN of Rubanova et al. (2019): an ODE between observations, a GRU update at each"),
         "gru_delta": ("GRUDelta", "A GRU cell given each observation, its mask and the time since the previous one"),
+        "s4d": ("s4d_model", "S4D: diagonal state-space layers, exact zero-order hold at each gap (FFT or scan)"),
+        "lssl": ("lssl_model", "LSSL: HiPPO-LegS state-space layers, the bilinear transform at each gap"),
+        "hope": ("hope_model", "HOPE: state-space layers given by their Markov parameters, bilinear at each gap"),
+        "deep_ssm": ("SSMModel", "A residual stack of state-space layers, layer='s4d', 'lssl' or 'hope'"),
     },
 )
 

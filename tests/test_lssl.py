@@ -49,7 +49,7 @@ def test_recurrence_convolution_and_explicit_powers_agree(method: str, alpha: fl
     given = x0 if initial_state else None
     convolution = layer(u, x0=given, mode="conv")
     recurrence = layer(u, x0=given, mode="recurrent")
-    per_step = layer(u, x0=given, dt=torch.ones(2, 37, dtype=DTYPE))
+    per_step = layer(u, x0=given, dt=torch.ones(2, 37, dtype=DTYPE), mode="recurrent")
     torch.testing.assert_close(convolution, recurrence, atol=1e-10, rtol=0)
     torch.testing.assert_close(per_step, recurrence, atol=1e-10, rtol=0)
     torch.testing.assert_close(convolution, _explicit_powers(layer, u, x0), atol=1e-10, rtol=0)
@@ -198,7 +198,7 @@ BAD_CALLS = [
     ("`u` must be a tensor", lambda layer: layer(torch.randn(2, 5, 4))),
     ("`dt` must be a tensor", lambda layer: layer(torch.randn(2, 5, 3), dt=torch.ones(5))),
     ("`dt` must be > 0", lambda layer: layer(torch.randn(2, 5, 3), dt=torch.zeros(2, 5))),
-    ("needs a uniform grid", lambda layer: layer(torch.randn(2, 5, 3), dt=torch.ones(2, 5), mode="conv")),
+    ("needs a uniform grid", lambda layer: layer(torch.randn(2, 5, 3), dt=torch.rand(2, 5) + 1, mode="conv")),
     ("`mode` must be one of", lambda layer: layer(torch.randn(2, 5, 3), mode="fft")),
     ("`dt_scale` must be a positive", lambda layer: layer(torch.randn(2, 5, 3), dt_scale=0.0)),
     ("`x0` must be a tensor", lambda layer: layer(torch.randn(2, 5, 3), x0=torch.zeros(2, 3, 5))),

@@ -30,6 +30,7 @@ from .ltc import LTC, LTCField, LTCTerm
 from .ncde import NeuralCDE
 from .noisy_rnn import NoisyRNN, ReferenceNoisyEuler, lipschitz_matrix
 from .s4d import S4D, s4d_init
+from .ssm_models import SSMModel, hope_model, lssl_model, s4d_model
 from .tau_gru import TauGRU, TauGRUCell, tau_gru_recursion
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "NoisyRNN",
     "ReferenceNoisyEuler",
     "SSMBlock",
+    "SSMModel",
     "SolveOptions",
     "TauGRU",
     "TauGRUCell",
@@ -64,13 +66,16 @@ __all__ = [
     "hippo_lagt",
     "hippo_legs",
     "hippo_legt",
+    "hope_model",
     "hope_transfer",
     "last_observed",
     "lead_in_times",
     "lipschitz_matrix",
+    "lssl_model",
     "mobius",
     "param_groups",
     "s4d_init",
+    "s4d_model",
     "solve_to_ends",
     "tau_gru_recursion",
 ]

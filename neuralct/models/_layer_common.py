@@ -1,4 +1,5 @@
-"""What the convolutional SSM layers (HOPE, the diagonal SSM) share: their log-steps and input check."""
+"""What the SSM layers (LSSL, HOPE, S4D) share: their log-steps, their call checks, and the choice
+between the convolution (a uniform grid in every sample) and the recurrence (per-step $\\Delta_k$)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,47 @@ def check_sequence(u: object, width: int) -> None:
 def special_parameters(module: nn.Module, ssm: list[nn.Parameter]) -> dict[str, list[nn.Parameter]]:
     """`{"ssm": ssm, "dt": [log_dt] if learned}`, the groups of `neuralct.models.deep_ssm.param_groups`."""
     return {"ssm": ssm, "dt": [module.log_dt] if isinstance(module.log_dt, nn.Parameter) else []}
+
+
+MODES = ("auto", "conv", "recurrent")
+
+
+def check_call(u: object, width: int, dt: object, mode: str) -> None:
+    """Raise `InvalidInputError` unless `u` is `[B, L, width]`, `dt` is `None` or a positive
+    `[B, L]` tensor, and `mode` is one of `MODES` ("conv" with `dt` only on a uniform grid)."""
+    check_sequence(u, width)
+    if mode not in MODES:
+        raise InvalidInputError(f"`mode` must be one of {MODES}; got {mode!r}")
+    if dt is None:
+        return
+    expected = tuple(u.shape[:2])  # type: ignore[union-attr]
+    if not isinstance(dt, Tensor) or tuple(dt.shape) != expected:
+        shape = tuple(dt.shape) if isinstance(dt, Tensor) else type(dt).__name__
+        raise InvalidInputError(f"`dt` must be a tensor [B, L] = {expected}; got {shape}")
+    if not bool((dt > 0).all()):
+        raise InvalidInputError(f"`dt` must be > 0 everywhere; got a smallest value {dt.min().item()}")
+    if mode == "conv" and uniform_spacing(dt) is None:
+        raise InvalidInputError("`mode` 'conv' needs a uniform grid in each sample; got varying gaps (use 'recurrent')")
+
+
+def uniform_spacing(dt: Tensor) -> Tensor | None:
+    """`[B]` each sample's step when every row of `dt` `[B, L]` is constant, else `None`.
+
+    Constant means equal to the row's mean within $\\sqrt{\\varepsilon}$ of the dtype, relative:
+    gaps taken from rounded times differ in their last digits on a uniform grid.
+    """
+    mean = dt.mean(dim=1, keepdim=True)
+    tolerance = torch.finfo(dt.dtype).eps ** 0.5
+    if bool(((dt - mean).abs() <= tolerance * mean).all()):
+        return mean.squeeze(1)
+    return None
+
+
+def pick_mode(dt: Tensor | None, mode: str) -> tuple[str, Tensor | None]:
+    """`("conv", [B] spacing or None)` or `("recurrent", None)`: what `mode` "auto" runs for `dt`."""
+    if mode == "recurrent":
+        return "recurrent", None
+    if dt is None:
+        return "conv", None
+    spacing = uniform_spacing(dt)
+    return ("recurrent", None) if spacing is None else ("conv", spacing)

@@ -5,7 +5,8 @@ through a factory (LSSL, HOPE, a diagonal SSM). Each block is, with pre-norm (th
 
 $x \\leftarrow x + \\mathrm{Drop}(\\mathrm{Mix}(\\mathrm{Drop}(\\mathrm{GELU}(\\mathrm{Layer}(\\mathrm{LN}(x))))))$
 
-and with post-norm $x \\leftarrow \\mathrm{LN}(x + \\dots\\mathrm{Layer}(x)\\dots)$. `Mix` is the
+and with post-norm $x \\leftarrow \\mathrm{LN}(x + \\dots\\mathrm{Layer}(x)\\dots)$. The norm may be a
+batch norm instead (statistics over the real positions only) and the GELU another activation. `Mix` is the
 position-wise linear map $H_{out} \\to H$ (or a gated linear unit $H_{out} \\to 2H \\to H$).
 $H_{out}$ is the layer's `d_output` attribute when it has one (LSSL with M channels has
 $H \\cdot M$), else H.
@@ -18,12 +19,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
 
 POOLS = ("mean", "last", "none")
 MIXES = ("linear", "glu")
+NORMS = ("layer", "batch")
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": nn.functional.gelu,
+    "relu": nn.functional.relu,
+    "silu": nn.functional.silu,
+    "tanh": torch.tanh,
+}
+
+
+def make_norm(norm: str, width: int) -> nn.Module:
+    """`nn.LayerNorm` (`"layer"`) or `nn.BatchNorm1d` (`"batch"`) over `width` features; see `normalise`."""
+    return nn.LayerNorm(width) if norm == "layer" else nn.BatchNorm1d(width)
+
+
+def normalise(norm: nn.Module, x: Tensor, valid: Tensor | None) -> Tensor:
+    """`[B, L, H]` `x` through `norm`; a batch norm takes its statistics over the positions where
+    `valid` `[B, L]` is True only (padding would bias them), and leaves 0 at the others."""
+    if not isinstance(norm, nn.BatchNorm1d):
+        return norm(x)
+    if valid is None:
+        return norm(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    return x.new_zeros(x.shape).index_put((valid,), norm(x[valid]))
 
 
 class SSMBlock(nn.Module):
@@ -35,14 +59,27 @@ class SSMBlock(nn.Module):
         dropout: dropout probability after the activation and after the mixing.
         prenorm: LayerNorm before the layer (True) or after the residual sum (False).
         mix: `"linear"` ($H_{out} \\to H$) or `"glu"` ($H_{out} \\to 2H$, then a GLU).
+        norm: `"layer"` or `"batch"` (see `normalise`).
+        activation: a name of `ACTIVATIONS`.
     """
 
-    def __init__(self, layer: nn.Module, d_model: int, *, dropout: float, prenorm: bool, mix: str) -> None:
+    def __init__(
+        self,
+        layer: nn.Module,
+        d_model: int,
+        *,
+        dropout: float,
+        prenorm: bool,
+        mix: str,
+        norm: str = "layer",
+        activation: str = "gelu",
+    ) -> None:
         super().__init__()
         d_layer = int(getattr(layer, "d_output", d_model))
         self.layer = layer
         self.prenorm = prenorm
-        self.norm = nn.LayerNorm(d_model)
+        self.activation = ACTIVATIONS[activation]
+        self.norm = make_norm(norm, d_model)
         self.drop = nn.Dropout(dropout)
         self.mix = (
             nn.Linear(d_layer, d_model)
@@ -50,12 +87,12 @@ class SSMBlock(nn.Module):
             else nn.Sequential(nn.Linear(d_layer, 2 * d_model), nn.GLU(dim=-1))
         )
 
-    def forward(self, x: Tensor, layer_kwargs: Mapping[str, object]) -> Tensor:
-        """`[B, L, H] -> [B, L, H]`; `layer_kwargs` go to the layer's forward."""
-        z = self.norm(x) if self.prenorm else x
-        z = self.drop(nn.functional.gelu(self.layer(z, **layer_kwargs)))
+    def forward(self, x: Tensor, layer_kwargs: Mapping[str, object], valid: Tensor | None = None) -> Tensor:
+        """`[B, L, H] -> [B, L, H]`; `layer_kwargs` go to the layer's forward, `valid` `[B, L]` to a batch norm."""
+        z = normalise(self.norm, x, valid) if self.prenorm else x
+        z = self.drop(self.activation(self.layer(z, **layer_kwargs)))
         x = x + self.drop(self.mix(z))
-        return x if self.prenorm else self.norm(x)
+        return x if self.prenorm else normalise(self.norm, x, valid)
 
 
 class DeepSSM(nn.Module):
@@ -73,9 +110,11 @@ class DeepSSM(nn.Module):
         dropout: dropout probability in every block.
         prenorm: pre-LayerNorm (True; a final LayerNorm then precedes the head) or post-LayerNorm.
         mix: `"linear"` or `"glu"` position-wise mixing in each block.
+        norm: `"layer"` or `"batch"` normalisation in every block (and before the head).
+        activation: the nonlinearity after each layer, a name of `ACTIVATIONS`.
 
     Raises:
-        InvalidInputError: on a bad size, pool, dropout or mix.
+        InvalidInputError: on a bad size, pool, dropout, mix, norm or activation.
     """
 
     def __init__(
@@ -90,6 +129,8 @@ class DeepSSM(nn.Module):
         dropout: float = 0.0,
         prenorm: bool = True,
         mix: str = "linear",
+        norm: str = "layer",
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
         for name, value in (("d_input", d_input), ("d_model", d_model), ("n_layers", n_layers), ("d_output", d_output)):
@@ -101,22 +142,40 @@ class DeepSSM(nn.Module):
             raise InvalidInputError(f"`dropout` must be a number in [0, 1); got {dropout!r}")
         if mix not in MIXES:
             raise InvalidInputError(f"`mix` must be one of {MIXES}; got {mix!r}")
+        if norm not in NORMS:
+            raise InvalidInputError(f"`norm` must be one of {NORMS}; got {norm!r}")
+        if activation not in ACTIVATIONS:
+            raise InvalidInputError(f"`activation` must be one of {tuple(ACTIVATIONS)}; got {activation!r}")
         self.pool = pool
         self.encoder = nn.Linear(d_input, d_model)
         self.blocks = nn.ModuleList(
-            SSMBlock(layer_factory(d_model), d_model, dropout=dropout, prenorm=prenorm, mix=mix)
+            SSMBlock(
+                layer_factory(d_model),
+                d_model,
+                dropout=dropout,
+                prenorm=prenorm,
+                mix=mix,
+                norm=norm,
+                activation=activation,
+            )
             for _ in range(n_layers)
         )
-        self.final_norm = nn.LayerNorm(d_model) if prenorm else nn.Identity()
+        self.final_norm = make_norm(norm, d_model) if prenorm else nn.Identity()
         self.head = nn.Linear(d_model, d_output)
 
-    def forward(self, u: Tensor, layer_kwargs: Mapping[str, object] | None = None) -> Tensor:
+    def forward(
+        self, u: Tensor, layer_kwargs: Mapping[str, object] | None = None, *, valid: Tensor | None = None
+    ) -> Tensor:
         """Run the stack.
 
         Args:
             u: `[B, L, C]` input sequences.
             layer_kwargs: keyword arguments passed to every layer's forward (e.g. LSSL's
                 `dt_scale=0.5` to run at twice the training sampling rate).
+            valid: `[B, L]` True at each sample's real positions (`None`: all), a prefix of each
+                row. `"last"` then pools each sample's last real position, `"mean"` its real
+                positions, a batch norm takes statistics over them; the layers must be causal,
+                so that no real position reads the padding.
 
         Returns:
             `[B, d_output]` when pooled, `[B, L, d_output]` when `pool="none"`.
@@ -129,14 +188,17 @@ class DeepSSM(nn.Module):
             raise InvalidInputError(f"`u` must be a tensor [B, L, {self.encoder.in_features}]; got {shape}")
         x = self.encoder(u)
         for block in self.blocks:
-            x = block(x, layer_kwargs or {})
-        return self.head(self._pool(self.final_norm(x)))
+            x = block(x, layer_kwargs or {}, valid)
+        return self.head(self._pool(normalise(self.final_norm, x, valid), valid))
 
-    def _pool(self, x: Tensor) -> Tensor:
+    def _pool(self, x: Tensor, valid: Tensor | None) -> Tensor:
         if self.pool == "none":
             return x
         if self.pool == "last":
-            return x[:, -1]
+            return x[:, -1] if valid is None else x[torch.arange(x.shape[0]), valid.sum(dim=1) - 1]
+        if self.pool == "mean" and valid is not None:
+            weights = valid.to(x.dtype)[..., None]
+            return (x * weights).sum(dim=1) / weights.sum(dim=1)
         if self.pool == "mean":
             return x.mean(dim=1)
         part = x[:, self.pool]

@@ -29,9 +29,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from ..solvers.discretize import gbt
 from ..terms.linear import LinearTerm
-from ._layer_common import check_sequence, register_log_dt, special_parameters
-from ._ssm_kernels import causal_convolution
+from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
+from ._ssm_kernels import causal_convolution, linear_recurrence, power_kernel
 
 MODES = ("causal", "bidirectional")
 
@@ -180,17 +181,54 @@ class HOPE(nn.Module):
         transfer = hope_transfer(self.markov, self.log_dt.exp(), 2 * length, onesided=True)
         return torch.fft.irfft(transfer, n=2 * length, dim=-1)[:, :length]
 
-    def forward(self, u: Tensor) -> Tensor:
-        """`[B, L, H] -> [B, L, H]`: the convolution plus the skip term $D u$.
+    def forward(self, u: Tensor, *, dt: Tensor | None = None, mode: str = "auto") -> Tensor:
+        """`[B, L, H] -> [B, L, H]`: the convolution (or recurrence) plus the skip term $D u$.
+
+        Without `dt` the causal layer convolves with the paper's kernel (the transfer function
+        sampled at 2L points, so lags beyond 2L alias into it). With `dt` it runs the
+        continuous-time system of `realization` at each sample's own gaps, HOPE's own rule step
+        by step: the bilinear transform at $\\Delta_h \\delta_k$ with the input's trapezoidal
+        average $(u_{k-1} + u_k)/2$ ($u_{-1} = 0$), i.e. the linear path through the samples. A
+        sample whose gaps are all equal runs as a convolution with the system's exact (unaliased)
+        impulse response; others run the recurrence, whose transition
+        $\\bar A = (I + \\rho S)^{-1}(S + \\rho I)$, $\\rho = (1 - \\delta)/(1 + \\delta)$ ($S$ the
+        shift) is applied in O(n) by a scan along the state index: $A_c$ is one Jordan block, so
+        no diagonal form exists to scan over time.
+
+        Args:
+            u: `[B, L, H]` inputs.
+            dt: `[B, L]` gaps in units of the learned step (causal mode only), or `None`.
+            mode: `"auto"`, `"conv"` or `"recurrent"` (`"recurrent"` without `dt`: unit gaps).
 
         Raises:
-            InvalidInputError: if `u` is not `[B, L, H]` (with L even and >= 2 when bidirectional).
+            InvalidInputError: on a bad shape, gap or mode; `dt` or `mode` in bidirectional
+                mode; an odd L in bidirectional mode.
         """
         width = self.d.shape[0]
-        check_sequence(u, width)
+        check_call(u, width, dt, mode)
         length = u.shape[1]
-        if self.mode == "causal":
+        if self.mode == "bidirectional":
+            if dt is not None or mode != "auto":
+                raise InvalidInputError("`dt` and `mode` need the causal layer; this one is 'bidirectional'")
+            return self._bidirectional(u)
+        if dt is None and mode != "recurrent":
             return causal_convolution(u.transpose(1, 2), self.kernel(length)).transpose(1, 2) + self.d * u
+        dt = u.new_ones(u.shape[:2]) if dt is None else dt
+        route, spacing = pick_mode(dt, mode)
+        _, _, c, d = fir_realization(self.markov)
+        average = (u + nn.functional.pad(u[:, :-1], (0, 0, 1, 0))) / 2  # [B, L, H]: (u_{k-1} + u_k) / 2
+        if route == "conv":
+            a_c, b_c, _, _ = fir_realization(self.markov)
+            a_bar, b_bar = gbt(a_c, b_c, spacing[:, None] * self.log_dt.exp(), 0.5)  # [B, H, n, n], [B, H, n]
+            rows = c[:, None, :].expand(*a_bar.shape[:-2], 1, -1)  # krylov broadcasts only the columns
+            k = power_kernel(a_bar, rows, b_bar[..., None], length)[..., 0, 0, :]  # [B, H, L]
+            y = causal_convolution(average.transpose(1, 2), k).transpose(1, 2)
+        else:
+            y = _trapezoid_recurrence(average, dt[..., None] * self.log_dt.exp(), c)
+        return y + (d + self.d) * u
+
+    def _bidirectional(self, u: Tensor) -> Tensor:
+        width, length = self.d.shape[0], u.shape[1]
         if length % 2:
             raise InvalidInputError(f"`u` must have an even length L in bidirectional mode; got L = {length}")
         half = hope_transfer(self.markov_parameters(), self.log_dt.exp(), length // 2)
@@ -239,6 +277,25 @@ class HOPE(nn.Module):
     def _require_causal(self, what: str) -> None:
         if self.mode != "causal":
             raise InvalidInputError(f"`mode` must be 'causal' for the {what}; got {self.mode!r}")
+
+
+def _trapezoid_recurrence(average: Tensor, steps: Tensor, c: Tensor) -> Tensor:
+    """`[B, L, H]` $C x_k$ of $x_k = \\bar A_k x_{k-1} + \\bar B_k \\bar u_k$, the bilinear transform of
+    `fir_realization` at `steps` `[B, L, H]`, from the averaged inputs `average` `[B, L, H]`.
+
+    In closed form (all matrices are functions of the shift S), with $\\rho = (1-\\delta)/(1+\\delta)$:
+    $(I + \\rho S)\\, x_k = (S + \\rho I)\\, x_{k-1} + \\frac{4\\delta}{1+\\delta}\\, \\bar u_k\\, s$, $s_i = (-1)^i$.
+    """
+    rho, gain = (1 - steps) / (1 + steps), 4 * steps / (1 + steps)
+    signs = 1.0 - 2.0 * (torch.arange(c.shape[-1], device=c.device) % 2).to(c.dtype)
+    x = average.new_zeros(*average.shape[::2], c.shape[-1])  # [B, H, n]
+    outputs = []
+    for k in range(average.shape[1]):
+        r = rho[:, k, :, None]
+        w = nn.functional.pad(x[..., :-1], (1, 0)) + r * x + (gain[:, k] * average[:, k])[..., None] * signs
+        x = linear_recurrence(-r[..., None], w[..., None]).squeeze(-1)  # (I + rho S)^-1 w along the state index
+        outputs.append((c * x).sum(-1))
+    return torch.stack(outputs, dim=1)
 
 
 def _shape(value: object) -> str:

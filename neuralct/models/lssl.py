@@ -25,12 +25,11 @@ from torch import Tensor, nn
 
 from ..errors import InvalidInputError
 from ..solvers.discretize import gbt, zoh
-from ._layer_common import check_sequence, register_log_dt, special_parameters
+from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
 from ._ssm_kernels import causal_convolution, power_kernel
 from .hippo import HIPPO
 
 METHODS = ("gbt", "zoh")
-MODES = ("auto", "conv", "recurrent")
 
 
 class LSSL(nn.Module):
@@ -117,8 +116,7 @@ class LSSL(nn.Module):
 
     def kernel(self, length: int, dt_scale: float = 1.0) -> Tensor:
         """`[H, M, L]` the convolution kernel $K_k = C \\bar A^k \\bar B$ on a uniform grid."""
-        a_bar, b_bar = self.discretize(self.dt * dt_scale)
-        return power_kernel(a_bar, self.c, b_bar.unsqueeze(-1), length).squeeze(-2)
+        return self._kernel_at(self.dt * dt_scale, length)
 
     def forward(
         self,
@@ -134,10 +132,11 @@ class LSSL(nn.Module):
         Args:
             u: `[B, L, H]` inputs.
             dt: `[B, L]` time since the previous observation, in units of the training grid
-                (`None`: a uniform grid of ones). Forces the recurrent mode.
+                (`None`: a uniform grid of ones). A sample whose gaps are all equal runs as a
+                convolution at its own spacing; any other `dt` runs the recurrence.
             dt_scale: positive factor on every step (`1 / rate` for test-time resampling).
             x0: `[B, H, N]` state before the first observation (`None`: zero).
-            mode: `"auto"` (convolution unless `dt` is given), `"conv"` or `"recurrent"`.
+            mode: `"auto"` (convolution unless some sample's gaps vary), `"conv"` or `"recurrent"`.
 
         Returns:
             `[B, L, H * M]` outputs; channel m of feature h is at `h * M + m`.
@@ -146,21 +145,34 @@ class LSSL(nn.Module):
             InvalidInputError: if a shape, step or mode is wrong.
         """
         self._check_call(u, dt, dt_scale, x0, mode)
-        if mode == "recurrent" or dt is not None:
+        route, spacing = pick_mode(dt, mode)
+        if route == "recurrent":
             y = self._recurrent(u, self.dt * dt_scale if dt is None else dt[..., None] * self.dt * dt_scale, x0)
-        else:
-            y = self._convolution(u, dt_scale, x0)
+        elif spacing is None:
+            y = self._convolution(u, self._cached_kernel(u.shape[1], dt_scale), self.dt * dt_scale, x0)
+        else:  # every sample uniform, each at its own spacing: one kernel per sample
+            steps = spacing[:, None] * self.dt * dt_scale  # [B, H]
+            y = self._convolution(u, self._kernel_at(steps, u.shape[1]), steps, x0)
         return (y + self.d * u[..., None]).flatten(-2)
 
-    def _convolution(self, u: Tensor, dt_scale: float, x0: Tensor | None) -> Tensor:
+    def _convolution(self, u: Tensor, k: Tensor, steps: Tensor, x0: Tensor | None) -> Tensor:
+        """`[B, L, H, M]` from the kernel `k` `[(B,) H, M, L]` at `steps` `[(B,) H]`, plus $C \\bar A^{k+1} x_0$."""
         length = u.shape[1]
-        k = self._cached_kernel(length, dt_scale)
         y = causal_convolution(u.transpose(1, 2)[:, :, None, :], k).permute(0, 3, 1, 2)  # [B, L, H, M]
         if x0 is None:
             return y
-        a_bar, _ = self.discretize(self.dt * dt_scale)
-        first = torch.einsum("hnk,bhk->hnb", a_bar, x0)  # A_bar x0, one column per sample
-        return y + power_kernel(a_bar, self.c, first, length).permute(2, 3, 0, 1)  # C A_bar^(k+1) x0
+        a_bar, _ = self.discretize(steps)
+        first = a_bar @ x0[..., None]  # [B, H, N, 1]: A_bar x0
+        if a_bar.ndim == 3:  # one A_bar for all samples: samples as columns, no copy of A_bar per sample
+            return y + power_kernel(a_bar, self.c, first.squeeze(-1).permute(1, 2, 0), length).permute(2, 3, 0, 1)
+        c = self.c.expand(*a_bar.shape[:-2], -1, -1)  # krylov broadcasts only the columns
+        return y + power_kernel(a_bar, c, first, length).squeeze(-2).permute(0, 3, 1, 2)
+
+    def _kernel_at(self, steps: Tensor, length: int) -> Tensor:
+        """`[..., H, M, L]` the kernel $C \\bar A^k \\bar B$ at `steps` `[..., H]`."""
+        a_bar, b_bar = self.discretize(steps)
+        c = self.c.expand(*a_bar.shape[:-2], -1, -1)  # krylov broadcasts only the columns
+        return power_kernel(a_bar, c, b_bar.unsqueeze(-1), length).squeeze(-2)
 
     def _cached_kernel(self, length: int, dt_scale: float) -> Tensor:
         if self.training or torch.is_grad_enabled():
@@ -193,15 +205,7 @@ class LSSL(nn.Module):
 
     def _check_call(self, u: Tensor, dt: Tensor | None, dt_scale: float, x0: Tensor | None, mode: str) -> None:
         width, n = self.c.shape[0], self.c.shape[-1]
-        check_sequence(u, width)
-        if mode not in MODES:
-            raise InvalidInputError(f"`mode` must be one of {MODES}; got {mode!r}")
-        if dt is not None and (not isinstance(dt, Tensor) or tuple(dt.shape) != tuple(u.shape[:2])):
-            raise InvalidInputError(f"`dt` must be a tensor [B, L] = {tuple(u.shape[:2])}; got {_shape(dt)}")
-        if dt is not None and not bool((dt > 0).all()):
-            raise InvalidInputError(f"`dt` must be > 0 everywhere; got a smallest value {dt.min().item()}")
-        if dt is not None and mode == "conv":
-            raise InvalidInputError("`mode` 'conv' needs a uniform grid; got a per-step `dt` (use 'recurrent')")
+        check_call(u, width, dt, mode)
         if isinstance(dt_scale, bool) or not isinstance(dt_scale, (int, float)) or not 0 < dt_scale < math.inf:
             raise InvalidInputError(f"`dt_scale` must be a positive finite number; got {dt_scale!r}")
         if x0 is not None and (not isinstance(x0, Tensor) or tuple(x0.shape) != (u.shape[0], width, n)):

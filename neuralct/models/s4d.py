@@ -7,6 +7,11 @@ $\\Delta$ gives $\\bar a_m = e^{\\Delta a_m}$, $\\bar b_m = (e^{\\Delta a_m} - 1
 $k_j = 2\\,\\mathrm{Re}\\sum_m c_m \\bar b_m \\bar a_m^{\\,j}$ (a Vandermonde product): memory decays
 like $e^{-\\Delta j / 2}$, the baseline HOPE's flat memory is measured against.
 
+Irregular steps: observation k of a sample holds its input over the gap $\\delta_k$ that ends at
+it (`dt`), so zero-order hold at $\\Delta \\delta_k$ is exact there, and the per-step recurrence
+$x_k = \\bar a_k x_{k-1} + \\bar b_k u_k$ runs as a parallel scan (`linear_recurrence`). A sample
+whose gaps are all equal still runs as a convolution, with its own kernel.
+
 Reference: Gu, Gupta, Goel & Ré, "On the Parameterization and Initialization of Diagonal State
 Space Models", NeurIPS 2022.
 """
@@ -19,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
-from ._layer_common import check_sequence, register_log_dt, special_parameters
-from ._ssm_kernels import causal_convolution
+from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
+from ._ssm_kernels import METHODS, diagonal_convolution, linear_recurrence
 
 INITS = ("lin", "inv")
 
@@ -62,9 +67,11 @@ class S4D(nn.Module):
         dt_min: smallest initial step; steps are drawn log-uniform in `[dt_min, dt_max]`.
         dt_max: largest initial step.
         learn_dt: learn the log-steps (True) or keep them fixed (a buffer).
+        recurrence: how the per-step recurrence runs: `"scan"` (parallel, log-depth) or
+            `"sequential"` (the reference loop); see `linear_recurrence`.
 
     Raises:
-        InvalidInputError: on a bad size, init or step range.
+        InvalidInputError: on a bad size, init, step range or recurrence.
     """
 
     def __init__(
@@ -76,8 +83,12 @@ class S4D(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         learn_dt: bool = True,
+        recurrence: str = "scan",
     ) -> None:
         super().__init__()
+        if recurrence not in METHODS:
+            raise InvalidInputError(f"`recurrence` must be one of {METHODS}; got {recurrence!r}")
+        self.recurrence = recurrence
         if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
             raise InvalidInputError(f"`d_model` must be a positive int; got {d_model!r}")
         if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2:
@@ -94,10 +105,11 @@ class S4D(nn.Module):
         [`param_groups`][neuralct.models.deep_ssm.param_groups]: their own rates, no weight decay."""
         return special_parameters(self, [self.log_decay, self.frequency])
 
-    def discretize(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Zero-order hold: `(a_bar [H, N/2], b_bar [H, N/2], c [H, N/2])`, all complex."""
+    def discretize(self, steps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Zero-order hold at `steps` `[..., H]` (default: the learned $\\Delta$ `[H]`):
+        `(a_bar [..., H, N/2], b_bar [..., H, N/2], c [H, N/2])`, all complex."""
         a = torch.complex(-self.log_decay.exp(), self.frequency)
-        step = self.log_dt.exp()[:, None] * a
+        step = (self.log_dt.exp() if steps is None else steps)[..., None] * a
         return step.exp(), (step.exp() - 1) / a, torch.view_as_complex(self.c)
 
     def kernel(self, length: int) -> Tensor:
@@ -107,15 +119,31 @@ class S4D(nn.Module):
         vandermonde = torch.exp(a_bar.log()[..., None] * lags)  # [H, N/2, L]
         return 2 * torch.einsum("hm,hml->hl", c * b_bar, vandermonde).real
 
-    def forward(self, u: Tensor) -> Tensor:
-        """`[B, L, H] -> [B, L, H]`: the causal convolution plus the skip term $D u$.
+    def forward(self, u: Tensor, *, dt: Tensor | None = None, mode: str = "auto") -> Tensor:
+        """`[B, L, H] -> [B, L, H]`: the SSM's output plus the skip term $D u$.
+
+        Args:
+            u: `[B, L, H]` inputs; `u[:, k]` is held over the gap that ends at observation k.
+            dt: `[B, L]` gaps $\\delta_k$ in units of the learned step (`None`: all ones); the
+                step of channel h at observation k is $\\Delta_h \\delta_k$.
+            mode: `"auto"` (a convolution when every sample's gaps are equal, else the
+                recurrence), `"conv"` or `"recurrent"`.
 
         Raises:
-            InvalidInputError: if `u` is not `[B, L, H]`.
+            InvalidInputError: if a shape, a gap or the mode is wrong.
         """
-        width = self.d.shape[0]
-        check_sequence(u, width)
-        return causal_convolution(u.transpose(1, 2), self.kernel(u.shape[1])).transpose(1, 2) + self.d * u
+        check_call(u, self.d.shape[0], dt, mode)
+        route, spacing = pick_mode(dt, mode)
+        if route == "conv":
+            modes = self._modes(None if spacing is None else spacing[:, None])
+            y = diagonal_convolution(u.transpose(1, 2), *modes, conjugate_pairs=True)
+        else:
+            steps = self.log_dt.exp() * (u.new_ones(u.shape[:2]) if dt is None else dt)[..., None]  # [B, L, H]
+            a_bar, b_bar, c = self.discretize(steps)  # [B, L, H, N/2]
+            inputs = (b_bar * u[..., None]).transpose(1, 2)  # [B, H, L, N/2]: the scan runs along L
+            x = linear_recurrence(a_bar.transpose(1, 2), inputs, method=self.recurrence)
+            y = 2 * (c[:, None] * x).sum(-1).real
+        return y.transpose(1, 2) + self.d * u
 
     def unroll(self, u: Tensor) -> Tensor:
         """The same layer as the recurrence $x_k = \\bar a x_{k-1} + \\bar b u_k$, $y_k = 2\\mathrm{Re}(c x_k) + D u_k$.
@@ -126,10 +154,9 @@ class S4D(nn.Module):
         Returns:
             `[B, L, H]` outputs, equal to `forward(u)` to rounding.
         """
-        a_bar, b_bar, c = self.discretize()
-        state = torch.zeros(u.shape[0], *a_bar.shape, dtype=a_bar.dtype, device=u.device)
-        outputs = []
-        for k in range(u.shape[1]):
-            state = a_bar * state + b_bar * u[:, k, :, None]
-            outputs.append(2 * (c * state).sum(-1).real + self.d * u[:, k])
-        return torch.stack(outputs, dim=1)
+        return self(u, mode="recurrent")
+
+    def _modes(self, scale: Tensor | None) -> tuple[Tensor, Tensor]:
+        """`(a_bar, c b_bar)` `[..., H, N/2]` at the learned steps times `scale` `[..., 1]`."""
+        a_bar, b_bar, c = self.discretize(None if scale is None else self.log_dt.exp() * scale)
+        return a_bar, c * b_bar

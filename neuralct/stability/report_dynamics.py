@@ -1,7 +1,8 @@
 """The dynamics sections of a stability report (see `neuralct.stability.report`), chosen by the
 model's term: an ODE over the series gets its Jacobian spectra, solver regions, Lyapunov exponents
 and gradients against the lag; a delay equation gets the linearisation of its delay field and the
-regions of the method of steps' inner methods; any other model a one-sentence reason per section.
+regions of the method of steps' inner methods; a state-space model (`SSMModel`) the impulse
+responses and memory profiles of its layers; any other model a one-sentence reason per section.
 
 Each section returns its `report.md` lines, its numbers, and the figures' arrays (saved beside the
 report as `<figure>.npz`, so every number in the text can be recomputed from them).
@@ -18,6 +19,7 @@ import torch
 
 from ..data.series import IrregularBatch
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
+from ..models.ssm_models import SSMModel
 from ..solvers.rk4 import RK4
 from ..terms.base import AbstractDriftTerm
 from ..terms.delay import DelayTerm
@@ -25,11 +27,13 @@ from .delay import model_delay_linearisation
 from .gradients import gradient_horizon
 from .jacobian import JacobianSpectra, model_jacobian_spectra
 from .lyapunov import flow_map, lyapunov_spectrum
+from .memory import memory_profile
 from .perturbations import median_gap
 from .plots import (
     plot_gradient_horizon,
     plot_jacobian_spectra,
     plot_lyapunov_trace,
+    plot_memory_profiles,
     plot_stability_regions,
     stiffness_statistics,
 )
@@ -47,6 +51,13 @@ def dynamics_sections(
     model: AbstractSequenceModel, series: IrregularBatch, solver: str | None, options: SolveOptions | None, out: Path
 ) -> tuple[list[str], dict[str, Any], dict[str, str]]:
     """The dynamics sections that apply to `model`: lines, numbers, and a reason per skipped section."""
+    if isinstance(model, SSMModel):
+        reason = (
+            f"{type(model).__name__} ({model.layer}) is a stack of linear state-space layers discretised in closed "
+            "form at each gap: no vector field is solved; its memory is read off the layers' impulse responses below"
+        )
+        lines, numbers = _ssm_memory(model, series, out)
+        return lines, numbers, dict.fromkeys(DYNAMICS, reason)
     term = model.term(series) if isinstance(model, AbstractContinuousModel) else None
     gap = float(median_gap(series).median())
     if isinstance(term, DelayTerm):
@@ -76,6 +87,35 @@ def dynamics_sections(
         {},
         dict.fromkeys(DYNAMICS, reason),
     )
+
+
+def _ssm_memory(model: SSMModel, series: IrregularBatch, out: Path) -> Section:
+    """Impulse responses of each block's layer at one time unit per lag (`memory.png`, kernels in `memory.npz`)."""
+    length = min(max(4 * series.max_length, 64), 4096)
+    profiles = {f"block {i} ({model.layer})": memory_profile(layer, length) for i, layer in enumerate(model.layers())}
+    plot_memory_profiles(profiles, out / "memory.svg")
+    np.savez(out / "memory.npz", **{f"block_{i}": p.kernel.cpu().numpy() for i, p in enumerate(profiles.values())})
+    rows = [
+        {
+            "layer": label,
+            "memory_length_median": float(profile.memory_length(0.99).double().median()),
+            "decay_rate_median": float(profile.decay_rate().median()),
+        }
+        for label, profile in profiles.items()
+    ]
+    gap = float(median_gap(series).median())
+    lines = ["## Memory of the state-space layers", "", "![Impulse responses and their energy](memory.png)", ""]
+    lines.append(
+        f"Impulse responses over {length} lags of one time unit each (the median observation gap is {gap:.3g}); "
+        "per layer, the median over channels of the lags holding 99% of the kernel's energy, and of the "
+        "envelope's exponential decay per lag:"
+    )
+    lines += [""] + [
+        f"- {row['layer']}: 99% within {row['memory_length_median']:.0f} lags, "
+        f"decay {row['decay_rate_median']:.3g} per lag"
+        for row in rows
+    ]
+    return lines + [""], {"memory": {"lags": length, "median_gap": gap, "layers": rows}}
 
 
 def _skipped(title: str, reason: str) -> list[str]:
