@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 export MPLBACKEND := Agg
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: help venv datasets demo test test-slow bench bench-quick docs lint clean
+.PHONY: help venv datasets demo test test-slow bench bench-quick bench-long docs lint clean
 
 help:
 	@echo "make venv       create .venv with the pinned versions in constraints.txt"
@@ -28,6 +28,7 @@ help:
 	@echo "make test-slow  only the tests marked slow"
 	@echo "make bench      run the benchmark suite against the peers; writes benchmarks/results/<machine>.json and .md"
 	@echo "make bench-quick  the same at smaller sizes (minutes on 2 cores)"
+	@echo "make bench-long the long-series table vs 1-NN and MiniRocket (installs the bench extra: aeon's dependencies)"
 	@echo "make docs       build the documentation site into site/ (strict)"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make clean      remove .venv, build outputs and caches"
@@ -66,6 +67,14 @@ bench: $(STAMP) $(DATASETS)
 
 bench-quick: $(STAMP) $(DATASETS)
 	$(PY) -m benchmarks --quick $(BENCH_ARGS)
+
+# aeon's dependencies (numba, pandas, ...) for MiniRocket and the numba DTW; benchmark only, never a runtime dependency.
+$(VENV)/.bench: $(DATASETS) pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt -e '.[bench]'
+	@touch $@
+
+bench-long: $(VENV)/.bench
+	$(PY) -m benchmarks.long_series $(BENCH_ARGS)
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
