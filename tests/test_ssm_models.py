@@ -93,13 +93,14 @@ def test_scan_and_sequential_recurrence_agree_in_values_and_gradients(dtype: tor
     assert max(float(g.abs().max()) for g in scan_grads) > 1e-3  # gradients that are there to compare
 
 
+@pytest.mark.parametrize("spacings", [(0.5, 2.0, 1.0), (0.5, 0.5, 0.5)], ids=["own", "shared"])
 @pytest.mark.parametrize("layer", LAYERS)
-def test_the_convolution_on_uniform_grids_equals_the_per_step_recurrence(layer: str) -> None:
-    # Each sample uniform at its own spacing, of unequal lengths: one kernel per sample.
+def test_the_convolution_on_uniform_grids_equals_the_per_step_recurrence(layer: str, spacings: tuple) -> None:
+    # Each sample uniform, of unequal lengths: one kernel per sample, or one for all when they share it.
     generator = torch.Generator().manual_seed(2)
     series = [
         Series(spacing * torch.arange(length, dtype=torch.float64), torch.randn(length, 2, generator=generator))
-        for spacing, length in ((0.5, 40), (2.0, 31), (1.0, 12))
+        for spacing, length in zip(spacings, (40, 31, 12))
     ]
     batch = collate(series).to(dtype=torch.float64)
     model = _model(layer, readout="mean")

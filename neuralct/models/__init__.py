@@ -1,6 +1,7 @@
 """Sequence models built on the solver core.
 
-- Linear state-space layers (LSSL, HOPE, S4D) and their deep stack.
+- Linear state-space layers (LSSL, HOPE, S4D), their deep stack and `SSMModel` (the registered
+  `s4d`, `lssl`, `hope`, `deep_ssm` models of irregular series).
 - Nonlinear continuous-time models: LTC (and CfC), neural CDE and ANCDE, the noisy RNN (an
   SDE), tau-GRU (a delay equation).
 - Irregular-series baselines (`neuralct.models.baselines`): GRU-D, ODE-RNN, a GRU given the gaps.

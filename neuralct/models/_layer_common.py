@@ -80,10 +80,14 @@ def uniform_spacing(dt: Tensor) -> Tensor | None:
 
 
 def pick_mode(dt: Tensor | None, mode: str) -> tuple[str, Tensor | None]:
-    """`("conv", [B] spacing or None)` or `("recurrent", None)`: what `mode` "auto" runs for `dt`."""
+    """`("conv", spacing)` or `("recurrent", None)`: what `mode` "auto" runs for `dt`; the spacing
+    is `None` without `dt`, `[1]` when every sample has the same one, else `[B]`."""
     if mode == "recurrent":
         return "recurrent", None
     if dt is None:
         return "conv", None
     spacing = uniform_spacing(dt)
-    return ("recurrent", None) if spacing is None else ("conv", spacing)
+    if spacing is None:
+        return "recurrent", None
+    # One spacing for the whole batch: one kernel `[1]` for all samples, not B copies of it.
+    return "conv", spacing[:1] if bool((spacing == spacing[0]).all()) else spacing

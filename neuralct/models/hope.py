@@ -215,13 +215,12 @@ class HOPE(nn.Module):
             return causal_convolution(u.transpose(1, 2), self.kernel(length)).transpose(1, 2) + self.d * u
         dt = u.new_ones(u.shape[:2]) if dt is None else dt
         route, spacing = pick_mode(dt, mode)
-        _, _, c, d = fir_realization(self.markov)
+        a_c, b_c, c, d = fir_realization(self.markov)
         average = (u + nn.functional.pad(u[:, :-1], (0, 0, 1, 0))) / 2  # [B, L, H]: (u_{k-1} + u_k) / 2
         if route == "conv":
-            a_c, b_c, _, _ = fir_realization(self.markov)
-            a_bar, b_bar = gbt(a_c, b_c, spacing[:, None] * self.log_dt.exp(), 0.5)  # [B, H, n, n], [B, H, n]
+            a_bar, b_bar = gbt(a_c, b_c, spacing[:, None] * self.log_dt.exp(), 0.5)  # [B or 1, H, n, n], [.., n]
             rows = c[:, None, :].expand(*a_bar.shape[:-2], 1, -1)  # krylov broadcasts only the columns
-            k = power_kernel(a_bar, rows, b_bar[..., None], length)[..., 0, 0, :]  # [B, H, L]
+            k = power_kernel(a_bar, rows, b_bar[..., None], length)[..., 0, 0, :]  # [B or 1, H, L]
             y = causal_convolution(average.transpose(1, 2), k).transpose(1, 2)
         else:
             y = _trapezoid_recurrence(average, dt[..., None] * self.log_dt.exp(), c)

@@ -110,7 +110,8 @@ class S4D(nn.Module):
         `(a_bar [..., H, N/2], b_bar [..., H, N/2], c [H, N/2])`, all complex."""
         a = torch.complex(-self.log_decay.exp(), self.frequency)
         step = (self.log_dt.exp() if steps is None else steps)[..., None] * a
-        return step.exp(), (step.exp() - 1) / a, torch.view_as_complex(self.c)
+        a_bar = torch.polar(step.real.exp(), step.imag)  # e^step, about twice as fast as a complex exp on CPU
+        return a_bar, (a_bar - 1) / a, torch.view_as_complex(self.c)
 
     def kernel(self, length: int) -> Tensor:
         """`[H, L]` real impulse response, lag 0 first: $k_j = 2\\,\\mathrm{Re}\\sum_m c_m \\bar b_m \\bar a_m^j$."""

@@ -54,10 +54,11 @@ def dynamics_sections(
     if isinstance(model, SSMModel):
         reason = (
             f"{type(model).__name__} ({model.layer}) is a stack of linear state-space layers discretised in closed "
-            "form at each gap: no vector field is solved; its memory is read off the layers' impulse responses below"
+            "form at each gap: no vector field is solved; its memory is read off the layers' impulse responses above"
         )
         lines, numbers = _ssm_memory(model, series, out)
-        return lines, numbers, dict.fromkeys(DYNAMICS, reason)
+        skipped = _skipped("Jacobian spectra, solver regions and Lyapunov exponents", reason)
+        return lines + skipped, numbers, dict.fromkeys(DYNAMICS, reason)
     term = model.term(series) if isinstance(model, AbstractContinuousModel) else None
     gap = float(median_gap(series).median())
     if isinstance(term, DelayTerm):
@@ -91,7 +92,7 @@ def dynamics_sections(
 
 def _ssm_memory(model: SSMModel, series: IrregularBatch, out: Path) -> Section:
     """Impulse responses of each block's layer at one time unit per lag (`memory.png`, kernels in `memory.npz`)."""
-    length = min(max(4 * series.max_length, 64), 4096)
+    length = min(max(16 * series.max_length, 1024), 8192)  # long enough to see slow modes fade
     profiles = {f"block {i} ({model.layer})": memory_profile(layer, length) for i, layer in enumerate(model.layers())}
     plot_memory_profiles(profiles, out / "memory.svg")
     np.savez(out / "memory.npz", **{f"block_{i}": p.kernel.cpu().numpy() for i, p in enumerate(profiles.values())})
@@ -108,7 +109,7 @@ def _ssm_memory(model: SSMModel, series: IrregularBatch, out: Path) -> Section:
     lines.append(
         f"Impulse responses over {length} lags of one time unit each (the median observation gap is {gap:.3g}); "
         "per layer, the median over channels of the lags holding 99% of the kernel's energy, and of the "
-        "envelope's exponential decay per lag:"
+        "envelope's exponential decay per lag (a memory near the window's length outlasts it):"
     )
     lines += [""] + [
         f"- {row['layer']}: 99% within {row['memory_length_median']:.0f} lags, "
