@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.harness import Settings, machine_info, write_results
 
-BENCHMARKS = ("neural_ode", "heterogeneous", "ncde", "sde", "ltc", "dde", "ssm", "scaling", "memory")
+BENCHMARKS = ("neural_ode", "heterogeneous", "ncde", "sde", "ltc", "dde", "ssm", "scan", "scaling", "memory")
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -71,12 +71,13 @@ def test_constant_transition_gives_the_geometric_sum_even_when_its_powers_underf
     assert torch.isfinite(h).all()
 
 
-def test_scan_passes_gradcheck_in_float64():
+def test_scan_passes_gradcheck_and_gradgradcheck_in_float64():
     generator = torch.Generator().manual_seed(1)
     a = _transitions((2, 11, 2), torch.complex128, generator).requires_grad_()
     b = _inputs((2, 11, 2), torch.complex128, generator).requires_grad_()
     h0 = _inputs((2, 2), torch.complex128, generator).requires_grad_()
     assert torch.autograd.gradcheck(lambda *x: linear_recurrence(*x, method="scan"), (a, b, h0))
+    assert torch.autograd.gradgradcheck(lambda *x: linear_recurrence(*x, method="scan"), (a[:1, :5], b[:1, :5]))
     real = (_transitions((9, 3), torch.float64, generator).requires_grad_(), _inputs((9, 3), torch.float64, generator))
     assert torch.autograd.gradcheck(linear_recurrence, (real[0], real[1].requires_grad_()))
 

@@ -173,27 +173,59 @@ def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, method:
     if h0 is not None:  # h_0 = a_0 h0 + b_0: fold the initial state into the first input
         b = torch.cat([b[..., :1, :] + a[..., :1, :] * h0.unsqueeze(-2), b[..., 1:, :]], dim=-2)
     if method == "scan":
-        return _odd_even_scan(a, b)
+        return _Scan.apply(a, b)
+    # unbind, not a[..., k, :]: indexing's backward would write a zero tensor of the full size per step.
+    steps = zip(a.unbind(-2)[1:], b.unbind(-2)[1:])
     states = [b[..., 0, :]]
-    for k in range(1, a.shape[-2]):
-        states.append(a[..., k, :] * states[-1] + b[..., k, :])
+    for a_k, b_k in steps:
+        states.append(a_k * states[-1] + b_k)
     return torch.stack(states, dim=-2)
 
 
-def _odd_even_scan(a: Tensor, b: Tensor) -> Tensor:
-    """States of $h_k = a_k h_{k-1} + b_k$ from zero, `a`, `b` `[..., L, N]`; recursion depth $\\log_2 L$."""
+class _Scan(torch.autograd.Function):
+    """The scan with its own backward: the adjoint of a linear recurrence is the same recurrence run
+    backwards, $\\lambda_k = g_k + a_{k+1}^* \\lambda_{k+1}$ (a gradient g of the states), so the
+    backward pass is one more scan and keeps only `a` and the states, not every level's products."""
+
+    @staticmethod
+    def forward(a: Tensor, b: Tensor) -> Tensor:
+        states = torch.empty_like(b)
+        _odd_even_scan(a, b, states)
+        return states
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(inputs[0], output)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor]:
+        a, states = ctx.saved_tensors
+        # Reversed, step j carries a_{L-j}; step 0 starts from zero, so its transition (a_0 here) is never used.
+        backwards = a.flip(-2).roll(1, dims=-2).conj()
+        adjoint = _Scan.apply(backwards, grad.flip(-2)).flip(-2)
+        if not ctx.needs_input_grad[0]:
+            return None, adjoint
+        before = torch.cat([torch.zeros_like(states[..., :1, :]), states[..., :-1, :]], dim=-2)
+        return adjoint * before.conj(), adjoint
+
+
+def _odd_even_scan(a: Tensor, b: Tensor, out: Tensor) -> None:
+    """Write the states of $h_k = a_k h_{k-1} + b_k$ from zero into `out`, all `[..., L, N]`.
+
+    Combines the pairs (0, 1), (2, 3), ... into a problem of half the length whose states are
+    the odd positions, solved in place into `out`'s odd slots (recursion depth $\\log_2 L$), then
+    takes one step from each odd state to the even position after it. No autograd here: `_Scan`
+    owns the backward pass, so the levels write into views of one output instead of stacking copies.
+    """
     length = a.shape[-2]
+    out[..., 0, :] = b[..., 0, :]
     if length == 1:
-        return b
-    if length % 2:  # an identity pair (1, 0) at the end makes the length even and changes no state
-        a = torch.cat([a, torch.ones_like(a[..., :1, :])], dim=-2)
-        b = torch.cat([b, torch.zeros_like(b[..., :1, :])], dim=-2)
-    a_even, a_odd = a.unflatten(-2, (-1, 2)).unbind(-2)
-    b_even, b_odd = b.unflatten(-2, (-1, 2)).unbind(-2)
-    h_odd = _odd_even_scan(a_even * a_odd, a_odd * b_even + b_odd)  # h_1, h_3, ...: pairs combined
-    h_before = torch.cat([torch.zeros_like(h_odd[..., :1, :]), h_odd[..., :-1, :]], dim=-2)
-    h_even = a_even * h_before + b_even  # h_0, h_2, ...: one step from the odd state before
-    return torch.stack([h_even, h_odd], dim=-2).flatten(-3, -2)[..., :length, :]
+        return
+    pairs = 2 * (length // 2)
+    a_odd, b_odd = a[..., 1:pairs:2, :], b[..., 1:pairs:2, :]
+    combined = torch.addcmul(b_odd, a_odd, b[..., 0:pairs:2, :])  # a_odd b_even + b_odd
+    _odd_even_scan(a[..., 0:pairs:2, :] * a_odd, combined, out[..., 1:pairs:2, :])
+    torch.addcmul(b[..., 2::2, :], a[..., 2::2, :], out[..., 1 : length - 1 : 2, :], out=out[..., 2::2, :])
 
 
 def _check_recurrence(a: object, b: object, h0: object, method: str) -> tuple[Tensor, Tensor]:
