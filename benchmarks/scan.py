@@ -73,14 +73,17 @@ def paths(u: Tensor, parameters: tuple[Tensor, Tensor]) -> dict[str, tuple[Calla
     loops run on the first `LOOP_STEPS` steps (causal: a prefix is a shorter run).
     """
     with torch.no_grad():
-        a, b = (x.requires_grad_() for x in discretise(u, parameters[0]))
-    prefix = slice(0, LOOP_STEPS)
+        a, b = discretise(u, parameters[0])
+    # Copies, not views, of the prefix: the saved-memory count takes whole storages.
+    prefix = tuple(x[:, :LOOP_STEPS].clone().requires_grad_() for x in (a, b))
+    u_prefix = u[:, :LOOP_STEPS].clone()
+    a, b = a.requires_grad_(), b.requires_grad_()
     return {
         "scan": (lambda: layer_outputs(u, *parameters, "scan"), parameters),
         "convolution": (lambda: layer_outputs(u, *parameters, "convolution"), parameters),
-        "loop": (lambda: layer_outputs(u[:, prefix], *parameters, "loop"), parameters),
+        "loop": (lambda: layer_outputs(u_prefix, *parameters, "loop"), parameters),
         "scan, recurrence only": (lambda: linear_recurrence(a, b), (a, b)),
-        "loop, recurrence only": (lambda: linear_recurrence(a[:, prefix], b[:, prefix], method="sequential"), (a, b)),
+        "loop, recurrence only": (lambda: linear_recurrence(*prefix, method="sequential"), prefix),
     }
 
 
@@ -88,7 +91,8 @@ def _training_step(forward: Callable[[], Tensor], leaves: tuple[Tensor, ...]) ->
     def step() -> None:
         for leaf in leaves:
             leaf.grad = None
-        forward().abs().square().mean().backward()
+        output = forward()
+        (torch.view_as_real(output) if output.is_complex() else output).square().mean().backward()
 
     return step
 

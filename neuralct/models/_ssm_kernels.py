@@ -201,12 +201,13 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor]:
         a, states = ctx.saved_tensors
         # Reversed, step j carries a_{L-j}; step 0 starts from zero, so its transition (a_0 here) is never used.
-        backwards = a.flip(-2).roll(1, dims=-2).conj()
+        # conj_physical: a lazy conjugate would be resolved again at every level of the scan.
+        backwards = torch.conj_physical(torch.cat([a[..., :1, :], a[..., 1:, :].flip(-2)], dim=-2))
         adjoint = _Scan.apply(backwards, grad.flip(-2)).flip(-2)
         if not ctx.needs_input_grad[0]:
             return None, adjoint
         before = torch.cat([torch.zeros_like(states[..., :1, :]), states[..., :-1, :]], dim=-2)
-        return adjoint * before.conj(), adjoint
+        return adjoint * torch.conj_physical(before), adjoint
 
 
 def _odd_even_scan(a: Tensor, b: Tensor, out: Tensor) -> None:
