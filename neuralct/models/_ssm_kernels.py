@@ -149,10 +149,14 @@ def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, method:
     `"scan"` is a parallel (associative) scan over the pairs $(a_k, b_k)$ with
     $(a_1, b_1) \\circ (a_2, b_2) = (a_1 a_2,\\ a_2 b_1 + b_2)$, in the odd-even form: each level
     combines neighbouring pairs into a problem of half the length, solves it, and fills in the
-    even positions; $\\lceil \\log_2 L \\rceil$ levels of vectorised products, O(L) work in all,
-    differentiable by autograd. It forms no cumulative products of `a` and divides by nothing, so
-    decaying or vanishing `a` is safe (unlike $h = \\prod a \\cdot \\sum b / \\prod a$).
-    `"sequential"` is the reference loop over the L steps.
+    even positions; $\\lceil \\log_2 L \\rceil$ levels of vectorised products, O(L) work in all.
+    Its backward pass is the same scan run backwards (twice differentiable) and keeps only `a`
+    and the states. It forms no cumulative products of `a` and divides by nothing, so decaying or
+    vanishing `a` is safe (unlike $h = \\prod a \\cdot \\sum b / \\prod a$). `"sequential"` is the
+    reference loop over the L steps. On a CPU both are bound by memory traffic once a step holds
+    thousands of values, and the scan gains most where steps are small (forward + backward at
+    L = 4096 on 2 cores: 14.8x the loop with 64 values per step, 1.3x with 2,048; see the
+    benchmarks page).
 
     Samples of unequal lengths: pad with `a = 1`, `b = 0` past each end, which holds the state.
 
