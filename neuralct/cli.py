@@ -93,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
     for name in _FLAGS:
         _add_flag(fit_parser, name)
     fit_parser.add_argument("--inner-solver", help=_INNER_HELP)
+    fit_parser.add_argument("--window", type=int, help=_WINDOW_HELP)
     fit_parser.add_argument("--nproc", type=int, help=_NPROC_HELP)
     fit_parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     evaluate_parser = commands.add_parser(
@@ -102,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     for name in _EVALUATE_FLAGS:
         _add_flag(evaluate_parser, name)
     evaluate_parser.add_argument("--inner-solver", help=_INNER_HELP)
+    evaluate_parser.add_argument("--window", type=int, help=_WINDOW_HELP)
     evaluate_parser.add_argument("--strict", action="store_true", default=None, help=_FLAGS["strict"][1])
     evaluate_parser.add_argument("--quiet", action="store_true", help=_QUIET_HELP)
     sweep_parser = commands.add_parser("sweep", help="a grid of runs and its summary table and plot")
@@ -134,7 +136,8 @@ def _add_flag(command: argparse.ArgumentParser, name: str) -> None:
         command.add_argument(flag, dest=name, type=kind, help=text)
 
 
-_INNER_HELP = "the Runge-Kutta method inside --solver method_of_steps (delay models such as tau_gru)"
+_INNER_HELP = "the Runge-Kutta method inside --solver method_of_steps (delay models) or log_ode (CDE models)"
+_WINDOW_HELP = "observations per step of --solver log_ode (the log-ODE method of neural CDEs on long series)"
 _QUIET_HELP = "show no progress (by default a bar redrawn on a terminal, and one line per step)"
 _NPROC_HELP = (
     "train data-parallel on N processes of this machine (runs torchrun; the same as "
@@ -338,8 +341,10 @@ def _stability(args: argparse.Namespace) -> None:
 
 
 def _inner(args: argparse.Namespace) -> dict[str, Any]:
-    """`solver_options` for `--inner-solver`, if given."""
-    return {} if args.inner_solver is None else {"solver_options": {"solver": args.inner_solver}}
+    """`solver_options` for `--inner-solver` and `--window`, if given."""
+    given = {"solver": args.inner_solver, "window": args.window}
+    options = {key: value for key, value in given.items() if value is not None}
+    return {"solver_options": options} if options else {}
 
 
 def _list() -> None:

@@ -154,3 +154,11 @@ def test_background_workers_prepare_the_same_minibatches_as_the_training_process
     assert [row["train_loss"] for row in rows] == [
         json.loads(line)["train_loss"] for line in (tmp_path / "alone" / "metrics.jsonl").read_text().splitlines()
     ]
+
+
+def test_window_is_the_log_ode_solvers_window(tmp_path: Path) -> None:
+    flags = ["--model", "ncde", "--solver", "log_ode", "--window", "3", "--inner-solver", "rk4", *TINY]
+    assert main(["fit", "--config", str(_config_file(tmp_path)), *flags, "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["solver_options"] == {"solver": "rk4", "window": 3}
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["test_failed"] == 0

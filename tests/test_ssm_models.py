@@ -161,7 +161,7 @@ def test_fit_on_japanese_vowels_then_evaluate_and_stability_accept_the_run(tmp_p
     assert json.loads(capsys.readouterr().out)["test_accuracy"] == accuracy
     assert main(["stability", str(run), "--samples", "4"]) == 0
     numbers = json.loads((run / "stability" / "numbers.json").read_text())
-    assert numbers["sections"] == ["robustness", "solver_swap"] and set(numbers["skipped"]) == {
+    assert numbers["sections"] == ["memory", "robustness", "solver_swap"] and set(numbers["skipped"]) == {
         "jacobian",
         "regions",
         "lyapunov",

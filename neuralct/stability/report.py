@@ -109,7 +109,8 @@ def _report(
     say("robustness: the test metric under input perturbations and other solvers")
     robustness_lines, robustness_numbers = _robustness(model, splits.test, config, options, out)
     lines += dynamics_lines + robustness_lines
-    sections = [name for name in DYNAMICS if name not in skipped] + ["robustness", "solver_swap"]
+    memory = ["memory"] if "memory" in dynamics_numbers else []  # state-space models: their impulse responses
+    sections = [name for name in DYNAMICS if name not in skipped] + memory + ["robustness", "solver_swap"]
     numbers |= dynamics_numbers | robustness_numbers | {"sections": sections, "skipped": skipped}
     (out / "numbers.json").write_text(json.dumps(_strict(numbers), indent=1, allow_nan=False) + "\n")
     (out / "report.md").write_text("\n".join(lines) + "\n")
