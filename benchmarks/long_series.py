@@ -37,6 +37,13 @@ MODELS: dict[str, dict] = {
     "ncde": {"model": "ncde"},
     "ncde_log_ode": {"model": "ncde", "solver": "log_ode", "solver_options": {"window": 16}},
     "s4d": {"model": "s4d"},
+    # The recipe of the docs page "Long irregular series": mean over real positions, 4 blocks, dropout.
+    "s4d_recipe": {
+        "model": "s4d",
+        "hidden": 96,
+        "lr": 0.004,
+        "model_options": {"readout": "mean", "depth": 4, "dropout": 0.1},
+    },
     "lssl": {"model": "lssl"},
     "hope": {"model": "hope"},
     "deep_ssm": {"model": "deep_ssm"},
