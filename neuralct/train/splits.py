@@ -23,11 +23,10 @@ import hashlib
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from ..data.datasets import forecasting, load
 from ..data.datasets._common import generator_for
@@ -116,7 +115,7 @@ def load_splits(config: FitConfig, saved: DataRecord | None = None) -> Splits:
         normalize = Normalize.from_dict(saved.normalization)
     else:
         normalize = Normalize.from_spec(config.normalize, train)
-    record = DataRecord(**{**asdict(record), "normalization": normalize.to_dict()})
+    record = replace(record, normalization=normalize.to_dict())
     return Splits(normalize(train), normalize(val), normalize(test), record)
 
 
@@ -178,16 +177,10 @@ def _shared_classes(train: SeriesFile, test: SeriesFile) -> tuple[IrregularBatch
             )
         return test.batch, None
     extra = [label for label in test.classes if label not in train.classes]
-    if extra:
-        warnings.warn(
-            f"{test.path.name}: class(es) {', '.join(map(repr, extra))} occur in the test split only; "
-            "the model cannot learn them",
-            ClassOnlyInTestWarning,
-            stacklevel=3,
-        )
+    _warn_test_only(test.path, extra)
     classes = (*train.classes, *extra)
     lookup = torch.tensor([classes.index(label) for label in test.classes])
-    return _with_targets(test.batch, lookup[test.batch.targets]), classes
+    return replace(test.batch, targets=lookup[test.batch.targets]), classes
 
 
 def _column_split(data: SeriesFile) -> tuple[IrregularBatch, IrregularBatch]:
@@ -197,13 +190,7 @@ def _column_split(data: SeriesFile) -> tuple[IrregularBatch, IrregularBatch]:
             raise InvalidInputError(f"{data.path.name}: the `split` column marks no series {name!r}")
     test_classes = set(data.batch.targets[rows["test"]].tolist()) if data.classes is not None else set()
     only_test = test_classes - set(data.batch.targets[rows["train"]].tolist()) if test_classes else set()
-    if only_test:
-        labels = ", ".join(repr(data.classes[i]) for i in sorted(only_test))
-        warnings.warn(
-            f"{data.path.name}: class(es) {labels} occur in the test split only; the model cannot learn them",
-            ClassOnlyInTestWarning,
-            stacklevel=3,
-        )
+    _warn_test_only(data.path, [data.classes[i] for i in sorted(only_test)])
     return data.batch.select(rows["train"]), data.batch.select(rows["test"])
 
 
@@ -269,8 +256,15 @@ def _chronological_split(full: IrregularBatch, cut: int, config: FitConfig) -> t
     return full.select(train_rows), full.select(order[-cut:])
 
 
-def _with_targets(batch: IrregularBatch, targets: Tensor) -> IrregularBatch:
-    return IrregularBatch(batch.times, batch.values, batch.mask, batch.lengths, targets, batch.static)
+def _warn_test_only(path: Path, labels: list[str]) -> None:
+    """`ClassOnlyInTestWarning` naming `labels`, when there are any."""
+    if labels:
+        warnings.warn(
+            f"{path.name}: class(es) {', '.join(map(repr, labels))} occur in the test split only; "
+            "the model cannot learn them",
+            ClassOnlyInTestWarning,
+            stacklevel=4,
+        )
 
 
 def _sha256(path: str) -> str:
