@@ -190,10 +190,12 @@ class LSSL(nn.Module):
         a_bar, b_bar = self.discretize(steps) if uniform else (None, None)
         transition = "hnm,bhm->bhn" if uniform else "bhnm,bhm->bhn"  # einsum: no per-sample copy of A_bar
         outputs = []
-        for k in range(length):
-            if not uniform:
-                a_bar, b_bar = self.discretize(steps[:, k])
-            x = torch.einsum(transition, a_bar, x) + b_bar * u[:, k, :, None]
+        # unbind, not u[:, k]: the backward of L selections would write L full-size gradients
+        per_step = steps.unbind(1) if not uniform else (None,) * length
+        for u_k, step in zip(u.unbind(1), per_step):
+            if step is not None:
+                a_bar, b_bar = self.discretize(step)
+            x = torch.einsum(transition, a_bar, x) + b_bar * u_k[..., None]
             outputs.append(torch.einsum("hmn,bhn->bhm", self.c, x))
         return torch.stack(outputs, dim=1)
 
