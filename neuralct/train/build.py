@@ -7,6 +7,7 @@ missing rate, on the run's own test series and normalisation (its `data.json`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,16 +45,13 @@ def build_model(config: FitConfig, data: IrregularBatch, classes: int | None = N
         outputs = 1 if data.targets.ndim == 1 else int(data.targets[0].numel())
     options = {"channels": data.channels, "hidden": config.hidden, "outputs": outputs, **config.model_options}
     if config.interpolation is not None:
-        options["interpolation"] = config.interpolation
-    try:
-        with naming_options("model_options"):
-            model = registry.model(config.model, **options)
-    except InvalidInputError as error:
-        if config.interpolation is not None and "'interpolation'" in str(error):
+        if "interpolation" not in inspect.signature(registry.entry("model", config.model).load()).parameters:
             raise InvalidInputError(
                 f"`interpolation` sets the control path of a CDE model (ncde, ancde); model {config.model!r} has none"
-            ) from None
-        raise
+            )
+        options["interpolation"] = config.interpolation
+    with naming_options("model_options"):
+        model = registry.model(config.model, **options)
     model = model if classification else StandardizedTargets(model, data.targets)
     return model.to(config.torch_dtype)
 
