@@ -14,6 +14,8 @@ from neuralct import registry
 from neuralct.cli import main
 from neuralct.data import IrregularBatch, Series, collate
 from neuralct.errors import InvalidInputError
+from neuralct.models import s4d as s4d_module
+from neuralct.models._layer_common import lattice_cells
 from neuralct.models.ssm_models import SSMModel, observation_gaps
 
 LAYERS = ("s4d", "lssl", "hope")
@@ -110,6 +112,53 @@ def test_the_convolution_on_uniform_grids_equals_the_per_step_recurrence(layer: 
     recurrence = model.stack(u, {"dt": dt, "mode": "recurrent"}, valid=batch.valid)
     torch.testing.assert_close(convolution, recurrence, atol=1e-10, rtol=0)
     torch.testing.assert_close(model(batch), convolution, atol=0, rtol=0)  # "auto" takes the convolution
+
+
+def _dropped(dtype: torch.dtype = torch.float64, seed: int = 3) -> IrregularBatch:
+    """A regular sampler (spacing 0.25) with about half of its observations dropped, unequal lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    series = []
+    for length in (60, 41, 17):
+        keep = torch.rand(length, generator=generator) < 0.5
+        keep[0] = True
+        times = 0.25 * torch.arange(length, dtype=dtype)[keep]
+        series.append(Series(times, torch.randn(int(keep.sum()), 2, generator=generator, dtype=dtype)))
+    return collate(series)
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_dropped_observations_run_on_the_lattice_and_equal_the_recurrence(
+    dtype: torch.dtype, tolerance: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = _dropped(dtype)
+    model = _model("s4d", dtype, readout="mean")
+    u = torch.cat([batch.values, batch.mask.to(dtype)], dim=-1)
+    results = []
+    for mode in ("auto", "recurrent"):
+        output = model.stack(u, {"dt": observation_gaps(batch), "mode": mode}, valid=batch.valid)
+        results.append((output, torch.autograd.grad(output.square().sum(), list(model.parameters()))))
+    (lattice, lattice_grads), (recurrence, recurrence_grads) = results
+    torch.testing.assert_close(lattice, recurrence, atol=tolerance, rtol=tolerance)
+    for one, two in zip(lattice_grads, recurrence_grads):
+        torch.testing.assert_close(one, two, atol=tolerance, rtol=tolerance)
+
+    def no_recurrence(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the lattice batch ran the recurrence")
+
+    monkeypatch.setattr(s4d_module, "linear_recurrence", no_recurrence)
+    torch.testing.assert_close(model(batch), lattice, atol=0, rtol=0)  # "auto" takes the lattice
+
+
+def test_lattice_cells_finds_whole_multiples_of_each_samples_smallest_gap() -> None:
+    gaps = torch.tensor([[1.0, 1.0, 3.0, 2.0], [2.0, 4.0, 2.0, 2.0]], dtype=torch.float32)
+    spacing, cells = lattice_cells(0.37 * gaps)  # type: ignore[misc]
+    assert cells.tolist() == [[1, 1, 3, 2], [1, 2, 1, 1]]
+    torch.testing.assert_close(spacing, torch.tensor([0.37, 0.74]))
+    spacing, _ = lattice_cells(torch.tensor([[1.0, 2.0], [3.0, 1.0]]))  # type: ignore[misc]
+    assert spacing.tolist() == [1.0]  # one spacing for all: one kernel
+    assert lattice_cells(torch.tensor([[1.0, 1.5, 2.0]])) is None  # 1.5 is not a whole multiple
+    assert lattice_cells(torch.tensor([[0.1, 1.0, 1.0]])) is None  # 21 cells > 4 x 3
+    assert lattice_cells(torch.tensor([[0.25, 1.0, 1.0]])) is not None  # 9 cells <= 12
 
 
 def test_gaps_are_per_sample_and_padding_repeats_the_first() -> None:

@@ -1,5 +1,6 @@
 """What the SSM layers (LSSL, HOPE, S4D) share: their log-steps, their call checks, and the choice
-between the convolution (a uniform grid in every sample) and the recurrence (per-step $\\Delta_k$)."""
+between the convolution (a uniform grid in every sample, or for S4D a lattice: gaps that are whole
+multiples of one step) and the recurrence (per-step $\\Delta_k$)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,36 @@ def pick_mode(dt: Tensor | None, mode: str) -> tuple[str, Tensor | None]:
         return "recurrent", None
     # One spacing for the whole batch: one kernel `[1]` for all samples, not B copies of it.
     return "conv", spacing[:1] if bool((spacing == spacing[0]).all()) else spacing
+
+
+LATTICE_GROWTH = 4
+
+
+def lattice_cells(dt: Tensor, growth: float = LATTICE_GROWTH) -> tuple[Tensor, Tensor] | None:
+    """Each sample's gaps as whole multiples of its smallest gap, when they are: `(spacing, cells)` or `None`.
+
+    Series with dropped observations from a regular sampler have such gaps. A layer whose
+    discretisation splits exactly over a gap (zero-order hold) can then run on the lattice of
+    spacing-wide cells as a convolution (see `neuralct.models._ssm_kernels.fill_lattice`).
+
+    Args:
+        dt: `[B, L]` positive gaps.
+        growth: the longest lattice accepted, in multiples of L (a longer one would cost more
+            than the recurrence).
+
+    Returns:
+        `spacing` (`[1]` when every sample has the same one, else `[B]`) and `cells` `[B, L]`
+        (int64, >= 1) with `dt` = spacing x cells to rounding: the ratio is within
+        $16 \\varepsilon M$ of a whole number, M the row's lattice length (gaps of rounded times
+        carry an error of that size). `None` if a gap is not a whole multiple or the longest
+        row's lattice exceeds `growth` x L cells.
+    """
+    spacing = dt.min(dim=1, keepdim=True).values
+    ratio = dt / spacing
+    cells = ratio.round()
+    total = cells.sum(dim=1, keepdim=True)
+    on_lattice = (ratio - cells).abs() <= 16 * torch.finfo(dt.dtype).eps * total
+    if not bool(on_lattice.all()) or float(total.max()) > growth * dt.shape[1]:
+        return None
+    spacing = spacing.squeeze(1)
+    return (spacing[:1] if bool((spacing == spacing[0]).all()) else spacing), cells.long()

@@ -143,6 +143,30 @@ def diagonal_convolution(u: Tensor, a: Tensor, c: Tensor, *, conjugate_pairs: bo
     return causal_convolution(u, 2 * kernel.real if conjugate_pairs else kernel)
 
 
+def fill_lattice(u: Tensor, cells: Tensor) -> tuple[Tensor, Tensor]:
+    """Hold each observation's input over the lattice cells of the gap that ends at it.
+
+    Observation k of a sample covers `cells[:, k]` cells ending at cell `ends[:, k]`
+    (the running sum of `cells`, less one), and every one of them gets `u[:, k]`. A diagonal
+    system under zero-order hold then has, at `ends`, exactly the states of the per-step
+    recurrence over the gaps ($\\bar a(m\\delta) = \\bar a(\\delta)^m$ and
+    $\\bar b(m\\delta) = \\sum_{i<m} \\bar a(\\delta)^i\\, \\bar b(\\delta)$), and the uniform
+    lattice runs as one FFT convolution. Cells past a row's last observation repeat it (padding,
+    never read).
+
+    Args:
+        u: `[B, L, H]` inputs.
+        cells: `[B, L]` int64 cells per gap, >= 1 (see `lattice_cells` in `_layer_common`).
+
+    Returns:
+        `(held [B, M, H], ends [B, L])`, M the longest row's number of cells.
+    """
+    ends = cells.cumsum(dim=1) - 1
+    grid = torch.arange(int(ends[:, -1].max()) + 1, device=u.device).expand(u.shape[0], -1).contiguous()
+    source = torch.searchsorted(ends.contiguous(), grid).clamp_max(u.shape[1] - 1)
+    return u.gather(1, source[..., None].expand(-1, -1, u.shape[-1])), ends
+
+
 def linear_recurrence(a: Tensor, b: Tensor, h0: Tensor | None = None, *, method: str = "scan") -> Tensor:
     """$h_k = a_k h_{k-1} + b_k$ for $k = 0, \\dots, L-1$ from $h_{-1}$ = `h0` (zero if `None`), elementwise.
 

@@ -10,7 +10,10 @@ like $e^{-\\Delta j / 2}$, the baseline HOPE's flat memory is measured against.
 Irregular steps: observation k of a sample holds its input over the gap $\\delta_k$ that ends at
 it (`dt`), so zero-order hold at $\\Delta \\delta_k$ is exact there, and the per-step recurrence
 $x_k = \\bar a_k x_{k-1} + \\bar b_k u_k$ runs as a parallel scan (`linear_recurrence`). A sample
-whose gaps are all equal still runs as a convolution, with its own kernel.
+whose gaps are all equal still runs as a convolution, with its own kernel; so does a batch whose
+gaps are whole multiples of each sample's smallest one (dropped observations of a regular
+sampler): each input is held over the lattice cells of its gap (`fill_lattice`), which is exact
+under zero-order hold, and the outputs are read at the observations' cells.
 
 Reference: Gu, Gupta, Goel & Ré, "On the Parameterization and Initialization of Diagonal State
 Space Models", NeurIPS 2022.
@@ -24,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
-from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
-from ._ssm_kernels import METHODS, diagonal_convolution, linear_recurrence
+from ._layer_common import check_call, lattice_cells, pick_mode, register_log_dt, special_parameters
+from ._ssm_kernels import METHODS, diagonal_convolution, fill_lattice, linear_recurrence
 
 INITS = ("lin", "inv")
 
@@ -127,23 +130,23 @@ class S4D(nn.Module):
             u: `[B, L, H]` inputs; `u[:, k]` is held over the gap that ends at observation k.
             dt: `[B, L]` gaps $\\delta_k$ in units of the learned step (`None`: all ones); the
                 step of channel h at observation k is $\\Delta_h \\delta_k$.
-            mode: `"auto"` (a convolution when every sample's gaps are equal, else the
-                recurrence), `"conv"` or `"recurrent"`.
+            mode: `"auto"` (a convolution when every sample's gaps are equal or whole
+                multiples of its smallest gap, no more than `LATTICE_GROWTH` x L cells in all,
+                else the recurrence), `"conv"` or `"recurrent"`.
 
         Raises:
             InvalidInputError: if a shape, a gap or the mode is wrong.
         """
         check_call(u, self.d.shape[0], dt, mode)
         route, spacing = pick_mode(dt, mode)
+        lattice = lattice_cells(dt) if route == "recurrent" and mode == "auto" and dt is not None else None
         if route == "conv":
             modes = self._modes(None if spacing is None else spacing[:, None])
             y = diagonal_convolution(u.transpose(1, 2), *modes, conjugate_pairs=True)
+        elif lattice is not None:
+            y = self._on_lattice(u, *lattice)
         else:
-            steps = self.log_dt.exp() * (u.new_ones(u.shape[:2]) if dt is None else dt)[..., None]  # [B, L, H]
-            a_bar, b_bar, c = self.discretize(steps)  # [B, L, H, N/2]
-            inputs = (b_bar * u[..., None]).transpose(1, 2)  # [B, H, L, N/2]: the scan runs along L
-            x = linear_recurrence(a_bar.transpose(1, 2), inputs, method=self.recurrence)
-            y = 2 * (c[:, None] * x).sum(-1).real
+            y = self._recurrence(u, dt)
         return y.transpose(1, 2) + self.d * u
 
     def unroll(self, u: Tensor) -> Tensor:
@@ -156,6 +159,20 @@ class S4D(nn.Module):
             `[B, L, H]` outputs, equal to `forward(u)` to rounding.
         """
         return self(u, mode="recurrent")
+
+    def _on_lattice(self, u: Tensor, spacing: Tensor, cells: Tensor) -> Tensor:
+        """`[B, H, L]` SSM outputs by one convolution over the lattice (`spacing` `[1]` or `[B]`, `cells` `[B, L]`)."""
+        held, ends = fill_lattice(u, cells)
+        y = diagonal_convolution(held.transpose(1, 2), *self._modes(spacing[:, None]), conjugate_pairs=True)
+        return y.gather(2, ends[:, None].expand(-1, y.shape[1], -1))
+
+    def _recurrence(self, u: Tensor, dt: Tensor | None) -> Tensor:
+        """`[B, H, L]` SSM outputs by the per-step recurrence over the gaps `dt` `[B, L]` (`None`: ones)."""
+        steps = self.log_dt.exp() * (u.new_ones(u.shape[:2]) if dt is None else dt)[..., None]  # [B, L, H]
+        a_bar, b_bar, c = self.discretize(steps)  # [B, L, H, N/2]
+        inputs = (b_bar * u[..., None]).transpose(1, 2)  # [B, H, L, N/2]: the scan runs along L
+        x = linear_recurrence(a_bar.transpose(1, 2), inputs, method=self.recurrence)
+        return 2 * (c[:, None] * x).sum(-1).real
 
     def _modes(self, scale: Tensor | None) -> tuple[Tensor, Tensor]:
         """`(a_bar, c b_bar)` `[..., H, N/2]` at the learned steps times `scale` `[..., 1]`."""

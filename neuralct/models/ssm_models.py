@@ -14,7 +14,10 @@ its gaps into a discretisation:
   transform at each gap, HOPE its own rule (the bilinear transform with the input's
   trapezoidal average).
 - **Grids.** A batch whose samples are each uniform runs every layer as a convolution (FFT),
-  each sample with its own kernel; otherwise S4D runs a parallel scan over its diagonal
+  each sample with its own kernel. S4D also runs as a convolution when each sample's gaps are
+  whole multiples of its smallest gap (observations dropped from a regular sampler): every input
+  is held over the lattice cells of its gap, which zero-order hold makes exact, and the outputs
+  are read at the observations. Otherwise S4D runs a parallel scan over its diagonal
   recurrence (`linear_recurrence`), LSSL and HOPE a recurrence step by step (their state
   matrices are not diagonalisable in practice: HiPPO-LegS's eigenvectors have a condition
   number near $10^{11}$ at N = 16, HOPE's $A_c$ is one Jordan block).
