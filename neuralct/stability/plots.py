@@ -20,21 +20,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..errors import InvalidInputError  # noqa: E402
-from ..train.plots import readable_log_axis  # noqa: E402
-from ._figures import new_axes, save, target  # noqa: E402
-from .gradients import GradientHorizon  # noqa: E402
-from .jacobian import JacobianSpectra  # noqa: E402
-from .lyapunov import LyapunovSpectrum  # noqa: E402
-from .memory import MemoryProfile  # noqa: E402
-from .plot_regions import plot_stability_regions  # noqa: E402
+from ..errors import InvalidInputError
+from ..train.plots import readable_log_axis
+from ._figures import new_axes, save, target
+from .gradients import GradientHorizon
+from .jacobian import JacobianSpectra
+from .lyapunov import LyapunovSpectrum
+from .memory import MemoryProfile
+from .plot_regions import plot_stability_regions
 
 
 def plot_lyapunov_trace(spectrum: LyapunovSpectrum, path: Path | str | None = None, ax: Axes | None = None) -> Figure:

@@ -18,19 +18,17 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
-
-from ..data.series import IrregularBatch  # noqa: E402
-from ..errors import InvalidInputError  # noqa: E402
-from ..models.base import AbstractSequenceModel, SolveOptions  # noqa: E402
-from .scoring import score  # noqa: E402
+from ..data.series import IrregularBatch
+from ..errors import InvalidInputError
+from ..models.base import AbstractSequenceModel, SolveOptions
+from .scoring import score
 
 
 def plot_run(run_dir: Path | str) -> list[Path]:
@@ -85,7 +83,7 @@ def _epoch_axes(axes: Axes, ylabel: str, log: bool) -> None:
 def _learning_curves(rows: list[dict], path: Path, title: str | None) -> Path:
     epochs = [row["epoch"] for row in rows]
     classification = rows[0]["val_accuracy"] is not None
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         1, 2 if classification else 1, figsize=(9 if classification else 5, 3.8), squeeze=False, layout="constrained"
     )
     for index, (metric, ylabel) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))[: 1 + classification]):
@@ -102,7 +100,7 @@ def _evaluations(rows: list[dict], path: Path, title: str | None) -> Path:
     epochs = [row["epoch"] for row in rows]
     norms = [row.get("grad_norm") for row in rows]
     monitored = all(norm is not None for norm in norms)
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         1, 2 if monitored else 1, figsize=(9 if monitored else 5, 3.8), squeeze=False, layout="constrained"
     )
     axes[0, 0].plot(epochs, [row["vf_evals"] for row in rows], marker=".")
@@ -183,7 +181,7 @@ def _classified_series(
     title: str | None,
 ) -> Path:
     shown = _spread(test.batch_size, series).tolist()
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         1, len(shown), figsize=(3.4 * len(shown), 3.6), squeeze=False, sharey=True, layout="constrained"
     )
     for b, axis in zip(shown, axes[0]):
@@ -212,7 +210,7 @@ def _regression(
 ) -> Path:
     predictions = predictions.reshape(truth.shape)
     horizon = truth.shape[1] > 1
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         1, 2 if horizon else 1, figsize=(9.5 if horizon else 4.8, 4), squeeze=False, layout="constrained"
     )
     axis = axes[0, 0]
@@ -236,9 +234,17 @@ def _spread(total: int, count: int) -> torch.Tensor:
     return torch.linspace(0, total - 1, min(count, total)).round().long().unique()
 
 
-def _save(figure: plt.Figure, path: Path, title: str | None) -> Path:
+def new_figure(
+    rows: int, columns: int, *, figsize: tuple[float, float], layout: str | None = None, **options: Any
+) -> tuple[Figure, Any]:
+    """A `Figure` of its own (no pyplot state, no global backend) and its `rows` x `columns` axes;
+    `options` go to `Figure.subplots` (`squeeze`, `sharex`, `sharey`)."""
+    figure = Figure(figsize=figsize, layout=layout)
+    return figure, figure.subplots(rows, columns, **options)
+
+
+def _save(figure: Figure, path: Path, title: str | None) -> Path:
     if title:
         figure.suptitle(title)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path

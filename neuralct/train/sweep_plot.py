@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from .plots import new_figure
 
 _FEW = 6  # up to this many points, each label stacks its values on lines of their own
 
@@ -24,7 +21,7 @@ def plot_summary(rows: Sequence[dict], keys: Sequence[str], path: Path) -> None:
     few = len(rows) <= _FEW
     labels = [_label(row, keys, few) for row in rows]
     width = min(max(6.0, 0.45 * len(rows) + 2.5), 30.0)
-    figure, (score_axis, cost_axis) = plt.subplots(2, 1, sharex=True, figsize=(width, 6.5))
+    figure, (score_axis, cost_axis) = new_figure(2, 1, sharex=True, figsize=(width, 6.5))
     metrics = sorted({row["metric"].replace("_", " ") for row in rows})
     score_axis.errorbar(x, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o", capsize=4)
     seeds = sorted({row["seeds"] for row in rows})
@@ -48,7 +45,6 @@ def plot_summary(rows: Sequence[dict], keys: Sequence[str], path: Path) -> None:
     cost_axis.set_xticklabels(labels, fontsize=8, rotation=0 if few else 60, ha="center" if few else "right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def _label(row: dict, keys: Sequence[str], few: bool) -> str:
