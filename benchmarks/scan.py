@@ -12,7 +12,11 @@ default state size 64), complex64, the eigenvalues and readout trained. Three wa
   discretised inputs that require grad (the part of the layer that the scan replaces).
 
 All three are fed the same uniform grid, so their outputs agree: the `error` column is the largest
-difference from the loop's output. The loop is timed up to `LOOP_STEPS` and scaled linearly beyond
+difference from the loop's output. A last case feeds an `S4D` layer (same sizes) a series with half
+of a regular sampler's 4096 points dropped: its gaps are whole multiples of the sampler's step, so
+`S4D` runs it as one convolution over the lattice (`lattice`, the default) instead of the scan over
+the ~2048 observations (`scan`, `mode="recurrent"`); error there is against the scan.
+The loop is timed up to `LOOP_STEPS` and scaled linearly beyond
 (its cost is linear in L); such rows say so. Run: `python -m benchmarks.scan [--quick]`.
 """
 
@@ -34,6 +38,7 @@ from benchmarks.harness import (
     saved_mib,
 )
 from neuralct.models._ssm_kernels import diagonal_convolution, linear_recurrence
+from neuralct.models.s4d import S4D
 
 BATCH, WIDTH, MODES = 32, 2, 32
 STEP = 0.01
@@ -120,6 +125,36 @@ def measure(
     return rows
 
 
+def measure_dropped(settings: Settings, length: int = 4096) -> list[Measurement]:
+    """The `S4D` layer on half of a regular sampler's `length` points: lattice convolution vs scan."""
+    generator = torch.Generator().manual_seed(1)
+    keep = torch.rand(BATCH, length, generator=generator) < 0.5
+    count = int(keep.sum(dim=1).min())
+    times = torch.stack([torch.nonzero(row).squeeze(1)[:count] for row in keep]).float() * STEP
+    gaps = torch.cat([times[:, 1:2] - times[:, :1], times.diff(dim=1)], dim=1).to(settings.device)
+    layer = S4D(WIDTH, 2 * MODES).to(settings.device)
+    u = torch.randn(BATCH, count, WIDTH, device=settings.device)
+    modes = {"lattice": "auto", "scan": "recurrent"}
+    steps = {
+        name: _training_step(lambda mode=mode: layer(u, dt=gaps, mode=mode), tuple(layer.parameters()))
+        for name, mode in modes.items()
+    }
+    medians = interleaved_medians(steps, settings)
+    with torch.no_grad():
+        outputs = {name: layer(u, dt=gaps, mode=mode) for name, mode in modes.items()}
+    case = f"L = {length}, half dropped ({count} observations)"
+    return [
+        Measurement(
+            case,
+            f"S4D layer, {name}",
+            medians[name],
+            error=(outputs[name] - outputs["scan"]).abs().max().item(),
+            memory_mib=saved_mib(lambda mode=modes[name]: layer(u, dt=gaps, mode=mode)),
+        )
+        for name in modes
+    ]
+
+
 def run(settings: Settings) -> BenchmarkResult:
     """Every path at L = 1k .. 16k (1k, 4k in quick mode); targets at 4k; log-log slopes."""
     lengths = [1024, 4096] if settings.quick else [1024, 2048, 4096, 8192, 16384]
@@ -155,6 +190,12 @@ def run(settings: Settings) -> BenchmarkResult:
     result.notes.append("log-log slopes of time vs L: " + ", ".join(slopes))
     result.rows += measure(4096, parameters, settings, batch=1, only="recurrence only")
     result.speedup("L = 4096, batch 1", "loop, recurrence only", 10.0, library="scan, recurrence only")
+    dropped = measure_dropped(settings)
+    result.rows += dropped
+    result.notes.append(
+        f"{dropped[0].case}: the lattice convolution is "
+        f"{dropped[1].wall_s / dropped[0].wall_s:.1f}x faster than the scan"
+    )
     return result
 
 
