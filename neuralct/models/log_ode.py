@@ -165,6 +165,9 @@ class LogODE(AbstractBackendSolver):
     The states at save times inside a window are interpolated linearly between the window's
     ends: the method approximates the CDE at the window ends only. `solve`'s `gradient` is not
     used: gradients backpropagate through the inner solve. Forward-in-time solves only.
+    A model whose term is not a `ControlTerm` runs under it by offering its equation as one:
+    [`ANCDE`][neuralct.models.ancde.ANCDE] solves the CDE on $[x; h; z]$ under a solver that
+    takes `ControlTerm`s only.
 
     Args:
         window: save-time gaps per window, >= 1 (1: the CDE itself, to the method's order).
