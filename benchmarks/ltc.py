@@ -32,8 +32,7 @@ from benchmarks.harness import (
     saved_mib,
 )
 from neuralct.data.series import IrregularBatch
-from neuralct.models.ltc import LTC
-from neuralct.solvers.ltc_fused import LTCFused
+from neuralct.models.ltc import LTC, LTCFused
 
 BATCH, LENGTH, CHANNELS, UNITS, UNFOLDS = 32, 100, 4, 32, 6
 SEED = 0

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
     from .controllers import AbstractController, ConstantStep, KnotToKnot, PIDController, max_norm, rms_norm
     from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
     from .gradients import AbstractGradient, Backprop, Backsolve
+    from .models.hamiltonian import HamiltonianTerm, SeparableHamiltonianTerm, SymplecticEuler
+    from .models.ltc import LTCFused
     from .paths import (
         AbstractPiecewisePath,
         BrownianGrid,
@@ -42,14 +44,12 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         GBT,
         Heun,
         ImplicitEuler,
-        LTCFused,
         MethodOfSteps,
         Midpoint,
         Milstein,
         Ralston,
         ReversibleHeun,
         StochasticHeun,
-        SymplecticEuler,
         Tsit5,
         ZOH,
     )
@@ -58,14 +58,12 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         AbstractTerm,
         ControlTerm,
         DelayTerm,
-        HamiltonianTerm,
         LinearTerm,
         MultiTerm,
         NoiseTerm,
         NoiseType,
         ODETerm,
         SDEType,
-        SeparableHamiltonianTerm,
     )
 
 lazy_package(
@@ -75,6 +73,9 @@ lazy_package(
         ".controllers": ("AbstractController", "ConstantStep", "KnotToKnot", "PIDController", "max_norm", "rms_norm"),
         ".errors": ("IncompatibleTermError", "InvalidInputError", "NeuralCTError", "SolveFailed"),
         ".gradients": ("AbstractGradient", "Backprop", "Backsolve"),
+        # one model's own numerics, kept at the top level for the users of earlier releases
+        ".models.hamiltonian": ("HamiltonianTerm", "SeparableHamiltonianTerm", "SymplecticEuler"),
+        ".models.ltc": ("LTCFused",),
         ".paths": (
             "AbstractPiecewisePath",
             "BrownianGrid",
@@ -102,14 +103,12 @@ lazy_package(
             "GBT",
             "Heun",
             "ImplicitEuler",
-            "LTCFused",
             "MethodOfSteps",
             "Midpoint",
             "Milstein",
             "Ralston",
             "ReversibleHeun",
             "StochasticHeun",
-            "SymplecticEuler",
             "Tsit5",
             "ZOH",
         ),
@@ -118,14 +117,12 @@ lazy_package(
             "AbstractTerm",
             "ControlTerm",
             "DelayTerm",
-            "HamiltonianTerm",
             "LinearTerm",
             "MultiTerm",
             "NoiseTerm",
             "NoiseType",
             "ODETerm",
             "SDEType",
-            "SeparableHamiltonianTerm",
         ),
     },
 )

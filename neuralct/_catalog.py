@@ -86,11 +86,9 @@ _SOLVERS = _entries(
         "dopri8": ("Dopri8", "Dormand-Prince 8(7): eighth order, 13 stages, seventh-order error estimate"),
         # stiff
         "implicit_euler": ("ImplicitEuler", "Implicit Euler: order 1, L-stable, for stiff problems"),
-        # linear terms, the LTC term, separable Hamiltonian terms
+        # linear terms
         "zoh": ("ZOH", "Zero-order hold for a LinearTerm, exact for input held constant over each step"),
         "gbt": ("GBT", "Generalized bilinear transform for a LinearTerm: forward, backward Euler or bilinear"),
-        "ltc_fused": ("LTCFused", "The LTC fused solver: semi-implicit sub-steps per step, order 1, fixed step"),
-        "symplectic_euler": ("SymplecticEuler", "Symplectic Euler for a SeparableHamiltonianTerm, order 1"),
         # SDE
         "euler_maruyama": ("EulerMaruyama", "Euler-Maruyama for Ito SDEs"),
         "milstein": ("Milstein", "Milstein's method in derivative-free form, strong order 1"),
@@ -110,7 +108,14 @@ _SOLVERS = _entries(
     },
 )
 
-# The log-ODE method integrates CDE terms only, so it lives beside the neural CDE models.
+# One model's own solvers live with that model (the log-ODE method integrates CDE terms only, so
+# it lives beside the neural CDE models).
+_SOLVERS["ltc_fused"] = Entry(
+    "neuralct.models.ltc:LTCFused", "The LTC fused solver: semi-implicit sub-steps per step, order 1, fixed step"
+)
+_SOLVERS["symplectic_euler"] = Entry(
+    "neuralct.models.hamiltonian:SymplecticEuler", "Symplectic Euler for a SeparableHamiltonianTerm, order 1"
+)
 _SOLVERS["log_ode"] = Entry(
     "neuralct.models.log_ode:LogODE", "Log-ODE method for CDEs: one ODE per window of W gaps, by log-signature"
 )

@@ -13,15 +13,13 @@ from scipy.integrate import solve_ivp
 import neuralct as nct
 from neuralct import registry
 from neuralct.errors import IncompatibleTermError, InvalidInputError
-from neuralct.models.hamiltonian_net import HamiltonianNet
-from neuralct.solvers.symplectic_euler import SymplecticEuler
-from neuralct.terms.hamiltonian import HamiltonianTerm, SeparableHamiltonianTerm
+from neuralct.models.hamiltonian import HamiltonianNet, HamiltonianTerm, SeparableHamiltonianTerm, SymplecticEuler
 
 F64 = torch.float64
 
 
 def j_matrix(n: int) -> torch.Tensor:
-    """$J = [[0, I], [-I, 0]]$ `[2n, 2n]`, the convention of `neuralct.terms.hamiltonian`."""
+    """$J = [[0, I], [-I, 0]]$ `[2n, 2n]`, the convention of `neuralct.models.hamiltonian`."""
     eye, zero = torch.eye(n, dtype=F64), torch.zeros(n, n, dtype=F64)
     return torch.cat([torch.cat([zero, eye], 1), torch.cat([-eye, zero], 1)], 0)
 

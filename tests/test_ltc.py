@@ -16,9 +16,8 @@ import neuralct as nct
 from neuralct.data.series import IrregularBatch
 from neuralct.errors import IncompatibleTermError, InvalidInputError
 from neuralct.models.base import SolveOptions
-from neuralct.models.ltc import LTC, LTCField, LTCTerm
+from neuralct.models.ltc import LTC, LTCField, LTCFused, LTCTerm
 from neuralct.paths.piecewise_constant import PiecewiseConstantPath
-from neuralct.solvers.ltc_fused import LTCFused
 
 DTYPE = torch.float64
 

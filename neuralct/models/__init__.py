@@ -27,7 +27,7 @@ from .deep_ssm import DeepSSM, SSMBlock, param_groups
 from .hippo import HIPPO, hippo_lagt, hippo_legs, hippo_legt
 from .hope import HOPE, fir_realization, hope_transfer, mobius
 from .lssl import LSSL
-from .ltc import LTC, LTCField, LTCTerm
+from .ltc import LTC, LTCFused, LTCField, LTCTerm
 from .ncde import NeuralCDE
 from .noisy_rnn import NoisyRNN, ReferenceNoisyEuler, lipschitz_matrix
 from .s4d import S4D, s4d_init
@@ -52,6 +52,7 @@ __all__ = [
     "GRUDelta",
     "HeldInput",
     "LTCField",
+    "LTCFused",
     "LTCTerm",
     "ModelOutput",
     "NeuralCDE",

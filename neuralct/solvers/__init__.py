@@ -10,7 +10,6 @@ from .exact_linear import GBT, ZOH, AbstractLinearSolver
 from .explicit_rk import AbstractExplicitRK
 from .heun import Heun
 from .implicit_euler import ImplicitEuler
-from .ltc_fused import AbstractLTCTerm, LTCFused
 from .method_of_steps import MethodOfSteps
 from .midpoint import Midpoint
 from .milstein import Milstein
@@ -19,14 +18,12 @@ from .reversible_heun import ReversibleHeun
 from .rk4 import RK4
 from .sde_base import AbstractSDESolver
 from .stochastic_heun import StochasticHeun
-from .symplectic_euler import SymplecticEuler
 from .tableau import ButcherTableau
 from .tsit5 import Tsit5
 
 __all__ = [
     "AbstractExplicitRK",
     "AbstractLinearSolver",
-    "AbstractLTCTerm",
     "AbstractSDESolver",
     "AbstractSolver",
     "Bosh3",
@@ -38,7 +35,6 @@ __all__ = [
     "EulerMaruyama",
     "Heun",
     "ImplicitEuler",
-    "LTCFused",
     "MethodOfSteps",
     "Midpoint",
     "Milstein",
@@ -47,7 +43,6 @@ __all__ = [
     "ReversibleHeun",
     "StepResult",
     "StochasticHeun",
-    "SymplecticEuler",
     "Tsit5",
     "ZOH",
 ]

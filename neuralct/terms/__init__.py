@@ -3,7 +3,6 @@
 from .base import AbstractDriftTerm, AbstractTerm
 from .control import ControlTerm
 from .delay import DelayTerm
-from .hamiltonian import HamiltonianTerm, SeparableHamiltonianTerm
 from .linear import LinearTerm
 from .multi import MultiTerm
 from .noise import NoiseTerm, NoiseType, SDEType
@@ -14,12 +13,10 @@ __all__ = [
     "AbstractTerm",
     "ControlTerm",
     "DelayTerm",
-    "HamiltonianTerm",
     "LinearTerm",
     "MultiTerm",
     "NoiseTerm",
     "NoiseType",
     "ODETerm",
     "SDEType",
-    "SeparableHamiltonianTerm",
 ]

@@ -22,7 +22,7 @@ time-invariant case.
 - `HamiltonianTerm`: a full $K$ `[L, 2n, 2n]` (the H1-DNN).
 - `SeparableHamiltonianTerm`: block-diagonal $K = \\mathrm{diag}(K_p, K_q)$, so that
   $H = H_p(p) + H_q(q)$, $\\dot p$ depends on $q$ only and $\\dot q$ on $p$ only; this is what the
-  explicit symplectic Euler step (`neuralct.solvers.symplectic_euler.SymplecticEuler`) needs
+  explicit symplectic Euler step (`neuralct.models.hamiltonian.SymplecticEuler`) needs
   (the H2-DNN).
 
 Reference: Galimberti, Furieri, Xu & Ferrari-Trecate, "Hamiltonian Deep Neural Networks
@@ -39,8 +39,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import InvalidInputError
-from .base import AbstractDriftTerm, merge_jump_times
+from ...errors import InvalidInputError
+from ...terms.base import AbstractDriftTerm, merge_jump_times
 
 _LOG2 = math.log(2.0)
 

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
-from ..terms.base import AbstractDriftTerm
-from .base import AbstractStepMapSolver, Carry, StepResult
-from .explicit_rk import broadcast_step, hermite_coefficients
+from ...errors import InvalidInputError
+from ...solvers.base import AbstractStepMapSolver, Carry, StepResult
+from ...solvers.explicit_rk import broadcast_step, hermite_coefficients
+from ...terms.base import AbstractDriftTerm
 
 ITERATES = ("running", "initial")
 

@@ -2,7 +2,7 @@
 
 A feed-forward classifier whose $L$ layers are the steps of a Hamiltonian ODE
 $\\dot y = J K(t)^\\top \\tanh(K(t) y + b(t))$ on $[0, T]$, $T = L h$, with $K, b$ constant on each
-layer (`neuralct.terms.hamiltonian`). The input $x$ `[B, d]` is embedded into the initial state
+layer (`neuralct.models.hamiltonian.terms`). The input $x$ `[B, d]` is embedded into the initial state
 $y_0$ `[B, 2n]`, the term is integrated with `ConstantStep(h)`, and a linear head maps $y_L$ to
 logits.
 
@@ -21,13 +21,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..controllers.constant import ConstantStep
-from ..errors import InvalidInputError
-from ..solve import solve
-from ..solvers.euler import Euler
-from ..solvers.symplectic_euler import SymplecticEuler
-from ..terms.hamiltonian import HamiltonianTerm, SeparableHamiltonianTerm
-from ._checks import check_number, check_sizes
+from ...controllers.constant import ConstantStep
+from ...errors import InvalidInputError
+from ...solve import solve
+from ...solvers.euler import Euler
+from .._checks import check_number, check_sizes
+from .symplectic_euler import SymplecticEuler
+from .terms import HamiltonianTerm, SeparableHamiltonianTerm
 
 KINDS = ("H1", "H2")
 EMBEDDINGS = ("pad", "linear")

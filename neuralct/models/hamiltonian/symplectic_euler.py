@@ -1,7 +1,7 @@
 """Symplectic (semi-implicit) Euler for separable Hamiltonian terms, order 1.
 
 For $H = H_p(p) + H_q(q)$ with $\\dot p = \\partial H/\\partial q$ and $\\dot q = -\\partial H/\\partial p$
-(the sign convention of `neuralct.terms.hamiltonian`), one step of size $h$ from $t_0$ is
+(the sign convention of `neuralct.models.hamiltonian`), one step of size $h$ from $t_0$ is
 
 $$q_1 = q_0 + h\\, \\dot q(p_0), \\qquad p_1 = p_0 + h\\, \\dot p(q_1):$$
 
@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..terms.hamiltonian import SeparableHamiltonianTerm
-from .base import AbstractStepMapSolver, Carry, StepResult
-from .explicit_rk import broadcast_step, hermite_coefficients
+from ...solvers.base import AbstractStepMapSolver, Carry, StepResult
+from ...solvers.explicit_rk import broadcast_step, hermite_coefficients
+from .terms import SeparableHamiltonianTerm
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ $$C_{m,i} \\dot v_i = g_{l,i}(v_{l,i} - v_i)
 The synaptic conductances are positive, so the time constant $C_m / (g_l + \\sum w \\sigma)$
 varies with the state and the input (it is "liquid") and $v_i$ stays between the smallest and
 the largest of its own start value, leak potential and reversal potentials. The network is
-solved with the fused semi-implicit step (`neuralct.solvers.ltc_fused.LTCFused`), knot to knot,
+solved with the fused semi-implicit step (`neuralct.models.ltc.LTCFused`), knot to knot,
 or with any ODE solver.
 
 Reference: Hasani, Lechner, Amini, Rus & Grosu, "Liquid Time-Constant Networks", AAAI 2021;
@@ -26,14 +26,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from ..controllers import KnotToKnot
-from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
-from ..solution import Solution
-from ..solvers.ltc_fused import AbstractLTCTerm, LTCFused
-from ..terms.base import path_jump_times
-from ._checks import check_int, check_number, check_sizes
-from .base import AbstractContinuousModel, SolveOptions, held_input, last_observed, lead_in_times
+from ...controllers import KnotToKnot
+from ...data.series import IrregularBatch
+from ...errors import InvalidInputError
+from ...solution import Solution
+from ...terms.base import path_jump_times
+from .._checks import check_int, check_number, check_sizes
+from ..base import AbstractContinuousModel, SolveOptions, held_input, last_observed, lead_in_times
+from .fused import AbstractLTCTerm, LTCFused
 
 # Uniform initialisation ranges of ncps.torch.LTCCell (raw values, before softplus).
 INIT_RANGES = {
