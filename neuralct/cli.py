@@ -299,9 +299,17 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(args: argparse.Namespace) -> FitConfig:
+    """The config of `fit`: the flags over the config file's keys, if there is one. `--window` and
+    `--inner-solver` add to the file's `solver_options` (for the same solver), not replace them."""
     from .train.config import FitConfig
 
-    return FitConfig.from_file(args.config, **_flags(args)) if args.config else FitConfig.from_mapping(_flags(args))
+    flags = _flags(args)
+    if not args.config:
+        return FitConfig.from_mapping(flags)
+    saved = FitConfig.from_file(args.config)
+    if "solver_options" in flags and flags.get("solver", saved.solver) == saved.solver:
+        flags["solver_options"] = {**saved.solver_options, **flags["solver_options"]}
+    return FitConfig.from_file(args.config, **flags)
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import neuralct as nct
-from neuralct.cli import main
+from neuralct.cli import _config as cli_config
+from neuralct.cli import main, parser
 from neuralct.errors import InvalidInputError
 from neuralct.models.base import SolveOptions
 from neuralct.train.build import build_model
@@ -162,3 +163,13 @@ def test_window_is_the_log_ode_solvers_window(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["solver_options"] == {"solver": "rk4", "window": 3}
     assert json.loads((tmp_path / "run" / "result.json").read_text())["test_failed"] == 0
+
+
+def test_window_flag_adds_to_the_config_files_solver_options(tmp_path: Path) -> None:
+    # A config with log-ODE depth 1 and `--window 16` on the command line runs depth 1 at window 16.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": "ncde", "solver": "log_ode", "solver_options": {"depth": 1}}))
+    args = parser().parse_args(["fit", "--config", str(config), "--window", "16"])
+    assert dict(cli_config(args).solver_options) == {"depth": 1, "window": 16}
+    args = parser().parse_args(["fit", "--config", str(config), "--solver", "log_ode", "--inner-solver", "rk4"])
+    assert dict(cli_config(args).solver_options) == {"depth": 1, "solver": "rk4"}
