@@ -1,9 +1,9 @@
 """Step-size controllers."""
 
-from .base import AbstractController
+from .base import AbstractController, Decision
 from .constant import ConstantStep
 from .knots import KnotToKnot
 from .norms import max_norm, rms_norm
 from .pid import PIDController
 
-__all__ = ["AbstractController", "ConstantStep", "KnotToKnot", "PIDController", "max_norm", "rms_norm"]
+__all__ = ["AbstractController", "ConstantStep", "Decision", "KnotToKnot", "PIDController", "max_norm", "rms_norm"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
@@ -11,6 +11,26 @@ from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractTerm
 
 ControllerState = tuple[Tensor, ...]
+
+
+class Decision(NamedTuple):
+    """A controller's verdict on one attempted step, per sample.
+
+    Attributes:
+        accept: `[B]` bool, which steps stand, or `None` for every running sample's (the
+            loop accepts only running samples, with finite states, in any case).
+        h_next: `[B]` the next signed step size.
+        state: the controller's state after the step.
+        changed: `False` promises that `h_next` equals, value for value, the `h_next` of
+            this controller's previous decision; the loop then keeps what it derived from
+            that step size (how far a step may be stretched, the fixed-step count). `True`
+            when it may differ. The first decision of a solve is always compared by value.
+    """
+
+    accept: Tensor | None
+    h_next: Tensor
+    state: ControllerState
+    changed: bool
 
 
 class AbstractController(abc.ABC):
@@ -61,10 +81,11 @@ class AbstractController(abc.ABC):
         state: ControllerState,
         running: Tensor,
         error_order: int | None,
-    ) -> tuple[Tensor, Tensor, ControllerState]:
-        """Judge the step from `y0` to `y1` (`[B, *state]`) of signed size `h` `[B]`.
+    ) -> Decision:
+        """Judge the step from `y0` to `y1` (`[B, *state]`) of signed size `h` `[B]` taken by
+        the `running` `[B]` samples; `error` `[B, *state]` is the solver's error estimate of
+        order `error_order` (`None` for solvers without one).
 
         Returns:
-            `(accept [B] bool, next signed step [B], new state)`. A non-finite error
-            is never accepted.
+            The `Decision`. A non-finite error is never accepted.
         """

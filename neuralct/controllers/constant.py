@@ -11,7 +11,7 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractTerm
-from .base import AbstractController, ControllerState
+from .base import AbstractController, ControllerState, Decision
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,6 @@ class ConstantStep(AbstractController):
         state: ControllerState,
         running: Tensor,
         error_order: int | None,
-    ) -> tuple[Tensor, Tensor, ControllerState]:
-        """Accept every running sample's step; the next one is `dt` again (the same tensor,
-        which tells the loop that the step size did not change)."""
-        return running, state[0], state
+    ) -> Decision:
+        """Accept every running sample's step; the next one is `dt` again, unchanged."""
+        return Decision(accept=None, h_next=state[0], state=state, changed=False)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractTerm
-from .base import AbstractController, ControllerState
+from .base import AbstractController, ControllerState, Decision
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ class KnotToKnot(AbstractController):
         state: ControllerState,
         running: Tensor,
         error_order: int | None,
-    ) -> tuple[Tensor, Tensor, ControllerState]:
-        """Accept every running sample's step and propose the whole span again (the same
-        tensor, which tells the loop that the proposal did not change)."""
-        return running, state[0], state
+    ) -> Decision:
+        """Accept every running sample's step and propose the whole span again, unchanged."""
+        return Decision(accept=None, h_next=state[0], state=state, changed=False)

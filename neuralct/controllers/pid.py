@@ -13,7 +13,7 @@ from torch import Tensor
 from ..errors import IncompatibleTermError, InvalidInputError
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractDriftTerm, AbstractTerm
-from .base import AbstractController, ControllerState
+from .base import AbstractController, ControllerState, Decision
 from .norms import rms_norm, scaled_error
 
 
@@ -158,7 +158,7 @@ class PIDController(AbstractController):
         state: ControllerState,
         running: Tensor,
         error_order: int | None,
-    ) -> tuple[Tensor, Tensor, ControllerState]:
+    ) -> Decision:
         """Accept where the scaled error norm is at most 1; propose the next step by PID."""
         if error is None or error_order is None:
             raise IncompatibleTermError("PIDController needs a solver with an error estimate")
@@ -169,7 +169,7 @@ class PIDController(AbstractController):
 
     def _adapt(
         self, y0: Tensor, y1: Tensor, error: Tensor, h: Tensor, state: ControllerState, running: Tensor, order: int
-    ) -> tuple[Tensor, Tensor, ControllerState]:
+    ) -> Decision:
         ratio = self.norm(scaled_error(error, y0, y1, self.rtol, self.atol))
         if not self.per_sample:
             ratio = torch.where(running, ratio, 0.0).amax().expand_as(ratio)
@@ -178,13 +178,12 @@ class PIDController(AbstractController):
         h_next = h * (factor if factor.dtype == h.dtype else factor.to(h.dtype))
         if self.dt_max < math.inf:
             h_next = h_next.clamp(-self.dt_max, self.dt_max)
-        if self._is_integral:
-            return accept, h_next, state
-        new_state = (
-            torch.where(accept, ratio.clamp_min(1e-10).reciprocal(), state[0]),
-            torch.where(accept, state[0], state[1]),
-        )
-        return accept, h_next, new_state
+        if not self._is_integral:
+            state = (
+                torch.where(accept, ratio.clamp_min(1e-10).reciprocal(), state[0]),
+                torch.where(accept, state[0], state[1]),
+            )
+        return Decision(accept=accept, h_next=h_next, state=state, changed=True)
 
     @property
     def _is_integral(self) -> bool:

@@ -30,7 +30,7 @@ goes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .._loop import StepRecord, Steps
 from ..errors import IncompatibleTermError
-from ..paths.dense import evaluate_polynomial, stack_coefficients
+from ..paths.dense import evaluate_polynomial
 from ..terms.base import AbstractDriftTerm
 from ..terms.ode import ODETerm
 
@@ -181,7 +182,7 @@ class AdjointSystem:
         """The system $[y, a]$ as a term for the core loop (see `parameter_quadrature`)."""
         return ODETerm(self.state_vector_field)
 
-    def parameter_quadrature(self, records: tuple, skip: Tensor) -> Tensor | None:
+    def parameter_quadrature(self, records: Sequence[StepRecord], skip: Tensor) -> Tensor | None:
         """`[P]` the batch sum of $\\int a^\\top \\partial_\\theta f\\,dt$ over the accepted steps
         in `records` (the loop's step records of a backward solve of `state_term`), by
         three-point Gauss-Legendre quadrature on each step's dense output; samples in
@@ -189,9 +190,8 @@ class AdjointSystem:
         no step was taken."""
         if not records or not self.inputs:
             return None
-        t0, t1, z0, _, coeffs, accepted = zip(*records)
-        t0, t1, z0, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, z0, accepted))
-        coeffs = stack_coefficients(coeffs, dim=1)
+        steps = Steps.stack(records)
+        t0, t1, z0, coeffs, accepted = steps.t0, steps.t1, steps.y0, steps.coeffs, steps.accepted
         valid = accepted & ~skip[:, None]
         if not bool(valid.any()):
             # Every step in `records` was rejected or belongs to a skipped sample.

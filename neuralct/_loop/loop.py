@@ -1,0 +1,147 @@
+"""The loop: start, iterate until every sample is done, settle, and assemble the `Solution`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import IncompatibleTermError
+from ..solution import Solution, SolveStats
+from ..terms.base import AbstractTerm
+from .clock import advance_clock, first_clock
+from .compile import AttemptStep, step_function
+from .counters import count, first_counters, settle_counters
+from .jumps import cross_jumps, first_jump, start_time
+from .problem import Problem
+from .progress import first_progress, update_progress
+from .records import StepRecord, Steps
+from .saves import first_saves, flush, gather_saves, hold_past_ends, record_saves
+from .state import LoopState, Tally
+
+
+def initial_state(problem: Problem, y0: Tensor) -> LoopState:
+    """Start every sample at `ts[:, 0]` with `y0` `[B, *state]` saved as its first output.
+
+    The loop starts from a copy of `y0`, so a vector field that changes its input in place
+    (refused at the first evaluation, see `_check_first_step`) cannot reach the caller's tensor.
+    """
+    ts = problem.ts
+    y0 = y0.clone()
+    # Contiguous: under `compile=True` the strides of the loop state stay those of later
+    # steps, which spares a recompilation.
+    t0 = ts[:, 0].contiguous()
+    t_start = start_time(problem, t0)
+    carry, evals = problem.solver.init(problem.term, t_start, y0, problem.args)
+    _check_unchanged(problem.term, y0)
+    f0 = carry[0] if carry and isinstance(carry[0], Tensor) and carry[0].shape == y0.shape else None
+    span = (problem.t_end - t0).abs()
+    h, controller, controller_evals = problem.controller.init(
+        problem.term, problem.solver, t0, y0, f0, problem.direction, span, problem.dt0, problem.args
+    )
+    # The loop never changes a state tensor in place, so the records can share these.
+    zeros = torch.zeros(t0.shape, dtype=torch.long, device=t0.device)
+    ones = torch.ones_like(zeros)
+    return LoopState(
+        clock=first_clock(problem, t0, t_start, h.to(ts.dtype), first_jump(problem, t0, zeros)),
+        y=y0,
+        carry=carry,
+        controller=controller,
+        saves=first_saves(problem, y0, zeros, ones),
+        counters=first_counters(evals + controller_evals, zeros),
+        progress=first_progress(problem, f0),
+        records=(),
+    )
+
+
+def advance(problem: Problem, state: LoopState, max_iterations: int | None = None) -> LoopState:
+    """Take steps until every sample is done (or `max_iterations` loop iterations)."""
+    attempt = step_function(problem)
+    iterations = 0
+    while max_iterations is None or iterations < max_iterations:
+        if bool(state.done.all()):
+            break
+        state = _iterate(problem, attempt, state)
+        iterations += 1
+    return state
+
+
+def _iterate(problem: Problem, attempt: AttemptStep, s: LoopState) -> LoopState:
+    """One loop iteration: attempt a step, record its saves, count it, move past jump
+    times, update the statuses and advance the clock."""
+    step = attempt(problem, s)
+    if s.iteration == 0:
+        _check_first_step(problem.term, s.y, step.out.y1)
+    out = step.out
+    record = StepRecord(t0=s.clock.t, t1=step.end.t1, y0=s.y, y1=out.y1, coeffs=out.coeffs, accepted=step.accept)
+    saves, finished, landed = record_saves(problem, s.saves, step, record)
+    carry, next_jump, jumped, jump_evals = cross_jumps(problem, s, step)
+    counters = count(s.counters, Tally(step.running, step.accept, step.out.evals), jumped, jump_evals)
+    clock = advance_clock(problem, s, step, next_jump, landed)
+    return LoopState(
+        clock=clock,
+        y=step.y,
+        carry=carry,
+        controller=step.decision.state,
+        saves=saves,
+        counters=counters,
+        progress=update_progress(problem, s, step, finished, clock.reach),
+        records=s.records + (record,) if problem.dense else s.records,
+        iteration=s.iteration + 1,
+    )
+
+
+def settle(problem: Problem, state: LoopState) -> LoopState:
+    """`state` with nothing pending: the save times its window of step records passed are
+    written and its tallied iterations added to its counters. A settled state holds the
+    current step's values, not the records of up to `SAVE_WINDOW` earlier steps (each with
+    the step's stages): what a checkpoint keeps of a stretch's start, and how a solve ends."""
+    return LoopState(
+        clock=state.clock,
+        y=state.y,
+        carry=state.carry,
+        controller=state.controller,
+        saves=flush(problem, state.clock.t, state.y, state.saves),
+        counters=settle_counters(state.counters),
+        progress=state.progress,
+        records=state.records,
+        iteration=state.iteration,
+    )
+
+
+def finish(problem: Problem, state: LoopState) -> Solution:
+    """Assemble the `Solution` from the final loop state."""
+    state = settle(problem, state)
+    counters = state.counters
+    dense = Steps.stack(state.records).interpolant(problem.direction) if problem.dense and state.records else None
+    return Solution(
+        ts=problem.ts,
+        ys=hold_past_ends(gather_saves(problem, state.saves, state.y), problem.lengths),
+        status=state.progress.status,
+        stats=SolveStats(counters.vf_evals, counters.steps, counters.accepted, counters.steps - counters.accepted),
+        t_final=state.clock.t,
+        y_final=state.y,
+        dense=dense,
+    )
+
+
+def _check_unchanged(term: AbstractTerm, y: Tensor) -> None:
+    """Refuse a vector field that changed its input `y` in place (its version counter moved):
+    the solve would go on from a state that is not the one the step started from."""
+    if not y.is_inference() and y._version != 0:
+        raise IncompatibleTermError(
+            f"the vector field of {type(term).__name__} changed its input `y` in place (e.g. `y.mul_(2)` or "
+            f"`y[:, 0] = 0`); return a new tensor instead (`y * 2`, `torch.cat`, ...)"
+        )
+
+
+def _check_first_step(term: AbstractTerm, y: Tensor, y1: Tensor) -> None:
+    """Checks of a solve's first step, once per solve: the field left the state it was given
+    (`y` `[B, *state]`, a fresh copy) unchanged, and the step's end state `y1` has its shape,
+    dtype and device (a field of another dtype would promote the solution silently)."""
+    _check_unchanged(term, y)
+    if y1.shape != y.shape or y1.dtype != y.dtype or y1.device != y.device:
+        raise IncompatibleTermError(
+            f"a step of {type(term).__name__} turned a state of shape {tuple(y.shape)}, dtype {y.dtype} on "
+            f"{y.device} into one of shape {tuple(y1.shape)}, dtype {y1.dtype} on {y1.device}: its vector field "
+            f"must return the state's shape, dtype and device"
+        )

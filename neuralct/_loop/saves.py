@@ -1,0 +1,192 @@
+"""Saves: writing each sample's outputs at its save times.
+
+Two ways, chosen by `Problem.interpolate_saves`. Solves that step onto their save times
+write the state each time a sample lands on its next one. Adaptive solves with dense output
+instead keep a window of step records and interpolate the save times those steps passed,
+every `SAVE_WINDOW` steps and at the end, in one batched evaluation. Outputs go into blocks
+(see `SaveBuffer`) that `gather_saves` maps back to `[B, K]` at the end.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..paths.dense import accepted_end_keys, evaluate_polynomial, stack_coefficients
+from .problem import Problem
+from .records import StepRecord
+from .rows import expand_like, gather_row
+from .state import Attempt, SaveBuffer
+
+# Steps whose records are kept before the save times they passed are interpolated in one
+# batch: bounds the memory of a solve without gradients while amortizing the interpolation.
+SAVE_WINDOW = 32
+
+
+def first_saves(problem: Problem, y0: Tensor, zeros: Tensor, ones: Tensor) -> SaveBuffer:
+    """`y0` `[B, *state]` written as every sample's first output (`zeros` and `ones` `[B]`)."""
+    return SaveBuffer(
+        blocks=(y0.unsqueeze(1),),
+        starts=(zeros,),
+        ends=(ones,),
+        next_save=ones,
+        save_time=problem.ts[:, min(1, problem.ts.shape[1] - 1)].contiguous(),
+        window=(),
+    )
+
+
+def record_saves(
+    problem: Problem, saves: SaveBuffer, step: Attempt, record: StepRecord
+) -> tuple[SaveBuffer, Tensor | None, Tensor | None]:
+    """Write what `step` (whose record is `record`) saves: `(saves, finished, landed)`, with
+    `finished` `[B]` the samples on their last save time and `landed` `[B]` those that stepped
+    onto their boundary (each `None` when it cannot have changed)."""
+    if problem.interpolate_saves:
+        window = saves.window + (record,)
+        if len(window) >= SAVE_WINDOW:
+            return interpolate_window(problem, step.t, step.y, saves, window), step.finished, None
+        return _replace_window(saves, window), step.finished, None
+    landing = step.accept & step.end.hit
+    at_jump = step.end.at_jump
+    # A jump time may coincide with the save time: the step then lands on both.
+    on_save = landing if at_jump is None else landing & (~at_jump | (step.end.t1 == saves.save_time))
+    if not bool(on_save.any()):
+        # Nothing to update while no sample reached its save time (the common step).
+        return saves, None, None if at_jump is None else landing
+    next_save = saves.next_save + on_save
+    saves = SaveBuffer(
+        blocks=saves.blocks + (step.out.y1.unsqueeze(1),),
+        starts=saves.starts + (saves.next_save,),
+        ends=saves.ends + (next_save,),
+        next_save=next_save,
+        save_time=gather_row(problem.ts, next_save),
+        window=(),
+    )
+    return saves, next_save >= problem.save_counts, landing
+
+
+def flush(problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer) -> SaveBuffer:
+    """`saves` with the save times its window of records passed written, up to each sample's
+    time `t` `[B]` (where its state is `y` `[B, *state]`)."""
+    return interpolate_window(problem, t, y, saves, saves.window) if saves.window else saves
+
+
+def interpolate_window(
+    problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer, window: tuple[StepRecord, ...]
+) -> SaveBuffer:
+    """Write every save time up to each sample's current time `t` `[B]` (where its state is
+    `y` `[B, *state]`) from the dense output of the steps in `window`; the window empties.
+
+    One batched evaluation for up to W save times per sample. A save time at the end of an
+    accepted step takes that step's value exactly; when the only save time any sample has
+    left to write is its current time (a solve that ends, with one save after its start or
+    its last), no interpolation is needed at all.
+    """
+    reached = torch.searchsorted(problem.key_times, problem.along(t).unsqueeze(1), right=True).squeeze(1)
+    width = int((reached - saves.next_save).max())
+    if width == 0:
+        block = None
+    elif width == 1 and _only_current_time(problem, t, reached, saves.next_save):
+        # Each sample's one save time left is where it stands: its state, exactly.
+        block = y.unsqueeze(1)
+    else:
+        block = _evaluate_window(problem, t, window, saves.next_save, width)
+    return _append(saves, block, reached)
+
+
+def _evaluate_window(
+    problem: Problem, t: Tensor, window: tuple[StepRecord, ...], next_save: Tensor, width: int
+) -> Tensor:
+    """`[B, width, *state]` the outputs from `next_save` `[B]` on, from the dense output of the
+    steps in `window` (columns past a sample's current time `t` `[B]` are never read)."""
+    t0, t1, y0, y1, coeffs, accepted = zip(*window)
+    t0, t1, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, accepted))
+    columns = torch.arange(width, device=t.device)
+    index = (next_save.unsqueeze(1) + columns).clamp_max(problem.ts.shape[1] - 1)
+    target = problem.ts.gather(1, index)
+    end_keys = accepted_end_keys(t1, accepted, problem.direction)
+    step = torch.searchsorted(end_keys, problem.along(target)).clamp_max(len(window) - 1)
+    start, end = t0.gather(1, step), t1.gather(1, step)
+    # Columns past a sample's reached saves point at no step of theirs; their theta is never
+    # read but must stay in [0, 1], or its zero gradient turns into NaN.
+    theta = torch.nan_to_num((target - start) / (end - start), nan=0.0).clamp_(0.0, 1.0)
+    if theta.dtype != y1[0].dtype:
+        theta = theta.to(y1[0].dtype)
+    # Row b of step s is row s * B + b of the records stacked step after step.
+    flat = (step * t.shape[0] + torch.arange(t.shape[0], device=t.device).unsqueeze(1)).flatten()
+    y0, y1 = (_take_rows(torch.stack(parts), flat, step.shape) for parts in (y0, y1))
+    coeffs = _take_rows(stack_coefficients(coeffs, dim=0), flat, step.shape)
+    block = evaluate_polynomial(y0, coeffs, theta)
+    return torch.where(expand_like(target == end, block), y1, block)
+
+
+def _append(saves: SaveBuffer, block: Tensor | None, reached: Tensor) -> SaveBuffer:
+    """`saves` with `block` (`None`: nothing) written from `next_save` up to `reached` `[B]`,
+    and an empty window."""
+    if block is None:
+        return _replace_window(saves, (), next_save=reached)
+    return SaveBuffer(
+        blocks=saves.blocks + (block,),
+        starts=saves.starts + (saves.next_save,),
+        ends=saves.ends + (reached,),
+        next_save=reached,
+        save_time=saves.save_time,
+        window=(),
+    )
+
+
+def _replace_window(saves: SaveBuffer, window: tuple[StepRecord, ...], next_save: Tensor | None = None) -> SaveBuffer:
+    """`saves` with `window`, and `next_save` `[B]` when given."""
+    return SaveBuffer(
+        blocks=saves.blocks,
+        starts=saves.starts,
+        ends=saves.ends,
+        next_save=saves.next_save if next_save is None else next_save,
+        save_time=saves.save_time,
+        window=window,
+    )
+
+
+def _only_current_time(problem: Problem, t: Tensor, reached: Tensor, next_save: Tensor) -> bool:
+    """Whether every sample with a save time to write (`next_save < reached`, one each) stands
+    exactly on it (`t` `[B]`)."""
+    return bool(((reached == next_save) | (gather_row(problem.ts, next_save) == t)).all())
+
+
+def _take_rows(stacked: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
+    """`[*shape, ...]` rows `flat` of `[W, B, ...]` `stacked`, its rows counted step after step."""
+    return stacked.flatten(0, 1).index_select(0, flat).unflatten(0, shape)
+
+
+def gather_saves(problem: Problem, saves: SaveBuffer, y: Tensor) -> Tensor:
+    """`[B, K, *state]` outputs from the save blocks (`y` `[B, *state]` the final state, for
+    its shape); outputs never reached are NaN."""
+    num_saves = problem.ts.shape[1]
+    blocks = saves.blocks
+    in_one_block = len(blocks) == 2 and blocks[1].shape[1] == num_saves - 1
+    if in_one_block and bool((saves.next_save == num_saves).all()):
+        # Every sample wrote all its outputs after the first in one block: they are in order.
+        return torch.cat(blocks, dim=1)
+    widths = torch.tensor([block.shape[1] for block in blocks], device=y.device)
+    offsets = torch.cumsum(widths, 0) - widths
+    values = torch.cat(blocks + (torch.full_like(y, torch.nan)[:, None],), dim=1)
+    ends = torch.stack(saves.ends, dim=1)
+    positions = torch.arange(num_saves, device=y.device).expand(y.shape[0], -1).contiguous()
+    block = torch.searchsorted(ends, positions, right=True).clamp_max(len(blocks) - 1)
+    start = torch.stack(saves.starts, dim=1).gather(1, block)
+    column = offsets[block] + positions - start
+    filled = positions < saves.next_save[:, None]
+    column = torch.where(filled, column, values.shape[1] - 1)
+    return values[torch.arange(y.shape[0], device=y.device)[:, None], column]
+
+
+def hold_past_ends(ys: Tensor, lengths: Tensor | None) -> Tensor:
+    """`ys` `[B, K, *state]` with every sample's outputs past its end (columns
+    `k >= lengths[b]`, `lengths` `[B]`) replaced by its last one, `ys[b, lengths[b] - 1]`;
+    unchanged when `lengths` is `None`. A gather, so the padding's gradient reaches that
+    last output."""
+    if lengths is None:
+        return ys
+    positions = torch.arange(ys.shape[1], device=ys.device)
+    index = torch.minimum(positions, (lengths - 1)[:, None])
+    return ys.gather(1, index.reshape(index.shape + (1,) * (ys.ndim - 2)).expand_as(ys))
