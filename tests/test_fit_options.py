@@ -105,7 +105,7 @@ def test_fit_in_float64_keeps_the_model_and_data_in_float64(tmp_path: Path, monk
 
 
 def test_fit_with_compile_runs_the_compiled_step(tmp_path: Path, monkeypatch) -> None:
-    from neuralct import _loop
+    from neuralct._loop import compile as _loop
 
     compiled = []
     real = _loop._compiled_attempt_step

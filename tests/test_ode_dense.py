@@ -200,7 +200,7 @@ def test_evaluate_of_a_failed_sample_covers_only_what_it_solved():
 def _windowed_solve(window: int, monkeypatch, weight: torch.Tensor):
     """A solve of y' = -w y + sin t over per-sample irregular grids, with save times
     interpolated every `window` steps; returns the saves and d(loss)/d(w)."""
-    import neuralct._loop as loop
+    import neuralct._loop.saves as loop
 
     monkeypatch.setattr(loop, "SAVE_WINDOW", window)
     generator = torch.Generator().manual_seed(3)

@@ -507,3 +507,19 @@ def test_a_step_lost_to_time_rounding_fails_as_dt_underflow_with_advice_about_re
     with pytest.raises(nct.SolveFailed, match="implicit solver") as info:
         nct.solve(blow_up, torch.ones(1, 1, dtype=F64), torch.tensor([0.0, 2.0], dtype=F64))
     assert "rounding" not in str(info.value)
+
+
+def test_a_first_step_dt0_under_a_fixed_step_is_followed_by_steps_of_dt_counted_from_its_end():
+    # Euler on y' = t sums t_k h_k exactly: the steps are 0.1 (dt0), then 0.25 from t = 0.1, then what is left.
+    sol = nct.solve(
+        nct.ODETerm(lambda t, y, args: t[:, None].expand_as(y)),
+        torch.zeros(2, 1, dtype=F64),
+        torch.tensor([0.0, 1.0], dtype=F64),
+        solver=nct.Euler(),
+        controller=nct.ConstantStep(0.25),
+        dt0=0.1,
+    )
+    starts = torch.tensor([0.0, 0.1, 0.35, 0.6, 0.85], dtype=F64)
+    sizes = torch.tensor([0.1, 0.25, 0.25, 0.25, 0.15], dtype=F64)
+    assert sol.stats.steps.tolist() == [5, 5]
+    torch.testing.assert_close(sol.ys[:, -1, 0], (starts * sizes).sum().expand(2), rtol=1e-14, atol=1e-15)
