@@ -1,23 +1,18 @@
-"""Matching user-given names and options against the valid ones, with suggestions.
+"""Matching user-given option names against the parameters of the factory that takes them.
 
-Shared by the registry, the dataset loader and the training config.
+Shared by the registry and the dataset loader.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
-
-def did_you_mean(given: str, choices: list[str]) -> str:
-    """ "; did you mean 'x'?" for the choices closest to `given`, or "" when none is close."""
-    close = difflib.get_close_matches(given, choices, n=3)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+from ._checks import did_you_mean
 
 
-def check_options(factory: Callable[..., Any], label: str, options: dict[str, Any], skip: int = 0) -> None:
+def check_option_names(factory: Callable[..., Any], label: str, options: dict[str, Any], skip: int = 0) -> None:
     """Raise `TypeError` naming any option `factory` does not take, or a required one missing."""
     parameters = list(inspect.signature(factory).parameters.values())[skip:]
     valid = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

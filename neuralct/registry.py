@@ -31,7 +31,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ._catalog import BUILT_IN, ENTRY_POINT_GROUPS, FAMILIES, Entry
-from ._choices import check_options, did_you_mean
+from ._checks import describe, did_you_mean
+from ._choices import check_option_names
 from .errors import InvalidInputError
 
 # kind -> name -> entry added at run time (`neuralct.data.datasets.register`).
@@ -109,7 +110,7 @@ def make(kind: str, name: str, **options: Any) -> Any:
     """
     _table(kind)
     if not isinstance(name, str):
-        raise InvalidInputError(f"a {kind} name must be a string; got {type(name).__name__}")
+        raise InvalidInputError(f"a {kind} name must be a string; got {describe(name)}")
     prefix, colon, method = name.partition(":")
     families = FAMILIES.get(kind, {})
     if colon:
@@ -119,10 +120,10 @@ def make(kind: str, name: str, **options: Any) -> Any:
         if method not in family.methods:
             raise InvalidInputError(_unknown(f"{prefix} method", method, list(family.methods)))
         factory = Entry(family.target, family.description).load()
-        check_options(factory, f"{kind} {name!r}", options, skip=1)
+        check_option_names(factory, f"{kind} {name!r}", options, skip=1)
         return factory(method, **_resolve(options))
     factory = entry(kind, name).load()
-    check_options(factory, f"{kind} {name!r}", options)
+    check_option_names(factory, f"{kind} {name!r}", options)
     return factory(**_resolve(options))
 
 

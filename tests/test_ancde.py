@@ -173,7 +173,7 @@ def test_other_solvers_solve_the_same_model_within_their_accuracy(options, tol):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(attention="hard"), "`attention` must be one of \\('soft', 'timewise'\\); got 'hard'"),
+        (dict(attention="hard"), "`attention` must be one of 'soft', 'timewise'; got 'hard'"),
         (dict(attention_hidden=0), "`attention_hidden` must be a positive int; got 0"),
         (dict(hidden=-2), "`hidden` must be a positive int; got -2"),
         (dict(outputs=None), "`outputs` must be a positive int"),

@@ -181,7 +181,10 @@ def test_fit_with_log_ode_then_evaluate_accepts_the_run(tmp_path: Path, capsys, 
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"window": 0}, "`window` must be a positive int; got 0"), ({"depth": 3}, "`depth` must be 1 or 2; got 3")],
+    [
+        ({"window": 0}, "`window` must be a positive int; got 0"),
+        ({"depth": 3}, "`depth` must be an int in [1, 2]; got 3"),
+    ],
 )
 def test_a_bad_log_ode_option_for_ancde_is_refused_by_name(tmp_path: Path, capsys, options, message) -> None:
     config = tmp_path / "bad.json"

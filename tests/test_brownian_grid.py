@@ -106,7 +106,7 @@ def test_a_query_off_the_grid_is_refused_naming_the_time_and_the_nearest_grid_ti
         (torch.zeros(3, 4).cumsum(1), (2, 1), 0, "`ts` must have shape"),
         (torch.linspace(0, 1, 3), (2,), 0, "`shape` must be"),
         (torch.linspace(0, 1, 3), (2, 1), -1, "`seed` must be"),
-        ([0.0, 1.0], (2, 1), 0, "`ts` must be a torch.Tensor"),
+        ([0.0, 1.0], (2, 1), 0, "`ts` must be a floating tensor"),
         (torch.linspace(0, 1, 2**20), (2, 1), 0, "`ts` is too fine for its dtype torch.float32"),
     ],
 )

@@ -370,7 +370,7 @@ def test_a_field_returning_the_wrong_matrix_shape_is_named():
     term = nct.ControlTerm(lambda t, z, args: torch.zeros(batch, 3, channels + 1, dtype=F64), path)
     expected = (
         rf"ControlTerm must return a tensor of shape \({batch}, 3, {channels}\)"
-        rf".* got shape \({batch}, 3, {channels + 1}\)"
+        rf".* got Tensor of shape \({batch}, 3, {channels + 1}\)"
     )
     with pytest.raises(nct.IncompatibleTermError, match=expected):
         nct.solve(term, torch.zeros(batch, 3, dtype=F64), times)

@@ -340,7 +340,7 @@ def test_a_neural_cde_on_near_coincident_times_takes_as_many_steps_as_without_th
     [
         (lambda b: control_path(b, "cubic"), r"`kind` must be one of 'linear', .* got 'cubic'"),
         (lambda b: control_path(b.values, "linear"), r"`batch` must be an IrregularBatch.* got Tensor"),
-        (lambda b: control_path(b, "linear", fill="mean"), r"`fill` must be None or one of .* got 'mean'"),
+        (lambda b: control_path(b, "linear", fill="mean"), r"`fill` must be one of None, .* got 'mean'"),
         (lambda b: control_path(b, "rectilinear", time_channel=False), r"`time_channel` must be True for kind="),
         (lambda b: control_path(b, "linear", count_channels=1), r"`count_channels` must be True or False; got 1"),
         (lambda b: control_path(_one_time(), "linear"), r"`batch` must have T >= 2"),

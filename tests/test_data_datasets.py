@@ -274,8 +274,8 @@ def test_an_option_the_dataset_does_not_take_is_named() -> None:
     ("options", "message"),
     [
         ({"missing_rate": 1.0}, "`rate` must be a number in"),
-        ({"seed": -1}, "`seed` must be a non-negative integer"),
-        ({"size": 0}, "`size` must be an integer >= 1"),
+        ({"seed": -1}, "`seed` must be a non-negative int"),
+        ({"size": 0}, "`size` must be a positive int"),
         ({"noise": -0.1}, "`noise` must be a finite number >= 0"),
     ],
 )
@@ -400,7 +400,9 @@ def test_a_name_registered_twice_is_refused(registered) -> None:
 
 def test_a_loader_that_returns_no_batch_is_named(registered) -> None:
     register("broken", lambda split, seed: [split, seed], description="returns a list")
-    with pytest.raises(InvalidInputError, match="loader of dataset 'broken' must return an IrregularBatch; got list"):
+    with pytest.raises(
+        InvalidInputError, match=r"loader of dataset 'broken' must return an IrregularBatch; got \['train', 0\]"
+    ):
         load("broken")
 
 

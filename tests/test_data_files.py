@@ -208,7 +208,7 @@ def test_arguments_out_of_place_raise_named_errors(tmp_path: Path) -> None:
     path = write_series_file(_irregular_batch(regression=False), tmp_path / "ok.npz")
     for options, message in [
         ({"task": "forecast"}, "`task` must be one of"),
-        ({"time_scale": 0.0}, "`time_scale` must be a finite number > 0"),
+        ({"time_scale": 0.0}, "`time_scale` must be a positive finite number"),
         ({"target": "label"}, "`target` names a CSV column"),
         ({"task": "regression", "classes": ("a",)}, "`classes` applies to classification"),
     ]:
@@ -276,7 +276,7 @@ def test_from_arrays_builds_times_from_the_step_or_takes_them() -> None:
         ([np.array([0.0, 0.0])], [np.ones(2)], {}, r"`times\[0\]` must be finite and strictly increasing"),
         ([np.array([1e9, 1e9 + 1])], [np.ones(2)], {}, r"strictly increasing in torch.float32"),
         (None, [np.ones(2)], {"targets": ["a"]}, "`targets` must be numbers"),
-        (None, [np.ones(2)], {"time_step": 0}, "`time_step` must be a finite number > 0"),
+        (None, [np.ones(2)], {"time_step": 0}, "`time_step` must be a positive finite number"),
     ],
 )
 def test_from_arrays_names_the_argument_at_fault(times, values, options: dict, message: str) -> None:

@@ -308,7 +308,7 @@ def test_a_bad_normalization_spec_names_every_valid_one(spec) -> None:
         ({"scale": "robust", "transform": None, "mean": [0.0]}, "must be a dict with the keys mean, scale, std"),
         ({"scale": "standard", "transform": None, "mean": ["a"], "std": [1.0]}, r"`data\['mean'\]` must be a list"),
         ({"scale": "series", "transform": None, "mean": [0.0], "std": [1.0]}, "must be None for scale 'series'"),
-        ({"scale": "minmax", "transform": None, "mean": None, "std": None}, "`scale` must be one of standard"),
+        ({"scale": "minmax", "transform": None, "mean": None, "std": None}, "`scale` must be one of 'standard'"),
         ({"scale": "none", "transform": "log", "mean": None, "std": None}, "`transform` must be None or 'asinh'"),
     ],
 )

@@ -307,7 +307,7 @@ def test_network_constructor_names_the_bad_argument(options, name):
 
 
 def test_network_refuses_inputs_of_the_wrong_shape():
-    with pytest.raises(InvalidInputError, match=r"`x` must be a tensor \[B, 2\]; got \(4, 3\)"):
+    with pytest.raises(InvalidInputError, match=r"`x` must be a tensor \[B, 2\]; got Tensor of shape \(4, 3\)"):
         HamiltonianNet(2, 2)(torch.randn(4, 3))
 
 

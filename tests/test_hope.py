@@ -188,10 +188,16 @@ BAD_INPUTS = [
     (lambda: HOPE(2, n=1.5), "`n` must be a positive int; got 1.5"),
     (lambda: HOPE(2, mode="circular"), "`mode` must be one of"),
     (lambda: HOPE(2, dt_min=0.5, dt_max=0.1), "0 < dt_min <= dt_max; got 0.5, 0.1"),
-    (lambda: HOPE(2)(torch.randn(1, 8, 3)), r"`u` must be a tensor \[B, L, 2\] with L >= 1; got \(1, 8, 3\)"),
+    (
+        lambda: HOPE(2)(torch.randn(1, 8, 3)),
+        r"`u` must be a tensor \[B, L, 2\] with L >= 1; got Tensor of shape \(1, 8, 3\)",
+    ),
     (lambda: HOPE(2, mode="bidirectional")(torch.randn(1, 7, 2)), "even length L in bidirectional mode; got L = 7"),
     (lambda: HOPE(2, mode="bidirectional").kernel(8), "`mode` must be 'causal' for the kernel; got 'bidirectional'"),
-    (lambda: hope_transfer(torch.randn(3), torch.ones(3), 4), r"`markov` must be a tensor \[C, n\]; got \(3,\)"),
+    (
+        lambda: hope_transfer(torch.randn(3), torch.ones(3), 4),
+        r"`markov` must be a tensor \[C, n\]; got Tensor of shape \(3,\)",
+    ),
     (lambda: hope_transfer(torch.randn(2, 3), -torch.ones(2), 4), r"`dt` must be a tensor \[2\] of steps > 0"),
     (lambda: hope_transfer(torch.randn(2, 3), torch.ones(2), 0), "`points` must be a positive int; got 0"),
     (lambda: fir_realization(torch.randn(2, 3, dtype=torch.complex64)), "`markov` must be a real tensor"),

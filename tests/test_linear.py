@@ -420,8 +420,8 @@ def _path(features=2, batch=3):
             lambda: LinearTerm(torch.zeros(4, 4), torch.zeros(4), _path(), torch.zeros(2, 4), torch.zeros(3)),
             "`d` must be .* 2",
         ),
-        (lambda: GBT(alpha=1.5), "`alpha` must be a number in \\[0, 1\\]; got 1.5"),
-        (lambda: GBT(alpha="0.5"), "`alpha` must be a number"),
+        (lambda: GBT(alpha=1.5), "`alpha` must be a finite number in \\[0, 1\\]; got 1.5"),
+        (lambda: GBT(alpha="0.5"), "`alpha` must be a finite number"),
         (lambda: PiecewiseConstantPath(torch.zeros(4, 2)), "`values` must be a floating tensor \\[B, L, C\\]"),
         (
             lambda: PiecewiseConstantPath(torch.zeros(1, 3, 1), torch.tensor([0.0, 2.0, 1.0])),

@@ -148,7 +148,7 @@ def test_a_neural_cde_trains_with_log_ode_from_the_registry() -> None:
     ("options", "message"),
     [
         ({"window": 0}, "`window` must be a positive int; got 0"),
-        ({"depth": 3}, "`depth` must be 1 or 2; got 3"),
+        ({"depth": 3}, r"`depth` must be an int in \[1, 2\]; got 3"),
         ({"solver": "rk4"}, "`solver` must be a neuralct step solver"),
     ],
 )

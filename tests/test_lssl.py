@@ -207,7 +207,7 @@ BAD_LAYERS = [
     ("`d_state` must be a positive int", lambda: LSSL(3, 0)),
     ("`dt_min`, `dt_max` must satisfy", lambda: LSSL(3, 4, dt_min=0.1, dt_max=0.01)),
     ("`method` must be one of", lambda: LSSL(3, 4, method="euler")),
-    ("`alpha` must be a number", lambda: LSSL(3, 4, alpha=2.0)),
+    ("`alpha` must be a finite number", lambda: LSSL(3, 4, alpha=2.0)),
     ("`a` must be a tensor, 'random' or one of", lambda: LSSL(3, 4, a="fourier")),
     ("`a` must be a tensor [N, N]", lambda: LSSL(3, 4, a=torch.eye(3), b=torch.ones(3))),
     ("`b` must be a tensor [N]", lambda: LSSL(3, 4, a=-torch.eye(4))),
@@ -215,7 +215,7 @@ BAD_LAYERS = [
     ("`pool` must be one of", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 1, 2, pool="max")),
     ("`mix` must be one of", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 1, 2, mix="conv")),
     ("`n_layers` must be a positive int", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 0, 2)),
-    ("`dropout` must be a number", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 1, 2, dropout=1.0)),
+    ("`dropout` must be a finite number", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 1, 2, dropout=1.0)),
     ("selects no step", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 1, 2, pool=slice(9, None))(torch.ones(1, 5, 1))),
     ("`u` must be a tensor [B, L, 1]", lambda: DeepSSM(lambda h: LSSL(h, 4), 1, 3, 1, 2)(torch.ones(5, 1))),
 ]

@@ -74,12 +74,12 @@ def test_empty_t_is_rejected_and_the_message_shows_the_shape_passed():
 
 
 def test_integer_t_is_rejected():
-    with pytest.raises(nct.InvalidInputError, match=r"`t` must have a floating-point dtype; got torch.int64"):
+    with pytest.raises(nct.InvalidInputError, match=r"`t` must be a floating tensor; got .*torch.int64"):
         solve(t=torch.tensor([0, 1]))
 
 
 def test_t_that_is_not_a_tensor_is_rejected():
-    with pytest.raises(nct.InvalidInputError, match=r"`t` must be a torch.Tensor; got list"):
+    with pytest.raises(nct.InvalidInputError, match=r"`t` must be a floating tensor; got \[0.0, 1.0\]"):
         solve(t=[0.0, 1.0])
 
 
@@ -121,7 +121,7 @@ def test_empty_batch_is_rejected():
 
 
 def test_integer_y0_is_rejected():
-    with pytest.raises(nct.InvalidInputError, match=r"`y0` must have a floating-point dtype; got torch.int64"):
+    with pytest.raises(nct.InvalidInputError, match=r"`y0` must be a floating tensor; got .*torch.int64"):
         solve(y0=torch.ones(2, 3, dtype=torch.long))
 
 
@@ -176,7 +176,7 @@ def test_wrong_solver_controller_or_gradient_type_names_the_argument(name, value
 
 
 def test_odeterm_of_a_non_callable_is_rejected():
-    with pytest.raises(TypeError, match=r"`f` must be callable as f\(t, y, args\); got int"):
+    with pytest.raises(TypeError, match=r"`f` must be callable as f\(t, y, args\); got 3"):
         nct.ODETerm(3)
 
 
@@ -324,7 +324,7 @@ def test_a_field_of_another_dtype_is_named_instead_of_promoting_or_failing_in_to
 
 def test_a_field_on_another_device_is_named():
     term = nct.ODETerm(lambda t, y, args: (-y).to("meta"))
-    with pytest.raises(nct.IncompatibleTermError, match=r"ODETerm must return .* on cpu .*device meta"):
+    with pytest.raises(nct.IncompatibleTermError, match=r"ODETerm must return .* on cpu .*on meta"):
         solve(term=term)
 
 

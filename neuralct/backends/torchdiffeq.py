@@ -10,6 +10,7 @@ import torch
 import torchdiffeq
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_instance, describe
 from .._loop import Problem
 from ..controllers.constant import ConstantStep
 from ..controllers.pid import PIDController
@@ -95,11 +96,8 @@ class TorchDiffEq(AbstractBackendSolver):
     term_types: ClassVar[tuple[type, ...]] = (AbstractDriftTerm,)
 
     def __post_init__(self) -> None:
-        valid = available_methods()
-        if not isinstance(self.method, str) or self.method not in valid:
-            raise InvalidInputError(f"`method` must be one of torchdiffeq's methods {valid}; got {self.method!r}")
-        if not isinstance(self.adjoint, bool):
-            raise InvalidInputError(f"`adjoint` must be a bool; got {self.adjoint!r}")
+        check_choice("method", self.method, available_methods())
+        check_instance("adjoint", self.adjoint, bool)
 
     @property
     def order(self) -> float:  # type: ignore[override]
@@ -146,7 +144,7 @@ class TorchDiffEq(AbstractBackendSolver):
             grid = _grid_constructor(controller.dt, jumps)
             return {"grid_constructor": grid, "perturb": jumps is not None}, {}
         if not isinstance(controller, PIDController):
-            raise InvalidInputError(f"{name} is adaptive and needs a PIDController; got {type(controller).__name__}")
+            raise InvalidInputError(f"{name} is adaptive and needs a PIDController; got {describe(controller)}")
         if (controller.pcoeff, controller.icoeff, controller.dcoeff) != (0.0, 1.0, 0.0) or controller.dt_min != 0:
             raise InvalidInputError(
                 f"{name} has an integral controller and no failing minimum step: use "

@@ -10,6 +10,7 @@ import torch
 import torchsde
 from torch import Tensor
 
+from .._checks import check_choice, check_instance, describe
 from .._loop import Problem
 from ..controllers.constant import ConstantStep
 from ..errors import IncompatibleTermError, InvalidInputError
@@ -83,14 +84,11 @@ class TorchSDE(AbstractBackendSolver):
 
     def __post_init__(self) -> None:
         if isinstance(self.method, str):
-            names = [m.value for m in TorchSDEMethod]
-            if self.method not in names:
-                raise InvalidInputError(f"`method` must be one of {names} (or a TorchSDEMethod); got {self.method!r}")
+            check_choice("method", self.method, [m.value for m in TorchSDEMethod])
             object.__setattr__(self, "method", TorchSDEMethod(self.method))
         if not isinstance(self.method, TorchSDEMethod):
-            raise InvalidInputError(f"`method` must be a TorchSDEMethod or its name; got {self.method!r}")
-        if not isinstance(self.grad_free, bool):
-            raise InvalidInputError(f"`grad_free` must be a bool; got {self.grad_free!r}")
+            raise InvalidInputError(f"`method` must be a TorchSDEMethod or its name; got {describe(self.method)}")
+        check_instance("grad_free", self.grad_free, bool)
 
     @property
     def order(self) -> float:  # type: ignore[override]
@@ -164,10 +162,10 @@ def _check_problem(problem: Problem, y0: Tensor) -> tuple[MultiTerm, Tensor, flo
     """The term, the shared grid `[K]`, the step and the path, after checking what torchsde needs."""
     term, ts = problem.term, problem.ts
     if not isinstance(term, MultiTerm):
-        raise IncompatibleTermError(f"solver TorchSDE integrates a MultiTerm; got {type(term).__name__}")
+        raise IncompatibleTermError(f"solver TorchSDE integrates a MultiTerm; got {describe(term)}")
     if not isinstance(problem.controller, ConstantStep):
         raise IncompatibleTermError(
-            f"solver TorchSDE runs with nct.ConstantStep(dt) only; got {type(problem.controller).__name__}"
+            f"solver TorchSDE runs with nct.ConstantStep(dt) only; got {describe(problem.controller)}"
         )
     if problem.dense:
         raise InvalidInputError("solver TorchSDE has no dense output; solve with dense=False")

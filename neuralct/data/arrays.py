@@ -15,13 +15,13 @@ batch.lengths  # tensor([3, 2]); batch.targets: long
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._checks import check_number, describe
 from ..errors import InvalidInputError
 from .series import IrregularBatch, Series, collate
 
@@ -59,7 +59,7 @@ def from_arrays(
             that are not numbers or not `[B, ...]`, or a `time_step` that is not a finite number > 0.
     """
     if isinstance(values, (np.ndarray, Tensor)) or not isinstance(values, Sequence) or not values:
-        raise InvalidInputError(f"`values` must be a non-empty list of [T_i, C] arrays; got {_describe(values)}")
+        raise InvalidInputError(f"`values` must be a non-empty list of [T_i, C] arrays; got {describe(values)}")
     series = [_values(i, item) for i, item in enumerate(values)]
     for i, item in enumerate(series):
         if item.shape[1] != series[0].shape[1]:
@@ -91,7 +91,7 @@ def _values(i: int, item: ArrayLike) -> Tensor:
         tensor = tensor.unsqueeze(-1)
     if tensor.ndim != 2 or tensor.shape[0] == 0 or not (tensor.is_floating_point() or _integral(tensor)):
         raise InvalidInputError(
-            f"`values[{i}]` must be a numeric [T_i, C] or [T_i] array, T_i >= 1; got {_describe(item)}"
+            f"`values[{i}]` must be a numeric [T_i, C] or [T_i] array, T_i >= 1; got {describe(item)}"
         )
     return tensor.to(torch.get_default_dtype())
 
@@ -99,17 +99,15 @@ def _values(i: int, item: ArrayLike) -> Tensor:
 def _times(times: Sequence[ArrayLike] | None, series: list[Tensor], time_step: float) -> list[Tensor]:
     dtype = torch.get_default_dtype()
     if times is None:
-        number = not isinstance(time_step, bool) and isinstance(time_step, (int, float))
-        if not number or not math.isfinite(time_step) or time_step <= 0:
-            raise InvalidInputError(f"`time_step` must be a finite number > 0; got {time_step!r}")
+        check_number("time_step", time_step, 0.0, open_low=True)
         return [torch.arange(len(item), dtype=dtype) * time_step for item in series]
     if not isinstance(times, Sequence) or len(times) != len(series):
-        raise InvalidInputError(f"`times` must be None or a list of {len(series)} [T_i] arrays; got {_describe(times)}")
+        raise InvalidInputError(f"`times` must be None or a list of {len(series)} [T_i] arrays; got {describe(times)}")
     grid = []
     for i, (item, rows) in enumerate(zip(times, series)):
         tensor = torch.as_tensor(np.asarray(item) if not isinstance(item, Tensor) else item).to(dtype)
         if tensor.shape != (len(rows),):
-            raise InvalidInputError(f"`times[{i}]` must be [T_i = {len(rows)}] like values[{i}]; got {_describe(item)}")
+            raise InvalidInputError(f"`times[{i}]` must be [T_i = {len(rows)}] like values[{i}]; got {describe(item)}")
         k = first_unordered(tensor)
         if k is not None:
             raise InvalidInputError(
@@ -122,14 +120,14 @@ def _times(times: Sequence[ArrayLike] | None, series: list[Tensor], time_step: f
 
 def _masks(mask: Sequence[ArrayLike], series: list[Tensor]) -> list[Tensor]:
     if not isinstance(mask, Sequence) or len(mask) != len(series):
-        raise InvalidInputError(f"`mask` must be None or a list of {len(series)} boolean arrays; got {_describe(mask)}")
+        raise InvalidInputError(f"`mask` must be None or a list of {len(series)} boolean arrays; got {describe(mask)}")
     tensors = []
     for i, (item, rows) in enumerate(zip(mask, series)):
         tensor = torch.as_tensor(np.asarray(item) if not isinstance(item, Tensor) else item)
         tensor = tensor.unsqueeze(-1) if tensor.ndim == 1 else tensor
         if tensor.shape != rows.shape or tensor.dtype != torch.bool:
             raise InvalidInputError(
-                f"`mask[{i}]` must be a boolean array shaped like values[{i}]; got {_describe(item)}"
+                f"`mask[{i}]` must be a boolean array shaped like values[{i}]; got {describe(item)}"
             )
         tensors.append(tensor)
     return tensors
@@ -140,7 +138,7 @@ def _targets(targets: ArrayLike | None, size: int) -> Tensor | None:
         return None
     array = targets if isinstance(targets, Tensor) else torch.as_tensor(_numeric(targets))
     if array.ndim == 0 or array.shape[0] != size or not (array.is_floating_point() or _integral(array)):
-        raise InvalidInputError(f"`targets` must be numbers [B = {size}, ...]; got {_describe(targets)}")
+        raise InvalidInputError(f"`targets` must be numbers [B = {size}, ...]; got {describe(targets)}")
     return array.long() if _integral(array) else array.to(torch.get_default_dtype())
 
 
@@ -155,11 +153,3 @@ def _numeric(targets: ArrayLike) -> np.ndarray:
 
 def _integral(tensor: Tensor) -> bool:
     return not tensor.is_floating_point() and not tensor.is_complex() and tensor.dtype != torch.bool
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, (np.ndarray, Tensor)):
-        return f"{type(value).__name__} of dtype {value.dtype} and shape {tuple(value.shape)}"
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return f"{type(value).__name__} of {len(value)} items"
-    return type(value).__name__

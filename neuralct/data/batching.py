@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .._checks import check_int
 from ..errors import InvalidInputError
 from .series import IrregularBatch
 
@@ -66,8 +67,7 @@ def minibatch_indices(
     """
     if not isinstance(lengths, Tensor) or lengths.ndim != 1 or lengths.is_floating_point() or lengths.numel() == 0:
         raise InvalidInputError(f"`lengths` must be a non-empty integer tensor [B]; got {lengths!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"`batch_size` must be a positive int; got {batch_size!r}")
+    check_int("batch_size", batch_size)
     count, lengths = lengths.shape[0], lengths.cpu()
     if not by_length:
         order = torch.arange(count) if generator is None else torch.randperm(count, generator=generator)
@@ -95,8 +95,7 @@ def prepared_minibatches(
     Raises:
         InvalidInputError: `processes` not an int >= 0, or `processes > 0` with `data` off the CPU.
     """
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 0:
-        raise InvalidInputError(f"`processes` must be an int >= 0; got {processes!r}")
+    check_int("processes", processes, 0)
     if processes == 0:
         return (data.select(index).to(device) for index in rows)
     if data.values.device.type != "cpu":

@@ -50,6 +50,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .._checks import check_choice, describe
 from ..errors import InvalidInputError
 from ..paths.interpolation import (
     AbstractPiecewisePath,
@@ -98,16 +99,14 @@ class ControlPath:
     channel_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise InvalidInputError(f"`kind` must be one of {', '.join(map(repr, KINDS))}; got {self.kind!r}")
+        check_choice("kind", self.kind, KINDS)
         if not isinstance(self.path, AbstractPiecewisePath):
-            raise InvalidInputError(f"`path` must be an AbstractPiecewisePath; got {type(self.path).__name__}")
+            raise InvalidInputError(f"`path` must be an AbstractPiecewisePath; got {describe(self.path)}")
         batch = self.path.times.shape[0]
         for name in ("start", "end"):
             value = getattr(self, name)
             if not isinstance(value, Tensor) or value.shape != (batch,):
-                got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                raise InvalidInputError(f"`{name}` must be a tensor [B = {batch}]; got {got}")
+                raise InvalidInputError(f"`{name}` must be a tensor [B = {batch}]; got {describe(value)}")
         if bool((self.end < self.start).any()):
             raise InvalidInputError(
                 f"`end` must not precede `start`; got {self.start.tolist()} and {self.end.tolist()}"
@@ -226,17 +225,13 @@ def _channels(batch: IrregularBatch, fill: str, clock: bool, counts: bool) -> tu
 
 def _check_arguments(batch: object, kind: object, time_channel: object, count_channels: object, fill: object) -> None:
     if not isinstance(batch, IrregularBatch):
-        raise InvalidInputError(
-            f"`batch` must be an IrregularBatch (see neuralct.data.collate); got {type(batch).__name__}"
-        )
+        raise InvalidInputError(f"`batch` must be an IrregularBatch (see neuralct.data.collate); got {describe(batch)}")
     if batch.max_length < 2:
         raise InvalidInputError(
             f"`batch` must have T >= 2 observation times to interpolate; got T = {batch.max_length}"
         )
-    if kind not in KINDS:
-        raise InvalidInputError(f"`kind` must be one of {', '.join(map(repr, KINDS))}; got {kind!r}")
-    if fill is not None and fill not in FILLS:
-        raise InvalidInputError(f"`fill` must be None or one of {', '.join(map(repr, FILLS))}; got {fill!r}")
+    check_choice("kind", kind, KINDS)
+    check_choice("fill", fill, (None, *FILLS))
     for name, flag in (("time_channel", time_channel), ("count_channels", count_channels)):
         if not isinstance(flag, bool):
             raise InvalidInputError(f"`{name}` must be True or False; got {flag!r}")

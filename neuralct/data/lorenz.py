@@ -10,14 +10,13 @@ with the classical $\\sigma = 10$, $\\rho = 28$, $\\beta = 8/3$: leading Lyapuno
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_number
 from ..controllers import ConstantStep
-from ..errors import InvalidInputError
 from ..solve import solve
 from ..solvers.rk4 import RK4
 from ..terms.ode import ODETerm
@@ -98,11 +97,10 @@ def _integrate(term: ODETerm, start: Tensor, points: int, dt: float) -> Tensor:
 
 
 def _check_sizes(*, steps: int, burn_in: int, batch: int, dt: float) -> None:
-    for name, value, low in (("steps", steps, 2), ("burn_in", burn_in, 0), ("batch", batch, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidInputError(f"`{name}` must be an int >= {low}; got {value!r}")
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (math.isfinite(dt) and dt > 0):
-        raise InvalidInputError(f"`dt` must be a positive finite step; got {dt!r}")
+    check_int("steps", steps, 2)
+    check_int("burn_in", burn_in, 0)
+    check_int("batch", batch)
+    check_number("dt", dt, 0.0, open_low=True)
 
 
 __all__ = ["lorenz63", "lorenz63_field"]

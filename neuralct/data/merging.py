@@ -11,8 +11,9 @@ from typing import overload
 import torch
 from torch import Tensor
 
+from .._checks import check_number, describe
 from ..errors import InvalidInputError
-from .series import IrregularBatch, Series, _describe
+from .series import IrregularBatch, Series
 
 
 @overload
@@ -45,13 +46,12 @@ def merge_close_times(data: IrregularBatch | Series, min_gap: float) -> Irregula
         InvalidInputError: `min_gap` not a positive finite number, `data` neither a batch nor a
             `Series`, or a `Series` whose times decrease or do not match its values.
     """
-    if isinstance(min_gap, bool) or not isinstance(min_gap, (int, float)) or not 0 < min_gap < float("inf"):
-        raise InvalidInputError(f"`min_gap` must be a positive finite number; got {min_gap!r}")
+    check_number("min_gap", min_gap, 0.0, open_low=True)
     if isinstance(data, IrregularBatch):
         times, values, mask, lengths = _merge(data.times, data.values, data.mask, data.valid, min_gap)
         return IrregularBatch.from_padded(times, values, mask, lengths, targets=data.targets, static=data.static)
     if not isinstance(data, Series):
-        raise InvalidInputError(f"`data` must be an IrregularBatch or a Series; got {type(data).__name__}")
+        raise InvalidInputError(f"`data` must be an IrregularBatch or a Series; got {describe(data)}")
     mask = _series_mask(data)
     valid = torch.ones_like(mask[None, :, 0])
     times, values, mask, _ = _merge(data.times[None], data.values[None], mask[None], valid, min_gap)
@@ -83,9 +83,9 @@ def _series_mask(series: Series) -> Tensor:
     """`[T, C]` the observed entries of a `Series`, after checking its shapes and times."""
     times, values = series.times, series.values
     if not isinstance(values, Tensor) or values.ndim != 2 or not values.is_floating_point():
-        raise InvalidInputError(f"`data.values` must be a floating tensor [T, C]; got {_describe(values)}")
+        raise InvalidInputError(f"`data.values` must be a floating tensor [T, C]; got {describe(values)}")
     if not isinstance(times, Tensor) or times.shape != values.shape[:1] or not times.is_floating_point():
-        raise InvalidInputError(f"`data.times` must be a floating tensor [{values.shape[0]}]; got {_describe(times)}")
+        raise InvalidInputError(f"`data.times` must be a floating tensor [{values.shape[0]}]; got {describe(times)}")
     if bool((times.diff() < 0).any()):
         k = int((times.diff() < 0).nonzero()[0])
         raise InvalidInputError(

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
+from .._checks import check_instance, describe
 from ..errors import InvalidInputError
 
 
@@ -114,19 +115,19 @@ class IrregularBatch:
             The validated batch.
         """
         if not isinstance(values, Tensor) or values.ndim != 3:
-            raise InvalidInputError(f"`values` must be a tensor [B, T, C]; got {_describe(values)}")
+            raise InvalidInputError(f"`values` must be a tensor [B, T, C]; got {describe(values)}")
         batch, length = values.shape[:2]
         if isinstance(times, Tensor) and times.ndim == 1:
             times = times.expand(batch, -1)
         if lengths is None:
             lengths = torch.full((batch,), length, dtype=torch.long, device=values.device)
         if not isinstance(lengths, Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
-            raise InvalidInputError(f"`lengths` must be an integer tensor [{batch}]; got {_describe(lengths)}")
+            raise InvalidInputError(f"`lengths` must be an integer tensor [{batch}]; got {describe(lengths)}")
         if mask is None:
             mask = ~torch.isnan(values)
         if not isinstance(mask, Tensor) or mask.shape != values.shape:
             raise InvalidInputError(
-                f"`mask` must have the shape of `values` {tuple(values.shape)}; got {_describe(mask)}"
+                f"`mask` must have the shape of `values` {tuple(values.shape)}; got {describe(mask)}"
             )
         valid = _valid(lengths, length)
         mask = mask.bool() & valid.unsqueeze(-1)
@@ -285,7 +286,7 @@ def pad_times(times: Tensor, lengths: Tensor) -> Tensor:
     last time step (or 1 for a single observation), so every row is strictly increasing.
     """
     if not isinstance(times, Tensor) or times.ndim != 2 or not times.is_floating_point():
-        raise InvalidInputError(f"`times` must be a floating tensor [B, T]; got {_describe(times)}")
+        raise InvalidInputError(f"`times` must be a floating tensor [B, T]; got {describe(times)}")
     length = times.shape[1]
     if bool(((lengths < 1) | (lengths > length)).any()):
         raise InvalidInputError(f"`lengths` must lie in [1, T = {length}]; got {lengths.tolist()}")
@@ -324,43 +325,43 @@ def _stack_optional(series: list[Series], name: str, required: bool) -> Tensor |
 
 def _check_series(i: int, item: Series) -> None:
     if not isinstance(item, Series):
-        raise InvalidInputError(f"`series[{i}]` must be a Series; got {type(item).__name__}")
+        raise InvalidInputError(f"`series[{i}]` must be a Series; got {describe(item)}")
     times, values = item.times, item.values
     if not isinstance(values, Tensor) or values.ndim != 2 or values.shape[0] == 0:
-        raise InvalidInputError(f"`series[{i}].values` must be a non-empty tensor [T, C]; got {_describe(values)}")
+        raise InvalidInputError(f"`series[{i}].values` must be a non-empty tensor [T, C]; got {describe(values)}")
     if not isinstance(times, Tensor) or times.shape != values.shape[:1]:
         raise InvalidInputError(
-            f"`series[{i}].times` must be a tensor [T] with T = {values.shape[0]}; got {_describe(times)}"
+            f"`series[{i}].times` must be a tensor [T] with T = {values.shape[0]}; got {describe(times)}"
         )
     if item.mask is not None and (not isinstance(item.mask, Tensor) or item.mask.shape != values.shape):
         raise InvalidInputError(
-            f"`series[{i}].mask` must have the shape of its values {tuple(values.shape)}; got {_describe(item.mask)}"
+            f"`series[{i}].mask` must have the shape of its values {tuple(values.shape)}; got {describe(item.mask)}"
         )
 
 
 def _check_shapes(batch: IrregularBatch) -> None:
     values, times, mask, lengths = batch.values, batch.times, batch.mask, batch.lengths
     if not isinstance(values, Tensor) or values.ndim != 3 or not values.is_floating_point():
-        raise InvalidInputError(f"`values` must be a floating tensor [B, T, C]; got {_describe(values)}")
+        raise InvalidInputError(f"`values` must be a floating tensor [B, T, C]; got {describe(values)}")
     b, t, _ = values.shape
     if b == 0 or t == 0:
         raise InvalidInputError(f"`values` must have B >= 1 and T >= 1; got {tuple(values.shape)}")
     if not isinstance(times, Tensor) or times.shape != (b, t) or not times.is_floating_point():
-        raise InvalidInputError(f"`times` must be a floating tensor [{b}, {t}]; got {_describe(times)}")
+        raise InvalidInputError(f"`times` must be a floating tensor [{b}, {t}]; got {describe(times)}")
     if torch.finfo(times.dtype).bits < torch.finfo(values.dtype).bits:
         raise InvalidInputError(f"`times` ({times.dtype}) must be at least as precise as `values` ({values.dtype})")
     if not isinstance(mask, Tensor) or mask.shape != values.shape or mask.dtype != torch.bool:
-        raise InvalidInputError(f"`mask` must be a bool tensor of shape {tuple(values.shape)}; got {_describe(mask)}")
+        raise InvalidInputError(f"`mask` must be a bool tensor of shape {tuple(values.shape)}; got {describe(mask)}")
     if not isinstance(lengths, Tensor) or lengths.shape != (b,) or lengths.dtype != torch.long:
-        raise InvalidInputError(f"`lengths` must be a long tensor [{b}]; got {_describe(lengths)}")
+        raise InvalidInputError(f"`lengths` must be a long tensor [{b}]; got {describe(lengths)}")
     for name in ("times", "mask", "lengths", "targets", "static"):
         tensor = getattr(batch, name)
         if tensor is not None and tensor.device != values.device:
             raise InvalidInputError(f"`{name}` is on {tensor.device} but `values` is on {values.device}")
     if batch.targets is not None and (batch.targets.ndim == 0 or batch.targets.shape[0] != b):
-        raise InvalidInputError(f"`targets` must have B = {b} rows; got {_describe(batch.targets)}")
+        raise InvalidInputError(f"`targets` must have B = {b} rows; got {describe(batch.targets)}")
     if batch.static is not None and (batch.static.ndim != 2 or batch.static.shape[0] != b):
-        raise InvalidInputError(f"`static` must be [B = {b}, S]; got {_describe(batch.static)}")
+        raise InvalidInputError(f"`static` must be [B = {b}, S]; got {describe(batch.static)}")
 
 
 def _check_times(times: Tensor) -> None:
@@ -404,7 +405,10 @@ def check_every_channel_observed(batch: IrregularBatch, what: str = "the batch")
         raise InvalidInputError(f"channel {int(unseen.nonzero()[0])} is observed in no sample of {what}")
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
-    return type(value).__name__
+def check_batch(batch: object, channels: int | None = None) -> IrregularBatch:
+    """`batch` unchanged; raise `InvalidInputError` unless it is an `IrregularBatch` `[B, T, C]`
+    with C = `channels` (any C when `channels` is None)."""
+    check_instance("batch", batch, IrregularBatch)
+    if channels is not None and batch.channels != channels:
+        raise InvalidInputError(f"`batch` must have {channels} channels (the model's); got {batch.channels}")
+    return batch

@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from .._checks import check_choice, describe
 from ..errors import InvalidInputError
-from .series import IrregularBatch, _describe, check_every_channel_observed, pad_times
+from .series import IrregularBatch, check_batch, check_every_channel_observed, pad_times
 from .statistics import near_zero_shares, observed_mean_std, observed_median_iqr
 
 
@@ -69,7 +70,7 @@ def drop_observations(
     Raises:
         InvalidInputError: `rate` outside `[0, 1)` or a non-IrregularBatch.
     """
-    _check_batch(batch)
+    check_batch(batch)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise InvalidInputError(f"`rate` must be a number in [0, 1) (1 would empty every sample); got {rate!r}")
     if rate == 0:
@@ -114,7 +115,7 @@ def jitter_times(batch: IrregularBatch, scale: float, *, generator: torch.Genera
     Raises:
         InvalidInputError: `scale` outside `[0, 1)` or a non-IrregularBatch.
     """
-    _check_batch(batch)
+    check_batch(batch)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= scale < 1.0:
         raise InvalidInputError(f"`scale` must be a number in [0, 1) so that times stay increasing; got {scale!r}")
     times = batch.times
@@ -195,7 +196,7 @@ class Normalize:
         for name in ("mean", "std"):
             value = getattr(self, name)
             if not isinstance(value, Tensor) or value.ndim != 1 or not value.is_floating_point():
-                raise InvalidInputError(f"`{name}` must be a floating tensor [C]; got {_describe(value)}")
+                raise InvalidInputError(f"`{name}` must be a floating tensor [C]; got {describe(value)}")
             if not bool(torch.isfinite(value).all()):
                 raise InvalidInputError(f"`{name}` must be finite; got {value.tolist()}")
         if self.mean.shape != self.std.shape:
@@ -219,7 +220,7 @@ class Normalize:
             InvalidInputError: an unknown `scale` or `transform`; for `"standard"` and `"robust"`,
                 a channel observed in no sample (it has no statistics).
         """
-        _check_batch(batch)
+        check_batch(batch)
         _check_method(scale, transform)
         if scale in ("series", "none"):
             fitted = cls(scale=scale, transform=transform)
@@ -242,7 +243,7 @@ class Normalize:
 
     def apply(self, batch: IrregularBatch) -> IrregularBatch:
         """`batch` `[B, T, C]` with observed values normalised and unobserved ones left at 0."""
-        _check_batch(batch)
+        check_batch(batch)
         if self.mean is not None and batch.channels != self.mean.shape[0]:
             raise InvalidInputError(
                 f"`batch` must have the {self.mean.shape[0]} channels this Normalize was fitted on; "
@@ -306,7 +307,7 @@ def near_zero_fraction(batch: IrregularBatch) -> float:
     Values exactly 0 are not counted (they are values at the centre, such as a constant
     channel's, which no scale would move); they still count in the denominator.
     """
-    _check_batch(batch)
+    check_batch(batch)
     return float(near_zero_shares(batch.values, batch.mask, NEAR_ZERO).max())
 
 
@@ -324,8 +325,7 @@ def _warn_if_near_zero(normalised: IrregularBatch, spec: str) -> None:
 
 
 def _check_method(scale: object, transform: object) -> None:
-    if scale not in _SCALES:
-        raise InvalidInputError(f"`scale` must be one of {', '.join(_SCALES)}; got {scale!r}")
+    check_choice("scale", scale, _SCALES)
     if transform not in _TRANSFORMS:
         raise InvalidInputError(f"`transform` must be None or 'asinh'; got {transform!r}")
 
@@ -342,8 +342,3 @@ def _floats(name: str, value: object) -> Tensor | None:
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise InvalidInputError(f"`data[{name!r}]` must be a list of numbers or None; got {value!r}")
     return torch.tensor(value, dtype=torch.float64)
-
-
-def _check_batch(batch: object) -> None:
-    if not isinstance(batch, IrregularBatch):
-        raise InvalidInputError(f"`batch` must be an IrregularBatch; got {type(batch).__name__}")

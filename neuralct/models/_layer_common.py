@@ -9,6 +9,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, describe
 from ..errors import InvalidInputError
 
 
@@ -37,8 +38,7 @@ def register_log_dt(module: nn.Module, channels: int, dt_min: float, dt_max: flo
 def check_sequence(u: object, width: int) -> None:
     """Raise `InvalidInputError` unless `u` is a tensor `[B, L, width]` with L >= 1."""
     if not isinstance(u, Tensor) or u.ndim != 3 or u.shape[-1] != width or u.shape[1] < 1:
-        shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-        raise InvalidInputError(f"`u` must be a tensor [B, L, {width}] with L >= 1; got {shape}")
+        raise InvalidInputError(f"`u` must be a tensor [B, L, {width}] with L >= 1; got {describe(u)}")
 
 
 def special_parameters(module: nn.Module, ssm: list[nn.Parameter]) -> dict[str, list[nn.Parameter]]:
@@ -53,14 +53,12 @@ def check_call(u: object, width: int, dt: object, mode: str) -> None:
     """Raise `InvalidInputError` unless `u` is `[B, L, width]`, `dt` is `None` or a positive
     `[B, L]` tensor, and `mode` is one of `MODES` ("conv" with `dt` only on a uniform grid)."""
     check_sequence(u, width)
-    if mode not in MODES:
-        raise InvalidInputError(f"`mode` must be one of {MODES}; got {mode!r}")
+    check_choice("mode", mode, MODES)
     if dt is None:
         return
     expected = tuple(u.shape[:2])  # type: ignore[union-attr]
     if not isinstance(dt, Tensor) or tuple(dt.shape) != expected:
-        shape = tuple(dt.shape) if isinstance(dt, Tensor) else type(dt).__name__
-        raise InvalidInputError(f"`dt` must be a tensor [B, L] = {expected}; got {shape}")
+        raise InvalidInputError(f"`dt` must be a tensor [B, L] = {expected}; got {describe(dt)}")
     if not bool((dt > 0).all()):
         raise InvalidInputError(f"`dt` must be > 0 everywhere; got a smallest value {dt.min().item()}")
     if mode == "conv" and uniform_spacing(dt) is None:

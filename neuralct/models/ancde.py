@@ -42,14 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_sizes
 from ..data.controls import ControlPath
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
 from ..solution import Solution
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractDriftTerm
 from ..terms.control import ControlTerm
-from ._checks import check_int
 from .base import AbstractContinuousModel, SolveOptions, last_observed, solve_to_ends
 from .ncde import CDEControl, FinalTanh, robust_options
 
@@ -205,10 +204,8 @@ class ANCDE(AbstractContinuousModel):
         depth: int = 2,
     ) -> None:
         super().__init__()
-        for name, value in (("hidden", hidden), ("outputs", outputs), ("attention_hidden", attention_hidden)):
-            check_int(name, value)
-        if attention not in ATTENTIONS:
-            raise InvalidInputError(f"`attention` must be one of {ATTENTIONS}; got {attention!r}")
+        check_sizes(hidden=hidden, outputs=outputs, attention_hidden=attention_hidden)
+        check_choice("attention", attention, ATTENTIONS)
         self.control = CDEControl(channels, interpolation, time_channel, count_channels)
         inputs = self.control.path_channels
         self.embed_bottom = nn.Linear(inputs, inputs)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_instance, check_int
 from ..controllers import AbstractController
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
@@ -68,16 +69,10 @@ class SolveOptions:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        for name, kind in (
-            ("solver", AbstractSolver),
-            ("controller", AbstractController),
-            ("gradient", AbstractGradient),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                raise InvalidInputError(f"`{name}` must be a {kind.__name__}; got {type(value).__name__}")
-        if not (isinstance(self.max_steps, int) and self.max_steps > 0):
-            raise InvalidInputError(f"`max_steps` must be a positive int; got {self.max_steps!r}")
+        check_instance("solver", self.solver, AbstractSolver)
+        check_instance("controller", self.controller, AbstractController)
+        check_instance("gradient", self.gradient, AbstractGradient)
+        check_int("max_steps", self.max_steps)
 
     def describe(self) -> str:
         """A short label such as `"MethodOfSteps(RK4) + KnotToKnot"` for tables and logs."""

@@ -22,9 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_int, check_number, check_sizes
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
-from ._checks import check_int, check_number, check_sizes
 from .base import AbstractJumpModel, VectorField, held_input
 
 MODES = ("default", "no_gate", "pure")
@@ -195,14 +194,11 @@ class CfC(AbstractJumpModel):
 
 
 def _check_options(mode: str, units: int, layers: int, activation: str, dropout: float) -> None:
-    if mode not in MODES:
-        raise InvalidInputError(f"`mode` must be one of {MODES}; got {mode!r}")
+    check_choice("mode", mode, MODES)
     check_int("backbone_units", units, 1)
     check_int("backbone_layers", layers, 0)
-    if activation not in ACTIVATIONS:
-        raise InvalidInputError(f"`backbone_activation` must be one of {tuple(ACTIVATIONS)}; got {activation!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidInputError(f"`backbone_dropout` must be a number in [0, 1); got {dropout!r}")
+    check_choice("backbone_activation", activation, ACTIVATIONS)
+    check_number("backbone_dropout", dropout, 0.0, 1.0, open_high=True)
 
 
 __all__ = ["CfC", "CfCCell", "LeCunTanh"]

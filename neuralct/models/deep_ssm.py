@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_number, check_sizes, describe
 from ..errors import InvalidInputError
 
 POOLS = ("mean", "last", "none")
@@ -133,19 +134,13 @@ class DeepSSM(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        for name, value in (("d_input", d_input), ("d_model", d_model), ("n_layers", n_layers), ("d_output", d_output)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"`{name}` must be a positive int; got {value!r}")
+        check_sizes(d_input=d_input, d_model=d_model, n_layers=n_layers, d_output=d_output)
         if not (isinstance(pool, slice) or pool in POOLS):
-            raise InvalidInputError(f"`pool` must be one of {POOLS} or a slice of steps; got {pool!r}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-            raise InvalidInputError(f"`dropout` must be a number in [0, 1); got {dropout!r}")
-        if mix not in MIXES:
-            raise InvalidInputError(f"`mix` must be one of {MIXES}; got {mix!r}")
-        if norm not in NORMS:
-            raise InvalidInputError(f"`norm` must be one of {NORMS}; got {norm!r}")
-        if activation not in ACTIVATIONS:
-            raise InvalidInputError(f"`activation` must be one of {tuple(ACTIVATIONS)}; got {activation!r}")
+            raise InvalidInputError(f"`pool` must be one of {POOLS} or a slice of steps; got {describe(pool)}")
+        check_number("dropout", dropout, 0.0, 1.0, open_high=True)
+        check_choice("mix", mix, MIXES)
+        check_choice("norm", norm, NORMS)
+        check_choice("activation", activation, ACTIVATIONS)
         self.pool = pool
         self.encoder = nn.Linear(d_input, d_model)
         self.blocks = nn.ModuleList(
@@ -184,8 +179,7 @@ class DeepSSM(nn.Module):
             InvalidInputError: if `u` is not `[B, L, C]` with C = `d_input`, or a slice pools no step.
         """
         if not isinstance(u, Tensor) or u.ndim != 3 or u.shape[-1] != self.encoder.in_features:
-            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-            raise InvalidInputError(f"`u` must be a tensor [B, L, {self.encoder.in_features}]; got {shape}")
+            raise InvalidInputError(f"`u` must be a tensor [B, L, {self.encoder.in_features}]; got {describe(u)}")
         x = self.encoder(u)
         for block in self.blocks:
             x = block(x, layer_kwargs or {}, valid)

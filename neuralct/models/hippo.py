@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
+from .._checks import check_int, check_number
 
 
 def hippo_legs(n: int, *, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
@@ -62,8 +62,7 @@ def hippo_legt(n: int, window: float = 1.0, *, dtype: torch.dtype | None = None)
     Returns:
         `(A [N, N], B [N])`.
     """
-    if not (isinstance(window, (int, float)) and window > 0 and window != float("inf")):
-        raise InvalidInputError(f"`window` must be a positive finite number; got {window!r}")
+    check_number("window", window, 0.0, open_low=True)
     root = _sqrt_odd(n, dtype)
     index = torch.arange(n)
     sign = torch.where(index[:, None] >= index[None, :], 1.0, (-1.0) ** (index[:, None] - index[None, :]).float())
@@ -100,5 +99,4 @@ def _sqrt_odd(n: int, dtype: torch.dtype | None) -> Tensor:
 
 
 def _check_size(n: object) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InvalidInputError(f"`n` (the state size) must be a positive int; got {n!r}")
+    check_int("n", n)

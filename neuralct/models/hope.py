@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_int, check_sizes, describe
 from ..errors import InvalidInputError
 from ..solvers.discretize import gbt
 from ..terms.linear import LinearTerm
@@ -71,11 +72,10 @@ def hope_transfer(markov: Tensor, dt: Tensor, points: int, *, onesided: bool = F
         InvalidInputError: on a bad shape, a step <= 0, or a bad `points`.
     """
     if not isinstance(markov, Tensor) or markov.ndim != 2:
-        raise InvalidInputError(f"`markov` must be a tensor [C, n]; got {_shape(markov)}")
+        raise InvalidInputError(f"`markov` must be a tensor [C, n]; got {describe(markov)}")
     if not isinstance(dt, Tensor) or tuple(dt.shape) != markov.shape[:1] or not bool((dt > 0).all()):
-        raise InvalidInputError(f"`dt` must be a tensor [{markov.shape[0]}] of steps > 0; got {_shape(dt)}")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-        raise InvalidInputError(f"`points` must be a positive int; got {points!r}")
+        raise InvalidInputError(f"`dt` must be a tensor [{markov.shape[0]}] of steps > 0; got {describe(dt)}")
+    check_int("points", points)
     real, imag = (markov.real, markov.imag) if markov.is_complex() else (markov, torch.zeros_like(markov))
     index = torch.arange(points // 2 + 1 if onesided else points, dtype=real.dtype, device=real.device)
     z = torch.exp(2j * math.pi * index / points)
@@ -109,7 +109,7 @@ def fir_realization(markov: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         InvalidInputError: if `markov` is not a real tensor `[C, n]`.
     """
     if not isinstance(markov, Tensor) or markov.ndim != 2 or markov.is_complex():
-        raise InvalidInputError(f"`markov` must be a real tensor [C, n]; got {_shape(markov)}")
+        raise InvalidInputError(f"`markov` must be a real tensor [C, n]; got {describe(markov)}")
     n = markov.shape[1]
     index = torch.arange(n, device=markov.device)
     gap = index[:, None] - index[None, :]
@@ -157,12 +157,8 @@ class HOPE(nn.Module):
         learn_dt: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("n", n)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"`{name}` must be a positive int; got {value!r}")
-        if mode not in MODES:
-            raise InvalidInputError(f"`mode` must be one of {MODES}; got {mode!r}")
-        self.mode = mode
+        check_sizes(d_model=d_model, n=n)
+        self.mode = check_choice("mode", mode, MODES)
         channels = d_model if mode == "causal" else 2 * d_model
         register_log_dt(self, channels, dt_min, dt_max, learn_dt)
         if mode == "causal":
@@ -295,7 +291,3 @@ def _trapezoid_recurrence(average: Tensor, steps: Tensor, c: Tensor) -> Tensor:
         x = linear_recurrence(-r[..., None], w[..., None]).squeeze(-1)  # (I + rho S)^-1 w along the state index
         outputs.append((c * x).sum(-1))
     return torch.stack(outputs, dim=1)
-
-
-def _shape(value: object) -> str:
-    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__

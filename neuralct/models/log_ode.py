@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
+from .._checks import check_int, describe
 from .._loop import Problem
 from .._validate import check_field_output
 from ..errors import IncompatibleTermError, InvalidInputError
@@ -41,7 +42,6 @@ from ..solvers.base import AbstractBackendSolver, AbstractSolver
 from ..solvers.tsit5 import Tsit5
 from ..terms.base import AbstractDriftTerm, AbstractTerm
 from ..terms.control import ControlTerm, PerSamplePath
-from ._checks import check_int
 
 # Three-point Gauss-Legendre rule on [0, 1]: exact for polynomials of degree 5, so for the area
 # integrand (X - X_a) X' of every cubic (or linear) piece of a control path.
@@ -185,11 +185,11 @@ class LogODE(AbstractBackendSolver):
 
     def __post_init__(self) -> None:
         check_int("window", self.window)
-        if self.depth not in (1, 2) or isinstance(self.depth, bool):
-            raise InvalidInputError(f"`depth` must be 1 or 2; got {self.depth!r}")
+        check_int("depth", self.depth, 1, 2)
         if not isinstance(self.solver, AbstractSolver) or isinstance(self.solver, AbstractBackendSolver):
-            got = type(self.solver).__name__
-            raise InvalidInputError(f"`solver` must be a neuralct step solver such as nct.RK4(); got {got}")
+            raise InvalidInputError(
+                f"`solver` must be a neuralct step solver such as nct.RK4(); got {describe(self.solver)}"
+            )
 
     @property
     def order(self) -> float:  # pyright: ignore[reportIncompatibleVariableOverride]

@@ -23,6 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_number, check_sizes, describe
 from ..errors import InvalidInputError
 from ..solvers.discretize import gbt, zoh
 from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
@@ -83,14 +84,9 @@ class LSSL(nn.Module):
         alpha: float = 0.5,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("d_state", d_state), ("channels", channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"`{name}` must be a positive int; got {value!r}")
-        if method not in METHODS:
-            raise InvalidInputError(f"`method` must be one of {METHODS}; got {method!r}")
-        if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
-            raise InvalidInputError(f"`alpha` must be a number in [0, 1]; got {alpha!r}")
-        self.method, self.alpha, self.d_output = method, float(alpha), d_model * channels
+        check_sizes(d_model=d_model, d_state=d_state, channels=channels)
+        check_choice("method", method, METHODS)
+        self.method, self.alpha, self.d_output = method, check_number("alpha", alpha, 0.0, 1.0), d_model * channels
         a_matrix, b_vector = _state_matrices(a, b, d_state)
         self._register("a", a_matrix, learn)
         self._register("b", b_vector, learn)
@@ -208,10 +204,9 @@ class LSSL(nn.Module):
     def _check_call(self, u: Tensor, dt: Tensor | None, dt_scale: float, x0: Tensor | None, mode: str) -> None:
         width, n = self.c.shape[0], self.c.shape[-1]
         check_call(u, width, dt, mode)
-        if isinstance(dt_scale, bool) or not isinstance(dt_scale, (int, float)) or not 0 < dt_scale < math.inf:
-            raise InvalidInputError(f"`dt_scale` must be a positive finite number; got {dt_scale!r}")
+        check_number("dt_scale", dt_scale, 0.0, open_low=True)
         if x0 is not None and (not isinstance(x0, Tensor) or tuple(x0.shape) != (u.shape[0], width, n)):
-            raise InvalidInputError(f"`x0` must be a tensor [B, H, N] = {(u.shape[0], width, n)}; got {_shape(x0)}")
+            raise InvalidInputError(f"`x0` must be a tensor [B, H, N] = {(u.shape[0], width, n)}; got {describe(x0)}")
 
 
 def _state_matrices(a: str | Tensor, b: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
@@ -220,7 +215,7 @@ def _state_matrices(a: str | Tensor, b: Tensor | None, n: int) -> tuple[Tensor, 
         if tuple(a.shape) != (n, n):
             raise InvalidInputError(f"`a` must be a tensor [N, N] = {(n, n)}; got {tuple(a.shape)}")
         if not isinstance(b, Tensor) or tuple(b.shape) != (n,):
-            raise InvalidInputError(f"`b` must be a tensor [N] = {(n,)} when `a` is a matrix; got {_shape(b)}")
+            raise InvalidInputError(f"`b` must be a tensor [N] = {(n,)} when `a` is a matrix; got {describe(b)}")
         return a.detach().clone(), b.detach().clone()
     if b is not None:
         raise InvalidInputError(f"`b` is taken from the builder when `a` is a name; got `a` = {a!r} and a `b`")
@@ -229,7 +224,3 @@ def _state_matrices(a: str | Tensor, b: Tensor | None, n: int) -> tuple[Tensor, 
     if a not in HIPPO:
         raise InvalidInputError(f"`a` must be a tensor, 'random' or one of {tuple(HIPPO)}; got {a!r}")
     return HIPPO[a](n)
-
-
-def _shape(value: object) -> str:
-    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__

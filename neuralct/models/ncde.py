@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_int
 from ..controllers.pid import PIDController
 from ..data.controls import KINDS, ControlPath, control_path
 from ..data.series import IrregularBatch
@@ -29,7 +30,6 @@ from ..errors import InvalidInputError
 from ..solution import Solution
 from ..solvers.tsit5 import Tsit5
 from ..terms.control import ControlTerm
-from ._checks import check_int
 from .base import AbstractContinuousModel, SolveOptions, last_observed
 
 
@@ -69,8 +69,7 @@ class CDEControl:
 
     def __post_init__(self) -> None:
         check_int("channels", self.channels)
-        if self.interpolation not in KINDS:
-            raise InvalidInputError(f"`interpolation` must be one of {KINDS}; got {self.interpolation!r}")
+        check_choice("interpolation", self.interpolation, KINDS)
         for name in ("time_channel", "count_channels"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInputError(f"`{name}` must be True or False; got {getattr(self, name)!r}")

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_number, check_sizes
 from ..controllers import KnotToKnot
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
@@ -34,7 +35,6 @@ from ..terms.base import AbstractDriftTerm, AbstractTerm
 from ..terms.multi import MultiTerm
 from ..terms.noise import NoiseTerm, NoiseType, SDEType
 from ..terms.ode import ODETerm
-from ._checks import check_int, check_number
 from .base import (
     AbstractContinuousModel,
     HeldInput,
@@ -217,10 +217,8 @@ class NoisyRNN(AbstractContinuousModel):
         first_gap: float = 1.0,
     ):
         super().__init__()
-        for name, value in (("channels", channels), ("hidden", hidden), ("outputs", outputs)):
-            check_int(name, value)
-        if noise_form not in NOISE_FORMS:
-            raise InvalidInputError(f"`noise_form` must be one of {NOISE_FORMS}; got {noise_form!r}")
+        check_sizes(channels=channels, hidden=hidden, outputs=outputs)
+        check_choice("noise_form", noise_form, NOISE_FORMS)
         if not isinstance(sde_type, SDEType):
             raise InvalidInputError(f"`sde_type` must be a SDEType (e.g. SDEType.ITO); got {sde_type!r}")
         self.additive = check_number("additive", additive, 0.0)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_number, check_sizes, describe
 from ..errors import InvalidInputError
 
 
@@ -64,12 +65,9 @@ class PLRNN(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("latent", latent), ("observed", observed)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"`{name}` must be an int >= 1; got {value!r}")
-        for name, value in (("decay", decay), ("coupling_scale", coupling_scale)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise InvalidInputError(f"`{name}` must be a finite number >= 0; got {value!r}")
+        check_sizes(latent=latent, observed=observed)
+        check_number("decay", decay, 0.0)
+        check_number("coupling_scale", coupling_scale, 0.0)
         self.latent, self.observed = latent, observed
         dtype = torch.get_default_dtype()
         mask = 1.0 - torch.eye(latent, dtype=dtype)
@@ -138,8 +136,7 @@ class PLRNN(nn.Module):
         Raises:
             InvalidInputError: `z0` not `[B, M]` or `steps` not an int >= 0.
         """
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise InvalidInputError(f"`steps` must be an int >= 0; got {steps!r}")
+        check_int("steps", steps, 0)
         self._check_state(z0, "z0")
         advance = self.step_function()
         states = [z0]
@@ -153,13 +150,13 @@ class PLRNN(nn.Module):
 
     def _check_state(self, z: Tensor, name: str) -> None:
         if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != self.latent:
-            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise InvalidInputError(f"`{name}` must be [B, {self.latent}] (latent size {self.latent}); got {got}")
+            raise InvalidInputError(
+                f"`{name}` must be [B, {self.latent}] (latent size {self.latent}); got {describe(z)}"
+            )
 
     def _check_last(self, tensor: Tensor, size: int, name: str, meaning: str) -> None:
         if not isinstance(tensor, Tensor) or tensor.ndim < 1 or tensor.shape[-1] != size:
-            got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-            raise InvalidInputError(f"`{name}` must end in the {meaning} size {size}; got shape {got}")
+            raise InvalidInputError(f"`{name}` must end in the {meaning} size {size}; got {describe(tensor)}")
 
 
 __all__ = ["PLRNN"]

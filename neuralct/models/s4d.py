@@ -26,9 +26,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_int
 from ..errors import InvalidInputError
 from ._layer_common import check_call, lattice_cells, pick_mode, register_log_dt, special_parameters
-from ._ssm_kernels import METHODS, diagonal_convolution, fill_lattice, linear_recurrence
+from ._ssm_kernels import METHODS, diagonal_convolution, fill_lattice, linear_recurrence, vandermonde_kernel
 
 INITS = ("lin", "inv")
 
@@ -50,10 +51,8 @@ def s4d_init(modes: int, init: str = "lin", *, dtype: torch.dtype | None = None)
     Raises:
         InvalidInputError: on a bad `modes` or `init`.
     """
-    if isinstance(modes, bool) or not isinstance(modes, int) or modes < 1:
-        raise InvalidInputError(f"`modes` must be a positive int; got {modes!r}")
-    if init not in INITS:
-        raise InvalidInputError(f"`init` must be one of {INITS}; got {init!r}")
+    check_int("modes", modes)
+    check_choice("init", init, INITS)
     m = torch.arange(modes, dtype=dtype or torch.get_default_dtype())
     state = 2 * modes
     imag = math.pi * m if init == "lin" else state / math.pi * (state / (2 * m + 1) - 1)
@@ -89,12 +88,9 @@ class S4D(nn.Module):
         recurrence: str = "scan",
     ) -> None:
         super().__init__()
-        if recurrence not in METHODS:
-            raise InvalidInputError(f"`recurrence` must be one of {METHODS}; got {recurrence!r}")
-        self.recurrence = recurrence
-        if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
-            raise InvalidInputError(f"`d_model` must be a positive int; got {d_model!r}")
-        if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2:
+        self.recurrence = check_choice("recurrence", recurrence, METHODS)
+        check_int("d_model", d_model)
+        if check_int("d_state", d_state, 2) % 2:
             raise InvalidInputError(f"`d_state` must be an even int >= 2; got {d_state!r}")
         a = s4d_init(d_state // 2, init).expand(d_model, -1)
         register_log_dt(self, d_model, dt_min, dt_max, learn_dt)
@@ -118,10 +114,7 @@ class S4D(nn.Module):
 
     def kernel(self, length: int) -> Tensor:
         """`[H, L]` real impulse response, lag 0 first: $k_j = 2\\,\\mathrm{Re}\\sum_m c_m \\bar b_m \\bar a_m^j$."""
-        a_bar, b_bar, c = self.discretize()
-        lags = torch.arange(length, dtype=self.log_dt.dtype, device=self.log_dt.device)
-        vandermonde = torch.exp(a_bar.log()[..., None] * lags)  # [H, N/2, L]
-        return 2 * torch.einsum("hm,hml->hl", c * b_bar, vandermonde).real
+        return 2 * vandermonde_kernel(*self._modes(None), length).real
 
     def forward(self, u: Tensor, *, dt: Tensor | None = None, mode: str = "auto") -> Tensor:
         """`[B, L, H] -> [B, L, H]`: the SSM's output plus the skip term $D u$.
@@ -175,6 +168,7 @@ class S4D(nn.Module):
         return 2 * (c[:, None] * x).sum(-1).real
 
     def _modes(self, scale: Tensor | None) -> tuple[Tensor, Tensor]:
-        """`(a_bar, c b_bar)` `[..., H, N/2]` at the learned steps times `scale` `[..., 1]`."""
+        """`(log a_bar, c b_bar)` `[..., H, N/2]` at the learned steps times `scale` `[..., 1]` (the
+        principal logarithm: the phase of $\\bar a$ in $(-\\pi, \\pi]$, so that its powers stay accurate)."""
         a_bar, b_bar, c = self.discretize(None if scale is None else self.log_dt.exp() * scale)
-        return a_bar, c * b_bar
+        return a_bar.log(), c * b_bar

@@ -40,10 +40,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.series import IrregularBatch
+from .._checks import check_choice, check_int, check_sizes
+from ..data.series import IrregularBatch, check_batch
 from ..errors import InvalidInputError
 from ..solution import empty_stats
-from ._checks import check_batch, check_int, check_sizes
 from .base import AbstractSequenceModel, ModelOutput, SolveOptions
 from .deep_ssm import DeepSSM
 from .hope import HOPE
@@ -97,10 +97,8 @@ class SSMModel(AbstractSequenceModel):
         super().__init__()
         check_sizes(channels=channels, hidden=hidden, outputs=outputs)
         check_int("state", state)
-        if layer not in LAYERS:
-            raise InvalidInputError(f"`layer` must be one of {LAYERS}; got {layer!r}")
-        if readout not in READOUTS:
-            raise InvalidInputError(f"`readout` must be one of {READOUTS}; got {readout!r}")
+        check_choice("layer", layer, LAYERS)
+        check_choice("readout", readout, READOUTS)
         if layer == "s4d" and state % 2:
             raise InvalidInputError(f"`state` must be even for layer 's4d' (N/2 complex modes); got {state}")
         if recurrence is not None and layer != "s4d":

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_number
 from ..controllers import KnotToKnot
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
@@ -30,7 +31,6 @@ from ..solution import Solution
 from ..solvers.euler import Euler
 from ..solvers.method_of_steps import MethodOfSteps
 from ..terms.delay import DelayTerm
-from ._checks import check_int, check_number
 from .base import AbstractContinuousModel, SolveOptions, held_input, last_observed, lead_in_times
 from .noisy_rnn import InputDriven
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +11,7 @@ import torch
 import torchsde
 from torch import Tensor
 
+from .._checks import check_int, check_number, describe
 from ..errors import InvalidInputError
 
 
@@ -73,12 +73,8 @@ class BrownianPath:
         t0, t1, shape = _check_number("t0", t0), _check_number("t1", t1), tuple(shape)
         if not t1 > t0:
             raise InvalidInputError(f"`t1` must be greater than `t0`; got t0 = {t0}, t1 = {t1}")
-        if len(shape) < 2 or not all(isinstance(n, int) and n > 0 for n in shape):
-            raise InvalidInputError(f"`shape` must be (B, M) (or (B, *state)) of positive ints; got {shape}")
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InvalidInputError(f"`seed` must be None or a non-negative int; got {seed!r}")
+        check_noise_shape(shape)
+        seed = resolve_seed(seed)
         levy_area = LevyArea.NONE if levy_area is None else levy_area
         if not isinstance(levy_area, LevyArea):
             raise TypeError(f"`levy_area` must be None or a LevyArea (e.g. LevyArea.SPACE_TIME); got {levy_area!r}")
@@ -215,6 +211,19 @@ class BrownianPath:
         return f"BrownianPath({interval}, shape={self._shape}, dtype={self.dtype}, seed={self.seed})"
 
 
+def check_noise_shape(shape: tuple[Any, ...]) -> None:
+    """Raise `InvalidInputError` unless `shape` is `(B, M)` (or `(B, *state)`) of positive ints."""
+    if len(shape) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        raise InvalidInputError(f"`shape` must be (B, M) (or (B, *state)) of positive ints; got {describe(shape)}")
+
+
+def resolve_seed(seed: Any) -> int:
+    """`seed` checked (None or a non-negative int), or a fresh random seed when it is None."""
+    if check_int("seed", seed, 0, optional=True) is None:
+        return int(torch.randint(0, 2**31 - 1, ()).item())
+    return seed
+
+
 def _check_number(name: str, value: Any) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
@@ -222,6 +231,4 @@ def _check_number(name: str, value: Any) -> float:
                 f"`{name}` must be a number or a one-element tensor; got shape {tuple(value.shape)}"
             )
         value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInputError(f"`{name}` must be a finite number; got {value!r}")
-    return float(value)
+    return check_number(name, value)

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._validate import check_finite, check_tensor
+from .._checks import check_finite, check_tensor
 from ..errors import InvalidInputError
+from .brownian import check_noise_shape, resolve_seed
 
 
 class BrownianGrid:
@@ -41,8 +42,7 @@ class BrownianGrid:
 
     def __init__(self, ts: Tensor, shape: Sequence[int], *, dtype: torch.dtype | None = None, seed: int | None = None):
         shape = tuple(shape)
-        if len(shape) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
-            raise InvalidInputError(f"`shape` must be (B, M) (or (B, *state)) of positive ints; got {shape}")
+        check_noise_shape(shape)
         self._grid = _check_grid(ts, shape[0])
         # [B, 1] how far a query may miss its grid time by rounding; grid cells must be wider
         # than twice that for a query to find its own grid time.
@@ -56,13 +56,9 @@ class BrownianGrid:
         # column of `_lower`, +inf, catches a time past the grid).
         self._upper = self._grid + self._slack
         self._lower = torch.cat([self._grid - self._slack, torch.full_like(self._slack, torch.inf)], dim=1)
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InvalidInputError(f"`seed` must be None or a non-negative int; got {seed!r}")
-        self.seed, self._shape = seed, shape
+        self.seed, self._shape = resolve_seed(seed), shape
         dtype = ts.dtype if dtype is None else dtype
-        generator = torch.Generator(device=ts.device).manual_seed(seed)
+        generator = torch.Generator(device=ts.device).manual_seed(self.seed)
         cells = self._grid.diff(dim=1).to(dtype)
         noise = torch.randn((shape[0], cells.shape[1], *shape[1:]), generator=generator, dtype=dtype, device=ts.device)
         steps = noise * cells.sqrt().reshape(cells.shape + (1,) * (len(shape) - 1))
@@ -147,7 +143,7 @@ class BrownianGrid:
 
 def _check_grid(ts: Any, batch: int) -> Tensor:
     """`ts` `[K]` or `[B, K]`, finite and strictly increasing with K >= 2 -> `[B, K]`."""
-    ts = check_tensor("ts", ts)
+    ts = check_tensor("ts", ts, floating=True)
     shape = tuple(ts.shape)
     if ts.ndim == 1:
         ts = ts.expand(batch, -1)

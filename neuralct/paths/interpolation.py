@@ -37,6 +37,7 @@ import torch
 import torchcde
 from torch import Tensor
 
+from .._checks import describe
 from ..errors import InvalidInputError
 from ._splines import (
     fill_forward,
@@ -65,7 +66,7 @@ class AbstractPiecewisePath(abc.ABC):
 
     def __init__(self, times: Tensor, coeffs: Tensor):
         if not isinstance(coeffs, Tensor) or coeffs.ndim != 4 or not coeffs.is_floating_point():
-            raise InvalidInputError(f"`coeffs` must be a floating tensor [B, L - 1, P, C]; got {_describe(coeffs)}")
+            raise InvalidInputError(f"`coeffs` must be a floating tensor [B, L - 1, P, C]; got {describe(coeffs)}")
         self.times = check_knots(times, coeffs.shape[0], coeffs.shape[1] + 1, coeffs.device)
         self.coeffs = coeffs
 
@@ -300,7 +301,7 @@ class CubicPath(AbstractPiecewisePath):
         if lengths is not None:
             batch, length = values.shape[:2]
             if not isinstance(lengths, Tensor) or lengths.shape != (batch,) or lengths.is_floating_point():
-                raise InvalidInputError(f"`lengths` must be an integer tensor [{batch}]; got {_describe(lengths)}")
+                raise InvalidInputError(f"`lengths` must be an integer tensor [{batch}]; got {describe(lengths)}")
             if bool(((lengths < 1) | (lengths > length)).any()):
                 raise InvalidInputError(f"`lengths` must lie in [1, L = {length}]; got {lengths.tolist()}")
             lengths = lengths.to(device=values.device, dtype=torch.long)
@@ -317,7 +318,7 @@ class CubicPath(AbstractPiecewisePath):
         """
         if not isinstance(coeffs, Tensor) or coeffs.ndim != 3 or coeffs.shape[-1] % 4:
             raise InvalidInputError(
-                f"`coeffs` must be torchcde cubic coefficients [B, L - 1, 4 C]; got {_describe(coeffs)}"
+                f"`coeffs` must be torchcde cubic coefficients [B, L - 1, 4 C]; got {describe(coeffs)}"
             )
         if times is None:
             times = torch.arange(coeffs.shape[1] + 1, dtype=coeffs.dtype, device=coeffs.device)
@@ -328,7 +329,7 @@ class CubicPath(AbstractPiecewisePath):
 def check_knots(times: object, batch: int, length: int, device: torch.device) -> Tensor:
     """Broadcast knots `[L]` or `[B, L]` to `[B, L]`, checking they are finite and strictly increasing."""
     if not isinstance(times, Tensor) or not times.is_floating_point():
-        raise InvalidInputError(f"`times` must be a floating tensor [L] or [B, L]; got {_describe(times)}")
+        raise InvalidInputError(f"`times` must be a floating tensor [L] or [B, L]; got {describe(times)}")
     if times.device != device:
         raise InvalidInputError(f"`times` is on {times.device} but the values are on {device}")
     if times.ndim == 1:
@@ -352,16 +353,10 @@ def check_knots(times: object, batch: int, length: int, device: torch.device) ->
 def _prepare(values: Tensor, times: Tensor | None) -> tuple[Tensor, Tensor]:
     """Check `values` `[B, L, C]` and return it with `[B, L]` knots."""
     if not isinstance(values, Tensor) or values.ndim != 3 or not values.is_floating_point():
-        raise InvalidInputError(f"`values` must be a floating tensor [B, L, C]; got {_describe(values)}")
+        raise InvalidInputError(f"`values` must be a floating tensor [B, L, C]; got {describe(values)}")
     if times is None:
         times = torch.arange(values.shape[1], dtype=values.dtype, device=values.device)
     return values, check_knots(times, values.shape[0], values.shape[1], values.device)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._checks import describe
 from ..errors import InvalidInputError
 
 
@@ -72,12 +73,8 @@ def zoh(a: Tensor, b: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
 
 def _check(a: Tensor, b: Tensor, dt: Tensor) -> None:
     if not isinstance(a, Tensor) or a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        raise InvalidInputError(f"`a` must be a tensor [..., N, N]; got {_shape(a)}")
+        raise InvalidInputError(f"`a` must be a tensor [..., N, N]; got {describe(a)}")
     if not isinstance(b, Tensor) or b.ndim < 1 or b.shape[-1] != a.shape[-1]:
-        raise InvalidInputError(f"`b` must be a tensor [..., N] with N = {a.shape[-1]}; got {_shape(b)}")
+        raise InvalidInputError(f"`b` must be a tensor [..., N] with N = {a.shape[-1]}; got {describe(b)}")
     if not isinstance(dt, Tensor) or not bool((dt > 0).all()):
         raise InvalidInputError("`dt` must be a tensor of step sizes > 0")
-
-
-def _shape(value: object) -> str:
-    return str(tuple(value.shape)) if isinstance(value, Tensor) else type(value).__name__

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
+from .._checks import check_number
 from ..terms.linear import LinearTerm
 from .base import AbstractSolver, Carry, StepResult
 from .discretize import gbt, zoh
@@ -137,9 +137,7 @@ class GBT(AbstractLinearSolver):
     alpha: float = 0.5
 
     def __post_init__(self) -> None:
-        alpha = self.alpha
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-            raise InvalidInputError(f"`alpha` must be a number in [0, 1]; got {alpha!r}")
+        check_number("alpha", self.alpha, 0.0, 1.0)
 
     @property
     def order(self) -> float:  # type: ignore[override]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..errors import InvalidInputError
+from .._checks import check_int, check_number
 from ..terms.base import AbstractDriftTerm
 from .base import AbstractSolver, Carry, StepResult
 from .explicit_rk import broadcast_step, hermite_coefficients
@@ -104,12 +103,8 @@ class ImplicitEuler(AbstractSolver):
     term_types: ClassVar[tuple[type, ...]] = (AbstractDriftTerm,)
 
     def __post_init__(self) -> None:
-        tol = self.newton_tol
-        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf):
-            raise InvalidInputError(f"`newton_tol` must be None or a positive finite number; got {tol!r}")
-        iters = self.max_newton_iters
-        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-            raise InvalidInputError(f"`max_newton_iters` must be an int >= 1; got {iters!r}")
+        check_number("newton_tol", self.newton_tol, 0.0, open_low=True, optional=True)
+        check_int("max_newton_iters", self.max_newton_iters)
 
     @property
     def interpolates_saves(self) -> bool:

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import IncompatibleTermError, InvalidInputError
+from .._checks import check_int, describe
+from ..errors import IncompatibleTermError
 from ..paths.dense import as_coefficients
 from ..terms.base import stage_times
 from ..terms.delay import DelayTerm
@@ -142,11 +143,9 @@ class MethodOfSteps(AbstractSolver):
         if not isinstance(self.solver, AbstractExplicitRK):
             raise IncompatibleTermError(
                 f"`solver` must be an explicit Runge-Kutta method (an AbstractExplicitRK such as nct.Tsit5()); "
-                f"got {type(self.solver).__name__}"
+                f"got {describe(self.solver)}"
             )
-        size = self.chunk_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidInputError(f"`chunk_size` must be a positive int; got {size!r}")
+        check_int("chunk_size", self.chunk_size)
 
     @property
     def order(self) -> float:  # pyright: ignore[reportIncompatibleVariableOverride]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from .._checks import check_number, describe
 from ..errors import InvalidInputError
 
 
 def check_state(z0: Tensor) -> tuple[int, int]:
     """`(B, N)` of a finite floating `[B, N]` tensor of initial states; raise naming `z0` otherwise."""
     if not isinstance(z0, Tensor) or z0.ndim != 2 or not z0.is_floating_point():
-        got = f"{z0.dtype} {tuple(z0.shape)}" if isinstance(z0, Tensor) else type(z0).__name__
-        raise InvalidInputError(f"`z0` must be a floating tensor [B, N] (one trajectory per row); got {got}")
+        raise InvalidInputError(f"`z0` must be a floating tensor [B, N] (one trajectory per row); got {describe(z0)}")
     if not bool(torch.isfinite(z0).all()):
         raise InvalidInputError("`z0` must be finite")
     return z0.shape[0], z0.shape[1]
@@ -22,8 +20,7 @@ def check_state(z0: Tensor) -> tuple[int, int]:
 
 def check_dt(dt: float) -> None:
     """Raise unless `dt` is a positive finite time per step."""
-    if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and math.isfinite(dt) and dt > 0):
-        raise InvalidInputError(f"`dt` must be a positive finite time per step; got {dt!r}")
+    check_number("dt", dt, 0.0, open_low=True)
 
 
 def slopes(x: Tensor, y: Tensor) -> Tensor:

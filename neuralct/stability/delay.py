@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import describe
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, SolveOptions
@@ -66,7 +67,7 @@ def delay_linearisation(term: DelayTerm, times: Tensor, states: Tensor) -> Delay
             non-finite states.
     """
     if not isinstance(term, DelayTerm):
-        raise InvalidInputError(f"`term` must be a DelayTerm; got {type(term).__name__}")
+        raise InvalidInputError(f"`term` must be a DelayTerm; got {describe(term)}")
     check_trajectory(times, states)
     taus = term.delay_values(times).detach()
     parts = [_linearised_at(term, times, states, k, taus) for k in range(times.shape[1])]

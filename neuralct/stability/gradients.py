@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import check_int, describe
 from ..errors import InvalidInputError
-from ..models._checks import check_int
 from ._common import check_dt, check_state, slopes
 from .lyapunov import Map, step_jacobian
 
@@ -128,8 +128,7 @@ def _loss_gradient(loss: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
         state = z.detach().requires_grad_(True)
         values = loss(state)
         if not isinstance(values, Tensor) or values.shape != z.shape[:1]:
-            got = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
-            raise InvalidInputError(f"`loss` must return one value per sample [{z.shape[0]}]; got {got}")
+            raise InvalidInputError(f"`loss` must return one value per sample [{z.shape[0]}]; got {describe(values)}")
         return torch.autograd.grad(values.sum(), state)[0]
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import describe
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractContinuousModel, SolveOptions
@@ -73,7 +74,7 @@ def jacobian_spectra(term: AbstractDriftTerm, times: Tensor, states: Tensor, arg
             non-finite states.
     """
     if not isinstance(term, AbstractDriftTerm):
-        raise InvalidInputError(f"`term` must be a drift term (it has a vector field); got {type(term).__name__}")
+        raise InvalidInputError(f"`term` must be a drift term (it has a vector field); got {describe(term)}")
     check_trajectory(times, states)
     jacobians = torch.stack([_jacobian_at(term, times[:, k], states[:, k], args) for k in range(times.shape[1])], 1)
     return spectra_of(times, jacobians)
@@ -115,7 +116,7 @@ def model_jacobian_spectra(
     """
     if not isinstance(model, AbstractContinuousModel):
         raise InvalidInputError(
-            f"`model` must be an AbstractContinuousModel (one equation over the series); got {type(model).__name__}"
+            f"`model` must be an AbstractContinuousModel (one equation over the series); got {describe(model)}"
         )
     return jacobian_spectra(*evaluation_solve(model, batch, options))
 

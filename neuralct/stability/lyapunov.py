@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, describe
 from ..errors import InvalidInputError
-from ..models._checks import check_int
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractTerm
 from ._common import check_dt, check_state
@@ -169,8 +169,9 @@ def step_jacobian(step: Map, z: Tensor, t: int = 0) -> tuple[Tensor, Tensor]:
         state = z.detach().requires_grad_(True)
         out = step(state, t)
         if not isinstance(out, Tensor) or out.shape != z.shape:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise InvalidInputError(f"`step` must return a tensor shaped like the state [B, {size}]; got {got}")
+            raise InvalidInputError(
+                f"`step` must return a tensor shaped like the state [B, {size}]; got {describe(out)}"
+            )
         if not out.requires_grad:  # a map that does not depend on the state
             return out.detach(), torch.zeros(batch, size, size, dtype=z.dtype, device=z.device)
         basis = torch.eye(size, dtype=z.dtype, device=z.device)[:, None, :].expand(size, batch, size)
@@ -189,8 +190,7 @@ def _check_counts(*, steps: int, k: int, size: int, burn_in: int, record_every: 
     check_int("steps", steps)
     check_int("burn_in", burn_in, low=0)
     check_int("record_every", record_every)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= size:
-        raise InvalidInputError(f"`k` must be an int in [1, N={size}]; got {k!r}")
+    check_int("k", k, 1, size)
 
 
 __all__ = ["LyapunovSpectrum", "flow_map", "lyapunov_spectrum", "step_jacobian"]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import check_int, describe
 from ..errors import InvalidInputError
 from ._common import slopes
 
@@ -73,16 +74,16 @@ def memory_profile(layer: Any, length: int, **kernel_options: Any) -> MemoryProf
     Raises:
         InvalidInputError: a layer without a kernel, a bad `length`, or a kernel of another shape.
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length < 2:
-        raise InvalidInputError(f"`length` must be an int >= 2; got {length!r}")
+    check_int("length", length, 2)
     kernel_of = getattr(layer, "kernel", None)
     if not callable(kernel_of):
         raise InvalidInputError(f"`layer` must have a kernel(length) method; {type(layer).__name__} has none")
     with torch.no_grad():
         kernel = kernel_of(length, **kernel_options)
     if not isinstance(kernel, Tensor) or kernel.ndim not in (2, 3) or kernel.shape[-1] != length:
-        got = tuple(kernel.shape) if isinstance(kernel, Tensor) else type(kernel).__name__
-        raise InvalidInputError(f"`layer.kernel({length})` must return [H, {length}] or [H, M, {length}]; got {got}")
+        raise InvalidInputError(
+            f"`layer.kernel({length})` must return [H, {length}] or [H, M, {length}]; got {describe(kernel)}"
+        )
     return MemoryProfile(kernel.reshape(-1, length))
 
 

@@ -25,7 +25,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..data.series import IrregularBatch, pad_times
+from .._checks import check_number, describe
+from ..data.series import IrregularBatch, check_batch, pad_times
 from ..data.transforms import drop_observations
 from ..errors import InvalidInputError
 
@@ -75,7 +76,7 @@ class GaussianNoise(AbstractPerturbation):
 
     def apply(self, batch: IrregularBatch, generator: torch.Generator) -> IrregularBatch:
         """`batch` with noisy observed values `[B, T, C]`."""
-        _check_batch(batch)
+        check_batch(batch)
         noise = torch.randn(batch.values.shape, generator=generator, dtype=batch.values.dtype)
         noisy = batch.values + self.sigma * noise.to(batch.values.device)
         return dataclasses.replace(batch, values=torch.where(batch.mask, noisy, batch.values))
@@ -103,7 +104,7 @@ class SaltAndPepper(AbstractPerturbation):
         for name in ("low", "high"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise InvalidInputError(f"`{name}` must be a number or None; got {value!r}")
+                raise InvalidInputError(f"`{name}` must be a number or None; got {describe(value)}")
             if value is not None and not math.isfinite(value):
                 raise InvalidInputError(f"`{name}` must be finite; got {value!r}")
         if self.low is not None and self.high is not None and not self.low < self.high:
@@ -116,7 +117,7 @@ class SaltAndPepper(AbstractPerturbation):
 
     def apply(self, batch: IrregularBatch, generator: torch.Generator) -> IrregularBatch:
         """`batch` with a random `fraction` of its observed values `[B, T, C]` set to the extremes."""
-        _check_batch(batch)
+        check_batch(batch)
         low, high = self.extremes(batch)
         # Two draws: which entries are hit, and which rail; a larger fraction hits a superset.
         hit = torch.rand(batch.values.shape, generator=generator, dtype=torch.float64) < self.fraction
@@ -159,7 +160,7 @@ class DropObservations(AbstractPerturbation):
 
     def apply(self, batch: IrregularBatch, generator: torch.Generator) -> IrregularBatch:
         """`batch` with a subset of its observations, positions left empty removed (`[B, T', C]`)."""
-        _check_batch(batch)
+        check_batch(batch)
         dropped = drop_observations(batch, float(self.fraction), per_channel=True, generator=generator)
         return dropped
 
@@ -193,7 +194,7 @@ class TimeJitter(AbstractPerturbation):
 
     def apply(self, batch: IrregularBatch, generator: torch.Generator) -> IrregularBatch:
         """`batch` with jittered, re-sorted times `[B, T]` (values and mask `[B, T, C]` follow them)."""
-        _check_batch(batch)
+        check_batch(batch)
         times, valid = batch.times, batch.valid
         noise = torch.randn(times.shape, generator=generator, dtype=torch.float64).to(times)
         moved = torch.where(valid, times + self.scale * median_gap(batch).unsqueeze(1) * noise, times)
@@ -230,16 +231,7 @@ def _strictly_increasing(times: Tensor, valid: Tensor) -> Tensor:
 
 
 def _check_level(name: str, value: object, *, upper: float | None) -> None:
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if upper is None and not (number and math.isfinite(value) and value >= 0):
-        raise InvalidInputError(f"`{name}` must be a finite number >= 0; got {value!r}")
-    if upper is not None and not (number and 0 <= value < upper):
-        raise InvalidInputError(f"`{name}` must be a number in [0, {upper:g}); got {value!r}")
-
-
-def _check_batch(batch: object) -> None:
-    if not isinstance(batch, IrregularBatch):
-        raise InvalidInputError(f"`batch` must be an IrregularBatch; got {type(batch).__name__}")
+    check_number(name, value, 0.0, math.inf if upper is None else upper, open_high=upper is not None)
 
 
 __all__ = ["AbstractPerturbation", "DropObservations", "GaussianNoise", "SaltAndPepper", "TimeJitter", "median_gap"]

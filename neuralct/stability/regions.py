@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from numpy.polynomial import polynomial as npoly
 
+from .._checks import check_int, describe
 from ..errors import InvalidInputError
 from ..solvers.explicit_rk import AbstractExplicitRK
 from ..solvers.implicit_euler import ImplicitEuler
@@ -118,7 +119,7 @@ def stability_function(solver: SolverLike) -> StabilityFunction:
         return StabilityFunction((1.0,), (1.0, -1.0), name="ImplicitEuler")
     raise InvalidInputError(
         f"`solver` must be a solver with a known stability function, a ButcherTableau or a solver name; got "
-        f"{_describe(solver)}. Solvers with one: {', '.join(supported_solvers())}"
+        f"{describe(solver)}. Solvers with one: {', '.join(supported_solvers())}"
     )
 
 
@@ -172,9 +173,8 @@ def region_grid(
         imaginary parts along dim 0 (`np.meshgrid` order), and $|R(X + iY)|$.
     """
     fn = stability_function(solver)
-    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
-        raise InvalidInputError(f"`points` must be an int >= 2; got {points!r}")
-    xs = np.linspace(*_range(re, "re"), int(points))
+    points = check_int("points", int(points) if isinstance(points, np.integer) else points, 2)
+    xs = np.linspace(*_range(re, "re"), points)
     ys = np.linspace(*_range(im, "im"), int(points))
     X, Y = np.meshgrid(xs, ys)
     return X, Y, np.abs(fn(X + 1j * Y))
@@ -369,14 +369,6 @@ def _range(bounds: Any, name: str) -> tuple[float, float]:
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise InvalidInputError(f"`{name}` must be finite with low < high; got {bounds!r}")
     return low, high
-
-
-def _describe(value: Any) -> str:
-    return (
-        f"{type(value).__name__} {value!r}"
-        if not isinstance(value, type)
-        else f"the class {value.__name__} (pass an instance)"
-    )
 
 
 __all__ = [

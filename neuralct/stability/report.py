@@ -34,8 +34,9 @@ from typing import Any
 
 import torch
 
+from .._checks import check_int
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError, NeuralCTError
+from ..errors import NeuralCTError
 from ..models.base import AbstractSequenceModel, SolveOptions
 from ..train import check_numerics
 from ..train.build import build_model, finished_run_config
@@ -89,8 +90,7 @@ def config_report(
 def _report(
     config: FitConfig, out: Path, samples: int, checkpoint: Path | None, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise InvalidInputError(f"`samples` must be a positive int; got {samples!r}")
+    check_int("samples", samples)
     say = progress or (lambda text: None)
     say("loading the data and the model")
     splits = run_splits(config, None if checkpoint is None else checkpoint.parent).to("cpu", config.torch_dtype)

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
+from .._checks import check_int, describe
 from ..data.series import IrregularBatch
 from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
-from ..models._checks import check_int
 from ..models.base import AbstractSequenceModel, SolveOptions
 from ..train.build import build_model, finished_run_config
 from ..train.checkpoint import load_checkpoint
@@ -110,7 +110,7 @@ def solver_swap(
         raise InvalidInputError(f"`choices` must be a non-empty dict of label -> SolveOptions | None; got {choices!r}")
     for label, options in choices.items():
         if options is not None and not isinstance(options, SolveOptions):
-            raise InvalidInputError(f"`choices[{label!r}]` must be SolveOptions or None; got {type(options).__name__}")
+            raise InvalidInputError(f"`choices[{label!r}]` must be SolveOptions or None; got {describe(options)}")
     _check_scoring(model, data, None)
     metric = _metric(data)
     return [_swap_row(model, data, str(label), options, metric) for label, options in choices.items()]
@@ -220,15 +220,15 @@ def _metric(data: IrregularBatch) -> str:
 
 def _check_scoring(model: object, data: object, options: object) -> None:
     if not isinstance(model, AbstractSequenceModel):
-        raise InvalidInputError(f"`model` must be an AbstractSequenceModel; got {type(model).__name__}")
+        raise InvalidInputError(f"`model` must be an AbstractSequenceModel; got {describe(model)}")
     if not isinstance(data, IrregularBatch):
-        raise InvalidInputError(f"`data` must be an IrregularBatch; got {type(data).__name__}")
+        raise InvalidInputError(f"`data` must be an IrregularBatch; got {describe(data)}")
     targets = data.targets
     if targets is None or not (targets.dtype == torch.long and targets.ndim == 1 or targets.is_floating_point()):
         got = None if targets is None else f"{targets.dtype} {tuple(targets.shape)}"
         raise InvalidInputError(f"`data.targets` must be class indices [B] (long) or floating targets; got {got}")
     if options is not None and not isinstance(options, SolveOptions):
-        raise InvalidInputError(f"`options` must be SolveOptions or None; got {type(options).__name__}")
+        raise InvalidInputError(f"`options` must be SolveOptions or None; got {describe(options)}")
 
 
 def _check_perturbations(perturbations: object) -> list[AbstractPerturbation]:
@@ -237,7 +237,7 @@ def _check_perturbations(perturbations: object) -> list[AbstractPerturbation]:
     perturbations = list(perturbations)
     for index, item in enumerate(perturbations):
         if not isinstance(item, AbstractPerturbation):
-            raise InvalidInputError(f"`perturbations[{index}]` must be a perturbation; got {type(item).__name__}")
+            raise InvalidInputError(f"`perturbations[{index}]` must be a perturbation; got {describe(item)}")
     return perturbations
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from .._checks import describe
 from .._validate import check_field_output
 from .base import AbstractDriftTerm, StageField, path_jump_times
 
@@ -41,9 +42,9 @@ class ControlTerm(AbstractDriftTerm):
     def __init__(self, f: Callable[[Tensor, Tensor, Any], Tensor], path: PerSamplePath):
         super().__init__()
         if not callable(f):
-            raise TypeError(f"`f` must be callable as f(t, z, args); got {type(f).__name__}")
+            raise TypeError(f"`f` must be callable as f(t, z, args); got {describe(f)}")
         if not (callable(getattr(path, "evaluate", None)) and callable(getattr(path, "derivative", None))):
-            raise TypeError(f"`path` must have evaluate(t) and derivative(t) methods; got {type(path).__name__}")
+            raise TypeError(f"`path` must have evaluate(t) and derivative(t) methods; got {describe(path)}")
         self.f = f
         self.path = path
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, describe
 from .._validate import check_field_output
 from ..errors import InvalidInputError
 from .base import AbstractTerm, merge_jump_times, path_jump_times
@@ -81,9 +82,8 @@ class DelayTerm(AbstractTerm):
     ):
         super().__init__()
         if not callable(f):
-            raise InvalidInputError(f"`f` must be callable as f(t, y, y_delayed, args); got {type(f).__name__}")
-        if isinstance(breakpoint_depth, bool) or not isinstance(breakpoint_depth, int) or breakpoint_depth < 1:
-            raise InvalidInputError(f"`breakpoint_depth` must be a positive int; got {breakpoint_depth!r}")
+            raise InvalidInputError(f"`f` must be callable as f(t, y, y_delayed, args); got {describe(f)}")
+        check_int("breakpoint_depth", breakpoint_depth)
         self.f = f
         self.breakpoint_depth = breakpoint_depth
         self.inputs = inputs
@@ -120,7 +120,7 @@ class DelayTerm(AbstractTerm):
         else:
             raise InvalidInputError(
                 f"`history` must be a callable history(t [B]) -> [B, *state] or a tensor [B, *state]; "
-                f"got {type(history).__name__}"
+                f"got {describe(history)}"
             )
 
     @property
@@ -226,7 +226,7 @@ def _delays_from_sequence(delays: Any) -> tuple[float, ...]:
         values = tuple(float(d) for d in delays)
     except (TypeError, ValueError):
         raise InvalidInputError(
-            f"`delays` must be a sequence of positive floats or a 1-D tensor; got {type(delays).__name__}"
+            f"`delays` must be a sequence of positive floats or a 1-D tensor; got {describe(delays)}"
         ) from None
     return values
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import describe
 from ..errors import InvalidInputError
 from .base import AbstractDriftTerm, path_jump_times
 
@@ -49,7 +50,7 @@ class LinearTerm(AbstractDriftTerm):
     def __init__(self, a: Tensor, b: Tensor, path: Any, c: Tensor | None = None, d: Tensor | None = None):
         super().__init__()
         if not callable(getattr(path, "evaluate", None)):
-            raise InvalidInputError(f"`path` must have an evaluate(t) method; got {type(path).__name__}")
+            raise InvalidInputError(f"`path` must have an evaluate(t) method; got {describe(path)}")
         size = _check_matrix("a", a, 2, None)
         _check_matrix("b", b, 1, size)
         matrices = [("a", a, 2), ("b", b, 1)]

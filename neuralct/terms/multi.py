@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .._checks import describe
 from .base import AbstractDriftTerm, AbstractTerm
 from .noise import NoiseTerm, NoiseType, SDEType
 
@@ -37,9 +38,9 @@ class MultiTerm(AbstractTerm):
     def __init__(self, drift: AbstractDriftTerm, noise: NoiseTerm):
         super().__init__()
         if not isinstance(drift, AbstractDriftTerm):
-            raise TypeError(f"`drift` must be an ODETerm or another AbstractDriftTerm; got {type(drift).__name__}")
+            raise TypeError(f"`drift` must be an ODETerm or another AbstractDriftTerm; got {describe(drift)}")
         if not isinstance(noise, NoiseTerm):
-            raise TypeError(f"`noise` must be a NoiseTerm; got {type(noise).__name__}")
+            raise TypeError(f"`noise` must be a NoiseTerm; got {describe(noise)}")
         self.drift = drift
         self.noise = noise
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from .._checks import describe
 from .._validate import check_field_output
 from ..errors import IncompatibleTermError, InvalidInputError
 from .base import AbstractTerm
@@ -89,11 +90,10 @@ class NoiseTerm(AbstractTerm):
     ):
         super().__init__()
         if not callable(g):
-            raise TypeError(f"`g` must be callable as g(t, y, args); got {type(g).__name__}")
+            raise TypeError(f"`g` must be callable as g(t, y, args); got {describe(g)}")
         if not (callable(getattr(brownian, "increment", None)) and hasattr(brownian, "shape")):
             raise TypeError(
-                "`brownian` must have increment(ta, tb) and shape, like nct.BrownianPath; "
-                f"got {type(brownian).__name__}"
+                f"`brownian` must have increment(ta, tb) and shape, like nct.BrownianPath; got {describe(brownian)}"
             )
         if not isinstance(noise_type, NoiseType):
             raise TypeError(f"`noise_type` must be a nct.NoiseType (e.g. NoiseType.DIAGONAL); got {noise_type!r}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .._checks import describe
 from .._validate import check_field_output
 from .base import AbstractDriftTerm, path_jump_times
 
@@ -31,7 +32,7 @@ class ODETerm(AbstractDriftTerm):
     def __init__(self, f: Callable[[Tensor, Tensor, Any], Tensor], *, inputs: object = None):
         super().__init__()
         if not callable(f):
-            raise TypeError(f"`f` must be callable as f(t, y, args); got {type(f).__name__}")
+            raise TypeError(f"`f` must be callable as f(t, y, args); got {describe(f)}")
         self.f = f
         self.inputs = inputs
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, describe
 from ..errors import CheckpointError, InvalidInputError
 from .folder import write_atomically
 
@@ -86,8 +87,7 @@ def save_checkpoint(
             numbers, strings and containers of them (it could not be loaded safely).
         OSError: the file cannot be written (a read-only folder, a full disk), naming it.
     """
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise InvalidInputError(f"`epoch` must be a non-negative int (the number of completed epochs); got {epoch!r}")
+    check_int("epoch", epoch, 0)
     state = {
         "epoch": epoch,
         "model": model.state_dict(),
@@ -161,7 +161,7 @@ def _check_generators(generators: Any) -> list[torch.Generator]:
     generators = list(generators)
     for index, generator in enumerate(generators):
         if not isinstance(generator, torch.Generator):
-            raise InvalidInputError(f"`generators[{index}]` must be a torch.Generator; got {type(generator).__name__}")
+            raise InvalidInputError(f"`generators[{index}]` must be a torch.Generator; got {describe(generator)}")
     return generators
 
 
@@ -170,7 +170,7 @@ def _extra_json(extra: Any) -> str:
     if extra is None:
         extra = {}
     if not isinstance(extra, dict):
-        raise InvalidInputError(f"`extra` must be a JSON-able dict or None; got {type(extra).__name__}")
+        raise InvalidInputError(f"`extra` must be a JSON-able dict or None; got {describe(extra)}")
     try:
         return json.dumps(extra)
     except (TypeError, ValueError) as error:
@@ -188,7 +188,7 @@ def _check_storable(value: Any, where: str) -> None:
             _check_storable(item, f"{where}[{index}]")
     elif not isinstance(value, (Tensor, *_PRIMITIVES)):
         raise InvalidInputError(
-            f"{where} must hold only tensors, numbers, strings and containers of them; got {type(value).__name__}"
+            f"{where} must hold only tensors, numbers, strings and containers of them; got {describe(value)}"
         )
 
 

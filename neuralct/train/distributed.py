@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .._checks import check_int
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..models.base import AbstractSequenceModel, ModelOutput, SolveOptions
@@ -189,8 +190,7 @@ def session(device: str = "cpu") -> Iterator[Workers]:
 def launch(nproc: int, arguments: Sequence[str]) -> int:
     """Run `python -m neuralct <arguments>` on `nproc` processes with torchrun (standalone, on
     this machine); returns its exit status."""
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise InvalidInputError(f"`nproc` must be a positive int; got {nproc!r}")
+    check_int("nproc", nproc)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     return subprocess.call([*command, "-m", "neuralct", *arguments])
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_number, check_sizes
 from ..errors import InvalidInputError
 from ..models.plrnn import PLRNN
 
@@ -113,10 +114,7 @@ def anneal_tau(epoch: int, epochs: int, tau: int | None) -> int | None:
         InvalidInputError: `epochs < 1`, `epoch` outside `[0, epochs)`, or a bad `tau`.
     """
     _check_tau(tau)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidInputError(f"`epochs` must be an int >= 1; got {epochs!r}")
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < epochs:
-        raise InvalidInputError(f"`epoch` must be an int in [0, {epochs}); got {epoch!r}")
+    check_int("epoch", epoch, 0, check_int("epochs", epochs) - 1)
     if tau is None or epochs == 1:
         return tau
     return 1 + (tau - 1) * epoch // (epochs - 1)
@@ -208,8 +206,7 @@ def prediction_error(model: PLRNN, x: Tensor, ahead: int) -> Tensor:
         InvalidInputError: `x` not `[B, T, obs]` or `ahead` not in `[1, T)`.
     """
     _check_sequence(x)
-    if isinstance(ahead, bool) or not isinstance(ahead, int) or not 1 <= ahead < x.shape[1]:
-        raise InvalidInputError(f"`ahead` must be an int in [1, T={x.shape[1]}); got {ahead!r}")
+    check_int("ahead", ahead, 1, x.shape[1] - 1)
     starts = x.shape[1] - ahead
     with torch.no_grad():
         z = model.infer_state(x[:, :starts]).reshape(-1, model.latent)
@@ -241,8 +238,7 @@ def _check_sequence(x: Tensor) -> None:
 
 
 def _check_tau(tau: int | None) -> None:
-    if tau is not None and (isinstance(tau, bool) or not isinstance(tau, int) or tau < 1):
-        raise InvalidInputError(f"`tau` must be None (plain BPTT) or an int >= 1; got {tau!r}")
+    check_int("tau", tau, optional=True)
 
 
 def _check_training(
@@ -250,12 +246,10 @@ def _check_training(
 ) -> Tensor:
     """`data` as `[S, L, obs]`, after checking every argument of `train_forced`."""
     _check_tau(tau)
-    for name, value, low in (("epochs", epochs, 1), ("batch", batch, 1), ("seq_len", seq_len, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidInputError(f"`{name}` must be an int >= {low}; got {value!r}")
-    for name, value in (("lr", lr), ("clip_norm", clip)):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise InvalidInputError(f"`{name}` must be a positive finite number; got {value!r}")
+    check_sizes(epochs=epochs, batch=batch)
+    check_int("seq_len", seq_len, 2)
+    check_number("lr", lr, 0.0, open_low=True, optional=True)
+    check_number("clip_norm", clip, 0.0, open_low=True, optional=True)
     trajectories = data[None] if isinstance(data, Tensor) and data.ndim == 2 else data
     _check_sequence(trajectories)
     if trajectories.shape[1] < seq_len:

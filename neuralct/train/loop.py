@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from ..data.batching import minibatch_indices, prepared_minibatches
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
@@ -211,8 +212,7 @@ def _rows(
 ) -> tuple[Tensor, ...]:
     """The sample indices of each minibatch, shuffled when a `generator` is given, grouped by
     length with `by_length` (see `neuralct.data.batching.minibatch_indices`)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InvalidInputError(f"`size` must be a positive int; got {size!r}")
+    check_int("size", size)
     return minibatch_indices(data.lengths, size, generator, by_length=by_length)
 
 

@@ -32,7 +32,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .._choices import did_you_mean
+from .._checks import did_you_mean
 from ..errors import InvalidInputError
 from .config import FitConfig
 from .mappings import read_mapping

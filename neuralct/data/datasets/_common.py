@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...errors import DatasetUnavailableError, InvalidInputError
+from ..._checks import check_int, check_number
+from ...errors import DatasetUnavailableError
 from ..series import IrregularBatch
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -59,13 +60,9 @@ def regular_batch(values: Tensor, targets: Tensor) -> IrregularBatch:
 def check_count(**counts: tuple[int, int]) -> None:
     """Raise `InvalidInputError` unless every `name=(value, minimum)` has an integer `value >= minimum`."""
     for name, (value, minimum) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise InvalidInputError(f"`{name}` must be an integer >= {minimum}; got {value!r}")
+        check_int(name, value, minimum)
 
 
 def check_scale(name: str, value: float, *, positive: bool = False) -> None:
     """Raise `InvalidInputError` unless `value` is a finite number `>= 0` (`> 0` when `positive`)."""
-    bound = "> 0" if positive else ">= 0"
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not number or not (value > 0 if positive else value >= 0) or value == float("inf"):
-        raise InvalidInputError(f"`{name}` must be a finite number {bound}; got {value!r}")
+    check_number(name, value, 0.0, open_low=positive)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ... import registry
-from ..._choices import check_options
+from ..._checks import check_int, describe
+from ..._choices import check_option_names
 from ...errors import InvalidInputError
 from ..series import IrregularBatch, check_every_channel_observed
 from ..transforms import drop_observations
@@ -42,16 +43,13 @@ def load(name: str, split: str = "train", missing_rate: float = 0.0, seed: int =
     entry = registry.entry("dataset", name)
     if split not in entry.splits:
         raise InvalidInputError(f"`split` of dataset {name!r} must be one of {', '.join(entry.splits)}; got {split!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InvalidInputError(f"`seed` must be a non-negative integer; got {seed!r}")
+    check_int("seed", seed, 0)
     build = entry.load()
     check_loader(name, build)  # a loader from an entry point is first seen here
-    check_options(build, f"dataset {name!r}", options, skip=2)
+    check_option_names(build, f"dataset {name!r}", options, skip=2)
     batch = build(split, seed, **options)
     if not isinstance(batch, IrregularBatch):
-        raise InvalidInputError(
-            f"the loader of dataset {name!r} must return an IrregularBatch; got {type(batch).__name__}"
-        )
+        raise InvalidInputError(f"the loader of dataset {name!r} must return an IrregularBatch; got {describe(batch)}")
     check_every_channel_observed(batch, f"dataset {name!r}, split {split!r}")
     if missing_rate != 0:
         batch = drop_observations(batch, missing_rate, generator=generator_for(seed, split, stream="missing"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..._checks import check_choice
 from ...errors import InvalidInputError
 from ..series import IrregularBatch
 
@@ -81,8 +82,7 @@ class SeriesFile:
 
     def __post_init__(self) -> None:
         size = self.batch.batch_size
-        if self.task not in TASKS:
-            raise InvalidInputError(f"`task` must be one of {list(TASKS)}; got {self.task!r}")
+        check_choice("task", self.task, TASKS)
         if (self.classes is None) != (self.task == "regression"):
             raise InvalidInputError(f"`classes` must be given exactly for classification; got {self.classes!r}")
         if self.classes is not None and len(set(self.classes)) != len(self.classes):

@@ -11,7 +11,6 @@ write_series_file(train, "gestures_train.npz")
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..._checks import check_choice, check_number, describe
 from ...errors import InvalidInputError
 from ..arrays import first_unordered, from_arrays
 from ..series import IrregularBatch
@@ -70,10 +70,8 @@ def read_series_file(
     """
     path = Path(path)
     reader = _by_extension(path, _READERS)
-    if task is not None and task not in TASKS:
-        raise InvalidInputError(f"`task` must be one of {list(TASKS)} or None; got {task!r}")
-    if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not 0 < time_scale < math.inf:
-        raise InvalidInputError(f"`time_scale` must be a finite number > 0; got {time_scale!r}")
+    check_choice("task", task, (*TASKS, None))
+    check_number("time_scale", time_scale, 0.0, open_low=True)
     if target is not None and path.suffix.lower() != ".csv":
         raise InvalidInputError(f"`target` names a CSV column; {path} is a {path.suffix} file with one target")
     if not path.is_file() or path.stat().st_size == 0:
@@ -196,7 +194,7 @@ def _named(
     if not isinstance(batch, IrregularBatch) or batch.targets is None or batch.targets.ndim != 1:
         targets = getattr(batch, "targets", None)
         raise InvalidInputError(
-            f"`data` must be an IrregularBatch with targets [B] or a SeriesFile; got {type(data).__name__}"
+            f"`data` must be an IrregularBatch with targets [B] or a SeriesFile; got {describe(data)}"
             f" with targets {None if targets is None else tuple(targets.shape)}"
         )
     if not isinstance(data, SeriesFile):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ...data.series import IrregularBatch
-from .._checks import check_batch
+from ...data.series import IrregularBatch, check_batch
 
 
 def zero_state(batch: IrregularBatch, channels: int, width: int) -> Tensor:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ...data.series import IrregularBatch
+from ..._checks import check_sizes
+from ...data.series import IrregularBatch, check_batch
 from ...errors import InvalidInputError
-from .._checks import check_batch, check_sizes
 from ..base import AbstractJumpModel, SolveOptions, VectorField
 from ._common import gap, observation, zero_state
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..._checks import check_sizes
 from ...data.series import IrregularBatch
-from .._checks import check_sizes
 from ..base import AbstractJumpModel, SolveOptions, VectorField
 from ._common import gap, observation, zero_state
 

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..._checks import check_sizes
 from ...controllers.knots import KnotToKnot
 from ...data.series import IrregularBatch
 from ...solvers.euler import Euler
-from .._checks import check_sizes
 from ..base import AbstractJumpModel, SolveOptions, VectorField
 from ._common import observation, zero_state
 

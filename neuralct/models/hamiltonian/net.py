@@ -21,11 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..._checks import check_choice, check_number, check_sizes, describe
 from ...controllers.constant import ConstantStep
 from ...errors import InvalidInputError
 from ...solve import solve
 from ...solvers.euler import Euler
-from .._checks import check_number, check_sizes
 from .symplectic_euler import SymplecticEuler
 from .terms import HamiltonianTerm, SeparableHamiltonianTerm
 
@@ -79,10 +79,8 @@ class HamiltonianNet(nn.Module):
     ):
         super().__init__()
         check_sizes(inputs=inputs, outputs=outputs, features=features, layers=layers)
-        if kind not in KINDS:
-            raise InvalidInputError(f"`kind` must be one of {KINDS}; got {kind!r}")
-        if embedding not in EMBEDDINGS:
-            raise InvalidInputError(f"`embedding` must be one of {EMBEDDINGS}; got {embedding!r}")
+        check_choice("kind", kind, KINDS)
+        check_choice("embedding", embedding, EMBEDDINGS)
         if embedding == "pad" and inputs > 2 * features:
             raise InvalidInputError(
                 f'`embedding="pad"` needs inputs <= 2 * features = {2 * features}; got inputs = {inputs} '
@@ -103,8 +101,7 @@ class HamiltonianNet(nn.Module):
             InvalidInputError: `x` not `[B, d]`.
         """
         if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != self.inputs:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise InvalidInputError(f"`x` must be a tensor [B, {self.inputs}]; got {got}")
+            raise InvalidInputError(f"`x` must be a tensor [B, {self.inputs}]; got {describe(x)}")
         if self.embedding is not None:
             return self.embedding(x)
         return nn.functional.pad(x, (0, 2 * self.term.features - self.inputs))

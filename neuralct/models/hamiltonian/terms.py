@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..._checks import check_int, check_number, describe
 from ...errors import InvalidInputError
 from ...terms.base import AbstractDriftTerm, merge_jump_times
 
@@ -49,18 +50,6 @@ def log_cosh(x: Tensor) -> Tensor:
     """$\\log\\cosh x$ elementwise, without overflow: $|x| + \\log(1 + e^{-2|x|}) - \\log 2$."""
     a = x.abs()
     return a + torch.log1p(torch.exp(-2 * a)) - _LOG2
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInputError(f"`{name}` must be an int >= 1; got {value!r}")
-    return value
-
-
-def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise InvalidInputError(f"`{name}` must be a positive finite number; got {value!r}")
-    return float(value)
 
 
 class AbstractHamiltonianTerm(AbstractDriftTerm):
@@ -77,9 +66,9 @@ class AbstractHamiltonianTerm(AbstractDriftTerm):
 
     def __init__(self, features: int, layers: int = 1, span: float = 1.0):
         super().__init__()
-        self.features = _positive_int(features, "features")
-        self.layers = _positive_int(layers, "layers")
-        self.span = _positive_float(span, "span")
+        self.features = check_int("features", features)
+        self.layers = check_int("layers", layers)
+        self.span = check_number("span", span, 0.0, open_low=True)
         # Layer boundaries per (time dtype, device); not a buffer, which would have to share y's dtype.
         self._edges: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
@@ -126,7 +115,7 @@ class AbstractHamiltonianTerm(AbstractDriftTerm):
     def check_state(self, x: Tensor, name: str, size: int) -> None:
         """Raise `InvalidInputError` naming `name` unless `x` is a `[B, size]` tensor."""
         if not isinstance(x, Tensor):
-            raise InvalidInputError(f"`{name}` must be a tensor [B, {size}]; got {type(x).__name__}")
+            raise InvalidInputError(f"`{name}` must be a tensor [B, {size}]; got {describe(x)}")
         if x.ndim != 2 or x.shape[1] != size:
             what = "y = (p, q) of n each" if name == "y" else f"{name} of n = {self.features}"
             odd = " (an odd size cannot be split into p and q)" if name == "y" and x.ndim and x.shape[-1] % 2 else ""
@@ -233,7 +222,7 @@ class HamiltonianTerm(AbstractHamiltonianTerm):
 
     def __init__(self, features: int, layers: int = 1, span: float = 1.0, *, std: float = 1.0):
         super().__init__(features, layers, span)
-        std = _positive_float(std, "std")
+        std = check_number("std", std, 0.0, open_low=True)
         m = 2 * self.features
         self.weight = nn.Parameter(std * torch.randn(self.layers, m, m))
         self.bias = nn.Parameter(std * torch.randn(self.layers, m))
@@ -282,7 +271,7 @@ class SeparableHamiltonianTerm(AbstractHamiltonianTerm):
 
     def __init__(self, features: int, layers: int = 1, span: float = 1.0, *, std: float = 1.0):
         super().__init__(features, layers, span)
-        std = _positive_float(std, "std")
+        std = check_number("std", std, 0.0, open_low=True)
         shape = (self.layers, self.features)
         self.weight_p = nn.Parameter(std * torch.randn(*shape, self.features))
         self.weight_q = nn.Parameter(std * torch.randn(*shape, self.features))

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ...errors import InvalidInputError
+from ..._checks import check_choice, check_int, check_number
 from ...solvers.base import AbstractStepMapSolver, Carry, StepResult
 from ...solvers.explicit_rk import broadcast_step, hermite_coefficients
 from ...terms.base import AbstractDriftTerm
@@ -124,13 +124,9 @@ class LTCFused(AbstractStepMapSolver):
     term_types: ClassVar[tuple[type, ...]] = (AbstractLTCTerm,)
 
     def __post_init__(self) -> None:
-        if isinstance(self.unfolds, bool) or not isinstance(self.unfolds, int) or self.unfolds < 1:
-            raise InvalidInputError(f"`unfolds` must be an int >= 1; got {self.unfolds!r}")
-        eps = self.epsilon
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < float("inf"):
-            raise InvalidInputError(f"`epsilon` must be a finite number >= 0; got {eps!r}")
-        if self.iterate not in ITERATES:
-            raise InvalidInputError(f"`iterate` must be one of {ITERATES}; got {self.iterate!r}")
+        check_int("unfolds", self.unfolds)
+        check_number("epsilon", self.epsilon, 0.0)
+        check_choice("iterate", self.iterate, ITERATES)
 
     def step(
         self, term: AbstractLTCTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool

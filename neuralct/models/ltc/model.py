@@ -26,12 +26,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from ..._checks import check_instance, check_int, check_number, check_sizes, describe
 from ...controllers import KnotToKnot
 from ...data.series import IrregularBatch
 from ...errors import InvalidInputError
 from ...solution import Solution
 from ...terms.base import path_jump_times
-from .._checks import check_int, check_number, check_sizes
 from ..base import AbstractContinuousModel, SolveOptions, held_input, last_observed, lead_in_times
 from .fused import AbstractLTCTerm, LTCFused
 
@@ -151,10 +151,9 @@ class LTCTerm(AbstractLTCTerm):
 
     def __init__(self, field: LTCField, path: Any) -> None:
         super().__init__()
-        if not isinstance(field, LTCField):
-            raise InvalidInputError(f"`field` must be an LTCField; got {type(field).__name__}")
+        check_instance("field", field, LTCField, "an LTCField")
         if not callable(getattr(path, "evaluate", None)):
-            raise InvalidInputError(f"`path` must have an evaluate(t) method; got {type(path).__name__}")
+            raise InvalidInputError(f"`path` must have an evaluate(t) method; got {describe(path)}")
         self.field = field
         self.path = path
 
