@@ -64,7 +64,9 @@ def layer_outputs(u: Tensor, eigenvalues: Tensor, c: Tensor, method: str) -> Ten
     """
     if method == "convolution":
         a_bar = torch.exp(STEP * eigenvalues)
-        y = diagonal_convolution(u.transpose(1, 2), a_bar, c * (a_bar - 1) / eigenvalues, conjugate_pairs=True)
+        y = diagonal_convolution(
+            u.transpose(1, 2), STEP * eigenvalues, c * (a_bar - 1) / eigenvalues, conjugate_pairs=True
+        )
         return y.transpose(1, 2)
     h = linear_recurrence(*discretise(u, eigenvalues), method=METHODS[method]).unflatten(-1, c.shape)
     return 2 * torch.einsum("hm,blhm->blh", c, h).real
