@@ -99,10 +99,6 @@ def check_step_options(max_steps: Any, dt0: Any) -> None:
     check_number("dt0", dt0, 0.0, open_low=True, optional=True)
 
 
-# Transitional: solve.py (the lead's) still imports the old name; drop once it imports check_step_options.
-check_options = check_step_options
-
-
 def check_field_output(term: object, out: Any, like: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
     """A vector field's value `out` must be a tensor of `shape` (default `like`'s) with `like`'s
     dtype and device; the error names the term and what came instead.

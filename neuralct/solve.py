@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._checks import describe
 from ._loop import Problem, hold_past_ends
-from ._validate import check_lengths, check_options, check_term_tensors, check_times, check_y0
+from ._validate import check_lengths, check_step_options, check_term_tensors, check_times, check_y0
 from .controllers.base import AbstractController
 from .controllers.pid import PIDController
 from .errors import InvalidInputError, SolveFailed
@@ -97,7 +98,7 @@ def solve(
     ts, direction = check_times(t, y0.shape[0], y0)
     lengths = check_lengths(lengths, ts)
     check_term_tensors(term, y0)
-    check_options(max_steps, dt0)
+    check_step_options(max_steps, dt0)
     _check_compile(compile, solver)
     solver.check_term(term)
     controller.check_solver(solver)
@@ -134,7 +135,7 @@ def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None
         ("gradient", gradient, AbstractGradient),
     ):
         if not isinstance(value, kind):
-            raise TypeError(f"`{name}` must be a {kind.__name__}; got {type(value).__name__}")
+            raise TypeError(f"`{name}` must be an {kind.__name__}; got {describe(value)}")
 
 
 def _check_compile(compile: Any, solver: AbstractSolver) -> None:

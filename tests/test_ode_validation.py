@@ -158,20 +158,20 @@ def test_the_default_controller_with_a_fixed_step_solver_is_incompatible():
 
 
 def test_wrong_term_type_names_term():
-    with pytest.raises(TypeError, match=r"`term` must be a AbstractTerm; got function"):
+    with pytest.raises(TypeError, match=r"`term` must be an AbstractTerm; got function"):
         nct.solve(decay, Y0, T)
 
 
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("solver", "tsit5", "AbstractSolver; got str"),
-        ("controller", 0.1, "AbstractController; got float"),
-        ("gradient", None, "AbstractGradient; got NoneType"),
+        ("solver", "tsit5", "AbstractSolver; got 'tsit5'"),
+        ("controller", 0.1, "AbstractController; got 0.1"),
+        ("gradient", None, "AbstractGradient; got None"),
     ],
 )
 def test_wrong_solver_controller_or_gradient_type_names_the_argument(name, value, expected):
-    with pytest.raises(TypeError, match=rf"`{name}` must be a {expected}"):
+    with pytest.raises(TypeError, match=rf"`{name}` must be an {expected}"):
         solve(**{name: value})
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from .._checks import check_int
 from .._loop import LoopState, Problem, advance, finish, initial_state, settle
-from ..errors import InvalidInputError
 from ..solution import Solution
 from .base import AbstractGradient
 
@@ -36,9 +36,7 @@ class Backprop(AbstractGradient):
     checkpoint_every: int | None = None
 
     def __post_init__(self) -> None:
-        k = self.checkpoint_every
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0):
-            raise InvalidInputError(f"`checkpoint_every` must be None or a positive int; got {k!r}")
+        check_int("checkpoint_every", self.checkpoint_every, optional=True)
 
     def run(self, problem: Problem, y0: Tensor) -> Solution:
         """Solve with the autograd tape on (checkpointed when asked and gradients are enabled)."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._checks import check_instance, check_number
 from .._loop import Problem, advance, finish, initial_state
 from ..controllers.base import AbstractController
 from ..controllers.pid import PIDController
@@ -79,14 +79,10 @@ class Backsolve(AbstractGradient):
 
     def __post_init__(self) -> None:
         for name in ("rtol", "atol"):
-            value = getattr(self, name)
-            ok = value is None or (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0)
-            if not ok or isinstance(value, bool):
-                raise InvalidInputError(f"`{name}` must be None or a finite number >= 0; got {value!r}")
-        if not isinstance(self.seminorm, bool):
-            raise InvalidInputError(f"`seminorm` must be a bool; got {self.seminorm!r}")
-        if self.solver is not None and not isinstance(self.solver, AbstractSolver):
-            raise InvalidInputError(f"`solver` must be None or an AbstractSolver; got {type(self.solver).__name__}")
+            check_number(name, getattr(self, name), 0, optional=True)
+        check_instance("seminorm", self.seminorm, bool)
+        if self.solver is not None:
+            check_instance("solver", self.solver, AbstractSolver, "None or an AbstractSolver")
 
     def check(self, problem: Problem) -> None:
         """Raise `IncompatibleTermError` unless the term is a drift term whose augmented

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .. import registry
-from .._choices import did_you_mean
+from .._checks import did_you_mean
 from ..data.datasets import available
 from ..errors import InvalidInputError
 from ..models.base import AbstractSequenceModel, SolveOptions

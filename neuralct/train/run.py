@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from .._checks import describe
 from ..data.files import write_series_file
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, NeuralCTError, SolveFailed
@@ -132,7 +133,7 @@ def _with_own_batches(
     if resume or config is None:
         raise InvalidInputError("`data` starts a new run with a `config`; a resumed run reads the batches it saved")
     if len(data) != 2 or not all(isinstance(batch, IrregularBatch) for batch in data):
-        raise InvalidInputError(f"`data` must be a (train, test) pair of IrregularBatch; got {type(data).__name__}")
+        raise InvalidInputError(f"`data` must be a (train, test) pair of IrregularBatch; got {describe(data)}")
     if config.data is not None:
         raise InvalidInputError("give `data` batches or a `config.data` file, not both")
     folder = (run_dir / "data").resolve()
