@@ -18,8 +18,7 @@ from .gradients.backprop import Backprop
 from .gradients.base import AbstractGradient
 from .solution import Solution, Status
 from .solvers.base import AbstractBackendSolver, AbstractSolver
-from .solvers.explicit_rk import AbstractExplicitRK
-from .solvers.tsit5 import Tsit5
+from .solvers.rk import AbstractExplicitRK, Tsit5
 from .terms.base import AbstractTerm
 
 _ADVICE = {

@@ -16,8 +16,7 @@ from neuralct.models.base import SolveOptions
 from neuralct.models.baselines.gru_d import GRUD
 from neuralct.models.baselines.gru_dt import GRUDelta
 from neuralct.models.baselines.ode_rnn import ODERNN
-from neuralct.solvers.dopri5 import Dopri5
-from neuralct.solvers.tsit5 import Tsit5
+from neuralct.solvers.rk import Dopri5, Tsit5
 
 DTYPE = torch.float64
 C, H, OUT = 3, 5, 2  # channels, hidden size, outputs

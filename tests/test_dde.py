@@ -11,7 +11,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 import neuralct as nct
-from neuralct.solvers._delay_history import History, Record, Window
+from neuralct.solvers.dde._history import History, Record, Window
 
 F64 = torch.float64
 

@@ -13,8 +13,8 @@ from neuralct.models.deep_ssm import DeepSSM
 from neuralct.models.hope import HOPE, fir_realization, hope_transfer, mobius
 from neuralct.models.s4d import S4D, s4d_init
 from neuralct.paths.interpolation import LinearPath
-from neuralct.solvers.discretize import gbt
-from neuralct.solvers.exact_linear import GBT
+from neuralct.solvers.linear import GBT
+from neuralct.solvers.linear.discretize import gbt
 
 DTYPE = torch.float64
 STEPS = [0.01, 0.1, 0.5, 1.0, 3.0]

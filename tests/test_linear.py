@@ -16,8 +16,7 @@ from neuralct import registry
 from neuralct.models.hippo import hippo_lagt, hippo_legs, hippo_legt
 from neuralct.paths.interpolation import LinearPath
 from neuralct.paths.piecewise_constant import PiecewiseConstantPath
-from neuralct.solvers import discretize
-from neuralct.solvers.exact_linear import GBT, ZOH
+from neuralct.solvers.linear import GBT, ZOH, discretize
 from neuralct.terms.linear import LinearTerm
 
 F64 = torch.float64

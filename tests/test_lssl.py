@@ -14,7 +14,7 @@ from neuralct.models.deep_ssm import DeepSSM, param_groups
 from neuralct.models.hippo import hippo_legs
 from neuralct.models.lssl import LSSL
 from neuralct.paths.piecewise_constant import PiecewiseConstantPath
-from neuralct.solvers.exact_linear import GBT, ZOH
+from neuralct.solvers.linear import GBT, ZOH
 from neuralct.terms.linear import LinearTerm
 
 DTYPE = torch.float64

@@ -18,7 +18,7 @@ from neuralct import registry
 from neuralct._catalog import Entry
 from neuralct.backends import TorchDiffEq, TorchSDE
 from neuralct.data.datasets import load
-from neuralct.solvers.exact_linear import GBT, ZOH
+from neuralct.solvers.linear import GBT, ZOH
 
 SOLVERS = {
     "euler": nct.Euler,

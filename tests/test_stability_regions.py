@@ -23,7 +23,7 @@ import torch
 
 import neuralct as nct
 from neuralct.errors import InvalidInputError
-from neuralct.solvers.tableau import ButcherTableau
+from neuralct.solvers.rk import ButcherTableau
 from neuralct.stability.plots import plot_stability_regions
 from neuralct.stability.regions import (
     inside_region,

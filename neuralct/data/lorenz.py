@@ -18,7 +18,7 @@ from torch import Tensor
 from .._checks import check_int, check_number
 from ..controllers import ConstantStep
 from ..solve import solve
-from ..solvers.rk4 import RK4
+from ..solvers.rk import RK4
 from ..terms.ode import ODETerm
 
 

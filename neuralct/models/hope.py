@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_int, check_sizes, describe
 from ..errors import InvalidInputError
-from ..solvers.discretize import gbt
+from ..solvers.linear.discretize import gbt
 from ..terms.linear import LinearTerm
 from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
 from ._ssm_kernels import causal_convolution, linear_recurrence, power_kernel

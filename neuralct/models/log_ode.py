@@ -39,7 +39,7 @@ from ..errors import IncompatibleTermError, InvalidInputError
 from ..solution import Solution
 from ..solve import solve
 from ..solvers.base import AbstractBackendSolver, AbstractSolver
-from ..solvers.tsit5 import Tsit5
+from ..solvers.rk import Tsit5
 from ..terms.base import AbstractDriftTerm, AbstractTerm
 from ..terms.control import ControlTerm, PerSamplePath
 

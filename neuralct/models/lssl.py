@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_number, check_sizes, describe
 from ..errors import InvalidInputError
-from ..solvers.discretize import gbt, zoh
+from ..solvers.linear.discretize import gbt, zoh
 from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
 from ._ssm_kernels import causal_convolution, power_kernel
 from .hippo import HIPPO

@@ -28,7 +28,7 @@ from ..data.controls import KINDS, ControlPath, control_path
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..solution import Solution
-from ..solvers.tsit5 import Tsit5
+from ..solvers.rk import Tsit5
 from ..terms.control import ControlTerm
 from .base import AbstractContinuousModel, SolveOptions, last_observed
 

@@ -28,9 +28,9 @@ from ..errors import InvalidInputError
 from ..paths.brownian import BrownianPath
 from ..solution import Solution
 from ..solvers.base import AbstractSolver, Carry, StepResult
-from ..solvers.euler import Euler
-from ..solvers.euler_maruyama import EulerMaruyama
-from ..solvers.sde_base import AbstractSDESolver, linear_coefficients, step_size
+from ..solvers.rk import Euler
+from ..solvers.sde import EulerMaruyama
+from ..solvers.sde.base import AbstractSDESolver, linear_coefficients, step_size
 from ..terms.base import AbstractDriftTerm, AbstractTerm
 from ..terms.multi import MultiTerm
 from ..terms.noise import NoiseTerm, NoiseType, SDEType

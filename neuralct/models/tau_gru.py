@@ -28,8 +28,8 @@ from ..controllers import KnotToKnot
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..solution import Solution
-from ..solvers.euler import Euler
-from ..solvers.method_of_steps import MethodOfSteps
+from ..solvers.dde import MethodOfSteps
+from ..solvers.rk import Euler
 from ..terms.delay import DelayTerm
 from .base import AbstractContinuousModel, SolveOptions, held_input, last_observed, lead_in_times
 from .noisy_rnn import InputDriven

@@ -1,25 +1,29 @@
-"""Solvers: one-step methods for each kind of term."""
+"""Solvers: one-step methods for each kind of term, grouped by family.
+
+- `rk`: Runge-Kutta methods (the Butcher tableau, explicit methods, implicit Euler);
+- `sde`: fixed-step SDE methods;
+- `dde`: the method of steps for delay equations;
+- `linear`: zero-order hold and the bilinear transform for `LinearTerm`.
+"""
 
 from .base import AbstractSolver, StepResult
-from .bosh3 import Bosh3
-from .dopri5 import Dopri5
-from .dopri8 import Dopri8
-from .euler import Euler
-from .euler_maruyama import EulerMaruyama
-from .exact_linear import GBT, ZOH, AbstractLinearSolver
-from .explicit_rk import AbstractExplicitRK
-from .heun import Heun
-from .implicit_euler import ImplicitEuler
-from .method_of_steps import MethodOfSteps
-from .midpoint import Midpoint
-from .milstein import Milstein
-from .ralston import Ralston
-from .reversible_heun import ReversibleHeun
-from .rk4 import RK4
-from .sde_base import AbstractSDESolver
-from .stochastic_heun import StochasticHeun
-from .tableau import ButcherTableau
-from .tsit5 import Tsit5
+from .dde import MethodOfSteps
+from .linear import GBT, ZOH, AbstractLinearSolver
+from .rk import (
+    RK4,
+    AbstractExplicitRK,
+    Bosh3,
+    ButcherTableau,
+    Dopri5,
+    Dopri8,
+    Euler,
+    Heun,
+    ImplicitEuler,
+    Midpoint,
+    Ralston,
+    Tsit5,
+)
+from .sde import AbstractSDESolver, EulerMaruyama, Milstein, ReversibleHeun, StochasticHeun
 
 __all__ = [
     "AbstractExplicitRK",

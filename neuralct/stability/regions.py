@@ -38,9 +38,7 @@ from numpy.polynomial import polynomial as npoly
 
 from .._checks import check_int, describe
 from ..errors import InvalidInputError
-from ..solvers.explicit_rk import AbstractExplicitRK
-from ..solvers.implicit_euler import ImplicitEuler
-from ..solvers.tableau import ButcherTableau
+from ..solvers.rk import AbstractExplicitRK, ButcherTableau, ImplicitEuler
 
 # Rays are scanned on this many points between 0 and past the last boundary crossing, on top of
 # the crossings found as polynomial roots (the grid catches a root the eigenvalue solver missed).

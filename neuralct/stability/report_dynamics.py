@@ -20,7 +20,7 @@ import torch
 from ..data.series import IrregularBatch
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
 from ..models.ssm_models import SSMModel
-from ..solvers.rk4 import RK4
+from ..solvers.rk import RK4
 from ..terms.base import AbstractDriftTerm
 from ..terms.delay import DelayTerm
 from .delay import model_delay_linearisation

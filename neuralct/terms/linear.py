@@ -20,7 +20,7 @@ class LinearTerm(AbstractDriftTerm):
     given per feature. The optional readout is $y_h = C_h x_h + D_h u_h$ with $M$ outputs per
     feature (`output`). This is the continuous-time system of linear state-space layers (LSSL,
     S4, HOPE's realization): solve it with any Runge-Kutta solver through an interpolated input,
-    or exactly for piecewise-constant input with `neuralct.solvers.exact_linear.ZOH`.
+    or exactly for piecewise-constant input with `neuralct.solvers.linear.ZOH`.
 
     Tensors that are `nn.Parameter`s are registered as parameters (trainable); others as buffers,
     so `.to(...)` moves them and `solve` checks their dtype against the state's.

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..._checks import check_sizes
 from ...controllers.knots import KnotToKnot
 from ...data.series import IrregularBatch
-from ...solvers.euler import Euler
+from ...solvers.rk import Euler
 from ..base import AbstractJumpModel, SolveOptions, VectorField
 from ._common import observation, zero_state
 

@@ -25,7 +25,7 @@ from ..._checks import check_choice, check_number, check_sizes, describe
 from ...controllers.constant import ConstantStep
 from ...errors import InvalidInputError
 from ...solve import solve
-from ...solvers.euler import Euler
+from ...solvers.rk import Euler
 from .symplectic_euler import SymplecticEuler
 from .terms import HamiltonianTerm, SeparableHamiltonianTerm
 

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from ...solvers.base import AbstractStepMapSolver, Carry, StepResult
-from ...solvers.explicit_rk import broadcast_step, hermite_coefficients
+from ...solvers.rk.explicit import broadcast_step, hermite_coefficients
 from .terms import SeparableHamiltonianTerm
 
 

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..._checks import check_choice, check_int, check_number
 from ...solvers.base import AbstractStepMapSolver, Carry, StepResult
-from ...solvers.explicit_rk import broadcast_step, hermite_coefficients
+from ...solvers.rk.explicit import broadcast_step, hermite_coefficients
 from ...terms.base import AbstractDriftTerm
 
 ITERATES = ("running", "initial")

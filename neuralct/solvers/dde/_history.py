@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..paths.dense import evaluate_polynomial
+from ...paths.dense import evaluate_polynomial
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .explicit_rk import AbstractExplicitRK
-from .tableau import ButcherTableau, dense_from_basis_polynomials
+from .butcher import ButcherTableau, dense_from_basis_polynomials
+from .explicit import AbstractExplicitRK
 
 _B = (
     0.09646076681806523,

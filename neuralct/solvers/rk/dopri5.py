@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .explicit_rk import AbstractExplicitRK
-from .tableau import ButcherTableau, quartic_dense_from_midpoint
+from .butcher import ButcherTableau, quartic_dense_from_midpoint
+from .explicit import AbstractExplicitRK
 
 _B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
 _B_EMBEDDED = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)

@@ -5,7 +5,7 @@ $\\hat u = u(t_0 + h/2)$, the path at the step's **midpoint**:
 
 $$x_1 = \\bar A(h)\\, x_0 + \\bar B(h)\\, \\hat u,$$
 
-with $(\\bar A, \\bar B)$ from `neuralct.solvers.discretize` (per sample and per feature). Reading
+with $(\\bar A, \\bar B)$ from `neuralct.solvers.linear.discretize` (per sample and per feature). Reading
 the input at the midpoint makes the result independent of which side of a knot a path takes:
 the step loop lands on the path's knots (its `jump_times`), so for a piecewise-constant input
 every step lies inside one piece and the midpoint reads that piece's value. For a smooth input
@@ -32,11 +32,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .._checks import check_number
-from ..terms.linear import LinearTerm
-from .base import AbstractSolver, Carry, StepResult
+from ..._checks import check_number
+from ...terms.linear import LinearTerm
+from ..base import AbstractSolver, Carry, StepResult
+from ..rk.explicit import broadcast_step, hermite_coefficients
 from .discretize import gbt, zoh
-from .explicit_rk import broadcast_step, hermite_coefficients
 
 
 class AbstractLinearSolver(AbstractSolver):
@@ -106,13 +106,13 @@ class ZOH(AbstractLinearSolver):
     midpoint rule on the variation-of-constants integral: declared `order` 2.
 
     The matrices come from one matrix exponential per sample and feature
-    (`neuralct.solvers.discretize.zoh`); gradients reach `a` and `b` through `torch.linalg.matrix_exp`.
+    (`neuralct.solvers.linear.discretize.zoh`); gradients reach `a` and `b` through `torch.linalg.matrix_exp`.
     """
 
     order: ClassVar[float] = 2
 
     def discretize(self, a: Tensor, b: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
-        """`neuralct.solvers.discretize.zoh`."""
+        """`neuralct.solvers.linear.discretize.zoh`."""
         return zoh(a, b, dt)
 
 
@@ -145,7 +145,7 @@ class GBT(AbstractLinearSolver):
         return 2.0 if self.alpha == 0.5 else 1.0
 
     def discretize(self, a: Tensor, b: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
-        """`neuralct.solvers.discretize.gbt` with this `alpha`."""
+        """`neuralct.solvers.linear.discretize.gbt` with this `alpha`."""
         return gbt(a, b, dt, float(self.alpha))
 
 

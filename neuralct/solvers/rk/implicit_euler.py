@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_number
-from ..terms.base import AbstractDriftTerm
-from .base import AbstractSolver, Carry, StepResult
-from .explicit_rk import broadcast_step, hermite_coefficients
+from ..._checks import check_int, check_number
+from ...terms.base import AbstractDriftTerm
+from ..base import AbstractSolver, Carry, StepResult
+from .explicit import broadcast_step, hermite_coefficients
 
 
 def batched_jacobian(term: AbstractDriftTerm, t: Tensor, y: Tensor, args: Any) -> Tensor:

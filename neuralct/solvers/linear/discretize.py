@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import describe
-from ..errors import InvalidInputError
+from ..._checks import describe
+from ...errors import InvalidInputError
 
 
 def gbt(a: Tensor, b: Tensor, dt: Tensor, alpha: float) -> tuple[Tensor, Tensor]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .explicit_rk import AbstractExplicitRK
-from .tableau import ButcherTableau
+from .butcher import ButcherTableau
+from .explicit import AbstractExplicitRK
 
 _B = (
     14005451 / 335480064, 0.0, 0.0, 0.0, 0.0, -59238493 / 1068277825, 181606767 / 758867731,

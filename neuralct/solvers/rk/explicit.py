@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..paths.dense import Coefficients, StageCoefficients
-from ..terms.base import AbstractDriftTerm, StageField, stage_times
-from .base import AbstractSolver, Carry, StepResult
-from .tableau import ButcherTableau, Combination
+from ...paths.dense import Coefficients, StageCoefficients
+from ...terms.base import AbstractDriftTerm, StageField, stage_times
+from ..base import AbstractSolver, Carry, StepResult
+from .butcher import ButcherTableau, Combination
 
 
 def broadcast_step(h: Tensor, like: Tensor) -> Tensor:

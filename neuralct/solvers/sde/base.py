@@ -22,11 +22,11 @@ from typing import Any, ClassVar, cast
 
 from torch import Tensor
 
-from ..errors import IncompatibleTermError
-from ..terms.base import AbstractTerm
-from ..terms.multi import MultiTerm
-from ..terms.noise import NoiseType, SDEType
-from .base import AbstractSolver, Carry
+from ...errors import IncompatibleTermError
+from ...terms.base import AbstractTerm
+from ...terms.multi import MultiTerm
+from ...terms.noise import NoiseType, SDEType
+from ..base import AbstractSolver, Carry
 
 ALL_NOISE = frozenset(NoiseType)
 

@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ..terms.multi import MultiTerm
-from ..terms.noise import NoiseType, SDEType
-from .base import Carry, StepResult
-from .sde_base import ALL_NOISE, AbstractSDESolver, brownian_step, linear_coefficients, step_size
+from ...terms.multi import MultiTerm
+from ...terms.noise import NoiseType, SDEType
+from ..base import Carry, StepResult
+from .base import ALL_NOISE, AbstractSDESolver, brownian_step, linear_coefficients, step_size
 
 
 @dataclass(frozen=True)

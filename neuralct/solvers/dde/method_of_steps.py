@@ -9,15 +9,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .._checks import check_int, describe
-from ..errors import IncompatibleTermError
-from ..paths.dense import as_coefficients
-from ..terms.base import stage_times
-from ..terms.delay import DelayTerm
-from ._delay_history import History, Record
-from .base import AbstractSolver, Carry, StepResult
-from .explicit_rk import AbstractExplicitRK
-from .tsit5 import Tsit5
+from ..._checks import check_int, describe
+from ...errors import IncompatibleTermError
+from ...paths.dense import as_coefficients
+from ...terms.base import stage_times
+from ...terms.delay import DelayTerm
+from ..base import AbstractSolver, Carry, StepResult
+from ..rk.explicit import AbstractExplicitRK
+from ..rk.tsit5 import Tsit5
+from ._history import History, Record
 
 
 @dataclass(frozen=True)
