@@ -37,8 +37,8 @@ from benchmarks.harness import (
     main_for,
     saved_mib,
 )
-from neuralct.models._ssm_kernels import diagonal_convolution, linear_recurrence
-from neuralct.models.s4d import S4D
+from neuralct.models.ssm.kernels import diagonal_convolution, linear_recurrence
+from neuralct.models.ssm.s4d import S4D
 
 BATCH, WIDTH, MODES = 32, 2, 32
 STEP = 0.01

@@ -29,7 +29,7 @@ from benchmarks.harness import (
     median_seconds,
     saved_mib,
 )
-from neuralct.models.lssl import LSSL
+from neuralct.models.ssm.lssl import LSSL
 
 WIDTH = STATE = 64
 BATCH = 4

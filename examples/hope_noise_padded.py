@@ -25,9 +25,9 @@ import torch  # noqa: E402
 from _training import accuracy, train_epoch  # noqa: E402  (examples/ is on the path when run as a script)
 
 from neuralct.data.datasets import load  # noqa: E402
-from neuralct.models.deep_ssm import DeepSSM, param_groups  # noqa: E402
-from neuralct.models.hope import HOPE  # noqa: E402
-from neuralct.models.s4d import S4D  # noqa: E402
+from neuralct.models.ssm.deep import DeepSSM, param_groups  # noqa: E402
+from neuralct.models.ssm.hope import HOPE  # noqa: E402
+from neuralct.models.ssm.s4d import S4D  # noqa: E402
 
 SIGNAL = 64  # pixels per digit
 

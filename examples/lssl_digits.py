@@ -25,8 +25,8 @@ import torch  # noqa: E402
 from _training import accuracy, train_epoch  # noqa: E402  (examples/ is on the path when run as a script)
 
 from neuralct.data.datasets import load  # noqa: E402
-from neuralct.models.deep_ssm import DeepSSM, param_groups  # noqa: E402
-from neuralct.models.lssl import LSSL  # noqa: E402
+from neuralct.models.ssm.deep import DeepSSM, param_groups  # noqa: E402
+from neuralct.models.ssm.lssl import LSSL  # noqa: E402
 
 
 class Config(NamedTuple):

@@ -25,8 +25,8 @@ import torch  # noqa: E402
 from _training import accuracy  # noqa: E402  (examples/ is on the path when run as a script)
 from lssl_digits import fit, parse_options  # noqa: E402  (examples/ is on the path when run as a script)
 
-from neuralct.models.deep_ssm import DeepSSM  # noqa: E402
-from neuralct.models.lssl import LSSL  # noqa: E402
+from neuralct.models.ssm.deep import DeepSSM  # noqa: E402
+from neuralct.models.ssm.lssl import LSSL  # noqa: E402
 
 DURATION = 4.0
 

@@ -9,9 +9,9 @@ import torch
 
 import neuralct as nct
 from neuralct.errors import InvalidInputError
-from neuralct.models.deep_ssm import DeepSSM
-from neuralct.models.hope import HOPE, fir_realization, hope_transfer, mobius
-from neuralct.models.s4d import S4D, s4d_init
+from neuralct.models.ssm.deep import DeepSSM
+from neuralct.models.ssm.hope import HOPE, fir_realization, hope_transfer, mobius
+from neuralct.models.ssm.s4d import S4D, s4d_init
 from neuralct.paths.interpolation import LinearPath
 from neuralct.solvers.linear import GBT
 from neuralct.solvers.linear.discretize import gbt

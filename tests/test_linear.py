@@ -13,7 +13,7 @@ from scipy.special import eval_legendre
 
 import neuralct as nct
 from neuralct import registry
-from neuralct.models.hippo import hippo_lagt, hippo_legs, hippo_legt
+from neuralct.models.ssm.hippo import hippo_lagt, hippo_legs, hippo_legt
 from neuralct.paths.interpolation import LinearPath
 from neuralct.paths.piecewise_constant import PiecewiseConstantPath
 from neuralct.solvers.linear import GBT, ZOH, discretize

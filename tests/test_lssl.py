@@ -9,10 +9,10 @@ import torch
 
 import neuralct as nct
 from neuralct.errors import InvalidInputError
-from neuralct.models._ssm_kernels import causal_convolution, krylov, power_kernel
-from neuralct.models.deep_ssm import DeepSSM, param_groups
-from neuralct.models.hippo import hippo_legs
-from neuralct.models.lssl import LSSL
+from neuralct.models.ssm.deep import DeepSSM, param_groups
+from neuralct.models.ssm.hippo import hippo_legs
+from neuralct.models.ssm.kernels import causal_convolution, krylov, power_kernel
+from neuralct.models.ssm.lssl import LSSL
 from neuralct.paths.piecewise_constant import PiecewiseConstantPath
 from neuralct.solvers.linear import GBT, ZOH
 from neuralct.terms.linear import LinearTerm

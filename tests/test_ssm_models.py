@@ -14,9 +14,9 @@ from neuralct import registry
 from neuralct.cli import main
 from neuralct.data import IrregularBatch, Series, collate
 from neuralct.errors import InvalidInputError
-from neuralct.models import s4d as s4d_module
-from neuralct.models._layer_common import lattice_cells
-from neuralct.models.ssm_models import SSMModel, observation_gaps
+from neuralct.models.ssm import s4d as s4d_module
+from neuralct.models.ssm._common import lattice_cells
+from neuralct.models.ssm.model import SSMModel, observation_gaps
 
 LAYERS = ("s4d", "lssl", "hope")
 SMALL = {"hidden": 8, "batch_size": 16, "epochs": 2}

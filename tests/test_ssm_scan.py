@@ -7,8 +7,8 @@ import scipy.signal
 import torch
 
 from neuralct.errors import InvalidInputError
-from neuralct.models._ssm_kernels import METHODS, diagonal_convolution, linear_recurrence
-from neuralct.models.s4d import S4D
+from neuralct.models.ssm.kernels import METHODS, diagonal_convolution, linear_recurrence
+from neuralct.models.ssm.s4d import S4D
 
 # The tolerances: 1e-5 in single precision, 1e-10 in double.
 TOLERANCE = {torch.float32: 1e-5, torch.complex64: 1e-5, torch.float64: 1e-10, torch.complex128: 1e-10}

@@ -124,7 +124,7 @@ def test_a_models_jacobian_spectra_along_its_own_solve(float64) -> None:
 def test_the_gradient_memory_and_jacobian_plots_are_drawn(tmp_path, float64) -> None:
     from neuralct import registry
     from neuralct.data.datasets import load
-    from neuralct.models.lssl import LSSL
+    from neuralct.models.ssm.lssl import LSSL
     from neuralct.stability.jacobian import model_jacobian_spectra
     from neuralct.stability.memory import memory_profile
     from neuralct.stability.plots import plot_gradient_horizon, plot_jacobian_spectra, plot_memory_profiles

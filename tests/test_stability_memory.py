@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from neuralct.errors import InvalidInputError
-from neuralct.models.hope import HOPE
-from neuralct.models.lssl import LSSL
-from neuralct.models.s4d import S4D
+from neuralct.models.ssm.hope import HOPE
+from neuralct.models.ssm.lssl import LSSL
+from neuralct.models.ssm.s4d import S4D
 from neuralct.stability.memory import memory_profile
 
 

@@ -1,7 +1,7 @@
 """Sequence models built on the solver core.
 
 - Linear state-space layers (LSSL, HOPE, S4D), their deep stack and `SSMModel` (the registered
-  `s4d`, `lssl`, `hope`, `deep_ssm` models of irregular series).
+  `s4d`, `lssl`, `hope`, `deep_ssm` models of irregular series), in `neuralct.models.ssm`.
 - Nonlinear continuous-time models: LTC (and CfC), neural CDE and ANCDE, the noisy RNN (an
   SDE), tau-GRU (a delay equation).
 - Irregular-series baselines (`neuralct.models.baselines`): GRU-D, ODE-RNN, a GRU given the gaps.
@@ -23,15 +23,29 @@ from .base import (
 )
 from .baselines import GRUD, ODERNN, GRUDelta
 from .cfc import CfC, CfCCell
-from .deep_ssm import DeepSSM, SSMBlock, param_groups
-from .hippo import HIPPO, hippo_lagt, hippo_legs, hippo_legt
-from .hope import HOPE, fir_realization, hope_transfer, mobius
-from .lssl import LSSL
 from .ltc import LTC, LTCFused, LTCField, LTCTerm
 from .ncde import NeuralCDE
 from .noisy_rnn import NoisyRNN, ReferenceNoisyEuler, lipschitz_matrix
-from .s4d import S4D, s4d_init
-from .ssm_models import SSMModel, hope_model, lssl_model, s4d_model
+from .ssm import (
+    HIPPO,
+    HOPE,
+    LSSL,
+    S4D,
+    DeepSSM,
+    SSMBlock,
+    SSMModel,
+    fir_realization,
+    hippo_lagt,
+    hippo_legs,
+    hippo_legt,
+    hope_model,
+    hope_transfer,
+    lssl_model,
+    mobius,
+    param_groups,
+    s4d_init,
+    s4d_model,
+)
 from .tau_gru import TauGRU, TauGRUCell, tau_gru_recursion
 
 __all__ = [

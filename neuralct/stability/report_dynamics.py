@@ -19,7 +19,7 @@ import torch
 
 from ..data.series import IrregularBatch
 from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
-from ..models.ssm_models import SSMModel
+from ..models.ssm import SSMModel
 from ..solvers.rk import RK4
 from ..terms.base import AbstractDriftTerm
 from ..terms.delay import DelayTerm

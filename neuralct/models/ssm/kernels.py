@@ -24,8 +24,8 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, describe
-from ..errors import InvalidInputError
+from ..._checks import check_choice, describe
+from ...errors import InvalidInputError
 
 METHODS = ("scan", "sequential")
 
@@ -171,7 +171,7 @@ def fill_lattice(u: Tensor, cells: Tensor) -> tuple[Tensor, Tensor]:
 
     Args:
         u: `[B, L, H]` inputs.
-        cells: `[B, L]` int64 cells per gap, >= 1 (see `lattice_cells` in `_layer_common`).
+        cells: `[B, L]` int64 cells per gap, >= 1 (see `lattice_cells` in `neuralct.models.ssm._common`).
 
     Returns:
         `(held [B, M, H], ends [B, L])`, M the longest row's number of cells.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_number
+from ..._checks import check_int, check_number
 
 
 def hippo_legs(n: int, *, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:

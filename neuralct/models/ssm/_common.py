@@ -9,8 +9,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, describe
-from ..errors import InvalidInputError
+from ..._checks import check_choice, describe
+from ...errors import InvalidInputError
 
 
 def register_log_dt(module: nn.Module, channels: int, dt_min: float, dt_max: float, learn: bool) -> None:
@@ -42,7 +42,7 @@ def check_sequence(u: object, width: int) -> None:
 
 
 def special_parameters(module: nn.Module, ssm: list[nn.Parameter]) -> dict[str, list[nn.Parameter]]:
-    """`{"ssm": ssm, "dt": [log_dt] if learned}`, the groups of `neuralct.models.deep_ssm.param_groups`."""
+    """`{"ssm": ssm, "dt": [log_dt] if learned}`, the groups of `neuralct.models.ssm.deep.param_groups`."""
     return {"ssm": ssm, "dt": [module.log_dt] if isinstance(module.log_dt, nn.Parameter) else []}
 
 
@@ -100,7 +100,7 @@ def lattice_cells(dt: Tensor, growth: float = LATTICE_GROWTH) -> tuple[Tensor, T
 
     Series with dropped observations from a regular sampler have such gaps. A layer whose
     discretisation splits exactly over a gap (zero-order hold) can then run on the lattice of
-    spacing-wide cells as a convolution (see `neuralct.models._ssm_kernels.fill_lattice`).
+    spacing-wide cells as a convolution (see `neuralct.models.ssm.kernels.fill_lattice`).
 
     Args:
         dt: `[B, L]` positive gaps.

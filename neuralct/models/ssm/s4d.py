@@ -26,10 +26,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_int
-from ..errors import InvalidInputError
-from ._layer_common import check_call, lattice_cells, pick_mode, register_log_dt, special_parameters
-from ._ssm_kernels import METHODS, diagonal_convolution, fill_lattice, linear_recurrence, vandermonde_kernel
+from ..._checks import check_choice, check_int
+from ...errors import InvalidInputError
+from ._common import check_call, lattice_cells, pick_mode, register_log_dt, special_parameters
+from .kernels import METHODS, diagonal_convolution, fill_lattice, linear_recurrence, vandermonde_kernel
 
 INITS = ("lin", "inv")
 
@@ -101,7 +101,7 @@ class S4D(nn.Module):
 
     def special_parameters(self) -> dict[str, list[nn.Parameter]]:
         """The eigenvalues (`"ssm"`) and a learned log-step (`"dt"`), for
-        [`param_groups`][neuralct.models.deep_ssm.param_groups]: their own rates, no weight decay."""
+        [`param_groups`][neuralct.models.ssm.deep.param_groups]: their own rates, no weight decay."""
         return special_parameters(self, [self.log_decay, self.frequency])
 
     def discretize(self, steps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

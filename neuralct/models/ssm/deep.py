@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_number, check_sizes, describe
-from ..errors import InvalidInputError
+from ..._checks import check_choice, check_number, check_sizes, describe
+from ...errors import InvalidInputError
 
 POOLS = ("mean", "last", "none")
 MIXES = ("linear", "glu")
@@ -207,12 +207,12 @@ def param_groups(
     """Optimizer parameter groups with their own learning rates for the state-space parameters.
 
     A submodule that defines `special_parameters() -> {"ssm": [...], "dt": [...]}` (as
-    [`LSSL`][neuralct.models.lssl.LSSL] does: A and B under `"ssm"`, $\\log \\Delta$ under `"dt"`)
+    [`LSSL`][neuralct.models.ssm.lssl.LSSL] does: A and B under `"ssm"`, $\\log \\Delta$ under `"dt"`)
     has those parameters trained at `lr_ssm` and `lr_dt` without weight decay; every other
     parameter is trained at `lr` with `weight_decay`. Empty groups are left out.
 
     Args:
-        model: any module, e.g. a [`DeepSSM`][neuralct.models.deep_ssm.DeepSSM].
+        model: any module, e.g. a [`DeepSSM`][neuralct.models.ssm.deep.DeepSSM].
         lr: learning rate of the ordinary parameters.
         lr_ssm: learning rate of A and B (the reference code's 1e-4).
         lr_dt: learning rate of $\\log \\Delta$ (1e-3).

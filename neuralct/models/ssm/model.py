@@ -40,12 +40,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_int, check_sizes
-from ..data.series import IrregularBatch, check_batch
-from ..errors import InvalidInputError
-from ..solution import empty_stats
-from .base import AbstractSequenceModel, ModelOutput, SolveOptions
-from .deep_ssm import DeepSSM
+from ..._checks import check_choice, check_int, check_sizes
+from ...data.series import IrregularBatch, check_batch
+from ...errors import InvalidInputError
+from ...solution import empty_stats
+from ..base import AbstractSequenceModel, ModelOutput, SolveOptions
+from .deep import DeepSSM
 from .hope import HOPE
 from .lssl import LSSL
 from .s4d import S4D

@@ -23,12 +23,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_number, check_sizes, describe
-from ..errors import InvalidInputError
-from ..solvers.linear.discretize import gbt, zoh
-from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
-from ._ssm_kernels import causal_convolution, power_kernel
+from ..._checks import check_choice, check_number, check_sizes, describe
+from ...errors import InvalidInputError
+from ...solvers.linear.discretize import gbt, zoh
+from ._common import check_call, pick_mode, register_log_dt, special_parameters
 from .hippo import HIPPO
+from .kernels import causal_convolution, power_kernel
 
 METHODS = ("gbt", "zoh")
 

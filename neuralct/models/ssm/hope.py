@@ -28,12 +28,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_choice, check_int, check_sizes, describe
-from ..errors import InvalidInputError
-from ..solvers.linear.discretize import gbt
-from ..terms.linear import LinearTerm
-from ._layer_common import check_call, pick_mode, register_log_dt, special_parameters
-from ._ssm_kernels import causal_convolution, linear_recurrence, power_kernel
+from ..._checks import check_choice, check_int, check_sizes, describe
+from ...errors import InvalidInputError
+from ...solvers.linear.discretize import gbt
+from ...terms.linear import LinearTerm
+from ._common import check_call, pick_mode, register_log_dt, special_parameters
+from .kernels import causal_convolution, linear_recurrence, power_kernel
 
 MODES = ("causal", "bidirectional")
 
@@ -233,13 +233,13 @@ class HOPE(nn.Module):
 
     def special_parameters(self) -> dict[str, list[nn.Parameter]]:
         """The Markov parameters (`"ssm"`) and a learned log-step (`"dt"`), for
-        [`param_groups`][neuralct.models.deep_ssm.param_groups]: their own rates, no weight decay."""
+        [`param_groups`][neuralct.models.ssm.deep.param_groups]: their own rates, no weight decay."""
         return special_parameters(self, [self.markov])
 
     def realization(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """State-space matrices of the causal layer, with one time unit per sample.
 
-        Channel h is [`fir_realization`][neuralct.models.hope.fir_realization] with time
+        Channel h is [`fir_realization`][neuralct.models.ssm.hope.fir_realization] with time
         scaled by its step: $A = \\Delta_h A_c$, $B = \\Delta_h B_c$, $C = h$, $D = D_c + D_{skip}$.
 
         Returns:
