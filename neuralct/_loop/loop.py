@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..controllers.base import ControllerStart, ControllerState
 from ..errors import IncompatibleTermError
 from ..solution import Solution, SolveStats
 from ..terms.base import AbstractTerm
@@ -34,10 +35,7 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
     carry, evals = problem.solver.init(problem.term, t_start, y0, problem.args)
     _check_unchanged(problem.term, y0)
     f0 = carry[0] if carry and isinstance(carry[0], Tensor) and carry[0].shape == y0.shape else None
-    span = (problem.t_end - t0).abs()
-    h, controller, controller_evals = problem.controller.init(
-        problem.term, problem.solver, t0, y0, f0, problem.direction, span, problem.dt0, problem.args
-    )
+    h, controller, controller_evals = _start_controller(problem, t0, y0, f0)
     # The loop never changes a state tensor in place, so the records can share these.
     zeros = torch.zeros(t0.shape, dtype=torch.long, device=t0.device)
     ones = torch.ones_like(zeros)
@@ -51,6 +49,25 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         progress=first_progress(problem, f0),
         records=(),
     )
+
+
+def _start_controller(
+    problem: Problem, t0: Tensor, y0: Tensor, f0: Tensor | None
+) -> tuple[Tensor, ControllerState, int]:
+    """The controller's first signed step `[B]`, its state and the evaluations it spent, from the
+    start times `t0` `[B]`, states `y0` and slopes `f0` (`[B, *state]` or `None`)."""
+    start = ControllerStart(
+        term=problem.term,
+        solver=problem.solver,
+        t0=t0,
+        y0=y0,
+        f0=f0,
+        direction=problem.direction,
+        span=(problem.t_end - t0).abs(),
+        dt0=problem.dt0,
+        args=problem.args,
+    )
+    return problem.controller.init(start)
 
 
 def advance(problem: Problem, state: LoopState, max_iterations: int | None = None) -> LoopState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from torch import Tensor
@@ -11,6 +12,33 @@ from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractTerm
 
 ControllerState = tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class ControllerStart:
+    """Where a solve starts: what a controller needs to choose the first step.
+
+    Attributes:
+        term: the term being solved.
+        solver: the solver that steps it (its `error_order` scales a starting-step heuristic).
+        t0: `[B]` start times.
+        y0: `[B, *state]` start states.
+        f0: `[B, *state]` slope at the start when the solver has computed it, else `None`.
+        direction: `[B]` +1 or -1, the direction of each sample's time grid.
+        span: `[B]` length of each sample's interval.
+        dt0: a user-given first step magnitude, or `None` to choose one.
+        args: the extra argument of the vector field.
+    """
+
+    term: AbstractTerm
+    solver: AbstractSolver
+    t0: Tensor
+    y0: Tensor
+    f0: Tensor | None
+    direction: Tensor
+    span: Tensor
+    dt0: float | None
+    args: Any
 
 
 class Decision(NamedTuple):
@@ -50,26 +78,9 @@ class AbstractController(abc.ABC):
         """Raise when this controller cannot drive `solver` (default: every solver works)."""
 
     @abc.abstractmethod
-    def init(
-        self,
-        term: AbstractTerm,
-        solver: AbstractSolver,
-        t0: Tensor,
-        y0: Tensor,
-        f0: Tensor | None,
-        direction: Tensor,
-        span: Tensor,
-        dt0: float | None,
-        args: Any,
-    ) -> tuple[Tensor, ControllerState, int]:
-        """First signed step `[B]`, the controller state and the evaluations spent.
-
-        Args:
-            t0: `[B]` start times; `y0`: `[B, *state]`; `f0`: `[B, *state]` slope at the
-                start when the solver has computed it, else `None`.
-            direction: `[B]` +1 or -1; `span`: `[B]` length of each sample's interval.
-            dt0: a user-given first step magnitude, or `None` to choose one.
-        """
+    def init(self, start: ControllerStart) -> tuple[Tensor, ControllerState, int]:
+        """First signed step `[B]`, the controller state and the evaluations spent, from where
+        the solve `start`s."""
 
     @abc.abstractmethod
     def adapt(

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from ..solvers.base import AbstractSolver
-from ..terms.base import AbstractTerm
-from .base import AbstractController, ControllerState, Decision
+from .base import AbstractController, ControllerStart, ControllerState, Decision
 
 
 @dataclass(frozen=True)
@@ -33,22 +30,11 @@ class ConstantStep(AbstractController):
         """Always `False`: every finite step is accepted."""
         return False
 
-    def init(
-        self,
-        term: AbstractTerm,
-        solver: AbstractSolver,
-        t0: Tensor,
-        y0: Tensor,
-        f0: Tensor | None,
-        direction: Tensor,
-        span: Tensor,
-        dt0: float | None,
-        args: Any,
-    ) -> tuple[Tensor, ControllerState, int]:
+    def init(self, start: ControllerStart) -> tuple[Tensor, ControllerState, int]:
         """First step `dt` (or `dt0` if given) in each sample's direction; no evaluations.
         The state holds the signed step `dt` `[B]` that every later step proposes."""
-        step = direction * self.dt
-        return step if dt0 is None else direction * dt0, (step,), 0
+        step = start.direction * self.dt
+        return step if start.dt0 is None else start.direction * start.dt0, (step,), 0
 
     def adapt(
         self,

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor
 
-from ..solvers.base import AbstractSolver
-from ..terms.base import AbstractTerm
-from .base import AbstractController, ControllerState, Decision
+from .base import AbstractController, ControllerStart, ControllerState, Decision
 
 
 @dataclass(frozen=True)
@@ -28,20 +25,9 @@ class KnotToKnot(AbstractController):
         """Always `False`: every finite step is accepted."""
         return False
 
-    def init(
-        self,
-        term: AbstractTerm,
-        solver: AbstractSolver,
-        t0: Tensor,
-        y0: Tensor,
-        f0: Tensor | None,
-        direction: Tensor,
-        span: Tensor,
-        dt0: float | None,
-        args: Any,
-    ) -> tuple[Tensor, ControllerState, int]:
+    def init(self, start: ControllerStart) -> tuple[Tensor, ControllerState, int]:
         """Propose the whole span; the loop shortens it to the next save or jump time."""
-        reach = direction * span.to(direction.dtype)
+        reach = start.direction * start.span.to(start.direction.dtype)
         return reach, (reach,), 0
 
     def adapt(

@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import IncompatibleTermError, InvalidInputError
 from ..solvers.base import AbstractSolver
-from ..terms.base import AbstractDriftTerm, AbstractTerm
-from .base import AbstractController, ControllerState, Decision
+from ..terms.base import AbstractDriftTerm
+from .base import AbstractController, ControllerStart, ControllerState, Decision
 from .norms import rms_norm, scaled_error
 
 
@@ -92,41 +91,23 @@ class PIDController(AbstractController):
                 f"use nct.ConstantStep(dt) or an adaptive solver such as nct.Tsit5()"
             )
 
-    def init(
-        self,
-        term: AbstractTerm,
-        solver: AbstractSolver,
-        t0: Tensor,
-        y0: Tensor,
-        f0: Tensor | None,
-        direction: Tensor,
-        span: Tensor,
-        dt0: float | None,
-        args: Any,
-    ) -> tuple[Tensor, ControllerState, int]:
+    def init(self, start: ControllerStart) -> tuple[Tensor, ControllerState, int]:
         """`dt0` when given, else Hairer's starting-step heuristic per sample (one evaluation)."""
+        t0, y0, f0, term, direction, span = start.t0, start.y0, start.f0, start.term, start.direction, start.span
         state = (torch.ones_like(t0, dtype=y0.dtype), torch.ones_like(t0, dtype=y0.dtype))
-        if dt0 is not None:
-            return direction * min(dt0, self.dt_max), state, 0
+        if start.dt0 is not None:
+            return direction * min(start.dt0, self.dt_max), state, 0
         if f0 is None or not isinstance(term, AbstractDriftTerm):
             return direction * torch.clamp(span * 1e-2, max=self.dt_max), state, 0
-        h0, evals = self._initial_step(term, solver, t0, y0, f0, direction, span, args)
+        h0, evals = self._initial_step(start, term, f0)
         if not self.per_sample:
             h0 = h0.amin().expand_as(h0)
         return direction * torch.minimum(h0, span).clamp(self.dt_min, self.dt_max), state, evals
 
-    def _initial_step(
-        self,
-        term: AbstractDriftTerm,
-        solver: AbstractSolver,
-        t0: Tensor,
-        y0: Tensor,
-        f0: Tensor,
-        direction: Tensor,
-        span: Tensor,
-        args: Any,
-    ) -> tuple[Tensor, int]:
+    def _initial_step(self, start: ControllerStart, term: AbstractDriftTerm, f0: Tensor) -> tuple[Tensor, int]:
         """Hairer, Nørsett & Wanner, Solving ODEs I, section II.4: starting step size.
+
+        `term` and `f0` are `start`'s, known to be a drift term and a slope `[B, *state]`.
 
         Where the state or its slope is (near) zero the heuristic has no scale to go by and
         falls back to a small step: $10^{-6}$ of the span `[B]`, and never below a hundred
@@ -134,6 +115,7 @@ class PIDController(AbstractController):
         (in float32, $10^{-6}$ vanishes beside $|t_0| \\ge 32$). The result never falls
         below that floor.
         """
+        t0, y0, direction, span = start.t0, start.y0, start.direction, start.span
         floor = _resolvable_step(t0).to(y0.dtype)
         fallback = torch.maximum(1e-6 * span.to(y0.dtype), floor)
         scale = self.atol + self.rtol * y0.abs()
@@ -142,9 +124,9 @@ class PIDController(AbstractController):
         h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), fallback, 0.01 * d0 / d1)
         signed = direction * h0.to(t0.dtype)
         hs = signed.to(y0.dtype).reshape(h0.shape + (1,) * (y0.ndim - 1))
-        f1 = term.vector_field(t0 + signed, y0 + hs * f0, args)
+        f1 = term.vector_field(t0 + signed, y0 + hs * f0, start.args)
         d2 = self.norm((f1 - f0) / scale) / h0
-        k = (solver.error_order or 1) + 1
+        k = (start.solver.error_order or 1) + 1
         biggest = torch.maximum(d1, d2)
         h1 = torch.where(biggest <= 1e-15, torch.maximum(h0 * 1e-3, fallback), (0.01 / biggest) ** (1.0 / k))
         return torch.maximum(torch.minimum(100 * h0, h1), floor).to(t0.dtype).detach(), 1
