@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .errors import InvalidInputError
 from .paths.dense import DenseInterpolant
 
 
@@ -28,6 +29,18 @@ class Status(enum.IntEnum):
     DT_UNDERFLOW = 2
     NONFINITE = 3
     NEWTON_FAILED = 4
+
+
+# What to change, per failure, in the message of `SolveFailed`.
+_ADVICE = {
+    Status.MAX_STEPS: "raise max_steps ({max_steps}), loosen rtol/atol, or, if the problem is stiff, "
+    "try an implicit solver (nct.ImplicitEuler())",
+    Status.DT_UNDERFLOW: "the step size vanished: the solution may blow up or be stiff; try an implicit solver "
+    "(nct.ImplicitEuler()), looser tolerances or a smaller dt_min",
+    Status.NONFINITE: "the state or error estimate became NaN/inf: check the vector field for overflow or "
+    "domain errors, or take smaller steps",
+    Status.NEWTON_FAILED: "Newton's iteration did not converge: take smaller steps or allow more iterations",
+}
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,6 @@ class Solution:
                 lies outside a sample's solved interval.
         """
         if self.dense is None:
-            from .errors import InvalidInputError
-
             raise InvalidInputError(
                 "Solution.evaluate needs a solve with dense=True; this one was solved with dense=False"
             )
@@ -104,8 +115,6 @@ class Solution:
     def derivative(self, t: Tensor) -> Tensor:
         """Time derivative of the dense solution at `[B]` or `[B, K]` times (see `evaluate`)."""
         if self.dense is None:
-            from .errors import InvalidInputError
-
             raise InvalidInputError(
                 "Solution.derivative needs a solve with dense=True; this one was solved with dense=False"
             )
@@ -121,3 +130,52 @@ def empty_stats(batch: int, device: torch.device) -> SolveStats:
     """Zeroed counters for a batch of `batch` samples."""
     zeros = lambda: torch.zeros(batch, dtype=torch.long, device=device)  # noqa: E731
     return SolveStats(zeros(), zeros(), zeros(), zeros())
+
+
+def failure_message(solution: Solution, max_steps: int, shown: int = 5) -> str:
+    """The message of `SolveFailed`: the failed samples of `solution`, where each stopped, and
+    what to change.
+
+    Args:
+        solution: a solution with `status` `[B]`, some of it not `SUCCESS`.
+        max_steps: the step budget of the solve, quoted in the advice.
+        shown: how many failed samples are listed one per line.
+    """
+    failed = (~solution.succeeded).nonzero().flatten().tolist()
+    lines = [f"solve failed for {len(failed)} of {solution.status.shape[0]} samples:"]
+    for b in failed[:shown]:
+        status = Status(int(solution.status[b]))
+        t_end = float(solution.ts[b, -1])
+        lines.append(f"  sample {b}: {status.name} at t = {float(solution.t_final[b]):.6g} (solving to {t_end:.6g})")
+    if len(failed) > shown:
+        lines.append(f"  ... and {len(failed) - shown} more")
+    coarse = [b for b in failed if _time_resolution_too_coarse(solution, b)]
+    reasons = {Status(int(solution.status[b])) for b in failed if b not in coarse}
+    for status in sorted(reasons):
+        lines.append(f"{status.name}: {_ADVICE[status].format(max_steps=max_steps)}")
+    if coarse:
+        lines.append(_resolution_advice(solution, coarse[0]))
+    lines.append("Pass throw=False to get the partial solution and per-sample statuses instead.")
+    return "\n".join(lines)
+
+
+def _time_resolution_too_coarse(solution: Solution, b: int) -> bool:
+    """Whether sample `b` failed with DT_UNDERFLOW where its time dtype cannot resolve a
+    millionth of its span: its step vanished by rounding rather than by error control."""
+    if int(solution.status[b]) != Status.DT_UNDERFLOW:
+        return False
+    ts = solution.ts[b]
+    ulp = torch.finfo(ts.dtype).eps * solution.t_final[b].abs()
+    return bool(ulp > 1e-6 * (ts[-1] - ts[0]).abs())
+
+
+def _resolution_advice(solution: Solution, b: int) -> str:
+    """What to change for sample `b`, whose step vanished below its times' resolution."""
+    t = solution.t_final[b]
+    ulp = float(torch.finfo(t.dtype).eps * t.abs())
+    span = float((solution.ts[b, -1] - solution.ts[b, 0]).abs())
+    return (
+        f"DT_UNDERFLOW (sample {b}): the step vanished by rounding, not by stiffness: {t.dtype} times near "
+        f"t = {float(t):.6g} resolve no step below about {ulp:.2g}, too coarse for a span of {span:.6g}; shift "
+        f"the times to start near 0, or pass the times in float64 (the state may stay {solution.ys.dtype})"
+    )

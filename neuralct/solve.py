@@ -5,31 +5,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ._checks import describe
-from ._loop import Problem, hold_past_ends
+from ._loop import hold_past_ends
 from ._validate import check_lengths, check_step_options, check_term_tensors, check_times, check_y0
 from .controllers.base import AbstractController
 from .controllers.pid import PIDController
 from .errors import InvalidInputError, SolveFailed
 from .gradients.backprop import Backprop
 from .gradients.base import AbstractGradient
-from .solution import Solution, Status
-from .solvers.base import AbstractBackendSolver, AbstractSolver
+from .problem import AbstractRunner, Problem
+from .solution import Solution, failure_message
+from .solvers.base import AbstractSolver
 from .solvers.rk import AbstractExplicitRK, Tsit5
 from .terms.base import AbstractTerm
-
-_ADVICE = {
-    Status.MAX_STEPS: "raise max_steps ({max_steps}), loosen rtol/atol, or, if the problem is stiff, "
-    "try an implicit solver (nct.ImplicitEuler())",
-    Status.DT_UNDERFLOW: "the step size vanished: the solution may blow up or be stiff; try an implicit solver "
-    "(nct.ImplicitEuler()), looser tolerances or a smaller dt_min",
-    Status.NONFINITE: "the state or error estimate became NaN/inf: check the vector field for overflow or "
-    "domain errors, or take smaller steps",
-    Status.NEWTON_FAILED: "Newton's iteration did not converge: take smaller steps or allow more iterations",
-}
 
 
 def solve(
@@ -37,7 +27,7 @@ def solve(
     y0: Tensor,
     t: Tensor,
     *,
-    solver: AbstractSolver = Tsit5(),
+    solver: AbstractSolver | AbstractRunner = Tsit5(),
     controller: AbstractController = PIDController(rtol=1e-3, atol=1e-6),
     gradient: AbstractGradient = Backprop(),
     dt0: float | None = None,
@@ -58,7 +48,9 @@ def solve(
         y0: `[B, *state]` initial state at `t[:, 0]`.
         t: `[K]` shared or `[B, K]` per-sample save times; each row strictly increasing or
             strictly decreasing. The solve starts at the first time of each row.
-        solver: the method; must accept `term` (checked before solving).
+        solver: the step solver, or a runner that integrates the whole problem its own way
+            (`TorchDiffEq`, `TorchSDE`, `LogODE`: see `AbstractRunner`; it then owns the
+            gradient too); must accept `term` (checked before solving).
         controller: `PIDController(...)` for adaptive steps or `ConstantStep(dt)`.
         gradient: `Backprop()`, `Backprop(checkpoint_every=k)` or `Backsolve()`.
         dt0: first step magnitude; `None` chooses it per sample.
@@ -115,7 +107,7 @@ def solve(
         compile=compile,
         lengths=lengths,
     )
-    if isinstance(solver, AbstractBackendSolver):
+    if isinstance(solver, AbstractRunner):
         solution = solver.integrate(problem, y0)
         solution = dataclasses.replace(solution, ys=hold_past_ends(solution.ys, lengths))
     else:
@@ -127,17 +119,18 @@ def solve(
 
 
 def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None:
-    for name, value, kind in (
-        ("term", term, AbstractTerm),
-        ("solver", solver, AbstractSolver),
-        ("controller", controller, AbstractController),
-        ("gradient", gradient, AbstractGradient),
+    for name, value, kinds in (
+        ("term", term, (AbstractTerm,)),
+        ("solver", solver, (AbstractSolver, AbstractRunner)),
+        ("controller", controller, (AbstractController,)),
+        ("gradient", gradient, (AbstractGradient,)),
     ):
-        if not isinstance(value, kind):
-            raise TypeError(f"`{name}` must be an {kind.__name__}; got {describe(value)}")
+        if not isinstance(value, kinds):
+            expected = " or an ".join(kind.__name__ for kind in kinds)
+            raise TypeError(f"`{name}` must be an {expected}; got {describe(value)}")
 
 
-def _check_compile(compile: Any, solver: AbstractSolver) -> None:
+def _check_compile(compile: Any, solver: AbstractSolver | AbstractRunner) -> None:
     if not isinstance(compile, bool):
         raise InvalidInputError(f"`compile` must be True or False; got {compile!r}")
     if compile and not isinstance(solver, AbstractExplicitRK):
@@ -147,7 +140,7 @@ def _check_compile(compile: Any, solver: AbstractSolver) -> None:
         )
 
 
-def _jump_times(solver: AbstractSolver, term: AbstractTerm, ts: Tensor) -> Tensor | None:
+def _jump_times(solver: AbstractSolver | AbstractRunner, term: AbstractTerm, ts: Tensor) -> Tensor | None:
     jumps = solver.jump_times(term, ts)
     if jumps is None:
         return None
@@ -163,46 +156,4 @@ def _jump_times(solver: AbstractSolver, term: AbstractTerm, ts: Tensor) -> Tenso
     return jumps
 
 
-def failure_message(solution: Solution, max_steps: int, shown: int = 5) -> str:
-    """Describe the failed samples of `solution` and what to change."""
-    failed = (~solution.succeeded).nonzero().flatten().tolist()
-    lines = [f"solve failed for {len(failed)} of {solution.status.shape[0]} samples:"]
-    for b in failed[:shown]:
-        status = Status(int(solution.status[b]))
-        t_end = float(solution.ts[b, -1])
-        lines.append(f"  sample {b}: {status.name} at t = {float(solution.t_final[b]):.6g} (solving to {t_end:.6g})")
-    if len(failed) > shown:
-        lines.append(f"  ... and {len(failed) - shown} more")
-    coarse = [b for b in failed if _time_resolution_too_coarse(solution, b)]
-    reasons = {Status(int(solution.status[b])) for b in failed if b not in coarse}
-    for status in sorted(reasons):
-        lines.append(f"{status.name}: {_ADVICE[status].format(max_steps=max_steps)}")
-    if coarse:
-        lines.append(_resolution_advice(solution, coarse[0]))
-    lines.append("Pass throw=False to get the partial solution and per-sample statuses instead.")
-    return "\n".join(lines)
-
-
-def _time_resolution_too_coarse(solution: Solution, b: int) -> bool:
-    """Whether sample `b` failed with DT_UNDERFLOW where its time dtype cannot resolve a
-    millionth of its span: its step vanished by rounding rather than by error control."""
-    if int(solution.status[b]) != Status.DT_UNDERFLOW:
-        return False
-    ts = solution.ts[b]
-    ulp = torch.finfo(ts.dtype).eps * solution.t_final[b].abs()
-    return bool(ulp > 1e-6 * (ts[-1] - ts[0]).abs())
-
-
-def _resolution_advice(solution: Solution, b: int) -> str:
-    """What to change for sample `b`, whose step vanished below its times' resolution."""
-    t = solution.t_final[b]
-    ulp = float(torch.finfo(t.dtype).eps * t.abs())
-    span = float((solution.ts[b, -1] - solution.ts[b, 0]).abs())
-    return (
-        f"DT_UNDERFLOW (sample {b}): the step vanished by rounding, not by stiffness: {t.dtype} times near "
-        f"t = {float(t):.6g} resolve no step below about {ulp:.2g}, too coarse for a span of {span:.6g}; shift "
-        f"the times to start near 0, or pass the times in float64 (the state may stay {solution.ys.dtype})"
-    )
-
-
-__all__ = ["failure_message", "solve"]
+__all__ = ["solve"]

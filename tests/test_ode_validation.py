@@ -165,7 +165,7 @@ def test_wrong_term_type_names_term():
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("solver", "tsit5", "AbstractSolver; got 'tsit5'"),
+        ("solver", "tsit5", "AbstractSolver or an AbstractRunner; got 'tsit5'"),
         ("controller", 0.1, "AbstractController; got 0.1"),
         ("gradient", None, "AbstractGradient; got None"),
     ],

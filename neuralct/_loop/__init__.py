@@ -25,7 +25,7 @@ One iteration (`loop._iterate`) reads as the algorithm:
    steps, step size or finite values fail with their `Status`.
 
 The state (`state.py`) groups these as records: `Clock`, `SaveBuffer`, `Counters`,
-`Progress`, beside `y`, the solver's carry and the controller's state. `problem.py` holds
+`Progress`, beside `y`, the solver's carry and the controller's state. `neuralct.problem` holds
 `Problem`, everything fixed during a solve. `loop.py` holds the entry points: `initial_state`,
 `advance` (iterate), `settle` (write pending saves and counts) and `finish` (the `Solution`,
 with the dense output built from the `Steps` of every `StepRecord`, the same records the
@@ -33,7 +33,7 @@ continuous adjoint's parameter quadrature reads). `rows.py` has the row-wise ten
 """
 
 from .loop import advance, finish, initial_state, settle
-from .problem import Problem
+from ..problem import Problem
 from .records import StepRecord, Steps
 from .saves import hold_past_ends
 from .state import LoopState

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from ..controllers.base import Decision
+from ..problem import Problem
 from ..solvers.base import StepResult
 from .clock import step_end
-from .problem import Problem
 from .rows import finite_rows, where_rows
 from .state import Attempt, LoopState
 

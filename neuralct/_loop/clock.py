@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..problem import Problem
 from .jumps import boundary, short_of_jumps
-from .problem import Problem
 from .state import Attempt, Clock, LoopState, StepEnd
 
 

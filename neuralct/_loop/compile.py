@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..problem import Problem
 from .attempt import attempt_step
-from .problem import Problem
 from .state import Attempt, LoopState
 
 AttemptStep = Callable[[Problem, LoopState], Attempt]

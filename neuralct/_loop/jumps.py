@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..problem import Problem
 from ..solvers.base import Carry
-from .problem import Problem
 from .state import Attempt, LoopState
 
 

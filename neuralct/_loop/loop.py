@@ -7,13 +7,13 @@ from torch import Tensor
 
 from ..controllers.base import ControllerStart, ControllerState
 from ..errors import IncompatibleTermError
+from ..problem import Problem
 from ..solution import Solution, SolveStats
 from ..terms.base import AbstractTerm
 from .clock import advance_clock, first_clock
 from .compile import AttemptStep, step_function
 from .counters import count, first_counters, settle_counters
 from .jumps import cross_jumps, first_jump, start_time
-from .problem import Problem
 from .progress import first_progress, update_progress
 from .records import StepRecord, Steps
 from .saves import first_saves, flush, gather_saves, hold_past_ends, record_saves

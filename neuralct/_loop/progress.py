@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..problem import Problem
 from ..solution import Status
 from ..solvers.base import StepResult
-from .problem import Problem
 from .rows import finite_rows
 from .state import Attempt, LoopState, Progress
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..paths.dense import accepted_end_keys, evaluate_polynomial, stack_coefficients
-from .problem import Problem
+from ..problem import Problem
 from .records import StepRecord
 from .rows import expand_like, gather_row
 from .state import Attempt, SaveBuffer

@@ -11,12 +11,11 @@ import torchdiffeq
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_instance, describe
-from .._loop import Problem
 from ..controllers.constant import ConstantStep
 from ..controllers.pid import PIDController
 from ..errors import InvalidInputError
+from ..problem import AbstractRunner, Problem
 from ..solution import Solution, SolveStats, Status
-from ..solvers.base import AbstractBackendSolver
 from ..terms.base import AbstractDriftTerm
 
 try:  # torchdiffeq keeps its method table private; fall back to the 0.2.5 names
@@ -57,7 +56,7 @@ def available_methods() -> list[str]:
 
 
 @dataclass(frozen=True)
-class TorchDiffEq(AbstractBackendSolver):
+class TorchDiffEq(AbstractRunner):
     """Solve a drift term ([`ODETerm`][neuralct.ODETerm], [`ControlTerm`][neuralct.ControlTerm])
     with `torchdiffeq.odeint` (Chen et al., "Neural Ordinary Differential Equations",
     NeurIPS 2018), for cross-checks and comparisons.
@@ -100,19 +99,14 @@ class TorchDiffEq(AbstractBackendSolver):
         check_instance("adjoint", self.adjoint, bool)
 
     @property
-    def order(self) -> float:  # type: ignore[override]
+    def order(self) -> float:
         """The method's order of convergence."""
         return _METHODS[self.method][0]
 
     @property
-    def error_order(self) -> int | None:  # type: ignore[override]
+    def error_order(self) -> int | None:
         """Order of the embedded error estimate; `None` for fixed-grid methods."""
         return _METHODS[self.method][1]
-
-    @property
-    def has_dense_output(self) -> bool:
-        """`False`: only the saved states come back from torchdiffeq."""
-        return False
 
     def integrate(self, problem: Problem, y0: Tensor) -> Solution:
         """Solve `problem` from `y0` `[B, *state]` with torchdiffeq; returns a `Solution`."""

@@ -11,12 +11,11 @@ import torchsde
 from torch import Tensor
 
 from .._checks import check_choice, check_instance, describe
-from .._loop import Problem
 from ..controllers.constant import ConstantStep
 from ..errors import IncompatibleTermError, InvalidInputError
 from ..paths.brownian import BrownianPath, LevyArea
+from ..problem import AbstractRunner, Problem
 from ..solution import Solution, SolveStats, Status
-from ..solvers.base import AbstractBackendSolver
 from ..terms.base import AbstractTerm
 from ..terms.multi import MultiTerm
 from ..terms.noise import NoiseType, SDEType
@@ -52,7 +51,7 @@ _SUPPORT: dict[TorchSDEMethod, tuple[frozenset, frozenset, frozenset, float]] = 
 
 
 @dataclass(frozen=True)
-class TorchSDE(AbstractBackendSolver):
+class TorchSDE(AbstractRunner):
     """Solve an SDE [`MultiTerm`][neuralct.MultiTerm] with `torchsde.sdeint`.
 
     The term's own [`BrownianPath`][neuralct.BrownianPath] drives torchsde (its
@@ -80,7 +79,6 @@ class TorchSDE(AbstractBackendSolver):
     method: TorchSDEMethod | str = TorchSDEMethod.EULER
     grad_free: bool = False
     term_types: ClassVar[tuple[type, ...]] = (MultiTerm,)
-    error_order: ClassVar[int | None] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.method, str):
@@ -91,14 +89,9 @@ class TorchSDE(AbstractBackendSolver):
         check_instance("grad_free", self.grad_free, bool)
 
     @property
-    def order(self) -> float:  # type: ignore[override]
+    def order(self) -> float:
         """The method's strong order (for general noise), as torchsde declares it."""
         return _SUPPORT[TorchSDEMethod(self.method)][3]
-
-    @property
-    def has_dense_output(self) -> bool:
-        """`False`: torchsde returns the saved states only."""
-        return False
 
     def check_term(self, term: AbstractTerm) -> None:
         """Raise `IncompatibleTermError` unless `term` is a `MultiTerm` whose SDE and noise

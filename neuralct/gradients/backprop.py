@@ -9,7 +9,8 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from .._checks import check_int
-from .._loop import LoopState, Problem, advance, finish, initial_state, settle
+from .._loop import LoopState, advance, finish, initial_state, settle
+from ..problem import Problem
 from ..solution import Solution
 from .base import AbstractGradient
 

@@ -10,11 +10,12 @@ import torch
 from torch import Tensor
 
 from .._checks import check_instance, check_number
-from .._loop import Problem, advance, finish, initial_state
+from .._loop import advance, finish, initial_state
 from ..controllers.base import AbstractController
 from ..controllers.pid import PIDController
 from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
-from ..solution import Solution, Status
+from ..problem import Problem
+from ..solution import Solution, Status, failure_message
 from ..solvers.base import AbstractSolver
 from ..terms.base import AbstractDriftTerm
 from ._adjoint_field import AdjointNorm, AdjointSystem
@@ -265,8 +266,6 @@ def _raise_if_failed(solution: Solution, skip: Tensor, ts: Tensor, k: int, max_s
     failed = ~solution.succeeded & ~skip
     if not bool(failed.any()):
         return
-    from ..solve import failure_message  # solve imports the gradient strategies
-
     masked = dataclasses.replace(solution, status=torch.where(skip, int(Status.SUCCESS), solution.status))
     raise SolveFailed(
         f"Backsolve's backward (adjoint) solve from save time {k + 1} to {k} failed:\n"

@@ -6,7 +6,7 @@ import abc
 
 from torch import Tensor
 
-from .._loop import Problem
+from ..problem import Problem
 from ..solution import Solution
 
 

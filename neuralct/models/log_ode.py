@@ -33,12 +33,12 @@ from torch import Tensor
 from torch.func import jvp
 
 from .._checks import check_int, describe
-from .._loop import Problem
 from .._validate import check_field_output
 from ..errors import IncompatibleTermError, InvalidInputError
+from ..problem import AbstractRunner, Problem
 from ..solution import Solution
 from ..solve import solve
-from ..solvers.base import AbstractBackendSolver, AbstractSolver
+from ..solvers.base import AbstractSolver
 from ..solvers.rk import Tsit5
 from ..terms.base import AbstractDriftTerm, AbstractTerm
 from ..terms.control import ControlTerm, PerSamplePath
@@ -155,7 +155,7 @@ class LogODETerm(AbstractDriftTerm):
 
 
 @dataclass(frozen=True)
-class LogODE(AbstractBackendSolver):
+class LogODE(AbstractRunner):
     """The log-ODE method (Morrill et al., ICML 2021) for a [`ControlTerm`][neuralct.ControlTerm].
 
     Windows of `window` save-time gaps (for a neural CDE, observation gaps) are each crossed
@@ -186,25 +186,20 @@ class LogODE(AbstractBackendSolver):
     def __post_init__(self) -> None:
         check_int("window", self.window)
         check_int("depth", self.depth, 1, 2)
-        if not isinstance(self.solver, AbstractSolver) or isinstance(self.solver, AbstractBackendSolver):
+        if not isinstance(self.solver, AbstractSolver):
             raise InvalidInputError(
                 f"`solver` must be a neuralct step solver such as nct.RK4(); got {describe(self.solver)}"
             )
 
     @property
-    def order(self) -> float:  # pyright: ignore[reportIncompatibleVariableOverride]
+    def order(self) -> float:
         """The depth: the order in the window's increments at which the method matches the CDE."""
         return float(self.depth)
 
     @property
-    def error_order(self) -> int | None:  # pyright: ignore[reportIncompatibleVariableOverride]
+    def error_order(self) -> int | None:
         """The inner solver's (so an adaptive controller can drive an adaptive inner solver)."""
         return self.solver.error_order
-
-    @property
-    def has_dense_output(self) -> bool:
-        """`False`: the method defines the state at window ends only."""
-        return False
 
     def check_term(self, term: AbstractTerm) -> None:
         """Raise `IncompatibleTermError` unless `term` is a `ControlTerm` whose path has knots."""

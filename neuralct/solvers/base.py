@@ -41,6 +41,16 @@ class StepResult:
     failed: Tensor | None = None
 
 
+def check_term_type(method: Any, term: AbstractTerm) -> None:
+    """Raise `IncompatibleTermError` naming both when `term` is none of `method.term_types` (the
+    check of a step solver and of an `AbstractRunner` alike)."""
+    if not isinstance(term, method.term_types):
+        accepted = ", ".join(cls.__name__ for cls in method.term_types)
+        raise IncompatibleTermError(
+            f"solver {type(method).__name__} cannot integrate a {type(term).__name__}; it accepts: {accepted}"
+        )
+
+
 class AbstractSolver(abc.ABC):
     """A one-step method.
 
@@ -82,11 +92,7 @@ class AbstractSolver(abc.ABC):
 
     def check_term(self, term: AbstractTerm) -> None:
         """Raise `IncompatibleTermError` when this solver cannot integrate `term`."""
-        if not isinstance(term, self.term_types):
-            accepted = ", ".join(cls.__name__ for cls in self.term_types)
-            raise IncompatibleTermError(
-                f"solver {type(self).__name__} cannot integrate a {type(term).__name__}; it accepts: {accepted}"
-            )
+        check_term_type(self, term)
 
     def jump_times(self, term: AbstractTerm, ts: Tensor) -> Tensor | None:
         """The times this solver must land on when it integrates `term` over save times `ts`
@@ -132,26 +138,3 @@ class AbstractStepMapSolver(AbstractSolver):
     def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """No carry: every step evaluates afresh; no evaluations."""
         return (), 0
-
-
-class AbstractBackendSolver(AbstractSolver):
-    """A solver that hands the whole solve to a peer library (see `neuralct.backends`).
-
-    `solve` validates the inputs as usual and then calls `integrate` instead of running
-    neuralct's step loop; the gradient strategy is the backend's own.
-    """
-
-    def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
-        """Unused: a backend solver runs its own loop."""
-        raise TypeError(f"{type(self).__name__} integrates whole solves; it has no step-level interface")
-
-    def step(
-        self, term: AbstractTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
-    ) -> StepResult:
-        """Unused: a backend solver runs its own loop."""
-        raise TypeError(f"{type(self).__name__} integrates whole solves; it has no step-level interface")
-
-    @abc.abstractmethod
-    def integrate(self, problem: Any, y0: Tensor) -> Any:
-        """Solve the validated `problem` (a `neuralct._loop.Problem`) from `y0` `[B, *state]`
-        with the peer library and return a `Solution`."""
