@@ -33,6 +33,7 @@ from .errors import InvalidInputError, NeuralCTError
 # Training imports torch (1.3 s): each command imports what it runs, so that `neuralct list` needs none.
 if TYPE_CHECKING:
     from .train.config import FitConfig
+    from .train.run import Monitor
 
 _FLAGS = {  # config field -> (type, help)
     "model": (str, "model name (see `neuralct list`)"),
@@ -241,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             from .train.sweep import read_sweep, sweep
 
             runs = None if args.quiet else lambda config: ProgressBar(config.epochs)
-            sweep(*read_sweep(args.config), args.out, report=lines(quiet=args.quiet), progress=runs)
+            report = lines(quiet=args.quiet)
+            sweep(*read_sweep(args.config), args.out, report=report, progress=runs, monitor=_jacobian_monitor())
             print((args.out / "summary.md").read_text())
         elif args.command == "stability":
             _stability(args)
@@ -288,9 +290,17 @@ def _fit(args: argparse.Namespace, argv: list[str]) -> int:
         say = print if workers.main else _silent
         say(f"run folder: {out}" + (f" ({workers.world} processes)" if workers.world > 1 else ""))
         progress = ProgressBar(saved.epochs, quiet=args.quiet)
-        result = fit(config, out, resume=resume, changes=changes, progress=progress, workers=workers)
+        monitor = _jacobian_monitor() if saved.monitor_jacobian else None
+        result = fit(config, out, resume=resume, changes=changes, progress=progress, workers=workers, monitor=monitor)
         say(json.dumps(result))
     return 0
+
+
+def _jacobian_monitor() -> Monitor:
+    """What `fit` records as `max_jacobian_real` for a run with `monitor_jacobian`."""
+    from .stability.jacobian import jacobian_monitor  # the stability lab: loaded only for a run that needs it
+
+    return jacobian_monitor
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from neuralct.errors import CheckpointError, InvalidInputError
+from neuralct.stability.jacobian import jacobian_monitor
 from neuralct.train.config import FitConfig
 from neuralct.train.folder import COLUMNS, LOCK, RunFolderLocked
 from neuralct.train.progress import Progress
@@ -238,8 +239,11 @@ def test_the_jacobian_monitor_records_the_largest_real_eigenvalue_per_epoch(tmp_
     )
     rows = [json.loads(line) for line in (tmp_path / "ltc" / "metrics.jsonl").read_text().splitlines()]
     assert all(isinstance(row["max_jacobian_real"], float) for row in rows)
-    fit(SMALL.replace(epochs=1, monitor_jacobian=True), tmp_path / "jump")  # a jump model: nothing to monitor
+    monitored = SMALL.replace(epochs=1, monitor_jacobian=True)
+    fit(monitored, tmp_path / "jump", monitor=jacobian_monitor)  # a jump model: nothing to monitor
     assert json.loads((tmp_path / "jump" / "metrics.jsonl").read_text())["max_jacobian_real"] is None
+    with pytest.raises(InvalidInputError, match="monitor=neuralct.stability.jacobian_monitor"):
+        fit(monitored, tmp_path / "unmonitored")
 
 
 def _metrics(run_dir: Path) -> list[dict]:

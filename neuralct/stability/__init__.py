@@ -6,7 +6,7 @@ spectra of a term along trajectories), `gradients` (gradient norms against the h
 figures in `plots`."""
 
 from .gradients import GradientHorizon, gradient_horizon
-from .jacobian import JacobianSpectra, jacobian_spectra, model_jacobian_spectra
+from .jacobian import JacobianSpectra, jacobian_monitor, jacobian_spectra, model_jacobian_spectra
 from .memory import MemoryProfile, memory_profile
 from .lyapunov import LyapunovSpectrum, flow_map, lyapunov_spectrum, step_jacobian
 from .perturbations import DropObservations, GaussianNoise, SaltAndPepper, TimeJitter
@@ -51,6 +51,7 @@ __all__ = [
     "flow_map",
     "gradient_horizon",
     "inside_region",
+    "jacobian_monitor",
     "jacobian_spectra",
     "largest_stable_step",
     "lyapunov_spectrum",

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from .._checks import describe
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
-from ..models.base import AbstractContinuousModel, SolveOptions
+from ..errors import InvalidInputError, SolveFailed
+from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
 from ..terms.base import AbstractDriftTerm, AbstractTerm
 from .lyapunov import step_jacobian
 
@@ -121,6 +121,24 @@ def model_jacobian_spectra(
     return jacobian_spectra(*evaluation_solve(model, batch, options))
 
 
+def jacobian_monitor(model: AbstractSequenceModel, val: IrregularBatch, options: SolveOptions | None) -> float | None:
+    """The largest real part of the Jacobian eigenvalues along the model's solves of up to 16
+    series of `val` (the `monitor` that `neuralct fit --monitor-jacobian` hands to
+    [`fit`][neuralct.train.fit] for the `max_jacobian_real` column).
+
+    Returns:
+        The number, or `None` for a model that is not one ODE over the series (a jump model, a
+        delay or noise term) and when one of the series fails its solve (counted in `val_failed`).
+    """
+    if not isinstance(model, AbstractContinuousModel):
+        return None
+    series = val.select(slice(0, min(16, val.batch_size)))
+    try:
+        return float(model_jacobian_spectra(model, series, options).spectral_abscissa().max())
+    except (InvalidInputError, SolveFailed):  # no vector field to differentiate, or a failed solve
+        return None
+
+
 def evaluation_solve(
     model: AbstractContinuousModel, batch: IrregularBatch, options: SolveOptions | None
 ) -> tuple[AbstractTerm, Tensor, Tensor]:
@@ -153,4 +171,4 @@ def _stiffness(real: Tensor) -> Tensor:
     return torch.where(decaying.any(dim=-1), largest / smallest, torch.full_like(largest, torch.nan))
 
 
-__all__ = ["JacobianSpectra", "jacobian_spectra", "model_jacobian_spectra"]
+__all__ = ["JacobianSpectra", "jacobian_monitor", "jacobian_spectra", "model_jacobian_spectra"]

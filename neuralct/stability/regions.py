@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from numpy.polynomial import polynomial as npoly
 
+from .. import registry
 from .._checks import check_int, describe
 from ..errors import InvalidInputError
 from ..solvers.rk import AbstractExplicitRK, ButcherTableau, ImplicitEuler
@@ -124,8 +125,6 @@ def stability_function(solver: SolverLike) -> StabilityFunction:
 @functools.cache
 def supported_solvers() -> tuple[str, ...]:
     """Registered solver names that have a stability function (explicit Runge-Kutta methods, implicit Euler)."""
-    from .. import registry  # the registry imports every model; only needed here
-
     supported = []
     for name in registry.names("solver"):
         if ":" in name:
@@ -322,8 +321,6 @@ def _tableau_polynomial(tableau: ButcherTableau) -> tuple[float, ...]:
 
 
 def _solver_from_name(name: str) -> Any:
-    from .. import registry
-
     if ":" in name:
         raise InvalidInputError(
             f"`solver` {name!r} is a peer-library backend without a Butcher tableau; solvers with a stability "

@@ -38,11 +38,7 @@ from .._checks import check_int
 from ..data.series import IrregularBatch
 from ..errors import NeuralCTError
 from ..models.base import AbstractSequenceModel, SolveOptions
-from ..train import check_numerics
-from ..train.build import build_model, finished_run_config
-from ..train.checkpoint import load_checkpoint
-from ..train.config import FitConfig
-from ..train.splits import run_splits
+from ..train import FitConfig, check_numerics, finished_run_config, load_run
 from .perturbations import median_gap
 from .plots import plot_robustness
 from .report_dynamics import DYNAMICS, dynamics_sections
@@ -76,7 +72,7 @@ def stability_report(
     """
     run_dir = Path(run_dir)
     config = finished_run_config(run_dir)
-    return _report(config, Path(out or run_dir / "stability"), samples, run_dir / "best.pt", progress)
+    return _report(config, Path(out or run_dir / "stability"), samples, run_dir, progress)
 
 
 def config_report(
@@ -88,15 +84,14 @@ def config_report(
 
 
 def _report(
-    config: FitConfig, out: Path, samples: int, checkpoint: Path | None, progress: Callable[[str], None] | None
+    config: FitConfig, out: Path, samples: int, run_dir: Path | None, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
     check_int("samples", samples)
     say = progress or (lambda text: None)
     say("loading the data and the model")
-    splits = run_splits(config, None if checkpoint is None else checkpoint.parent).to("cpu", config.torch_dtype)
-    model = build_model(config, splits.train, splits.class_count)
-    if checkpoint is not None:
-        load_checkpoint(checkpoint, model=model, restore_rng=False)
+    run = load_run(run_dir, config)
+    splits, model = run.splits, run.model
+    checkpoint = None if run_dir is None else run_dir / "best.pt"
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     count = min(samples, splits.test.batch_size)

@@ -26,12 +26,7 @@ from .._checks import check_int, describe
 from ..data.series import IrregularBatch
 from ..errors import IncompatibleTermError, InvalidInputError, SolveFailed
 from ..models.base import AbstractSequenceModel, SolveOptions
-from ..train.build import build_model, finished_run_config
-from ..train.checkpoint import load_checkpoint
-from ..train.config import FitConfig
-from ..train.distributed import session
-from ..train.loop import EpochResult, evaluate
-from ..train.splits import run_splits
+from ..train import EpochResult, FitConfig, evaluate, finished_run_config, load_run, session
 from .perturbations import AbstractPerturbation, DropObservations, GaussianNoise, SaltAndPepper, TimeJitter
 
 
@@ -149,12 +144,10 @@ def run_robustness(
     perturbations = standard_perturbations(sigmas=sigmas, fractions=fractions, drops=drops, jitters=jitters)
     choices = default_solvers(config) if solvers is None else solvers
     with session(config.device) as workers:
-        splits = run_splits(config, run_dir).to(workers.device, config.torch_dtype)
-        model = build_model(config, splits.train, splits.class_count).to(workers.device)
-        load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-        options = config.solve_options(model)
-        curves = robustness_curve(model, splits.test, perturbations, options=options, seed=seed)
-        return {"curves": curves, "solvers": solver_swap(model, splits.test, choices)}
+        run = load_run(run_dir, config, device=workers.device)
+        options = config.solve_options(run.model)
+        curves = robustness_curve(run.model, run.splits.test, perturbations, options=options, seed=seed)
+        return {"curves": curves, "solvers": solver_swap(run.model, run.splits.test, choices)}
 
 
 def standard_perturbations(

@@ -15,7 +15,7 @@ from .loop import (
     train_epoch,
 )
 from .progress import Progress, ProgressBar
-from .build import evaluate_run
+from .build import LoadedRun, evaluate_run, finished_run_config, load_run
 from .run import fit
 from .scoring import Scored, score, task_loss
 from .sweep import sweep
@@ -26,6 +26,7 @@ __all__ = [
     "Checkpoint",
     "EpochResult",
     "FitConfig",
+    "LoadedRun",
     "Progress",
     "ProgressBar",
     "Scored",
@@ -36,7 +37,9 @@ __all__ = [
     "check_numerics",
     "evaluate",
     "evaluate_run",
+    "finished_run_config",
     "fit",
+    "load_run",
     "load_checkpoint",
     "minibatches",
     "save_checkpoint",

@@ -1,14 +1,17 @@
 """The model of a run, from its configuration, and the re-scoring of a finished run.
 
 `build_model` makes the configured model for the run's data (`neuralct.train.splits`);
-`evaluate_run` re-scores a finished run's best checkpoint under other numerics or another
-missing rate, on the run's own test series and normalisation (its `data.json`).
+`load_run` gives a run folder's configuration, splits and best checkpoint (the one way the
+stability lab and `evaluate_run` open a run); `evaluate_run` re-scores a finished run's best
+checkpoint under other numerics or another missing rate, on the run's own test series and
+normalisation (its `data.json`).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +25,7 @@ from .config import FitConfig, naming_options
 from .distributed import Workers, session
 from .loop import BatchReport, evaluate
 from .numerics import check_config_numerics
-from .splits import run_splits
+from .splits import Splits, run_splits
 from .targets import StandardizedTargets
 
 
@@ -69,6 +72,49 @@ def finished_run_config(run_dir: Path | str) -> FitConfig:
     return FitConfig.from_file(run_dir / "config.json")
 
 
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run's configuration, its normalised splits and its model.
+
+    Attributes:
+        config: the run's configuration.
+        splits: its train, validation and test batches, on the device asked for, in `config.dtype`.
+        model: the configured model on that device, with the run's best checkpoint when it has one.
+    """
+
+    config: FitConfig
+    splits: Splits
+    model: AbstractSequenceModel
+
+
+def load_run(
+    run_dir: Path | str | None, config: FitConfig | None = None, *, device: torch.device | str = "cpu"
+) -> LoadedRun:
+    """The finished run in `run_dir` with its best checkpoint, on its own test series and
+    normalisation (its `data.json`); or, with `run_dir=None`, the untrained model of `config`
+    on the splits a new run would load (seed the draw of its parameters first).
+
+    Args:
+        run_dir: a folder written by `fit` (with `config.json` and `best.pt`), or `None`.
+        config: the configuration to build the model by (default: the run's own), e.g. the
+            run's with other numerics.
+        device: where the splits and the model go.
+
+    Raises:
+        InvalidInputError: no finished run in `run_dir`, or neither `run_dir` nor `config`.
+    """
+    if config is None:
+        if run_dir is None:
+            raise InvalidInputError("load_run needs a `run_dir` or a `config`; got neither")
+        config = finished_run_config(run_dir)
+    folder = None if run_dir is None else Path(run_dir)
+    splits = run_splits(config, folder).to(device, config.torch_dtype)
+    model = build_model(config, splits.train, splits.class_count).to(device)
+    if folder is not None:
+        load_checkpoint(folder / "best.pt", model=model, restore_rng=False)
+    return LoadedRun(config, splits, model)
+
+
 def evaluate_run(
     run_dir: Path | str, *, on_batch: Callable[[BatchReport], None] | None = None, **changes: object
 ) -> dict:
@@ -84,11 +130,9 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = finished_run_config(run_dir).replace(**changes)
     with session(config.device) as workers:
-        splits = run_splits(config, run_dir).to(workers.device, config.torch_dtype)
-        model = build_model(config, splits.train, splits.class_count).to(workers.device)
-        load_checkpoint(run_dir / "best.pt", model=model, restore_rng=False)
-        check_config_numerics(model, splits.test, config)
-        return score_test_split(model, splits.test, config, workers, on_batch=on_batch)
+        run = load_run(run_dir, config, device=workers.device)
+        check_config_numerics(run.model, run.splits.test, config)
+        return score_test_split(run.model, run.splits.test, config, workers, on_batch=on_batch)
 
 
 def score_test_split(

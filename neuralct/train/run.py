@@ -51,8 +51,8 @@ import torch
 from .._checks import describe
 from ..data.files import write_series_file
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError, NeuralCTError, SolveFailed
-from ..models.base import AbstractContinuousModel, AbstractSequenceModel, SolveOptions
+from ..errors import InvalidInputError, NeuralCTError
+from ..models.base import AbstractSequenceModel, SolveOptions
 from .build import build_model, score_test_split
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FitConfig
@@ -66,7 +66,9 @@ from .resume import Start, plan_start, restore
 from .splits import DataRecord, Splits, load_splits, run_splits
 
 _T = TypeVar("_T")
-__all__ = ["fit", "make_schedule"]
+# A number recorded after each epoch from the model, the validation split and the numerics.
+Monitor = Callable[[AbstractSequenceModel, IrregularBatch, SolveOptions | None], float | None]
+__all__ = ["Monitor", "fit", "make_schedule"]
 
 
 def fit(
@@ -78,6 +80,7 @@ def fit(
     progress: Progress | None = None,
     workers: Workers | None = None,
     data: tuple[IrregularBatch, IrregularBatch] | None = None,
+    monitor: Monitor | None = None,
 ) -> dict:
     """Train (or resume) the run in `run_dir`; returns the test metrics of the best checkpoint.
 
@@ -96,10 +99,14 @@ def fit(
         workers: the training processes (default: this one alone; see
             `neuralct.train.distributed`). Every process calls `fit` with the same arguments;
             rank 0 locks and writes the folder and reports progress.
+        monitor: with `monitor_jacobian`, the number recorded after each epoch as
+            `max_jacobian_real`, from the model, the validation split and the numerics
+            (`neuralct fit --monitor-jacobian` passes `neuralct.stability.jacobian_monitor`).
 
     Raises:
         InvalidInputError: a bad configuration (before training), a folder that already holds
-            a run when not resuming, nothing to resume, or a change that `resume` refuses.
+            a run when not resuming, nothing to resume, a change that `resume` refuses, or
+            `monitor_jacobian` without a `monitor`.
         RunFolderLocked: another process writes `run_dir`.
         CheckpointError: the checkpoints to resume from are damaged.
         TrainingDiverged: a non-finite training loss; TrainingFailed: a forward solve failed
@@ -120,7 +127,12 @@ def fit(
         if data is not None:
             _agree(workers, lambda: _save_batches(config, data))  # rank 0 writes; the others wait for it
         start = _agree(workers, lambda: plan_start(config, run_dir, resume, dict(changes or {})))
-        return _train(start, run_dir, progress, workers, splits if not start.resume else None)
+        if start.config.monitor_jacobian and monitor is None:
+            raise InvalidInputError(
+                "`monitor_jacobian` records what a `monitor` returns: pass "
+                "fit(..., monitor=neuralct.stability.jacobian_monitor), as `neuralct fit --monitor-jacobian` does"
+            )
+        return _train(start, run_dir, progress, workers, splits if not start.resume else None, monitor)
     finally:
         if workers.main:
             lock.release()
@@ -158,7 +170,9 @@ def _save_batches(config: FitConfig, data: tuple[IrregularBatch, IrregularBatch]
         write_series_file(batch, path, classes=classes)
 
 
-def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers, splits: Splits | None) -> dict:
+def _train(
+    start: Start, run_dir: Path, progress: Progress, workers: Workers, splits: Splits | None, monitor: Monitor | None
+) -> dict:
     """The epochs of `fit` in the locked folder, then the test metrics of the best checkpoint."""
     config = start.config
     for note in start.notes:
@@ -198,7 +212,7 @@ def _train(start: Start, run_dir: Path, progress: Progress, workers: Workers, sp
         progress.begin(epoch)
         train_result = _named_failure(train, epoch, run_dir, options)
         val = _named_failure(lambda: _scored_some(validate(), "validation"), epoch, run_dir, options)
-        jacobian = _jacobian_monitor(model, splits.val, options) if config.monitor_jacobian else None
+        jacobian = monitor(model, splits.val, options) if monitor is not None and config.monitor_jacobian else None
         row = _row(epoch, train_result, val, optimizer.param_groups[0]["lr"], jacobian)
         _step(schedule, val.loss)
         if val.loss < best:
@@ -243,22 +257,6 @@ def _begin(
             (run_dir / "best.pt").unlink(missing_ok=True)  # of an attempt that completed no epoch
         recover_metrics(run_dir, done)
     return done, best, best_epoch
-
-
-def _jacobian_monitor(model: AbstractSequenceModel, val: IrregularBatch, options: SolveOptions | None) -> float | None:
-    """The largest real part of the Jacobian eigenvalues along the model's solves of up to 16
-    validation series, or `None` for a model that is not one ODE over the series."""
-    from ..stability.jacobian import model_jacobian_spectra  # the stability lab builds on training
-
-    if not isinstance(model, AbstractContinuousModel):
-        return None
-    series = val.select(slice(0, min(16, val.batch_size)))
-    try:
-        return float(model_jacobian_spectra(model, series, options).spectral_abscissa().max())
-    except InvalidInputError:  # a delay or noise term has no vector field to differentiate
-        return None
-    except SolveFailed:  # one of the series fails its solve (counted in `val_failed`): no monitor this epoch
-        return None
 
 
 def make_schedule(config: FitConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:

@@ -37,7 +37,7 @@ from ..errors import InvalidInputError
 from .config import FitConfig
 from .mappings import read_mapping
 from .progress import Progress
-from .run import fit
+from .run import Monitor, fit
 
 SEED = "seed"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -59,12 +59,14 @@ def sweep(
     *,
     report: Callable[[str], None] = print,
     progress: Callable[[FitConfig], Progress] | None = None,
+    monitor: Monitor | None = None,
 ) -> list[dict]:
     """Run every point of `grid` (lists of values of config keys) on top of the `base` config keys.
 
     Args:
         report: told "point i/N: <folder>" before each run and its score and cost after it.
         progress: makes the `Progress` of each run from its config (default: none shown).
+        monitor: handed to `fit` for the runs with `monitor_jacobian`.
 
     Returns:
         One summary row per point (its non-seed grid values), aggregated over the seeds.
@@ -86,7 +88,7 @@ def sweep(
         report(f"point {index}/{len(points)}: {point.name}{status}")
         if not finished:
             made = None if progress is None else progress(point.config)
-            fit(None if resume else point.config, folder, resume=resume, progress=made)
+            fit(None if resume else point.config, folder, resume=resume, progress=made, monitor=monitor)
         runs.append(_run(point, folder))
         report(f"point {index}/{len(points)}: {_score(runs[-1])}")
     rows = _summarise(runs, keys)
