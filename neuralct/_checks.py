@@ -1,7 +1,8 @@
 """Argument checks shared by every layer; each raises `InvalidInputError` naming the argument.
 
 One wording for every message: "`name` must be <expected>; got <describe(value)>". This module
-imports nothing from neuralct but `errors`, so any layer may use it.
+imports nothing from neuralct but `errors`, and not torch (so that `neuralct list` stays light),
+so any layer may use it; the tensor checks are in `neuralct._validate`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ import math
 import numbers
 from collections.abc import Iterable, Sized
 from typing import Any
-
-import torch
-from torch import Tensor
 
 from .errors import InvalidInputError
 
@@ -33,13 +31,12 @@ def describe(value: object) -> str:
     """
     if isinstance(value, type):
         return f"the class {value.__name__} (pass an instance)"
-    if isinstance(value, Tensor):
-        device = "" if value.device.type == "cpu" else f" on {value.device}"
-        return f"Tensor of shape {tuple(value.shape)} and dtype {value.dtype}{device}"
     if _is_plain(value):
         return repr(value)
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor or an array, read without importing torch
+        device = getattr(value, "device", None)
+        where = "" if device is None or getattr(device, "type", "cpu") == "cpu" else f" on {device}"
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}{where}"
     if isinstance(value, (list, tuple)) and len(value) <= _SHORT_SEQUENCE and all(map(_is_plain, value)):
         return repr(value)
     if isinstance(value, Sized):
@@ -51,7 +48,8 @@ def _is_plain(value: object) -> bool:
     return value is None or isinstance(value, (numbers.Number, str, bytes))
 
 
-def _fail(name: str, expected: str, value: object) -> InvalidInputError:
+def invalid(name: str, expected: str, value: object) -> InvalidInputError:
+    """The error "`name` must be <expected>; got <describe(value)>", to raise."""
     return InvalidInputError(f"`{name}` must be {expected}; got {describe(value)}")
 
 
@@ -76,7 +74,7 @@ def check_int(name: str, value: object, low: int = 1, high: int | None = None, *
             expected = f"an int in [{low}, {high}]"
         else:
             expected = {0: "a non-negative int", 1: "a positive int"}.get(low, f"an int >= {low}")
-        raise _fail(name, f"None or {expected}" if optional else expected, value)
+        raise invalid(name, f"None or {expected}" if optional else expected, value)
     return value
 
 
@@ -117,7 +115,7 @@ def check_number(
     ok = ok and (value < high if open_high else value <= high)  # type: ignore[operator]
     if not ok:
         expected = _number_range(low, high, open_low, open_high)
-        raise _fail(name, f"None or {expected}" if optional else expected, value)
+        raise invalid(name, f"None or {expected}" if optional else expected, value)
     return float(value)  # type: ignore[arg-type]
 
 
@@ -131,21 +129,23 @@ def _number_range(low: float, high: float, open_low: bool, open_high: bool) -> s
     return f"a finite number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
 
 
-def check_instance(name: str, value: object, kind: type, expected: str | None = None) -> Any:
+def check_instance(name: str, value: object, kind: type | tuple[type, ...], expected: str | None = None) -> Any:
     """`value` unchanged; raise unless it is an instance of `kind`.
 
     Args:
         name: the argument's name, shown in the error.
         value: what was passed.
-        kind: the class `value` must be an instance of.
-        expected: how the expectation reads in the message (default "a <kind's name>").
+        kind: the class `value` must be an instance of, or a tuple of such classes.
+        expected: how the expectation reads in the message (default "a <kind's name>", joined
+            by "or" for a tuple).
 
     Raises:
         InvalidInputError: `value` is not an instance of `kind`.
     """
     if not isinstance(value, kind):
-        article = "an" if kind.__name__[0].lower() in "aeiou" else "a"
-        raise _fail(name, expected or f"{article} {kind.__name__}", value)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        named = " or ".join(f"{'an' if k.__name__[0].lower() in 'aeiou' else 'a'} {k.__name__}" for k in kinds)
+        raise invalid(name, expected or named, value)
     return value
 
 
@@ -175,55 +175,13 @@ def check_choice(name: str, value: object, choices: Iterable[Any]) -> Any:
     raise InvalidInputError(f"`{name}` must be one of {listed}; got {describe(value)}{hint}")
 
 
-def check_tensor(
-    name: str,
-    value: object,
-    *,
-    ndim: int | None = None,
-    shape: str | None = None,
-    floating: bool = False,
-    finite: bool = False,
-) -> Tensor:
-    """`value` unchanged; raise unless it is a tensor with the asked-for rank, dtype kind and values.
-
-    Args:
-        name: the argument's name, shown in the error.
-        value: what was passed.
-        ndim: the required number of dimensions, or `None` for any.
-        shape: how the expected shape reads in the message (e.g. `"[B, T, C]"`).
-        floating: require a floating-point dtype.
-        finite: require no NaN or infinity (the message points at the first bad entry).
-
-    Raises:
-        InvalidInputError: `value` is not a tensor, or has the wrong rank, dtype or values.
-    """
-    kind = "a floating tensor" if floating else "a tensor"
-    expected = f"{kind} {shape}" if shape else kind
-    if not isinstance(value, Tensor) or (ndim is not None and value.ndim != ndim):
-        raise _fail(name, expected, value)
-    if floating and not value.is_floating_point():
-        raise _fail(name, expected, value)
-    if finite:
-        check_finite(name, value)
-    return value
-
-
-def check_finite(name: str, value: Tensor) -> None:
-    """Raise unless the tensor `value` (any shape) holds no NaN or infinity; point at the first bad entry."""
-    if bool(torch.isfinite(value).all()):
-        return
-    index = tuple(int(i) for i in (~torch.isfinite(value)).nonzero()[0])
-    raise InvalidInputError(f"`{name}` must be finite; {name}{list(index)} = {float(value[index])}")
-
-
 __all__ = [
+    "invalid",
     "check_choice",
-    "check_finite",
     "check_instance",
     "check_int",
     "check_number",
     "check_sizes",
-    "check_tensor",
     "describe",
     "did_you_mean",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_int, check_number, check_tensor, describe
+from ._checks import check_int, check_number, describe, invalid
 from .errors import IncompatibleTermError, InvalidInputError
 
 
@@ -127,3 +127,44 @@ def check_field_output(term: object, out: Any, like: Tensor, shape: tuple[int, .
         f"the vector field of {type(term).__name__} must return a tensor of shape {expected}, dtype "
         f"{like.dtype} on {like.device} (those of the state y); got {describe(out)}"
     )
+
+
+def check_tensor(
+    name: str,
+    value: object,
+    *,
+    ndim: int | None = None,
+    shape: str | None = None,
+    floating: bool = False,
+    finite: bool = False,
+) -> Tensor:
+    """`value` unchanged; raise unless it is a tensor with the asked-for rank, dtype kind and values.
+
+    Args:
+        name: the argument's name, shown in the error.
+        value: what was passed.
+        ndim: the required number of dimensions, or `None` for any.
+        shape: how the expected shape reads in the message (e.g. `"[B, T, C]"`).
+        floating: require a floating-point dtype.
+        finite: require no NaN or infinity (the message points at the first bad entry).
+
+    Raises:
+        InvalidInputError: `value` is not a tensor, or has the wrong rank, dtype or values.
+    """
+    kind = "a floating tensor" if floating else "a tensor"
+    expected = f"{kind} {shape}" if shape else kind
+    if not isinstance(value, Tensor) or (ndim is not None and value.ndim != ndim):
+        raise invalid(name, expected, value)
+    if floating and not value.is_floating_point():
+        raise invalid(name, expected, value)
+    if finite:
+        check_finite(name, value)
+    return value
+
+
+def check_finite(name: str, value: Tensor) -> None:
+    """Raise unless the tensor `value` (any shape) holds no NaN or infinity; point at the first bad entry."""
+    if bool(torch.isfinite(value).all()):
+        return
+    index = tuple(int(i) for i in (~torch.isfinite(value)).nonzero()[0])
+    raise InvalidInputError(f"`{name}` must be finite; {name}{list(index)} = {float(value[index])}")

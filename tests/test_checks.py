@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuralct._checks import (
-    check_choice,
-    check_finite,
-    check_instance,
-    check_int,
-    check_number,
-    check_sizes,
-    check_tensor,
-    describe,
-    did_you_mean,
-)
+from neuralct._checks import check_choice, check_instance, check_int, check_number, check_sizes, describe, did_you_mean
+from neuralct._validate import check_finite, check_tensor
 from neuralct.errors import InvalidInputError
 
 

@@ -36,6 +36,7 @@ from ..data.series import IrregularBatch
 from ..errors import InvalidInputError
 from ..gradients import AbstractGradient, Backprop
 from ..paths.piecewise_constant import PiecewiseConstantPath
+from ..problem import AbstractRunner
 from ..solution import Solution, SolveStats, empty_stats
 from ..solve import solve
 from ..solvers.base import AbstractSolver
@@ -60,7 +61,7 @@ class SolveOptions:
         compile: run each step through `torch.compile` (see `solve`'s `compile`).
     """
 
-    solver: AbstractSolver
+    solver: AbstractSolver | AbstractRunner
     controller: AbstractController
     gradient: AbstractGradient = field(default_factory=Backprop)
     dt0: float | None = None
@@ -69,7 +70,7 @@ class SolveOptions:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        check_instance("solver", self.solver, AbstractSolver)
+        check_instance("solver", self.solver, (AbstractSolver, AbstractRunner))
         check_instance("controller", self.controller, AbstractController)
         check_instance("gradient", self.gradient, AbstractGradient)
         check_int("max_steps", self.max_steps)

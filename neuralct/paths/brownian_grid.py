@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import check_finite, check_tensor
+from .._validate import check_finite, check_tensor
 from ..errors import InvalidInputError
 from .brownian import check_noise_shape, resolve_seed
 
