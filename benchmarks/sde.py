@@ -91,7 +91,7 @@ def solve_neuralct_path(sde: NeuralSDE, y0: Tensor, steps: int) -> Tensor:
 
 def _solve_neuralct(sde: NeuralSDE, y0: Tensor, steps: int, path: nct.BrownianPath | nct.BrownianGrid) -> Tensor:
     noise = nct.NoiseTerm(sde.diffusion, path, nct.NoiseType.DIAGONAL, nct.SDEType.ITO)
-    term = nct.MultiTerm(nct.ODETerm(sde.drift), noise)
+    term = nct.SDETerm(nct.ODETerm(sde.drift), noise)
     solution = nct.solve(
         term, y0, time_grid(y0.device), solver=nct.EulerMaruyama(), controller=nct.ConstantStep(1.0 / steps)
     )

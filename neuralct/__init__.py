@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         NoiseTerm,
         NoiseType,
         ODETerm,
+        SDETerm,
         SDEType,
     )
 
@@ -122,6 +123,7 @@ lazy_package(
             "NoiseTerm",
             "NoiseType",
             "ODETerm",
+            "SDETerm",
             "SDEType",
         ),
     },
@@ -178,6 +180,7 @@ __all__ = [
     "Ralston",
     "RectilinearPath",
     "ReversibleHeun",
+    "SDETerm",
     "SDEType",
     "SeparableHamiltonianTerm",
     "Solution",

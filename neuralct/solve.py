@@ -44,7 +44,7 @@ def solve(
     a sample's result does not depend on the rest of the batch.
 
     Args:
-        term: what to integrate (`ODETerm`, `ControlTerm`, an SDE `MultiTerm`, `DelayTerm`, ...).
+        term: what to integrate (`ODETerm`, `ControlTerm`, an SDE `SDETerm`, `DelayTerm`, ...).
         y0: `[B, *state]` initial state at `t[:, 0]`.
         t: `[K]` shared or `[B, K]` per-sample save times; each row strictly increasing or
             strictly decreasing. The solve starts at the first time of each row.

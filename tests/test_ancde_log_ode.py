@@ -147,7 +147,7 @@ def test_gradients_of_the_log_ode_solve_pass_gradcheck(attention):
 
 
 def test_a_solver_that_takes_neither_form_still_names_the_drift_term():
-    with pytest.raises(IncompatibleTermError, match="EulerMaruyama cannot integrate a AttentiveTerm"):
+    with pytest.raises(IncompatibleTermError, match="EulerMaruyama cannot integrate an AttentiveTerm"):
         _model("soft").run(_batch(), SolveOptions(nct.EulerMaruyama(), nct.ConstantStep(0.1)))
 
 

@@ -41,7 +41,7 @@ def test_euler_maruyama_on_the_grid_equals_a_hand_written_loop_with_the_same_inc
     path = nct.BrownianGrid(grids, shape=(2, 3), seed=1)
     drift = lambda t, y, args: torch.sin(y) - 0.5 * y
     sigma = lambda t, y, args: 0.3 * torch.cos(y) + 0.1
-    term = nct.MultiTerm(nct.ODETerm(drift), nct.NoiseTerm(sigma, path))
+    term = nct.SDETerm(nct.ODETerm(drift), nct.NoiseTerm(sigma, path))
     y0 = torch.tensor([[0.1, -0.2, 0.3], [1.0, 0.0, -1.0]], dtype=F64)
     sol = nct.solve(term, y0, grids, solver=nct.EulerMaruyama(), controller=nct.KnotToKnot())
     y = y0
@@ -58,7 +58,7 @@ def test_euler_maruyama_converges_at_strong_order_one_half_on_sub_grids_of_one_p
     mu, sigma, batch = 0.5, 0.8, 2000
     grid = torch.linspace(0.0, 1.0, 257, dtype=F64)
     path = nct.BrownianGrid(grid, shape=(batch, 1), seed=3)
-    term = nct.MultiTerm(nct.ODETerm(lambda t, y, args: mu * y), nct.NoiseTerm(lambda t, y, args: sigma * y, path))
+    term = nct.SDETerm(nct.ODETerm(lambda t, y, args: mu * y), nct.NoiseTerm(lambda t, y, args: sigma * y, path))
     exact = torch.exp((mu - sigma**2 / 2) + sigma * path.evaluate(1.0))
     dts, errors = [], []
     for m in (4, 8, 16, 32, 64):
@@ -86,7 +86,7 @@ def test_a_query_off_the_grid_is_refused_naming_the_time_and_the_nearest_grid_ti
         with pytest.raises(nct.InvalidInputError, match=message):
             path.increment(0.0, outside)
     assert torch.equal(path.increment(0.0, 1.0 + 1e-15), path.values[:, -1])  # rounding stays on the grid
-    sde = nct.MultiTerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: y, path))
+    sde = nct.SDETerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: y, path))
     with pytest.raises(nct.InvalidInputError, match="BrownianGrid"):
         nct.solve(
             sde,

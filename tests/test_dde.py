@@ -609,7 +609,7 @@ def test_ode_solver_refuses_a_delay_term_naming_both():
 def test_method_of_steps_refuses_an_ode_term_naming_both():
     ode = nct.ODETerm(lambda t, y, args: -y)
     with pytest.raises(
-        nct.IncompatibleTermError, match="MethodOfSteps cannot integrate a ODETerm; it accepts: DelayTerm"
+        nct.IncompatibleTermError, match="MethodOfSteps cannot integrate an ODETerm; it accepts: DelayTerm"
     ):
         solve(ode, torch.ones(1, 1), torch.tensor([0.0, 1.0]))
 

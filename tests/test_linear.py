@@ -458,7 +458,7 @@ def test_output_without_c_names_it():
             nct.ODETerm(lambda t, y, args: -y),
             ZOH(),
             nct.ConstantStep(0.1),
-            "ZOH cannot integrate a ODETerm.*LinearTerm",
+            "ZOH cannot integrate an ODETerm.*LinearTerm",
         ),
         (None, GBT(), nct.PIDController(), "GBT has no error estimate"),
     ],

@@ -158,5 +158,5 @@ def test_bad_options_raise_named_errors(options: dict, message: str) -> None:
 
 
 def test_a_term_that_is_not_a_control_term_is_refused_before_the_solve() -> None:
-    with pytest.raises(IncompatibleTermError, match="LogODE cannot integrate a ODETerm; it accepts: ControlTerm"):
+    with pytest.raises(IncompatibleTermError, match="LogODE cannot integrate an ODETerm; it accepts: ControlTerm"):
         nct.solve(nct.ODETerm(lambda t, y, args: -y), torch.ones(1, 1), torch.tensor([0.0, 1.0]), solver=LogODE())

@@ -134,4 +134,4 @@ def test_every_solver_that_accepts_the_term_runs_and_adaptive_ones_agree(name: s
 
 
 def _stochastic(model: AbstractContinuousModel, batch: IrregularBatch) -> bool:
-    return isinstance(model.term(batch), nct.MultiTerm)
+    return isinstance(model.term(batch), nct.SDETerm)

@@ -288,7 +288,7 @@ def test_batch_composition_does_not_change_a_sample(options):
 
 def test_an_ode_solver_in_training_with_noise_is_refused_naming_both():
     net = model(additive=0.1).train()
-    with pytest.raises(nct.IncompatibleTermError, match="Euler.*MultiTerm"):
+    with pytest.raises(nct.IncompatibleTermError, match="Euler.*SDETerm"):
         net(irregular_batch(), SolveOptions(nct.Euler(), nct.KnotToKnot()))
 
 

@@ -447,7 +447,7 @@ def test_n_constant_steps_in_float32_take_exactly_n_steps_and_land_on_the_multip
     # sliver step); steps are counted from the last landing instead.
     grid = torch.linspace(0.0, 1.0, steps + 1)
     brownian = nct.BrownianGrid(grid, shape=(3, 1), seed=0)  # refuses any time off the grid
-    sde = nct.MultiTerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: 0.1 * y, brownian))
+    sde = nct.SDETerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: 0.1 * y, brownian))
     sol = nct.solve(
         sde, torch.ones(3, 1), grid[[0, -1]], solver=nct.EulerMaruyama(), controller=nct.ConstantStep(1 / steps)
     )

@@ -32,15 +32,15 @@ def loglog_slope(dts: list[float], errors: list[float]) -> float:
     return float((x * y).sum() / (x * x).sum())
 
 
-def gbm(mu: float, sigma: float, path: nct.BrownianPath, sde_type: nct.SDEType) -> nct.MultiTerm:
+def gbm(mu: float, sigma: float, path: nct.BrownianPath, sde_type: nct.SDEType) -> nct.SDETerm:
     """Geometric Brownian motion dX = mu X dt + sigma X dW (diagonal noise)."""
-    return nct.MultiTerm(
+    return nct.SDETerm(
         nct.ODETerm(lambda t, y, args: mu * y),
         nct.NoiseTerm(lambda t, y, args: sigma * y, path, DIAGONAL, sde_type),
     )
 
 
-def final_state(term: nct.MultiTerm, y0: torch.Tensor, solver, dt: float, t_end: float = 1.0) -> torch.Tensor:
+def final_state(term: nct.SDETerm, y0: torch.Tensor, solver, dt: float, t_end: float = 1.0) -> torch.Tensor:
     ts = torch.tensor([0.0, t_end], dtype=F64)
     return nct.solve(term, y0, ts, solver=solver, controller=nct.ConstantStep(dt)).ys[:, -1]
 
@@ -68,10 +68,10 @@ DIFFUSIONS = {
 }
 
 
-def small_sde(noise_type: nct.NoiseType, sde_type: nct.SDEType, seed: int = 3, batch: int = BATCH) -> nct.MultiTerm:
+def small_sde(noise_type: nct.NoiseType, sde_type: nct.SDEType, seed: int = 3, batch: int = BATCH) -> nct.SDETerm:
     g, channels = DIFFUSIONS[noise_type]
     path = nct.BrownianPath(0.0, 1.0, (batch, channels), dtype=F64, seed=seed)
-    return nct.MultiTerm(nct.ODETerm(drift), nct.NoiseTerm(g, path, noise_type, sde_type))
+    return nct.SDETerm(nct.ODETerm(drift), nct.NoiseTerm(g, path, noise_type, sde_type))
 
 
 def y0_small(batch: int = BATCH) -> torch.Tensor:
@@ -148,7 +148,7 @@ def test_every_solver_attains_its_declared_strong_order_on_a_nonlinear_diagonal_
     correction = (
         (lambda t, y, args: 0.5 * torch.sin(y) * torch.cos(y)) if sde_type == ITO else (lambda t, y, args: 0 * y)
     )
-    term = nct.MultiTerm(
+    term = nct.SDETerm(
         nct.ODETerm(correction), nct.NoiseTerm(lambda t, y, args: torch.sin(y), path, DIAGONAL, sde_type)
     )
     y0 = torch.ones(batch, 1, dtype=F64)
@@ -158,7 +158,7 @@ def test_every_solver_attains_its_declared_strong_order_on_a_nonlinear_diagonal_
     assert abs(loglog_slope(dts, errors) - solver.strong_order(DIAGONAL)) <= ORDER_BAND
 
 
-def non_commutative_sde(path: nct.BrownianPath, sde_type: nct.SDEType) -> nct.MultiTerm:
+def non_commutative_sde(path: nct.BrownianPath, sde_type: nct.SDEType) -> nct.SDETerm:
     """dy = -y/2 dt + sigma(y) dW with sigma = [[1 + sin(y_2) / 2, 0], [0, cos(y_1)]].
 
     The two noise columns do not commute (their Lie bracket is (-cos(y_1) cos(y_2) / 2,
@@ -172,7 +172,7 @@ def non_commutative_sde(path: nct.BrownianPath, sde_type: nct.SDEType) -> nct.Mu
         rows = [torch.stack([1 + 0.5 * torch.sin(y[:, 1]), zero], -1), torch.stack([zero, torch.cos(y[:, 0])], -1)]
         return torch.stack(rows, dim=1)
 
-    return nct.MultiTerm(nct.ODETerm(lambda t, y, args: -0.5 * y), nct.NoiseTerm(diffusion, path, GENERAL, sde_type))
+    return nct.SDETerm(nct.ODETerm(lambda t, y, args: -0.5 * y), nct.NoiseTerm(diffusion, path, GENERAL, sde_type))
 
 
 GENERAL_BATCH, GENERAL_FINE_DT = 256, 2.0**-10
@@ -199,8 +199,8 @@ def test_every_solver_for_general_noise_attains_its_declared_strong_order_on_non
     assert abs(loglog_slope(dts, errors) - solver.strong_order(GENERAL)) <= ORDER_BAND
 
 
-def ornstein_uhlenbeck(path: nct.BrownianPath, theta: float, sigma: float) -> nct.MultiTerm:
-    return nct.MultiTerm(
+def ornstein_uhlenbeck(path: nct.BrownianPath, theta: float, sigma: float) -> nct.SDETerm:
+    return nct.SDETerm(
         nct.ODETerm(lambda t, y, args: -theta * y),
         nct.NoiseTerm(lambda t, y, args: sigma * torch.ones_like(y), path, DIAGONAL, ITO),
     )
@@ -367,7 +367,7 @@ def test_an_incompatible_solver_and_sde_raise_an_error_naming_both(solver, noise
     name = type(solver).__name__
     with pytest.raises(
         nct.IncompatibleTermError,
-        match=f"{name} cannot integrate a MultiTerm with .*{noise_type.name}.*{sde_type.name}",
+        match=f"{name} cannot integrate an SDETerm with .*{noise_type.name}.*{sde_type.name}",
     ) as info:
         nct.solve(
             small_sde(noise_type, sde_type),
@@ -391,7 +391,7 @@ def test_the_incompatibility_message_lists_the_solvers_that_can():
 
 
 def test_ode_solvers_refuse_an_sde():
-    with pytest.raises(nct.IncompatibleTermError, match="Tsit5 cannot integrate a MultiTerm"):
+    with pytest.raises(nct.IncompatibleTermError, match="Tsit5 cannot integrate an SDETerm"):
         nct.solve(small_sde(DIAGONAL, ITO), y0_small(), torch.tensor([0.0, 1.0], dtype=F64), solver=nct.Tsit5())
 
 
@@ -402,7 +402,7 @@ def test_the_pid_controller_refuses_the_fixed_step_sde_solvers():
 
 def test_a_diffusion_of_the_wrong_shape_raises_an_error_naming_g():
     path = nct.BrownianPath(0.0, 1.0, (BATCH, NOISE), dtype=F64, seed=0)
-    term = nct.MultiTerm(nct.ODETerm(drift), nct.NoiseTerm(lambda t, y, args: y, path, GENERAL, ITO))
+    term = nct.SDETerm(nct.ODETerm(drift), nct.NoiseTerm(lambda t, y, args: y, path, GENERAL, ITO))
     with pytest.raises(
         nct.InvalidInputError, match=r"`g\(t, y, args\)` must return \[B, D, M\] = \[5, 3, 2\] .*got \[5, 3\]"
     ):
@@ -417,7 +417,7 @@ def test_a_diffusion_of_the_wrong_shape_raises_an_error_naming_g():
 
 def test_a_brownian_path_that_does_not_fit_the_state_raises_named_errors():
     wrong_batch = nct.BrownianPath(0.0, 1.0, (BATCH + 1, STATE), dtype=F64, seed=0)
-    term = nct.MultiTerm(nct.ODETerm(drift), nct.NoiseTerm(DIFFUSIONS[DIAGONAL][0], wrong_batch))
+    term = nct.SDETerm(nct.ODETerm(drift), nct.NoiseTerm(DIFFUSIONS[DIAGONAL][0], wrong_batch))
     with pytest.raises(nct.InvalidInputError, match="`brownian` has batch size 6"):
         nct.solve(
             term,
@@ -427,7 +427,7 @@ def test_a_brownian_path_that_does_not_fit_the_state_raises_named_errors():
             controller=nct.ConstantStep(0.1),
         )
     wrong_dtype = nct.BrownianPath(0.0, 1.0, (BATCH, STATE), dtype=torch.float32, seed=0)
-    term = nct.MultiTerm(nct.ODETerm(drift), nct.NoiseTerm(DIFFUSIONS[DIAGONAL][0], wrong_dtype))
+    term = nct.SDETerm(nct.ODETerm(drift), nct.NoiseTerm(DIFFUSIONS[DIAGONAL][0], wrong_dtype))
     with pytest.raises(nct.IncompatibleTermError, match="`brownian` has dtype torch.float32"):
         nct.solve(
             term,
@@ -456,7 +456,7 @@ def test_noise_and_sde_types_must_be_enums():
     with pytest.raises(TypeError, match="`sde_type` must be a nct.SDEType"):
         nct.NoiseTerm(lambda t, y, args: y, path, DIAGONAL, "ito")
     with pytest.raises(TypeError, match="`drift` must be an ODETerm"):
-        nct.MultiTerm(nct.NoiseTerm(lambda t, y, args: y, path), nct.NoiseTerm(lambda t, y, args: y, path))
+        nct.SDETerm(nct.NoiseTerm(lambda t, y, args: y, path), nct.NoiseTerm(lambda t, y, args: y, path))
 
 
 # --- Brownian path --------------------------------------------------------------------------------
@@ -529,7 +529,7 @@ def test_a_sample_path_is_the_same_alone_or_inside_a_batch_with_the_same_brownia
     sde_type = ITO if isinstance(solver, nct.EulerMaruyama) else STRAT
     path = nct.BrownianPath(0.0, 1.0, (batch, 1), dtype=F64, seed=9)
     g = lambda t, y, args: 0.5 * torch.cos(y) * (1 + t[:, None])
-    make = lambda p: nct.MultiTerm(
+    make = lambda p: nct.SDETerm(
         nct.ODETerm(lambda t, y, args: -y + t[:, None]), nct.NoiseTerm(g, p, DIAGONAL, sde_type)
     )
     ts = torch.tensor([[0.0, 0.3, 1.0], [0.1, 0.5, 0.9], [0.0, 0.25, 0.5], [0.2, 0.7, 1.0]], dtype=F64)
@@ -546,7 +546,7 @@ def test_a_sample_path_is_the_same_alone_or_inside_a_batch_with_the_same_brownia
 def test_pure_additive_noise_reproduces_the_brownian_increment_forwards_and_backwards(solver):
     sde_type = ITO if ITO in solver.sde_types else STRAT
     path = nct.BrownianPath(0.0, 1.0, (3, 1), dtype=F64, seed=4)
-    term = nct.MultiTerm(
+    term = nct.SDETerm(
         nct.ODETerm(lambda t, y, args: 0 * y),
         nct.NoiseTerm(lambda t, y, args: torch.ones(y.shape[0], 1, 1, dtype=F64), path, ADDITIVE, sde_type),
     )
@@ -598,7 +598,7 @@ class _Diffusion(torch.nn.Module):
 def test_gradients_flow_through_an_sde_solve(solver):
     sde_type = ITO if ITO in solver.sde_types else STRAT
     path = nct.BrownianPath(0.0, 1.0, (BATCH, STATE), dtype=F64, seed=6)
-    term = nct.MultiTerm(nct.ODETerm(_Drift()), nct.NoiseTerm(_Diffusion(), path, DIAGONAL, sde_type))
+    term = nct.SDETerm(nct.ODETerm(_Drift()), nct.NoiseTerm(_Diffusion(), path, DIAGONAL, sde_type))
     y0 = y0_small().requires_grad_()
     sol = nct.solve(term, y0, torch.linspace(0.0, 1.0, 4, dtype=F64), solver=solver, controller=nct.ConstantStep(0.1))
     (sol.ys**2).sum().backward()
@@ -608,7 +608,7 @@ def test_gradients_flow_through_an_sde_solve(solver):
 
 def test_checkpointed_backprop_gives_the_same_sde_gradients_because_brownian_queries_repeat():
     path = nct.BrownianPath(0.0, 1.0, (BATCH, STATE), dtype=F64, seed=6)
-    term = nct.MultiTerm(nct.ODETerm(_Drift()), nct.NoiseTerm(_Diffusion(), path, DIAGONAL, ITO))
+    term = nct.SDETerm(nct.ODETerm(_Drift()), nct.NoiseTerm(_Diffusion(), path, DIAGONAL, ITO))
     grads = []
     for gradient in (nct.Backprop(), nct.Backprop(checkpoint_every=3)):
         term.zero_grad()
@@ -621,14 +621,22 @@ def test_checkpointed_backprop_gives_the_same_sde_gradients_because_brownian_que
 
 
 def test_backsolve_refuses_an_sde():
-    with pytest.raises(nct.IncompatibleTermError, match="MultiTerm"):
+    with pytest.raises(nct.IncompatibleTermError, match="SDETerm"):
         nct.solve(small_sde(DIAGONAL, ITO), y0_small(), torch.tensor([0.0, 1.0], dtype=F64),
                   solver=nct.EulerMaruyama(), controller=nct.ConstantStep(0.1), gradient=nct.Backsolve())  # fmt: skip
 
 
 def test_float32_states_with_float64_times_solve_in_float32():
     path = nct.BrownianPath(0.0, 1.0, (BATCH, STATE), dtype=torch.float32, seed=1)
-    term = nct.MultiTerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: 0.2 * y, path))
+    term = nct.SDETerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: 0.2 * y, path))
     ts = torch.linspace(0.0, 1.0, 11, dtype=F64)
     sol = nct.solve(term, y0_small().float(), ts, solver=nct.EulerMaruyama(), controller=nct.ConstantStep(0.1))
     assert sol.ys.dtype == torch.float32 and sol.succeeded.all()
+
+
+def test_multiterm_is_a_deprecated_alias_of_sdeterm():
+    brownian = nct.BrownianPath(0.0, 1.0, shape=(2, 1), seed=0)
+    drift, noise = nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: 0.1 * y, brownian)
+    with pytest.warns(DeprecationWarning, match="MultiTerm is now SDETerm"):
+        term = nct.MultiTerm(drift, noise)
+    assert isinstance(term, nct.SDETerm)

@@ -1,4 +1,4 @@
-"""The same SDE `MultiTerm` solved by the peer library torchsde (`torchsde.sdeint`)."""
+"""The same SDE `SDETerm` solved by the peer library torchsde (`torchsde.sdeint`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from ..paths.brownian import BrownianPath, LevyArea
 from ..problem import AbstractRunner, Problem
 from ..solution import Solution, SolveStats, Status
 from ..terms.base import AbstractTerm
-from ..terms.multi import MultiTerm
 from ..terms.noise import NoiseType, SDEType
+from ..terms.sde import SDETerm
 
 
 class TorchSDEMethod(enum.Enum):
@@ -52,7 +52,7 @@ _SUPPORT: dict[TorchSDEMethod, tuple[frozenset, frozenset, frozenset, float]] = 
 
 @dataclass(frozen=True)
 class TorchSDE(AbstractRunner):
-    """Solve an SDE [`MultiTerm`][neuralct.MultiTerm] with `torchsde.sdeint`.
+    """Solve an SDE [`SDETerm`][neuralct.SDETerm] with `torchsde.sdeint`.
 
     The term's own [`BrownianPath`][neuralct.BrownianPath] drives torchsde (its
     `BrownianInterval` is passed as `bm`), so with the same method the result equals
@@ -78,7 +78,7 @@ class TorchSDE(AbstractRunner):
 
     method: TorchSDEMethod | str = TorchSDEMethod.EULER
     grad_free: bool = False
-    term_types: ClassVar[tuple[type, ...]] = (MultiTerm,)
+    term_types: ClassVar[tuple[type, ...]] = (SDETerm,)
 
     def __post_init__(self) -> None:
         if isinstance(self.method, str):
@@ -94,10 +94,10 @@ class TorchSDE(AbstractRunner):
         return _SUPPORT[TorchSDEMethod(self.method)][3]
 
     def check_term(self, term: AbstractTerm) -> None:
-        """Raise `IncompatibleTermError` unless `term` is a `MultiTerm` whose SDE and noise
+        """Raise `IncompatibleTermError` unless `term` is an `SDETerm` whose SDE and noise
         types the method handles; the message lists the methods that can."""
         super().check_term(term)
-        if not isinstance(term, MultiTerm):
+        if not isinstance(term, SDETerm):
             return
         method = TorchSDEMethod(self.method)
         sde_types, noise_types, _, _ = _SUPPORT[method]
@@ -105,7 +105,7 @@ class TorchSDE(AbstractRunner):
             return
         able = [m.value for m, s in _SUPPORT.items() if term.sde_type in s[0] and term.noise_type in s[1]]
         raise IncompatibleTermError(
-            f"solver TorchSDE(method={method.value!r}) cannot integrate a MultiTerm with {term.noise_type} and "
+            f"solver TorchSDE(method={method.value!r}) cannot integrate an SDETerm with {term.noise_type} and "
             f"{term.sde_type}; torchsde methods that can: {', '.join(able)}"
         )
 
@@ -132,9 +132,9 @@ class TorchSDE(AbstractRunner):
 
 
 class _CountingSDE:
-    """torchsde's view of a `MultiTerm`: `f(t, y)` and `g(t, y)` with scalar `t`, counting calls."""
+    """torchsde's view of an `SDETerm`: `f(t, y)` and `g(t, y)` with scalar `t`, counting calls."""
 
-    def __init__(self, term: MultiTerm, args: Any, ts: Tensor):
+    def __init__(self, term: SDETerm, args: Any, ts: Tensor):
         self.noise_type = term.noise_type.value
         self.sde_type = term.sde_type.value
         self.term, self.args, self.ts, self.calls = term, args, ts, 0
@@ -151,11 +151,11 @@ class _CountingSDE:
         return self.term.diffusion(self._times(t, y), y, self.args)
 
 
-def _check_problem(problem: Problem, y0: Tensor) -> tuple[MultiTerm, Tensor, float, BrownianPath]:
+def _check_problem(problem: Problem, y0: Tensor) -> tuple[SDETerm, Tensor, float, BrownianPath]:
     """The term, the shared grid `[K]`, the step and the path, after checking what torchsde needs."""
     term, ts = problem.term, problem.ts
-    if not isinstance(term, MultiTerm):
-        raise IncompatibleTermError(f"solver TorchSDE integrates a MultiTerm; got {describe(term)}")
+    if not isinstance(term, SDETerm):
+        raise IncompatibleTermError(f"solver TorchSDE integrates an SDETerm; got {describe(term)}")
     if not isinstance(problem.controller, ConstantStep):
         raise IncompatibleTermError(
             f"solver TorchSDE runs with nct.ConstantStep(dt) only; got {describe(problem.controller)}"

@@ -32,9 +32,9 @@ from ..solvers.rk import Euler
 from ..solvers.sde import EulerMaruyama
 from ..solvers.sde.base import AbstractSDESolver, linear_coefficients, step_size
 from ..terms.base import AbstractDriftTerm, AbstractTerm
-from ..terms.multi import MultiTerm
 from ..terms.noise import NoiseTerm, NoiseType, SDEType
 from ..terms.ode import ODETerm
+from ..terms.sde import SDETerm
 from .base import (
     AbstractContinuousModel,
     HeldInput,
@@ -263,7 +263,7 @@ class NoisyRNN(AbstractContinuousModel):
         """`[B, T + 1]`: each sample's $t_0$ - `first_gap`, then its observation times."""
         return lead_in_times(batch, self.first_gap)
 
-    def term(self, batch: IrregularBatch) -> ODETerm | MultiTerm:
+    def term(self, batch: IrregularBatch) -> ODETerm | SDETerm:
         """The SDE (SDE form, noisy) or the drift ODE driven by the batch's `held_input`."""
         inputs = held_input(batch)
         drift = ODETerm(InputDriven(self.cell, inputs), inputs=inputs)
@@ -278,7 +278,7 @@ class NoisyRNN(AbstractContinuousModel):
             dtype=weight.dtype,
             device=weight.device,
         )
-        return MultiTerm(drift, NoiseTerm(self.diffusion, brownian, NoiseType.DIAGONAL, self.sde_type))
+        return SDETerm(drift, NoiseTerm(self.diffusion, brownian, NoiseType.DIAGONAL, self.sde_type))
 
     def run(self, batch: IrregularBatch, options: SolveOptions | None = None) -> ModelOutput:
         """As `AbstractContinuousModel.run`, with the noise-free cases of the class docstring:
@@ -287,10 +287,10 @@ class NoisyRNN(AbstractContinuousModel):
         term = self.term(batch)
         if isinstance(options.solver, ReferenceNoisyEuler) and not self.training:
             options = replace(options, solver=ReferenceNoisyEuler())
-        if isinstance(options.solver, AbstractSDESolver) and not isinstance(term, MultiTerm):
+        if isinstance(options.solver, AbstractSDESolver) and not isinstance(term, SDETerm):
             weight = self.decoder.weight
             still = _NoBrownianMotion((batch.batch_size, self.decoder.in_features), weight.dtype, weight.device)
-            term = MultiTerm(term, NoiseTerm(lambda t, h, args: torch.zeros_like(h), still, sde_type=self.sde_type))
+            term = SDETerm(term, NoiseTerm(lambda t, h, args: torch.zeros_like(h), still, sde_type=self.sde_type))
         solution = solve_to_ends(term, self.initial_state(batch), self.save_times(batch), batch, options)
         return ModelOutput(self.readout(solution, batch), solution.stats)
 

@@ -47,7 +47,8 @@ def check_term_type(method: Any, term: AbstractTerm) -> None:
     if not isinstance(term, method.term_types):
         accepted = ", ".join(cls.__name__ for cls in method.term_types)
         raise IncompatibleTermError(
-            f"solver {type(method).__name__} cannot integrate a {type(term).__name__}; it accepts: {accepted}"
+            f"solver {type(method).__name__} cannot integrate {_article(type(term).__name__)} {type(term).__name__}; "
+            f"it accepts: {accepted}"
         )
 
 
@@ -138,3 +139,8 @@ class AbstractStepMapSolver(AbstractSolver):
     def init(self, term: AbstractTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """No carry: every step evaluates afresh; no evaluations."""
         return (), 0
+
+
+def _article(noun: str) -> str:
+    """ "an" before a vowel sound as spelt (an ODETerm, an SDETerm), else "a"."""
+    return "an" if noun[:1].upper() in "AEIOU" or noun[:3] in ("SDE", "ODE") else "a"

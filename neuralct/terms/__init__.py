@@ -4,9 +4,9 @@ from .base import AbstractDriftTerm, AbstractTerm
 from .control import ControlTerm
 from .delay import DelayTerm
 from .linear import LinearTerm
-from .multi import MultiTerm
 from .noise import NoiseTerm, NoiseType, SDEType
 from .ode import ODETerm
+from .sde import MultiTerm, SDETerm
 
 __all__ = [
     "AbstractDriftTerm",
@@ -18,5 +18,6 @@ __all__ = [
     "NoiseTerm",
     "NoiseType",
     "ODETerm",
+    "SDETerm",
     "SDEType",
 ]

@@ -64,7 +64,7 @@ class BrownianIncrements(Protocol):
 class NoiseTerm(AbstractTerm):
     """Diffusion term $\\sigma(t, y)\\,dW(t)$ driven by a Brownian motion.
 
-    Combine it with a drift in a [`MultiTerm`][neuralct.MultiTerm] to make an SDE.
+    Combine it with a drift in an [`SDETerm`][neuralct.SDETerm] to make an SDE.
 
     Args:
         g: callable `g(t, y, args)` with `t` `[B]` and `y` `[B, *state]`, returning the

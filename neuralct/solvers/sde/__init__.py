@@ -1,4 +1,4 @@
-"""Fixed-step solvers for SDEs: a drift plus a noise term (`MultiTerm`)."""
+"""Fixed-step solvers for SDEs: a drift plus a noise term (`SDETerm`)."""
 
 from .base import AbstractSDESolver
 from .euler_maruyama import EulerMaruyama

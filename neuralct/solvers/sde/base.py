@@ -2,7 +2,7 @@
 
 Conventions every SDE solver follows:
 
-- It integrates a [`MultiTerm`][neuralct.MultiTerm] with `nct.ConstantStep(dt)` only
+- It integrates an [`SDETerm`][neuralct.SDETerm] with `nct.ConstantStep(dt)` only
   (`error_order = None`); the step loop lands exactly on save times.
 - `order` is the strong order the method guarantees for every noise type it accepts;
   `strong_order(noise_type)` gives the (possibly higher) order for a given noise type, and
@@ -24,15 +24,15 @@ from torch import Tensor
 
 from ...errors import IncompatibleTermError
 from ...terms.base import AbstractTerm
-from ...terms.multi import MultiTerm
 from ...terms.noise import NoiseType, SDEType
+from ...terms.sde import SDETerm
 from ..base import AbstractSolver, Carry
 
 ALL_NOISE = frozenset(NoiseType)
 
 
 class AbstractSDESolver(AbstractSolver):
-    """A fixed-step one-step method for SDEs given as a `MultiTerm`.
+    """A fixed-step one-step method for SDEs given as an `SDETerm`.
 
     Attributes:
         order: strong order guaranteed for every accepted noise type.
@@ -41,7 +41,7 @@ class AbstractSDESolver(AbstractSolver):
         sde_types: the [`SDEType`][neuralct.SDEType]s the method handles.
     """
 
-    term_types: ClassVar[tuple[type, ...]] = (MultiTerm,)
+    term_types: ClassVar[tuple[type, ...]] = (SDETerm,)
     weak_order: ClassVar[float]
     noise_types: ClassVar[frozenset[NoiseType]]
     sde_types: ClassVar[frozenset[SDEType]]
@@ -56,10 +56,10 @@ class AbstractSDESolver(AbstractSolver):
         return self.order
 
     def check_term(self, term: AbstractTerm) -> None:
-        """Raise `IncompatibleTermError` unless `term` is a `MultiTerm` whose noise type and
+        """Raise `IncompatibleTermError` unless `term` is an `SDETerm` whose noise type and
         SDE type this solver handles; the message lists the solvers that can."""
         super().check_term(term)
-        sde_term = cast(MultiTerm, term)  # super().check_term made sure of it
+        sde_term = cast(SDETerm, term)  # super().check_term made sure of it
         noise, sde = sde_term.noise_type, sde_term.sde_type
         if noise in self.noise_types and sde in self.sde_types:
             return
@@ -71,11 +71,11 @@ class AbstractSDESolver(AbstractSolver):
         if noise == NoiseType.ADDITIVE:
             hint = " (with additive noise the Itô and Stratonovich SDEs coincide, so either SDEType may be declared)"
         raise IncompatibleTermError(
-            f"solver {name} cannot integrate a MultiTerm with {noise} and {sde}: {name} handles noise types "
+            f"solver {name} cannot integrate an SDETerm with {noise} and {sde}: {name} handles noise types "
             f"{handles} and SDE types {kinds}. Solvers for {noise.name} noise with {sde.name}: {able}{hint}"
         )
 
-    def init(self, term: MultiTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+    def init(self, term: SDETerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """Check the Brownian motion against `y0`; no carry, no evaluations."""
         term.noise.check_state(y0)
         return (), 0
@@ -97,7 +97,7 @@ def linear_coefficients(y0: Tensor, y1: Tensor, dense: bool) -> Tensor | None:
     return (y1 - y0).unsqueeze(1) if dense else None
 
 
-def brownian_step(term: MultiTerm, t0: Tensor, h: Tensor) -> Tensor:
+def brownian_step(term: SDETerm, t0: Tensor, h: Tensor) -> Tensor:
     """$\\Delta W = W(t_0 + h) - W(t_0)$ for `[B]` times and steps -> `[B, M]`, in the state dtype."""
     return term.increment(t0, t0 + h)
 

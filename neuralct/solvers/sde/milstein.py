@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ...terms.multi import MultiTerm
 from ...terms.noise import NoiseType, SDEType
+from ...terms.sde import SDETerm
 from ..base import Carry, StepResult
 from .base import AbstractSDESolver, brownian_step, linear_coefficients, step_size
 
@@ -50,7 +50,7 @@ class Milstein(AbstractSDESolver):
         return False
 
     def step(
-        self, term: MultiTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+        self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
     ) -> StepResult:
         """One step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
         dw = brownian_step(term, t0, h)

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from ...terms.multi import MultiTerm
 from ...terms.noise import NoiseType, SDEType
+from ...terms.sde import SDETerm
 from ..base import Carry, StepResult
 from .base import ALL_NOISE, AbstractSDESolver, brownian_step, linear_coefficients, step_size
 
@@ -41,13 +41,13 @@ class ReversibleHeun(AbstractSDESolver):
         """1.0 for commutative (diagonal, scalar, additive) noise, 0.5 for general noise."""
         return self.order if noise_type == NoiseType.GENERAL else 1.0
 
-    def init(self, term: MultiTerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
+    def init(self, term: SDETerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """Carry `(z0, drift(t0, z0), diffusion(t0, z0))` with `z0 = y0`; two evaluations."""
         term.noise.check_state(y0)
         return (y0, term.drift_field(t0, y0, args), term.diffusion(t0, y0, args)), 2
 
     def step(
-        self, term: MultiTerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+        self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
     ) -> StepResult:
         """One step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])` and the carry."""
         z0, drift0, diffusion0 = carry

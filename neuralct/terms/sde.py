@@ -1,7 +1,12 @@
-"""The stochastic differential equation $dy = \\mu(t, y)\\,dt + \\sigma(t, y)\\,dW(t)$ as one term."""
+"""The stochastic differential equation $dy = \\mu(t, y)\\,dt + \\sigma(t, y)\\,dW(t)$ as one term.
+
+`SDETerm` was called `MultiTerm` before; that name, which diffrax users read as a general sum of
+terms, stays as a deprecated alias for one release.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import Tensor
@@ -11,7 +16,7 @@ from .base import AbstractDriftTerm, AbstractTerm
 from .noise import NoiseTerm, NoiseType, SDEType
 
 
-class MultiTerm(AbstractTerm):
+class SDETerm(AbstractTerm):
     """An SDE $dy = \\mu(t, y)\\,dt + \\sigma(t, y)\\,dW(t)$: a drift term plus a noise term.
 
     It is deliberately *not* an `AbstractDriftTerm`, so ODE solvers refuse it; integrate
@@ -30,7 +35,7 @@ class MultiTerm(AbstractTerm):
     Example:
         >>> import torch, neuralct as nct
         >>> bm = nct.BrownianPath(0.0, 1.0, shape=(8, 1), seed=0)
-        >>> sde = nct.MultiTerm(nct.ODETerm(lambda t, y, a: -y), nct.NoiseTerm(lambda t, y, a: 0.1 * y, bm))
+        >>> sde = nct.SDETerm(nct.ODETerm(lambda t, y, a: -y), nct.NoiseTerm(lambda t, y, a: 0.1 * y, bm))
         >>> sol = nct.solve(sde, torch.ones(8, 1), torch.linspace(0, 1, 5),
         ...                 solver=nct.EulerMaruyama(), controller=nct.ConstantStep(0.01))
     """
@@ -73,3 +78,20 @@ class MultiTerm(AbstractTerm):
     def jump_times(self, ts: Tensor) -> Tensor | None:
         """The drift's non-smooth times (e.g. a `ControlTerm`'s knots); see `AbstractTerm.jump_times`."""
         return self.drift.jump_times(ts)
+
+
+class MultiTerm(SDETerm):
+    """Deprecated: the former name of [`SDETerm`][neuralct.SDETerm], kept for one release.
+
+    Raises:
+        DeprecationWarning: (a warning) on every construction.
+    """
+
+    def __init__(self, drift: AbstractDriftTerm, noise: NoiseTerm):
+        warnings.warn(
+            "MultiTerm is now SDETerm (it is a drift plus a noise term, not a general sum); "
+            "MultiTerm will be removed in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(drift, noise)
