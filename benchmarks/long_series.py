@@ -32,18 +32,22 @@ from neuralct.train.config import FitConfig
 DATASETS = ("acsf1", "osu_leaf", "pickup_gesture")
 RESULTS = Path(__file__).parent / "results"
 # FitConfig keys of each model configuration, over the dataset, missing rate, epochs and seed.
+RECIPE = {"hidden": 96, "lr": 0.004, "model_options": {"readout": "mean", "depth": 4, "dropout": 0.1}}
 MODELS: dict[str, dict] = {
     "gru_d": {"model": "gru_d"},
     "ncde": {"model": "ncde"},
-    "ncde_log_ode": {"model": "ncde", "solver": "log_ode", "solver_options": {"window": 16}},
+    # The log-ODE rows of the docs page: windows of 8 gaps, one RK4 step per window.
+    "ncde_log_ode": {
+        "model": "ncde",
+        "hidden": 32,
+        "solver": "log_ode",
+        "solver_options": {"window": 8, "solver": "rk4"},
+    },
     "s4d": {"model": "s4d"},
     # The recipe of the docs page "Long irregular series": mean over real positions, 4 blocks, dropout.
-    "s4d_recipe": {
-        "model": "s4d",
-        "hidden": 96,
-        "lr": 0.004,
-        "model_options": {"readout": "mean", "depth": 4, "dropout": 0.1},
-    },
+    "s4d_recipe": {"model": "s4d", **RECIPE},
+    "hope_recipe": {"model": "hope", **RECIPE},
+    "lssl_recipe": {"model": "lssl", **RECIPE},
     "lssl": {"model": "lssl"},
     "hope": {"model": "hope"},
     "deep_ssm": {"model": "deep_ssm"},
