@@ -81,6 +81,21 @@ class AbstractSDESolver(AbstractSolver):
         return (), 0
 
 
+class AbstractStratonovichHeun(AbstractSDESolver):
+    """What the Heun-type Stratonovich methods share (`StochasticHeun`, `ReversibleHeun`): any
+    noise type, Stratonovich only, strong order 0.5 in general and 1.0 for commutative
+    (diagonal, scalar, additive) noise, weak order 1."""
+
+    order: ClassVar[float] = 0.5
+    weak_order: ClassVar[float] = 1.0
+    noise_types: ClassVar[frozenset[NoiseType]] = ALL_NOISE
+    sde_types: ClassVar[frozenset[SDEType]] = frozenset({SDEType.STRATONOVICH})
+
+    def strong_order(self, noise_type: NoiseType) -> float:
+        """1.0 for commutative (diagonal, scalar, additive) noise, 0.5 for general noise."""
+        return self.order if noise_type == NoiseType.GENERAL else 1.0
+
+
 def sde_solvers_for(noise_type: NoiseType, sde_type: SDEType) -> list[str]:
     """Names of the concrete SDE solvers that handle `noise_type` with `sde_type`."""
     names, pending = [], list(AbstractSDESolver.__subclasses__())

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor
 
-from ...terms.noise import NoiseType, SDEType
 from ...terms.sde import SDETerm
 from ..base import Carry, StepResult
-from .base import ALL_NOISE, AbstractSDESolver, brownian_step, linear_coefficients, step_size
+from .base import AbstractStratonovichHeun, brownian_step, linear_coefficients, step_size
 
 
 @dataclass(frozen=True)
-class ReversibleHeun(AbstractSDESolver):
+class ReversibleHeun(AbstractStratonovichHeun):
     """Reversible Heun: an algebraically reversible Heun scheme with an auxiliary state $z$.
 
     $$z_1 = 2 y_0 - z_0 + \\mu_0 h + \\sigma_0 \\Delta W,\\qquad
@@ -31,15 +30,6 @@ class ReversibleHeun(AbstractSDESolver):
     (diffrax's SDE solver table lists the same; `tests/test_sde.py` measures both), weak
     order 1. Fixed-step only: use `nct.ConstantStep(dt)`.
     """
-
-    order: ClassVar[float] = 0.5
-    weak_order: ClassVar[float] = 1.0
-    noise_types: ClassVar[frozenset[NoiseType]] = ALL_NOISE
-    sde_types: ClassVar[frozenset[SDEType]] = frozenset({SDEType.STRATONOVICH})
-
-    def strong_order(self, noise_type: NoiseType) -> float:
-        """1.0 for commutative (diagonal, scalar, additive) noise, 0.5 for general noise."""
-        return self.order if noise_type == NoiseType.GENERAL else 1.0
 
     def init(self, term: SDETerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
         """Carry `(z0, drift(t0, z0), diffusion(t0, z0))` with `z0 = y0`; two evaluations."""

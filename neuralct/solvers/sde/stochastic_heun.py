@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor
 
-from ...terms.noise import NoiseType, SDEType
 from ...terms.sde import SDETerm
 from ..base import Carry, StepResult
-from .base import ALL_NOISE, AbstractSDESolver, brownian_step, linear_coefficients, step_size
+from .base import AbstractStratonovichHeun, brownian_step, linear_coefficients, step_size
 
 
 @dataclass(frozen=True)
-class StochasticHeun(AbstractSDESolver):
+class StochasticHeun(AbstractStratonovichHeun):
     """Stochastic Heun (the trapezoidal predictor-corrector) for Stratonovich SDEs.
 
     $$\\bar y = y_0 + \\mu_0 h + \\sigma_0 \\Delta W, \\qquad
@@ -28,15 +27,6 @@ class StochasticHeun(AbstractSDESolver):
     Lond. A 460, 2004). Four evaluations per step (two drifts, two diffusions).
     Fixed-step only: use `nct.ConstantStep(dt)`.
     """
-
-    order: ClassVar[float] = 0.5
-    weak_order: ClassVar[float] = 1.0
-    noise_types: ClassVar[frozenset[NoiseType]] = ALL_NOISE
-    sde_types: ClassVar[frozenset[SDEType]] = frozenset({SDEType.STRATONOVICH})
-
-    def strong_order(self, noise_type: NoiseType) -> float:
-        """1.0 for commutative (diagonal, scalar, additive) noise, 0.5 for general noise."""
-        return self.order if noise_type == NoiseType.GENERAL else 1.0
 
     def step(
         self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
