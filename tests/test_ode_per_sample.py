@@ -382,7 +382,7 @@ def test_a_field_that_is_nan_at_the_start_fails_that_sample_without_spinning():
 
 def test_a_field_returning_the_wrong_shape_is_named():
     term = nct.ODETerm(lambda t, y, args: y.sum(dim=1))
-    expected = r"ODETerm must return a tensor of shape \(2, 3\).*got shape \(2,\)"
+    expected = r"ODETerm must return a tensor of shape \(2, 3\).*got Tensor of shape \(2,\)"
     with pytest.raises(nct.IncompatibleTermError, match=expected):
         nct.solve(term, torch.ones(2, 3), torch.tensor([0.0, 1.0]))
 
