@@ -37,19 +37,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-import neuralct as nct  # noqa: E402
-from neuralct.data.lorenz import lorenz63, lorenz63_field  # noqa: E402
-from neuralct.models.plrnn import PLRNN  # noqa: E402
-from neuralct.stability import flow_map, gradient_horizon, lyapunov_spectrum, plot_gradient_horizon  # noqa: E402
-from neuralct.stability.gradients import GradientHorizon  # noqa: E402
-from neuralct.train.forcing import (  # noqa: E402
+from chaos.forcing import (  # noqa: E402
     TrainingHistory,
     forced_rollout,
     prediction_error,
     random_windows,
     train_forced,
 )
+from chaos.lorenz import lorenz63, lorenz63_field  # noqa: E402
+from chaos.plrnn import PLRNN  # noqa: E402
+
+import neuralct as nct  # noqa: E402
+from neuralct.stability import flow_map, gradient_horizon, lyapunov_spectrum, plot_gradient_horizon  # noqa: E402
+from neuralct.stability.gradients import GradientHorizon  # noqa: E402
 
 DT = 0.01
 F64 = torch.float64

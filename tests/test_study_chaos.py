@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuralct.data.lorenz import lorenz63, lorenz63_field
+from examples.chaos.forcing import anneal_tau, forced_rollout, forcing_steps, prediction_error, train_forced
+from examples.chaos.lorenz import lorenz63, lorenz63_field
+from examples.chaos.plrnn import PLRNN
 from neuralct.errors import InvalidInputError
-from neuralct.models.plrnn import PLRNN
-from neuralct.train.forcing import anneal_tau, forced_rollout, forcing_steps, prediction_error, train_forced
 
 F64 = torch.float64
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,10 @@ def test_bad_inputs_raise_invalid_input_error(call) -> None:
         call()
 
 
-def test_the_small_study_writes_its_figures_and_gradients_grow_at_the_lyapunov_rate(tmp_path: Path) -> None:
+def test_the_small_study_writes_its_figures_and_gradients_grow_at_the_lyapunov_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # the study's code, imported as `chaos.*` by the example
     spec = importlib.util.spec_from_file_location("neuralct_example_chaos", ROOT / "examples" / "chaos_gradients.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

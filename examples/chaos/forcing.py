@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_number, check_sizes
-from ..errors import InvalidInputError
-from ..models.plrnn import PLRNN
+from neuralct._checks import check_int, check_number, check_sizes
+from neuralct.errors import InvalidInputError
+
+from .plrnn import PLRNN
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_int, check_number
-from ..controllers import ConstantStep
-from ..solve import solve
-from ..solvers.rk import RK4
-from ..terms.ode import ODETerm
+from neuralct import RK4, ConstantStep, ODETerm, solve
+from neuralct._checks import check_int, check_number
 
 
 def lorenz63_field(

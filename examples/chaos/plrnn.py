@@ -8,7 +8,7 @@ by a mask, so that self-coupling lives in $A$ alone), bias $h$ and a linear obse
 `[obs, M]` without bias. The map is linear inside each orthant of $z$ (which units are active), so
 its Jacobian $A + W \\operatorname{diag}(z > 0)$ is exact and cheap, and a trained PLRNN can be
 chaotic like the system it learned. The data-inferred state $\\hat z_t = B^{+} x_t$ (pseudo-inverse)
-is what sparsely forced BPTT (`neuralct.train.forcing`) puts in place of the latent state.
+is what sparsely forced BPTT (`forcing.py` beside this module) puts in place of the latent state.
 
 Initialisation (ours, documented because it matters for a contracting start): $A = a I$ with
 $a = 0.9$ by default (every unit decays on its own), off-diagonal $W_{ij} \\sim \\mathcal N(0, s^2 / M)$
@@ -32,8 +32,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_number, check_sizes, describe
-from ..errors import InvalidInputError
+from neuralct._checks import check_int, check_number, check_sizes, describe
+from neuralct.errors import InvalidInputError
 
 
 class PLRNN(nn.Module):
