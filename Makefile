@@ -26,7 +26,7 @@ help:
 	@echo "make demo       neuralct fit: the default model on embedded real data (run folder under runs/)"
 	@echo "make test       the test suite without the slow tests (WORKERS=$(WORKERS))"
 	@echo "make test-slow  only the tests marked slow"
-	@echo "make golden     recompute tests/eval_counts.json (evaluations and errors the tests hold) and show the diff"
+	@echo "make golden     recompute tests/core/eval_counts.json (evaluations and errors the tests hold) and show the diff"
 	@echo "make bench      run the benchmark suite against the peers; writes benchmarks/results/<machine>.json and .md"
 	@echo "make bench-quick  the same at smaller sizes (minutes on 2 cores)"
 	@echo "make bench-long the long-series table vs 1-NN and MiniRocket (installs the bench extra: aeon's dependencies)"
@@ -63,12 +63,12 @@ test-slow: $(STAMP) $(DATASETS)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m slow $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS)) $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
-# The golden file of tests/test_eval_counts.py: recomputed, the change shown, then written. Commit
+# The golden file of tests/core/test_eval_counts.py: recomputed, the change shown, then written. Commit
 # it only when the diff is what the change meant (fewer evaluations or a smaller error).
 golden: $(STAMP) $(DATASETS)
-	$(PY) tests/test_eval_counts.py > tests/eval_counts.json.new
-	@diff -u tests/eval_counts.json tests/eval_counts.json.new && echo "golden: tests/eval_counts.json unchanged" || true
-	@mv tests/eval_counts.json.new tests/eval_counts.json
+	$(PY) tests/core/test_eval_counts.py > tests/core/eval_counts.json.new
+	@diff -u tests/core/eval_counts.json tests/core/eval_counts.json.new && echo "golden: tests/core/eval_counts.json unchanged" || true
+	@mv tests/core/eval_counts.json.new tests/core/eval_counts.json
 
 bench: $(STAMP) $(DATASETS)
 	$(PY) -m benchmarks $(BENCH_ARGS)

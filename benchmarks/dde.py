@@ -13,7 +13,7 @@ Both libraries use Dopri5 with rtol = atol = tol at several tolerances: neuralct
 `AdaptiveStepSizeController` (`discretize_then_optimize=True`). The error is the largest
 absolute deviation, over samples and save times, from a reference: neuralct's
 `MethodOfSteps(Dopri5())` in float64 at rtol = atol = 1e-10, asserted to agree with
-`MethodOfSteps(Tsit5())` at the same tolerance (tests/test_dde.py checks the method against
+`MethodOfSteps(Tsit5())` at the same tolerance (tests/core/test_dde.py checks the method against
 SciPy). Equal accuracy: for every neuralct point, torchdde's wall time at the same error is
 interpolated log-log between the two points of torchdde's work-precision Pareto front that
 bracket it; neuralct points outside torchdde's range of errors are listed, not compared (no

@@ -48,7 +48,7 @@ def hippo_legt(n: int, window: float = 1.0, *, dtype: torch.dtype | None = None)
     ($s = 1$ is the present), i.e. $c_n(t) = \\frac{1}{\\theta}\\int_{t-\\theta}^{t} u(r) \\sqrt{2n+1}\\,
     P_n\\big(2\\tfrac{r - t}{\\theta} + 1\\big)\\, dr$. The ODE is approximate (it reconstructs
     $u(t - \\theta)$ from the state), so the error falls as N grows once the history from
-    before the start has left the window (checked in `tests/test_linear.py`).
+    before the start has left the window (checked in `tests/core/test_linear.py`).
 
     Window convention: the LSSL reference code halves A and B "for timescale correctness",
     which is `window=2` here. A factor in the window only rescales the step, so when porting

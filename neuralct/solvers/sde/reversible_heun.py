@@ -27,7 +27,7 @@ class ReversibleHeun(AbstractStratonovichHeun):
     (Kidger, Foster, Li & Lyons, "Efficient and Accurate Gradients for Neural SDEs",
     NeurIPS 2021, section 3). Stratonovich SDEs with any noise type; strong order 0.5 in
     general and 1.0 for commutative (diagonal, scalar, additive) noise, as for Heun's method
-    (diffrax's SDE solver table lists the same; `tests/test_sde.py` measures both), weak
+    (diffrax's SDE solver table lists the same; `tests/core/test_sde.py` measures both), weak
     order 1. Fixed-step only: use `nct.ConstantStep(dt)`.
     """
 

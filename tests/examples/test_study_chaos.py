@@ -14,7 +14,7 @@ from examples.chaos.plrnn import PLRNN
 from neuralct.errors import InvalidInputError
 
 F64 = torch.float64
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model(latent: int = 6, observed: int = 3, seed: int = 0) -> PLRNN:

@@ -1,6 +1,6 @@
 """One process of the data-parallel test (`test_distributed.py`), started by torchrun.
 
-Usage: `torchrun --nproc-per-node N tests/ddp_worker.py CONFIG.json RUN_DIR PARAMS_DIR`. Trains the
+Usage: `torchrun --nproc-per-node N tests/apps/ddp_worker.py CONFIG.json RUN_DIR PARAMS_DIR`. Trains the
 run with `neuralct.train.fit` on the process group torchrun describes, and saves this process's
 parameters as they are when training ends (before the best checkpoint is reloaded for testing) to
 `PARAMS_DIR/rank<R>.pt`.

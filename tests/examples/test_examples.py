@@ -11,7 +11,7 @@ import pytest
 import torch
 from _snippets import python_blocks, run_document, run_source, stated_outputs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 # ```python blocks are run in order, one namespace per file, and the values they state
 # (`expr  # -> value`) are checked (tests/_snippets.py); ```py blocks are illustrations only.

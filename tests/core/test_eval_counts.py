@@ -14,7 +14,7 @@ The error of a problem is the geometric mean over samples of each sample's large
 error: a Van der Pol sample that is near a relaxation jump at a save time has a phase error
 1000x the others', which a maximum or an arithmetic mean would follow alone. A change that
 makes neuralct cheaper or more accurate lowers a number; update the file then with
-`make golden`, which recomputes it and shows the diff (`python tests/test_eval_counts.py` prints
+`make golden`, which recomputes it and shows the diff (`python tests/core/test_eval_counts.py` prints
 the current values). The slack on counts (0.5%)
 absorbs a different CPU's last-bit rounding moving one step decision; the slack on errors
 (10%) absorbs what such a moved step does to the error. Plausible controller bugs fail: an

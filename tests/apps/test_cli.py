@@ -96,7 +96,7 @@ def test_sweep_runs_the_grid_and_writes_the_summary_table_and_plot(tmp_path: Pat
 def test_the_cli_reference_page_is_the_current_help_text() -> None:
     from neuralct.cli import reference_markdown
 
-    page = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+    page = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
     assert page.read_text() == reference_markdown(), "regenerate it: python -m neuralct.cli --reference > docs/cli.md"
 
 

@@ -20,7 +20,7 @@ ROOT = Path(neuralct.__file__).parent
 CONTRIBUTING = ROOT.parent / "docs" / "contributing.md"
 
 # Optional heavy dependencies a function may import where it uses them, so that `import neuralct`
-# loads none of them (tests/test_imports.py checks that).
+# loads none of them (tests/core/test_imports.py checks that).
 HEAVY = frozenset({"aeon", "matplotlib", "scipy", "torchcde", "torchdiffeq", "torchsde"})
 
 # Imports of neuralct modules inside a function: each loads a heavy dependency lazily, never to
