@@ -38,41 +38,28 @@ def solve(
     compile: bool = False,
     lengths: Tensor | None = None,
 ) -> Solution:
-    """Integrate `term` from `y0` over per-sample time grids.
+    """Integrate `term` from `y0` over per-sample time grids (the guide: docs/guide/solve.md).
 
     Every sample has its own step size, accept/reject decisions, status and statistics;
     a sample's result does not depend on the rest of the batch.
 
     Args:
-        term: what to integrate (`ODETerm`, `ControlTerm`, an SDE `SDETerm`, `DelayTerm`, ...).
+        term: what to integrate (`ODETerm`, `ControlTerm`, `SDETerm`, `DelayTerm`, ...).
         y0: `[B, *state]` initial state at `t[:, 0]`.
-        t: `[K]` shared or `[B, K]` per-sample save times; each row strictly increasing or
-            strictly decreasing. The solve starts at the first time of each row.
-        solver: the step solver, or a runner that integrates the whole problem its own way
-            (`TorchDiffEq`, `TorchSDE`, `LogODE`: see `AbstractRunner`; it then owns the
-            gradient too); must accept `term` (checked before solving).
+        t: `[K]` shared or `[B, K]` per-sample save times, each row strictly monotonic.
+        solver: a step solver, or an `AbstractRunner` that integrates the whole problem and owns
+            its gradient (`TorchDiffEq`, `TorchSDE`, `LogODE`); must accept `term`.
         controller: `PIDController(...)` for adaptive steps or `ConstantStep(dt)`.
         gradient: `Backprop()`, `Backprop(checkpoint_every=k)` or `Backsolve()`.
         dt0: first step magnitude; `None` chooses it per sample.
         max_steps: steps (accepted or rejected) allowed per sample.
-        throw: raise `SolveFailed` when a sample fails; with `False`, return the partial
-            solution and read `Solution.status`.
-        dense: keep the dense interpolant so that `Solution.evaluate(t)` works.
+        throw: raise `SolveFailed` when a sample fails; `False` returns the partial solution.
+        dense: keep the dense interpolant for `Solution.evaluate(t)`.
         args: passed unchanged to the vector field(s).
-        compile: run each step's arithmetic, vector field included, through
-            `torch.compile` (see the guide's "Making solves fast"): fewer, fused kernels
-            per step, after a compilation of several seconds on the first solve of each
-            shape, dtype and configuration. The vector field must be traceable by
-            `torch.compile` (no Python side effects that change between calls). The
-            backward solve of `Backsolve()` stays uncompiled.
-        lengths: `[B]` integers: sample b ends at its save time `t[b, lengths[b] - 1]`, and
-            the later columns of its row are padding (as in a padded batch of series of
-            different lengths, see `IrregularBatch.lengths`). Each sample then costs only
-            its own span: it is not integrated over the padding, its result and statistics
-            are those of solving it alone, and its outputs past its end repeat its last one
-            (so their gradient reaches that output). `None`: every sample ends at `t[:, -1]`.
-            Peer backends (torchdiffeq, torchsde) integrate over the padding and only
-            repeat the last output.
+        compile: run each step, vector field included, through `torch.compile` (explicit RK
+            solvers; the guide's "Compiled steps"). `Backsolve`'s backward solve stays eager.
+        lengths: `[B]` integers: sample b ends at `t[b, lengths[b] - 1]` and costs only its own
+            span; its outputs past the end repeat its last one (the guide's "Padded batches").
 
     Returns:
         A [`Solution`][neuralct.Solution] with `ts` `[B, K]`, `ys` `[B, K, *state]`,
@@ -80,12 +67,37 @@ def solve(
 
     Raises:
         InvalidInputError: bad `y0`, `t`, `lengths`, `max_steps` or `dt0` (a `ValueError`).
-        IncompatibleTermError: a solver/term/controller mismatch or a dtype/device clash
-            (a `TypeError`).
+        IncompatibleTermError: a solver/term/controller mismatch or a dtype/device clash.
         SolveFailed: some sample failed and `throw=True`.
     """
     _check_kinds(term, solver, controller, gradient)
     y0 = check_y0(y0)
+    problem = _problem(term, y0, t, solver, controller, dt0, max_steps, dense, args, compile, lengths)
+    if isinstance(solver, AbstractRunner):
+        solution = solver.integrate(problem, y0)
+        solution = dataclasses.replace(solution, ys=hold_past_ends(solution.ys, problem.lengths))
+    else:
+        gradient.check(problem)
+        solution = gradient.run(problem, y0)
+    if throw and not bool(solution.succeeded.all()):
+        raise SolveFailed(failure_message(solution, max_steps), solution)
+    return solution
+
+
+def _problem(
+    term: AbstractTerm,
+    y0: Tensor,
+    t: Tensor,
+    solver: AbstractSolver | AbstractRunner,
+    controller: AbstractController,
+    dt0: float | None,
+    max_steps: int,
+    dense: bool,
+    args: Any,
+    compile: bool,
+    lengths: Tensor | None,
+) -> Problem:
+    """The checked `Problem` of a solve of `y0` `[B, *state]` over the times `t` (`[K]` or `[B, K]`)."""
     ts, direction = check_times(t, y0.shape[0], y0)
     lengths = check_lengths(lengths, ts)
     check_term_tensors(term, y0)
@@ -93,7 +105,7 @@ def solve(
     _check_compile(compile, solver)
     solver.check_term(term)
     controller.check_solver(solver)
-    problem = Problem(
+    return Problem(
         term=term,
         solver=solver,
         controller=controller,
@@ -107,15 +119,6 @@ def solve(
         compile=compile,
         lengths=lengths,
     )
-    if isinstance(solver, AbstractRunner):
-        solution = solver.integrate(problem, y0)
-        solution = dataclasses.replace(solution, ys=hold_past_ends(solution.ys, lengths))
-    else:
-        gradient.check(problem)
-        solution = gradient.run(problem, y0)
-    if throw and not bool(solution.succeeded.all()):
-        raise SolveFailed(failure_message(solution, max_steps), solution)
-    return solution
 
 
 def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None:

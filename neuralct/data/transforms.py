@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .._checks import check_choice, describe
+from .._checks import check_choice, check_number
+from .._validate import check_tensor
 from ..errors import InvalidInputError
 from .series import IrregularBatch, check_batch, check_every_channel_observed, pad_times
 from .statistics import near_zero_shares, observed_mean_std, observed_median_iqr
@@ -71,8 +72,7 @@ def drop_observations(
         InvalidInputError: `rate` outside `[0, 1)` or a non-IrregularBatch.
     """
     check_batch(batch)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise InvalidInputError(f"`rate` must be a number in [0, 1) (1 would empty every sample); got {rate!r}")
+    check_number("rate", rate, 0.0, 1.0, open_high=True)  # 1 would empty every sample
     if rate == 0:
         return batch
     observed = batch.mask if per_channel else batch.observed.unsqueeze(-1)
@@ -116,8 +116,7 @@ def jitter_times(batch: IrregularBatch, scale: float, *, generator: torch.Genera
         InvalidInputError: `scale` outside `[0, 1)` or a non-IrregularBatch.
     """
     check_batch(batch)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= scale < 1.0:
-        raise InvalidInputError(f"`scale` must be a number in [0, 1) so that times stay increasing; got {scale!r}")
+    check_number("scale", scale, 0.0, 1.0, open_high=True)  # below 1 so that times stay increasing
     times = batch.times
     gaps = times.diff(dim=1)
     inf = float("inf")
@@ -194,11 +193,7 @@ class Normalize:
                 raise InvalidInputError(f"`mean` and `std` must be None for scale {self.scale!r}, which fits nothing")
             return
         for name in ("mean", "std"):
-            value = getattr(self, name)
-            if not isinstance(value, Tensor) or value.ndim != 1 or not value.is_floating_point():
-                raise InvalidInputError(f"`{name}` must be a floating tensor [C]; got {describe(value)}")
-            if not bool(torch.isfinite(value).all()):
-                raise InvalidInputError(f"`{name}` must be finite; got {value.tolist()}")
+            check_tensor(name, getattr(self, name), ndim=1, shape="[C]", floating=True, finite=True)
         if self.mean.shape != self.std.shape:
             raise InvalidInputError(
                 f"`mean` and `std` must both be [C]; got {tuple(self.mean.shape)} and {tuple(self.std.shape)}"
@@ -292,8 +287,7 @@ def parse_normalization(spec: str) -> tuple[str, str | None]:
     Raises:
         InvalidInputError: `spec` not one of `NORMALIZATIONS` (the message lists them).
     """
-    if not isinstance(spec, str) or spec not in NORMALIZATIONS:
-        raise InvalidInputError(f"normalization must be one of {', '.join(NORMALIZATIONS)}; got {spec!r}")
+    check_choice("normalization", spec, NORMALIZATIONS)
     if spec == "asinh":
         return "standard", "asinh"
     transform, _, scale = spec.rpartition("+")
@@ -326,8 +320,7 @@ def _warn_if_near_zero(normalised: IrregularBatch, spec: str) -> None:
 
 def _check_method(scale: object, transform: object) -> None:
     check_choice("scale", scale, _SCALES)
-    if transform not in _TRANSFORMS:
-        raise InvalidInputError(f"`transform` must be None or 'asinh'; got {transform!r}")
+    check_choice("transform", transform, _TRANSFORMS)
 
 
 def _transformed(values: Tensor, transform: str | None) -> Tensor:

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .._checks import check_number, describe
+from .._checks import check_number
 from ..data.series import IrregularBatch, check_batch, pad_times
 from ..data.transforms import drop_observations
 from ..errors import InvalidInputError
@@ -102,11 +102,7 @@ class SaltAndPepper(AbstractPerturbation):
     def __post_init__(self) -> None:
         _check_level("fraction", self.fraction, upper=1.0)
         for name in ("low", "high"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise InvalidInputError(f"`{name}` must be a number or None; got {describe(value)}")
-            if value is not None and not math.isfinite(value):
-                raise InvalidInputError(f"`{name}` must be finite; got {value!r}")
+            check_number(name, getattr(self, name), optional=True)
         if self.low is not None and self.high is not None and not self.low < self.high:
             raise InvalidInputError(f"`low` must be below `high`; got low={self.low!r}, high={self.high!r}")
 

@@ -9,6 +9,8 @@ targets, or `[B, 1]` for targets `[B]`).
 
 A sample whose solve fails is counted and left out, and the rest of its minibatch is scored and
 trained on (see `neuralct.train.scoring`); with `strict=True` the first failure stops the pass.
+With several training processes, a minibatch in which some process has no sample left is
+skipped by all of them.
 """
 
 from __future__ import annotations
@@ -115,53 +117,76 @@ def train_epoch(
     Args:
         options: numerics for the forward solves (`None`: the model's defaults).
         clip_norm: clip the global gradient norm to this value before each step (`None`: no clipping).
-        workers: the training processes (`None`: this one alone). With several, each global
-            minibatch of `batch_size` is shared out between them (see `neuralct.train.distributed`);
-            a minibatch in which some process has no sample left is skipped by all of them.
+        workers: the training processes (`None`: this one alone), which share out each global
+            minibatch of `batch_size` (see `neuralct.train.distributed`).
         on_batch: called after each step with the epoch's progress.
         strict: stop at the first failed solve instead of leaving its samples out.
         by_length: group samples of similar lengths into minibatches, visited in random order
             (see [`minibatch_indices`][neuralct.data.batching.minibatch_indices]): a short
             series then does not pay for a long one's padding. `False`: a random permutation.
-        prefetch: background processes that prepare the minibatches ahead (see
-            [`prepared_minibatches`][neuralct.data.batching.prepared_minibatches]); `data` then
-            stays on the CPU and each minibatch moves to the workers' device. 0: none.
+        prefetch: background processes that prepare the minibatches ahead (`data` on the CPU; see
+            [`prepared_minibatches`][neuralct.data.batching.prepared_minibatches]). 0: none.
 
     Raises:
         TrainingDiverged: a minibatch's loss is NaN or infinite (no step is taken with it).
-        TrainingFailed: with `strict`, a forward solve failed (on any process); the message names
-            the minibatch and carries the solver's per-sample statuses. Also when every sample
-            of the epoch failed.
+        TrainingFailed: with `strict`, a forward solve failed (on any process; the message names the
+            minibatch and carries the per-sample statuses), or every sample of the epoch failed.
     """
     _check_targets(data)
     workers = workers or Workers()
     run = workers.runner(model)
     model.train()
     totals = _Totals(data)
-    batches = _rows(data, batch_size, generator, by_length)
-    shares = [workers.share(rows) for rows in batches]
-    prepared = prepared_minibatches(data, [mine for mine, _ in shares], prefetch, workers.device if prefetch else None)
-    for index, ((_, share), batch) in enumerate(zip(shares, prepared), start=1):
+    shares, prepared = _minibatches(data, batch_size, generator, by_length, workers, prefetch)
+    for index, (share, batch) in enumerate(zip(shares, prepared), start=1):
         scored, failure = _forward(run, model, batch, options, strict)
         kept = scored.batch.batch_size if scored.batch is not None and share > 0 else 0
         failures, empty, total = workers.sum([failure is not None, scored.batch is None, kept])
         if failures:
-            _raise_failure(workers.gather(failure), index, len(batches))
+            _raise_failure(workers.gather(failure), index, len(shares))
         totals.add_failed(scored.failed if share > 0 else 0)
         if not empty:  # a process with no sample left has no loss to take part in the step with
-            optimizer.zero_grad(set_to_none=True)
-            (scored.loss * (workers.world * kept / total)).backward()
-            totals.add_gradient(_gradient_norm(model, clip_norm))
-            optimizer.step()
+            _optimise(model, optimizer, scored.loss * (workers.world * kept / total), clip_norm, totals)
         if kept:
             totals.add(scored.loss.detach(), scored.output.predictions.detach(), scored.batch.targets, scored.evals)
         if on_batch is not None:
             evals = float(scored.evals.double().mean()) if scored.batch is not None else math.nan
-            on_batch(BatchReport(index, len(batches), *totals.running(), evals))
+            on_batch(BatchReport(index, len(shares), *totals.running(), evals))
     result = totals.result(workers)
     if result.samples == 0:
         raise TrainingFailed(f"the solves of all {result.failed} training samples failed")
     return result
+
+
+def _minibatches(
+    data: IrregularBatch,
+    batch_size: int,
+    generator: torch.Generator,
+    by_length: bool,
+    workers: Workers,
+    prefetch: int,
+) -> tuple[list[float], Iterator[IrregularBatch]]:
+    """The epoch's minibatches of `data`: for each, the weight of this process's share of the
+    global minibatch (0: it has none, see `Workers.share`) and, made lazily by `prefetch`
+    processes ahead, the share itself."""
+    shares = [workers.share(rows) for rows in _rows(data, batch_size, generator, by_length)]
+    device = workers.device if prefetch else None
+    prepared = prepared_minibatches(data, [mine for mine, _ in shares], prefetch, device)
+    return [share for _, share in shares], prepared
+
+
+def _optimise(
+    model: AbstractSequenceModel,
+    optimizer: torch.optim.Optimizer,
+    loss: Tensor,
+    clip_norm: float | None,
+    totals: _Totals,
+) -> None:
+    """One optimiser step on `loss` (a 0-dim tensor), recording the gradient norm in `totals`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    totals.add_gradient(_gradient_norm(model, clip_norm))
+    optimizer.step()
 
 
 def evaluate(

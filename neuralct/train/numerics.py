@@ -15,12 +15,12 @@ only those fields of them. Gradient specs:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING
 
 import torch
 
 from .. import registry
+from .._checks import check_choice, check_int, check_number
 from ..data.controls import KINDS
 from ..data.series import IrregularBatch
 from ..errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
@@ -48,21 +48,18 @@ def gradient_from_spec(spec: str) -> AbstractGradient:
         return Backprop(checkpoint_every=int(every))
     made = {"backprop": Backprop, "backsolve": Backsolve, "backsolve-seminorm": lambda: Backsolve(seminorm=True)}
     if colon or name not in made:
-        raise InvalidInputError(f"`gradient` must be one of {', '.join(GRADIENTS)}; got {spec!r}")
+        check_choice("gradient", spec, GRADIENTS)  # raises: the message lists the specs
     return made[name]()
 
 
 def check_numerics_keys(config: FitConfig) -> None:
     """Named `InvalidInputError` for a bad `gradient`, `dtype`, `dt0`, `interpolation` or `workers`."""
     gradient_from_spec(config.gradient)
-    if config.dtype not in DTYPES:
-        raise InvalidInputError(f"`dtype` must be one of {', '.join(DTYPES)}; got {config.dtype!r}")
-    if config.dt0 is not None and not (math.isfinite(config.dt0) and config.dt0 > 0):
-        raise InvalidInputError(f"`dt0` must be None or a positive finite number; got {config.dt0!r}")
-    if config.interpolation is not None and config.interpolation not in KINDS:
-        raise InvalidInputError(f"`interpolation` must be one of {', '.join(KINDS)}; got {config.interpolation!r}")
-    if config.workers < 0:
-        raise InvalidInputError(f"`workers` must be an int >= 0; got {config.workers!r}")
+    check_choice("dtype", config.dtype, DTYPES)
+    check_number("dt0", config.dt0, 0, open_low=True, optional=True)
+    if config.interpolation is not None:
+        check_choice("interpolation", config.interpolation, KINDS)
+    check_int("workers", config.workers, 0)
 
 
 def configured_options(config: FitConfig, model: AbstractSequenceModel | None = None) -> SolveOptions | None:

@@ -94,8 +94,7 @@ def fit(
         resume: continue from `run_dir/last.pt` (see `neuralct.train.resume`).
         changes: with `resume`, config keys to change: `epochs` (to extend the run, or end it
             sooner, not below the completed epochs), `patience`, `strict`.
-        progress: told of every minibatch and epoch, and of notes on the folder (default:
-            nothing is shown); `ProgressBar` draws them.
+        progress: told of every minibatch, epoch and note (default: nothing shown; `ProgressBar` draws).
         workers: the training processes (default: this one alone; see
             `neuralct.train.distributed`). Every process calls `fit` with the same arguments;
             rank 0 locks and writes the folder and reports progress.
@@ -127,15 +126,20 @@ def fit(
         if data is not None:
             _agree(workers, lambda: _save_batches(config, data))  # rank 0 writes; the others wait for it
         start = _agree(workers, lambda: plan_start(config, run_dir, resume, dict(changes or {})))
-        if start.config.monitor_jacobian and monitor is None:
-            raise InvalidInputError(
-                "`monitor_jacobian` records what a `monitor` returns: pass "
-                "fit(..., monitor=neuralct.stability.jacobian_monitor), as `neuralct fit --monitor-jacobian` does"
-            )
+        _check_monitor(start.config, monitor)
         return _train(start, run_dir, progress, workers, splits if not start.resume else None, monitor)
     finally:
         if workers.main:
             lock.release()
+
+
+def _check_monitor(config: FitConfig, monitor: Monitor | None) -> None:
+    """Refuse `config.monitor_jacobian` without a `monitor` to record."""
+    if config.monitor_jacobian and monitor is None:
+        raise InvalidInputError(
+            "`monitor_jacobian` records what a `monitor` returns: pass "
+            "fit(..., monitor=neuralct.stability.jacobian_monitor), as `neuralct fit --monitor-jacobian` does"
+        )
 
 
 def _with_own_batches(

@@ -273,7 +273,7 @@ def test_an_option_the_dataset_does_not_take_is_named() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"missing_rate": 1.0}, "`rate` must be a number in"),
+        ({"missing_rate": 1.0}, "`rate` must be a finite number in"),
         ({"seed": -1}, "`seed` must be a non-negative int"),
         ({"size": 0}, "`size` must be a positive int"),
         ({"noise": -0.1}, "`noise` must be a finite number >= 0"),

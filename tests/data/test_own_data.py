@@ -119,7 +119,7 @@ def test_normalization_is_fitted_on_training_series_and_stored(tmp_path: Path) -
     assert splits.record.normalization["scale"] == "robust"
     again = load_splits(config, saved=splits.record)
     assert torch.equal(again.test.values, splits.test.values)
-    with pytest.raises(Exception, match="normalization must be one of"):
+    with pytest.raises(Exception, match="`normalization` must be one of"):
         load_splits(config.replace(normalize="minmax"))
 
 
