@@ -3,5 +3,6 @@
 from .backprop import Backprop
 from .backsolve import Backsolve
 from .base import AbstractGradient
+from .reversible import ReversibleAdjoint
 
-__all__ = ["AbstractGradient", "Backprop", "Backsolve"]
+__all__ = ["AbstractGradient", "Backprop", "Backsolve", "ReversibleAdjoint"]

@@ -243,7 +243,7 @@ class AdjointSystem:
         t0, y0 = t0.detach(), y0.detach()
         with torch.enable_grad():
             out = self._call(self.inputs, t0, y0)
-        self._check_hidden_leaves(out)
+        check_hidden_leaves(out, self.inputs, "Backsolve")
         out = out.detach()
         try:
             zeros = torch.zeros_like(y0)
@@ -256,24 +256,27 @@ class AdjointSystem:
             same = False
         self.mode = "vmap" if same else "batched"
 
-    def _check_hidden_leaves(self, out: Tensor) -> None:
-        """Raise when the field's output depends on a tensor requiring grad that Backsolve cannot see."""
-        if out.grad_fn is None:
-            return
-        known = {id(x) for x in self.inputs}
-        stops = {x.grad_fn for x in self.inputs if x.grad_fn is not None}
-        seen, stack = set(), [out.grad_fn]
-        while stack:
-            node = stack.pop()
-            if node is None or node in seen or node in stops:
-                continue
-            seen.add(node)
-            variable = getattr(node, "variable", None)
-            if variable is not None and id(variable) not in known:
-                raise IncompatibleTermError(
-                    f"Backsolve: the vector field uses a tensor of shape {tuple(variable.shape)} that requires grad "
-                    f"but is neither a parameter of the term nor a tensor in `args`, so its gradient would be "
-                    f"silently lost; register it as an nn.Parameter of the module given to the term, pass it in "
-                    f"`args`, or use gradient=nct.Backprop()"
-                )
-            stack.extend(next_node for next_node, _ in node.next_functions)
+
+def check_hidden_leaves(out: Tensor, inputs: tuple[Tensor, ...], strategy: str) -> None:
+    """Raise `IncompatibleTermError` when `out` depends on a tensor requiring grad that is not
+    one of `inputs` (the term's parameters and the tensors in `args`), whose gradient
+    `strategy` (the name of the gradient strategy) would silently lose."""
+    if out.grad_fn is None:
+        return
+    known = {id(x) for x in inputs}
+    stops = {x.grad_fn for x in inputs if x.grad_fn is not None}
+    seen, stack = set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen or node in stops:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if variable is not None and id(variable) not in known:
+            raise IncompatibleTermError(
+                f"{strategy}: the vector field uses a tensor of shape {tuple(variable.shape)} that requires grad "
+                f"but is neither a parameter of the term nor a tensor in `args`, so its gradient would be "
+                f"silently lost; register it as an nn.Parameter of the module given to the term, pass it in "
+                f"`args`, or use gradient=nct.Backprop()"
+            )
+        stack.extend(next_node for next_node, _ in node.next_functions)

@@ -29,6 +29,10 @@ class ReversibleHeun(AbstractStratonovichHeun):
     general and 1.0 for commutative (diagonal, scalar, additive) noise, as for Heun's method
     (diffrax's SDE solver table lists the same; `tests/core/test_sde.py` measures both), weak
     order 1. Fixed-step only: use `nct.ConstantStep(dt)`.
+
+    `invert` undoes a step (Kidger et al., 2021, algorithm 2), which is what
+    `nct.ReversibleAdjoint()` runs backwards to differentiate a solve in memory flat in the
+    number of steps.
     """
 
     def init(self, term: SDETerm, t0: Tensor, y0: Tensor, args: Any) -> tuple[Carry, int]:
@@ -50,3 +54,35 @@ class ReversibleHeun(AbstractStratonovichHeun):
         y1 = y0 + 0.5 * (hs * (drift0 + drift1) + term.prod(diffusion0 + diffusion1, dw))
         coeffs = linear_coefficients(y0, y1, dense)
         return StepResult(y1=y1, error=None, carry=(z1, drift1, diffusion1), evals=2, coeffs=coeffs)
+
+    def invert(
+        self, term: SDETerm, t0: Tensor, y1: Tensor, h: Tensor, carry1: Carry, args: Any
+    ) -> tuple[Tensor, Carry]:
+        """The state and carry at `t0` `[B]` from those after a step of size `h` `[B]` from it.
+
+        With $\\mu_1, \\sigma_1$ the drift and diffusion at $z_1$ (in the carry),
+        $z_0 = 2 y_1 - z_1 - \\mu_1 h - \\sigma_1 \\Delta W$, then $\\mu_0, \\sigma_0$ at $(t_0, z_0)$
+        and $y_0 = y_1 - \\tfrac12(\\mu_0 + \\mu_1) h - \\tfrac12(\\sigma_0 + \\sigma_1)\\Delta W$: the
+        step's own formulas solved for their inputs, exact up to rounding, at two evaluations.
+        $\\Delta W$ is queried over the step's interval again, so the Brownian motion must
+        repeat it (`BrownianPath`, `BrownianGrid`).
+
+        Args:
+            term: the `SDETerm` the step integrated.
+            t0: `[B]` the step's start times.
+            y1: `[B, *state]` the state after the step.
+            h: `[B]` the signed step sizes.
+            carry1: `(z1, drift1, diffusion1)` after the step.
+            args: passed to the vector fields.
+
+        Returns:
+            `(y0, (z0, drift0, diffusion0))` at `t0`.
+        """
+        z1, drift1, diffusion1 = carry1
+        dw = brownian_step(term, t0, h)
+        hs = step_size(h, y1)
+        z0 = 2 * y1 - z1 - hs * drift1 - term.prod(diffusion1, dw)
+        drift0 = term.drift_field(t0, z0, args)
+        diffusion0 = term.diffusion(t0, z0, args)
+        y0 = y1 - 0.5 * (hs * (drift0 + drift1) + term.prod(diffusion0 + diffusion1, dw))
+        return y0, (z0, drift0, diffusion0)
