@@ -4,5 +4,6 @@ from .backprop import Backprop
 from .backsolve import Backsolve
 from .base import AbstractGradient
 from .reversible import ReversibleAdjoint
+from .stochastic import StochasticAdjoint
 
-__all__ = ["AbstractGradient", "Backprop", "Backsolve", "ReversibleAdjoint"]
+__all__ = ["AbstractGradient", "Backprop", "Backsolve", "ReversibleAdjoint", "StochasticAdjoint"]

@@ -110,7 +110,7 @@ class AdjointSystem:
     def input_size(self) -> int:
         return sum(x.numel() for x in self.inputs)
 
-    def _call(self, inputs: tuple[Tensor, ...], t: Tensor, y: Tensor) -> Tensor:
+    def call(self, inputs: tuple[Tensor, ...], t: Tensor, y: Tensor) -> Tensor:
         """The vector field with the differentiable inputs replaced by `inputs`."""
         k = len(self.param_names)
         leaves = list(self.leaves)
@@ -123,7 +123,7 @@ class AdjointSystem:
     def _vjp_vmap(self, t: Tensor, y: Tensor, a: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
         def one(inputs: tuple[Tensor, ...], tb: Tensor, yb: Tensor, ab: Tensor):
             def field(inputs: tuple[Tensor, ...], yb: Tensor) -> Tensor:
-                return self._call(inputs, tb.unsqueeze(0), yb.unsqueeze(0)).squeeze(0)
+                return self.call(inputs, tb.unsqueeze(0), yb.unsqueeze(0)).squeeze(0)
 
             out, pullback = torch.func.vjp(field, inputs, yb)
             g_inputs, g_y = pullback(ab)
@@ -134,7 +134,7 @@ class AdjointSystem:
     def _vjp_batched(self, t: Tensor, y: Tensor, a: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
-            out = self._call(self.inputs, t, y)
+            out = self.call(self.inputs, t, y)
             wanted = (y,) + self.inputs
             grads = torch.autograd.grad(out, wanted, a, retain_graph=bool(self.inputs), allow_unused=True)
             g_y = torch.zeros_like(y) if grads[0] is None else grads[0]
@@ -242,7 +242,7 @@ class AdjointSystem:
         batched call, else `"batched"`."""
         t0, y0 = t0.detach(), y0.detach()
         with torch.enable_grad():
-            out = self._call(self.inputs, t0, y0)
+            out = self.call(self.inputs, t0, y0)
         check_hidden_leaves(out, self.inputs, "Backsolve")
         out = out.detach()
         try:

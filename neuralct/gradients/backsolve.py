@@ -246,7 +246,7 @@ def _solve_backwards(
     return finish(sub, state), integral
 
 
-def _failed_samples_without_cotangent(status: Tensor, grad_ys: Tensor) -> Tensor:
+def _failed_samples_without_cotangent(status: Tensor, grad_ys: Tensor, strategy: str = "Backsolve") -> Tensor:
     """`[B]` samples whose forward solve failed and whose outputs get no cotangent: they are
     skipped (zero gradient). A failed sample that does get a cotangent cannot be differentiated
     by the adjoint, which needs the state at every save time."""
@@ -255,20 +255,22 @@ def _failed_samples_without_cotangent(status: Tensor, grad_ys: Tensor) -> Tensor
     bad = (failed & wanted).nonzero().flatten().tolist()
     if bad:
         raise InvalidInputError(
-            f"Backsolve cannot differentiate samples whose forward solve failed; samples {bad[:5]} have status "
+            f"{strategy} cannot differentiate samples whose forward solve failed; samples {bad[:5]} have status "
             f"{[Status(int(status[b])).name for b in bad[:5]]} and a non-zero gradient. Mask them out of the loss "
             f"or use gradient=nct.Backprop()"
         )
     return failed
 
 
-def _raise_if_failed(solution: Solution, skip: Tensor, ts: Tensor, k: int, max_steps: int) -> None:
+def _raise_if_failed(
+    solution: Solution, skip: Tensor, ts: Tensor, k: int, max_steps: int, strategy: str = "Backsolve"
+) -> None:
     failed = ~solution.succeeded & ~skip
     if not bool(failed.any()):
         return
     masked = dataclasses.replace(solution, status=torch.where(skip, int(Status.SUCCESS), solution.status))
     raise SolveFailed(
-        f"Backsolve's backward (adjoint) solve from save time {k + 1} to {k} failed:\n"
+        f"{strategy}'s backward (adjoint) solve from save time {k + 1} to {k} failed:\n"
         + failure_message(masked, max_steps)
         + "\nThe adjoint of stiff or chaotic dynamics can be hard to solve backwards; try gradient=nct.Backprop()",
         masked,
