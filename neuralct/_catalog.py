@@ -199,6 +199,11 @@ BUILT_IN: dict[str, dict[str, Entry]] = {
         {
             "backprop": ("Backprop", "Backpropagate through the solver's operations, optionally checkpointed"),
             "backsolve": ("Backsolve", "Continuous adjoint: solve the adjoint ODE backwards in time"),
+            "reversible": (
+                "ReversibleAdjoint",
+                "Exact gradients of a ReversibleHeun solve by inverting its steps, in memory flat in the steps",
+            ),
+            "stochastic": ("StochasticAdjoint", "Stochastic adjoint: solve a Stratonovich SDE's adjoint SDE backwards"),
         },
     ),
     "model": _MODELS,
