@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
     from .backends import TorchDiffEq, TorchSDE
     from .controllers import AbstractController, ConstantStep, KnotToKnot, PIDController, max_norm, rms_norm
     from .errors import IncompatibleTermError, InvalidInputError, NeuralCTError, SolveFailed
-    from .gradients import AbstractGradient, Backprop, Backsolve
+    from .gradients import AbstractGradient, Backprop, Backsolve, ReversibleAdjoint, StochasticAdjoint
     from .models.hamiltonian import HamiltonianTerm, SeparableHamiltonianTerm, SymplecticEuler
     from .models.ltc import LTCFused
     from .paths import (
@@ -73,7 +73,7 @@ lazy_package(
         ".backends": ("TorchDiffEq", "TorchSDE"),
         ".controllers": ("AbstractController", "ConstantStep", "KnotToKnot", "PIDController", "max_norm", "rms_norm"),
         ".errors": ("IncompatibleTermError", "InvalidInputError", "NeuralCTError", "SolveFailed"),
-        ".gradients": ("AbstractGradient", "Backprop", "Backsolve"),
+        ".gradients": ("AbstractGradient", "Backprop", "Backsolve", "ReversibleAdjoint", "StochasticAdjoint"),
         # one model's own numerics, kept at the top level for the users of earlier releases
         ".models.hamiltonian": ("HamiltonianTerm", "SeparableHamiltonianTerm", "SymplecticEuler"),
         ".models.ltc": ("LTCFused",),
@@ -143,6 +143,8 @@ __all__ = [
     "AbstractTerm",
     "Backprop",
     "Backsolve",
+    "ReversibleAdjoint",
+    "StochasticAdjoint",
     "Bosh3",
     "BrownianGrid",
     "BrownianPath",
