@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .controllers.base import AbstractController
+from .events import Event
 from .solution import Solution
 from .solvers.base import AbstractSolver, check_term_type
 from .terms.base import AbstractTerm
@@ -39,6 +40,9 @@ class Problem:
         compile: whether each step runs through `torch.compile`.
         lengths: `[B]` sample b ends at its save time `lengths[b] - 1` (the later columns of
             its row are padding), or `None`: every sample ends at `ts[:, -1]`.
+        event: the zero crossings to stop at or record (`neuralct.events.Event`), or `None`.
+        save_steps: whether the solution saves every accepted step instead of the times `ts`
+            (which then hold each sample's start and end only).
     """
 
     term: AbstractTerm
@@ -53,6 +57,8 @@ class Problem:
     jumps: Tensor | None
     compile: bool = False
     lengths: Tensor | None = None
+    event: Event | None = None
+    save_steps: bool = False
 
     @functools.cached_property
     def interpolate_saves(self) -> bool:
@@ -105,8 +111,9 @@ class Problem:
 
     @functools.cached_property
     def want_coefficients(self) -> bool:
-        """Whether steps must return dense-output coefficients."""
-        return self.interpolate_saves or self.dense
+        """Whether steps must return dense-output coefficients (events locate their crossings
+        on them)."""
+        return self.interpolate_saves or self.dense or self.event is not None
 
 
 class AbstractRunner(abc.ABC):

@@ -22,6 +22,7 @@ class Status(enum.IntEnum):
         NONFINITE: the state, or every error estimate tried, became NaN or infinite.
         NEWTON_FAILED: an implicit solver's Newton iteration did not converge at the
             smallest step size.
+        EVENT: a terminal event stopped the sample at a zero crossing (a success).
     """
 
     SUCCESS = 0
@@ -29,6 +30,7 @@ class Status(enum.IntEnum):
     DT_UNDERFLOW = 2
     NONFINITE = 3
     NEWTON_FAILED = 4
+    EVENT = 5
 
 
 # What to change, per failure, in the message of `SolveFailed`.
@@ -78,6 +80,15 @@ class Solution:
         t_final: `[B]` the time each sample reached (its last save time on success).
         y_final: `[B, *state]` the state at `t_final`, also for samples that failed.
         dense: the dense interpolant over the accepted steps, when `dense=True`.
+        mask: `[B, K]` which outputs a sample reached at their own times, in solves with an
+            event or `SaveAt(steps=True)`; `None` otherwise. Outputs past a terminal event hold
+            the event state, outputs past a sample's last step its last state, outputs past
+            `lengths` its last output.
+        event_t: the crossing times of an event, NaN where none: `[B]` for a terminal event,
+            `[B, N]` (the first N = `max_crossings`, in order) for a non-terminal one; `None`
+            without an event.
+        event_y: `[B, *state]` or `[B, N, *state]` the states at `event_t` (NaN where none).
+        event_count: `[B]` crossings each sample met (all of them, also past the N kept).
     """
 
     ts: Tensor
@@ -87,11 +98,15 @@ class Solution:
     t_final: Tensor
     y_final: Tensor
     dense: DenseInterpolant | None = None
+    mask: Tensor | None = None
+    event_t: Tensor | None = None
+    event_y: Tensor | None = None
+    event_count: Tensor | None = None
 
     @property
     def succeeded(self) -> Tensor:
-        """`[B]` boolean: which samples reached the end."""
-        return self.status == Status.SUCCESS
+        """`[B]` boolean: which samples reached the end, or stopped at a terminal event."""
+        return (self.status == Status.SUCCESS) | (self.status == Status.EVENT)
 
     def evaluate(self, t: Tensor) -> Tensor:
         """Evaluate the dense solution at per-sample times.

@@ -5,17 +5,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from ._checks import describe
+from ._checks import check_instance, describe
 from ._loop import hold_past_ends
 from ._validate import check_lengths, check_step_options, check_term_tensors, check_times, check_y0
 from .controllers.base import AbstractController
 from .controllers.pid import PIDController
 from .errors import InvalidInputError, SolveFailed
+from .events import Event
 from .gradients.backprop import Backprop
 from .gradients.base import AbstractGradient
 from .problem import AbstractRunner, Problem
+from .saveat import SaveAt
 from .solution import Solution, failure_message
 from .solvers.base import AbstractSolver
 from .solvers.rk import AbstractExplicitRK, Tsit5
@@ -37,6 +40,8 @@ def solve(
     args: Any = None,
     compile: bool = False,
     lengths: Tensor | None = None,
+    event: Event | None = None,
+    saveat: SaveAt | None = None,
 ) -> Solution:
     """Integrate `term` from `y0` over per-sample time grids (the guide: docs/guide/solve.md).
 
@@ -60,25 +65,23 @@ def solve(
             solvers; the guide's "Compiled steps"). `Backsolve`'s backward solve stays eager.
         lengths: `[B]` integers: sample b ends at `t[b, lengths[b] - 1]` and costs only its own
             span; its outputs past the end repeat its last one (the guide's "Padded batches").
+        event: an `Event`: stop each sample where `cond(t, y, args)` crosses zero (the guide's "Events").
+        saveat: a `SaveAt`: the times of `t`, its ends, or every step (the guide's "Choosing what is saved").
 
     Returns:
         A [`Solution`][neuralct.Solution] with `ts` `[B, K]`, `ys` `[B, K, *state]`,
-        `status` `[B]` and per-sample `stats`.
+        `status` `[B]` and per-sample `stats` (and `mask`, `event_t`, `event_y` as asked).
 
     Raises:
-        InvalidInputError: bad `y0`, `t`, `lengths`, `max_steps` or `dt0` (a `ValueError`).
+        InvalidInputError: bad `y0`, `t`, `lengths`, `max_steps`, `dt0`, `event` or `saveat`.
         IncompatibleTermError: a solver/term/controller mismatch or a dtype/device clash.
         SolveFailed: some sample failed and `throw=True`.
     """
     _check_kinds(term, solver, controller, gradient)
+    _check_outputs(event, saveat, solver, gradient)
     y0 = check_y0(y0)
-    problem = _problem(term, y0, t, solver, controller, dt0, max_steps, dense, args, compile, lengths)
-    if isinstance(solver, AbstractRunner):
-        solution = solver.integrate(problem, y0)
-        solution = dataclasses.replace(solution, ys=hold_past_ends(solution.ys, problem.lengths))
-    else:
-        gradient.check(problem)
-        solution = gradient.run(problem, y0)
+    problem = _problem(term, y0, t, solver, controller, dt0, max_steps, dense, args, compile, lengths, event, saveat)
+    solution = _run(problem, y0, gradient)
     if throw and not bool(solution.succeeded.all()):
         raise SolveFailed(failure_message(solution, max_steps), solution)
     return solution
@@ -96,6 +99,8 @@ def _problem(
     args: Any,
     compile: bool,
     lengths: Tensor | None,
+    event: Event | None = None,
+    saveat: SaveAt | None = None,
 ) -> Problem:
     """The checked `Problem` of a solve of `y0` `[B, *state]` over the times `t` (`[K]` or `[B, K]`)."""
     ts, direction = check_times(t, y0.shape[0], y0)
@@ -105,7 +110,7 @@ def _problem(
     _check_compile(compile, solver)
     solver.check_term(term)
     controller.check_solver(solver)
-    return Problem(
+    problem = Problem(
         term=term,
         solver=solver,
         controller=controller,
@@ -118,6 +123,58 @@ def _problem(
         jumps=_jump_times(solver, term, ts),
         compile=compile,
         lengths=lengths,
+    )
+    return problem if saveat is None and event is None else _with_outputs(problem, event, saveat or SaveAt())
+
+
+def _run(problem: Problem, y0: Tensor, gradient: AbstractGradient) -> Solution:
+    """Hand `problem` (from `y0` `[B, *state]`) to its runner, or to `gradient`, which runs the loop."""
+    if isinstance(problem.solver, AbstractRunner):
+        solution = problem.solver.integrate(problem, y0)
+        return dataclasses.replace(solution, ys=hold_past_ends(solution.ys, problem.lengths))
+    gradient.check(problem)
+    return gradient.run(problem, y0)
+
+
+def _check_outputs(
+    event: Any, saveat: Any, solver: AbstractSolver | AbstractRunner, gradient: AbstractGradient
+) -> None:
+    """Refuse an `event` or `saveat` of the wrong type, and an event or saved steps with a
+    runner or a gradient other than `Backprop`, which do not run them."""
+    if event is not None:
+        check_instance("event", event, Event)
+    if saveat is not None:
+        check_instance("saveat", saveat, SaveAt)
+    for name, asked in (
+        ("event", event is not None),
+        ("saveat=SaveAt(steps=True)", saveat is not None and saveat.steps),
+    ):
+        if asked and isinstance(solver, AbstractRunner):
+            raise InvalidInputError(
+                f"`{name}` needs a step solver in neuralct's loop; {type(solver).__name__} integrates the whole "
+                f"problem its own way"
+            )
+        if asked and not isinstance(gradient, Backprop):
+            raise InvalidInputError(
+                f"`{name}` needs `gradient=Backprop()` (with or without checkpointing), which differentiates through "
+                f"it; {type(gradient).__name__} does not"
+            )
+
+
+def _with_outputs(problem: Problem, event: Event | None, saveat: SaveAt) -> Problem:
+    """`problem` with `event`, and, when `saveat` keeps only the span of the times, save times
+    `[B, 2]`: each sample's first time and its last (within `lengths`)."""
+    if not saveat.spans_only:
+        return dataclasses.replace(problem, event=event)
+    ts, lengths = problem.ts, problem.lengths
+    span = torch.stack([ts[:, 0], problem.t_end], dim=1)
+    return dataclasses.replace(
+        problem,
+        ts=span,
+        lengths=None if lengths is None else lengths.clamp_max(2),
+        jumps=_jump_times(problem.solver, problem.term, span),
+        event=event,
+        save_steps=saveat.steps,
     )
 
 

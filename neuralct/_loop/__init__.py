@@ -12,6 +12,9 @@ One iteration (`loop._iterate`) reads as the algorithm:
    just short of it) and the controller returns its `Decision` (accept, next step size,
    whether it changed). Tensor operations only: what `compile=True` compiles (`compile.py`,
    which also prepares the problem's derived values before tracing).
+   With an event (`events.py`), the event function is then evaluated at each step's end; a
+   sample whose value changed sign has its crossing located on the step's interpolant
+   (`roots.py`, Illinois) and, for a terminal event, is moved back onto it and stops there.
 2. **record saves** (`saves.py`): a sample that landed on its save time writes its state; an
    adaptive solve with dense output instead keeps a window of `StepRecord`s (`records.py`)
    and interpolates the save times they passed every `SAVE_WINDOW` steps.
@@ -25,11 +28,13 @@ One iteration (`loop._iterate`) reads as the algorithm:
    steps, step size or finite values fail with their `Status`.
 
 The state (`state.py`) groups these as records: `Clock`, `SaveBuffer`, `Counters`,
-`Progress`, beside `y`, the solver's carry and the controller's state. `neuralct.problem` holds
-`Problem`, everything fixed during a solve. `loop.py` holds the entry points: `initial_state`,
-`advance` (iterate), `settle` (write pending saves and counts) and `finish` (the `Solution`,
-with the dense output built from the `Steps` of every `StepRecord`, the same records the
-continuous adjoint's parameter quadrature reads). `rows.py` has the row-wise tensor helpers.
+`Progress`, beside `y`, the solver's carry and the controller's state, and, as asked, the
+`EventLog` of an event and the trail of every step's `Visit` (`trail.py`, for
+`SaveAt(steps=True)`). `neuralct.problem` holds `Problem`, everything fixed during a solve.
+`loop.py` holds the entry points: `initial_state`, `advance` (iterate), `settle` (write
+pending saves and counts) and `finish` (the `Solution`, with the dense output built from the
+`Steps` of every `StepRecord`, the same records the continuous adjoint's parameter quadrature
+reads). `rows.py` has the row-wise tensor helpers.
 """
 
 from .loop import advance, finish, initial_state, settle

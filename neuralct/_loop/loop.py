@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
 from ..controllers.base import ControllerStart, ControllerState
 from ..errors import IncompatibleTermError
+from ..paths.dense import DenseInterpolant
 from ..problem import Problem
-from ..solution import Solution, SolveStats
+from ..solution import Solution, SolveStats, Status
 from ..terms.base import AbstractTerm
 from .clock import advance_clock, first_clock
 from .compile import AttemptStep, step_function
 from .counters import count, first_counters, settle_counters
+from .events import event_outputs, find_events, first_events, hold_past_events, stop_at_events
 from .jumps import cross_jumps, first_jump, start_time
 from .progress import first_progress, update_progress
 from .records import StepRecord, Steps
 from .saves import first_saves, flush, gather_saves, hold_past_ends, record_saves
 from .state import LoopState, Tally
+from .trail import extend, first_visit, trail_outputs
 
 
 def initial_state(problem: Problem, y0: Tensor) -> LoopState:
@@ -48,6 +53,8 @@ def initial_state(problem: Problem, y0: Tensor) -> LoopState:
         counters=first_counters(evals + controller_evals, zeros),
         progress=first_progress(problem, f0),
         records=(),
+        events=first_events(problem, t0, y0),
+        trail=first_visit(t0, y0) if problem.save_steps else (),
     )
 
 
@@ -88,6 +95,7 @@ def _iterate(problem: Problem, attempt: AttemptStep, s: LoopState) -> LoopState:
     step = attempt(problem, s)
     if s.iteration == 0:
         _check_first_step(problem.term, s.y, step.out.y1)
+    step, events, stopped = find_events(problem, s, step)
     out = step.out
     record = StepRecord(t0=s.clock.t, t1=step.end.t1, y0=s.y, y1=out.y1, coeffs=out.coeffs, accepted=step.accept)
     saves, finished, landed = record_saves(problem, s.saves, step, record)
@@ -101,9 +109,11 @@ def _iterate(problem: Problem, attempt: AttemptStep, s: LoopState) -> LoopState:
         controller=step.decision.state,
         saves=saves,
         counters=counters,
-        progress=update_progress(problem, s, step, finished, clock.reach),
+        progress=stop_at_events(update_progress(problem, s, step, finished, clock.reach), stopped),
         records=s.records + (record,) if problem.dense else s.records,
         iteration=s.iteration + 1,
+        events=events,
+        trail=extend(s.trail, step) if problem.save_steps else s.trail,
     )
 
 
@@ -112,16 +122,8 @@ def settle(problem: Problem, state: LoopState) -> LoopState:
     written and its tallied iterations added to its counters. A settled state holds the
     current step's values, not the records of up to `SAVE_WINDOW` earlier steps (each with
     the step's stages): what a checkpoint keeps of a stretch's start, and how a solve ends."""
-    return LoopState(
-        clock=state.clock,
-        y=state.y,
-        carry=state.carry,
-        controller=state.controller,
-        saves=flush(problem, state.clock.t, state.y, state.saves),
-        counters=settle_counters(state.counters),
-        progress=state.progress,
-        records=state.records,
-        iteration=state.iteration,
+    return dataclasses.replace(
+        state, saves=flush(problem, state.clock.t, state.y, state.saves), counters=settle_counters(state.counters)
     )
 
 
@@ -129,16 +131,44 @@ def finish(problem: Problem, state: LoopState) -> Solution:
     """Assemble the `Solution` from the final loop state."""
     state = settle(problem, state)
     counters = state.counters
-    dense = Steps.stack(state.records).interpolant(problem.direction) if problem.dense and state.records else None
+    ts, ys, mask = _outputs(problem, state)
+    event_t, event_y, event_count = event_outputs(problem.event, state.events)
     return Solution(
-        ts=problem.ts,
-        ys=hold_past_ends(gather_saves(problem, state.saves, state.y), problem.lengths),
+        ts=ts,
+        ys=ys,
         status=state.progress.status,
         stats=SolveStats(counters.vf_evals, counters.steps, counters.accepted, counters.steps - counters.accepted),
         t_final=state.clock.t,
         y_final=state.y,
-        dense=dense,
+        dense=_dense(problem, state),
+        mask=mask,
+        event_t=event_t,
+        event_y=event_y,
+        event_count=event_count,
     )
+
+
+def _outputs(problem: Problem, state: LoopState) -> tuple[Tensor, Tensor, Tensor | None]:
+    """`(ts, ys, mask)` of the `Solution` from a settled state: the saves at `problem.ts`
+    `[B, K]` (the outputs of samples a terminal event stopped held at its state past it, and
+    `mask` `[B, K]` the outputs reached, in solves with an event), or every step's."""
+    if problem.save_steps:
+        return trail_outputs(state.trail)
+    ys = gather_saves(problem, state.saves, state.y)
+    mask = None
+    if problem.event is not None:
+        mask = torch.arange(ys.shape[1], device=ys.device) < state.saves.next_save[:, None]
+        ys = hold_past_events(ys, mask, state.progress.status == int(Status.EVENT), state.y)
+    return problem.ts, hold_past_ends(ys, problem.lengths), mask
+
+
+def _dense(problem: Problem, state: LoopState) -> DenseInterpolant | None:
+    """The dense output over the recorded steps (`dense=True`), up to where each sample
+    stopped when a terminal event may have stopped it short of its last step's end."""
+    if not (problem.dense and state.records):
+        return None
+    stopped = problem.event is not None and problem.event.terminal
+    return Steps.stack(state.records).interpolant(problem.direction, stop=state.clock.t if stopped else None)
 
 
 def _check_unchanged(term: AbstractTerm, y: Tensor) -> None:

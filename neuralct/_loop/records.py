@@ -65,6 +65,7 @@ class Steps:
         t0, t1, y0, accepted = (torch.stack(parts, dim=1) for parts in (t0, t1, y0, accepted))
         return cls(t0=t0, t1=t1, y0=y0, coeffs=stack_coefficients(coeffs, dim=1), accepted=accepted)
 
-    def interpolant(self, direction: Tensor) -> DenseInterpolant:
-        """The dense output over the accepted steps, for samples running in `direction` `[B]`."""
-        return DenseInterpolant(self.t0, self.t1, self.y0, self.coeffs, self.accepted, direction)
+    def interpolant(self, direction: Tensor, stop: Tensor | None = None) -> DenseInterpolant:
+        """The dense output over the accepted steps, for samples running in `direction` `[B]`,
+        each up to `stop` `[B]` when given (where a terminal event stopped it inside a step)."""
+        return DenseInterpolant(self.t0, self.t1, self.y0, self.coeffs, self.accepted, direction, stop=stop)

@@ -99,6 +99,33 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class EventLog:
+    """What an event (`Problem.event`) has found so far.
+
+    Attributes:
+        g: `[B]` the event function at each sample's current time and state (no gradient:
+            only its sign and the brackets of the root finding read it).
+        count: `[B]` crossings found so far.
+        times: `[B, N]` the first N crossing times (NaN in slots not yet found).
+        states: `[B, N, *state]` the states at those times (NaN likewise).
+    """
+
+    g: Tensor
+    count: Tensor
+    times: Tensor
+    states: Tensor
+
+
+class Visit(NamedTuple):
+    """Where each sample stands after one loop iteration, for `SaveAt(steps=True)`: `t` `[B]`,
+    `y` `[B, *state]` and `accepted` `[B]` (whether it took a step there)."""
+
+    t: Tensor
+    y: Tensor
+    accepted: Tensor
+
+
+@dataclass(frozen=True)
 class LoopState:
     """The whole per-sample state of the loop after `iteration` iterations.
 
@@ -112,6 +139,8 @@ class LoopState:
         progress: statuses and which samples are done (`Progress`).
         records: every step's record, kept for dense output (`dense=True`).
         iteration: loop iterations so far.
+        events: the crossings found so far, in solves with an event (else `None`).
+        trail: the start and every iteration's `Visit`, in solves that save every step.
     """
 
     clock: Clock
@@ -123,6 +152,8 @@ class LoopState:
     progress: Progress
     records: tuple[StepRecord, ...]
     iteration: int = 0
+    events: EventLog | None = None
+    trail: tuple[Visit, ...] = ()
 
     @property
     def done(self) -> Tensor:

@@ -125,14 +125,27 @@ class DenseInterpolant:
         coeffs: `[B, S, P, *state]` polynomial coefficients of each step.
         accepted: `[B, S]` which recorded steps were accepted (only those are used).
         direction: `[B]` +1 for forward solves, -1 for backward ones.
+        stop: `[B]` where each sample's solved interval ends when that is inside its last
+            accepted step (a terminal event stopped it there), or `None`: at that step's end.
     """
 
     batched_times: ClassVar[bool] = True  # `derivative` takes `[B, Q]` times (see `PerSamplePath`)
 
-    def __init__(self, t0: Tensor, t1: Tensor, y0: Tensor, coeffs: Tensor, accepted: Tensor, direction: Tensor):
+    def __init__(
+        self,
+        t0: Tensor,
+        t1: Tensor,
+        y0: Tensor,
+        coeffs: Tensor,
+        accepted: Tensor,
+        direction: Tensor,
+        stop: Tensor | None = None,
+    ):
         self.t0, self.t1, self.y0, self.coeffs = t0, t1, y0, coeffs
         self.direction = direction
         self._end_key = accepted_end_keys(t1, accepted, direction)
+        # The last end key, or the stop short of it: what `_locate` checks the times against.
+        self._last_key = self._end_key[:, -1:] if stop is None else (direction * stop)[:, None]
         first = torch.argmax(accepted.to(torch.int8), dim=1)
         self._start_key = direction * t0.gather(1, first[:, None]).squeeze(1)
         self._any = accepted.any(dim=1)
@@ -148,7 +161,7 @@ class DenseInterpolant:
     def _locate(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """Step index `[B, Q]` and normalized time `[B, Q]` for query times `[B, Q]`."""
         key = self.direction[:, None] * t
-        end = self._end_key[:, -1:]
+        end = self._last_key
         outside = (~self._any[:, None]) | ~(key >= self._start_key[:, None]) | ~(key <= end)
         if bool(outside.any()):
             b, q = (int(i) for i in outside.nonzero()[0])
