@@ -100,6 +100,7 @@ _SOLVERS = _entries(
             "ReversibleHeun",
             "Reversible Heun: an algebraically reversible scheme for Stratonovich SDEs",
         ),
+        "sra1": ("SRA1", "Roessler's SRA1 for additive noise: strong order 1.5, adaptive"),
         # DDE
         "method_of_steps": (
             "MethodOfSteps",

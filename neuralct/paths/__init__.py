@@ -2,6 +2,7 @@
 
 from .brownian import BrownianPath, LevyArea
 from .brownian_grid import BrownianGrid
+from .brownian_tree import BrownianTree
 from .dense import DenseInterpolant
 from .interpolation import AbstractPiecewisePath, CubicPath, LinearPath, RectilinearPath
 from .piecewise_constant import PiecewiseConstantPath
@@ -10,6 +11,7 @@ __all__ = [
     "AbstractPiecewisePath",
     "BrownianGrid",
     "BrownianPath",
+    "BrownianTree",
     "CubicPath",
     "DenseInterpolant",
     "LevyArea",

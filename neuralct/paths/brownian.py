@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -39,9 +39,14 @@ class BrownianPath:
     Neural SDEs", NeurIPS 2021, section 4), which samples increments by Brownian bridges in a
     binary tree of intervals seeded by splittable PRNGs: memory stays small and any interval
     can be asked for again with identical results (values that fall out of its LRU cache are
-    regenerated from their seeds). The tree is split at the queried times, so the sample path
-    is a function of the seed *and* of the query times: the same seed with the same sequence
-    of queries gives the same values, and re-querying an interval always repeats its values.
+    regenerated from their seeds).
+
+    The tree is split at the queried times, so the sample path is a function of the seed
+    *and* of the query sequence: the same seed with the same sequence of queries gives the
+    same values, and re-querying an interval always repeats its values, but a path whose
+    first queries differ is another (equally Brownian) realisation, and with per-sample
+    times one sample's queries shape its batch mates' paths. Adaptive SDE solves need
+    values that depend on the seed alone: use [`BrownianTree`][neuralct.BrownianTree].
 
     Args:
         t0: start of the interval (a float or a 0-dim tensor).
@@ -53,6 +58,8 @@ class BrownianPath:
         seed: a non-negative int; `None` draws one from torch's global generator, so
             `torch.manual_seed` makes the path reproducible too.
         levy_area: a [`LevyArea`][neuralct.paths.brownian.LevyArea], `None` for `NONE`.
+            `SPACE_TIME` (or `DAVIE`, `FOSTER`) also gives `increment_and_area`, which
+            `nct.SRA1` needs.
 
     Raises:
         InvalidInputError: a bad interval, shape or seed.
@@ -113,6 +120,11 @@ class BrownianPath:
         return self.interval.dtype
 
     @property
+    def query_independent(self) -> bool:
+        """`False`: the values depend on the query sequence (see the class docstring)."""
+        return False
+
+    @property
     def device(self) -> torch.device:
         """Device of the increments."""
         return torch.device(self.interval.device)
@@ -160,18 +172,56 @@ class BrownianPath:
         Raises:
             InvalidInputError: a time outside `[t0, t1]` or a batch mismatch.
         """
+        return self._per_pair(ta, tb, lambda a, b: (self._query(a, b),))[0]
+
+    def increment_and_area(self, ta: Tensor | float, tb: Tensor | float) -> tuple[Tensor, Tensor]:
+        """$\\Delta W = W(t_b) - W(t_a)$ and the space-time Lévy area $H$ of the interval between.
+
+        $H = \\frac{1}{|h|}\\int (W_s - W_{\\min} - \\tfrac{s - t_{\\min}}{|h|}\\,\\Delta W_{\\min\\to\\max})\\,ds$
+        over the interval, $h = t_b - t_a$ (Foster, Lyons & Oberhauser, "An optimal
+        polynomial approximation of Brownian motion", SIAM J. Numer. Anal. 58, 2020). It does
+        not change sign with the direction, while $\\Delta W$ does, so that for either direction
+        $\\frac{1}{h}\\int_{t_a}^{t_b} (W_s - W_{t_a})\\,ds = \\tfrac12 \\Delta W + H$. Same grouping
+        and cost as `increment`.
+
+        Args:
+            ta: `[B]` (or scalar) start times inside `[t0, t1]`.
+            tb: `[B]` (or scalar) end times inside `[t0, t1]`.
+
+        Returns:
+            `(dW, H)`, each `[B, M]`.
+
+        Raises:
+            InvalidInputError: the path was built without a Lévy area, a time outside
+                `[t0, t1]`, or a batch mismatch.
+        """
+        if self.levy_area == LevyArea.NONE:
+            raise InvalidInputError(
+                "`levy_area` of this BrownianPath is NONE, so it has no space-time Levy area; "
+                "build it with levy_area=nct.LevyArea.SPACE_TIME"
+            )
+        dw, area = self._per_pair(ta, tb, self._query_area)
+        return dw, area
+
+    def _per_pair(
+        self, ta: Tensor | float, tb: Tensor | float, query: Callable[[float, float], tuple[Tensor, ...]]
+    ) -> tuple[Tensor, ...]:
+        """`query(a, b)` of the whole batch once per distinct `(ta, tb)` pair, each sample's rows kept."""
         ta, tb = self._times("ta", ta), self._times("tb", tb)
         if bool(((ta == ta[0]) & (tb == tb[0])).all()):
-            return self._select(self._query(float(ta[0]), float(tb[0])))
-        out = torch.zeros(self._shape, dtype=self.dtype, device=self.device)
+            return tuple(self._select(value) for value in query(float(ta[0]), float(tb[0])))
+        outs: list[Tensor] = []
         groups: dict[tuple[float, float], list[int]] = defaultdict(list)
         for row, pair in enumerate(zip(ta.tolist(), tb.tolist())):
             groups[pair].append(row)
         for (a, b), members in sorted(groups.items()):
             if a != b:
                 index = torch.tensor(members, device=self.device)
-                out[index] = self._select(self._query(a, b))[index]
-        return out
+                values = query(a, b)
+                outs = outs or [torch.zeros(self._shape, dtype=self.dtype, device=self.device) for _ in values]
+                for out, value in zip(outs, values):
+                    out[index] = self._select(value)[index]
+        return tuple(outs) if outs else tuple(self._select(value) for value in query(self.t0, self.t0))
 
     def evaluate(self, t: Tensor | float) -> Tensor:
         """$W(t) - W(t_0)$ at `[B]` (or scalar) times -> `[B, M]` (see `increment` for the cost)."""
@@ -185,30 +235,54 @@ class BrownianPath:
             return self.interval(a, b)
         return -self.interval(b, a)
 
+    def _query_area(self, a: float, b: float) -> tuple[Tensor, Tensor]:
+        """The whole parent batch's increment from `a` to `b` and the interval's space-time Lévy area."""
+        if a == b:
+            zeros = torch.zeros(self.interval.shape, dtype=self.dtype, device=self.device)
+            return zeros, zeros
+        low, high = min(a, b), max(a, b)
+        dw, integral = self.interval(low, high, return_U=True)
+        # torchsde returns U = int (W_s - W_low) ds = |h| (dW / 2 + H).
+        area = integral / (high - low) - 0.5 * dw
+        return (dw if a < b else -dw), area
+
     def _select(self, value: Tensor) -> Tensor:
         return value if self._rows is None else value[self._rows.to(value.device)]
 
     def _times(self, name: str, t: Any) -> Tensor:
         """Broadcast `t` to `[B]` float64 on the CPU, checked (with rounding slack) against `[t0, t1]`."""
-        batch = self._shape[0]
-        t = torch.as_tensor(t).detach().to("cpu", torch.float64)
-        if t.ndim == 0:
-            t = t.expand(batch)
-        if t.shape != (batch,):
-            raise InvalidInputError(f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}")
-        slack = 8 * torch.finfo(torch.float32).eps * max(1.0, abs(self.t0), abs(self.t1))
-        outside = ~((t >= self.t0 - slack) & (t <= self.t1 + slack))
-        if bool(outside.any()):
-            b = int(outside.nonzero()[0])
-            raise InvalidInputError(
-                f"`{name}` must lie in the Brownian path's interval [{self.t0:.6g}, {self.t1:.6g}]; sample {b} asks "
-                f"{name}[{b}] = {float(t[b]):.6g}; build the BrownianPath over the whole solve interval"
-            )
-        return t.clamp(self.t0, self.t1)
+        return query_times(name, t, self._shape[0], self.t0, self.t1, "cpu")
 
     def __repr__(self) -> str:
         interval = f"t0={self.t0:.6g}, t1={self.t1:.6g}"
         return f"BrownianPath({interval}, shape={self._shape}, dtype={self.dtype}, seed={self.seed})"
+
+
+def query_times(name: str, t: Any, batch: int, t0: float, t1: float, device: torch.device | str) -> Tensor:
+    """`t` (scalar or `[B]`) broadcast to `[B]` float64 on `device`, checked with rounding slack
+    against `[t0, t1]` and clamped into it.
+
+    Raises:
+        InvalidInputError: a batch mismatch or a time outside the interval, naming `name`.
+    """
+    # A Python float is read in float64 (torch.as_tensor alone would round it to float32).
+    if isinstance(t, Tensor):
+        t = t.detach().to(device, torch.float64)
+    else:
+        t = torch.tensor(t, dtype=torch.float64, device=device)
+    if t.ndim == 0:
+        t = t.expand(batch)
+    if t.shape != (batch,):
+        raise InvalidInputError(f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}")
+    slack = 8 * torch.finfo(torch.float32).eps * max(1.0, abs(t0), abs(t1))
+    outside = ~((t >= t0 - slack) & (t <= t1 + slack))
+    if bool(outside.any()):
+        b = int(outside.nonzero()[0])
+        raise InvalidInputError(
+            f"`{name}` must lie in the Brownian path's interval [{t0:.6g}, {t1:.6g}]; sample {b} asks "
+            f"{name}[{b}] = {float(t[b]):.6g}; build the Brownian motion over the whole solve interval"
+        )
+    return t.clamp(t0, t1)
 
 
 def check_noise_shape(shape: tuple[Any, ...]) -> None:

@@ -1,7 +1,7 @@
 """Solvers: one-step methods for each kind of term, grouped by family.
 
 - `rk`: Runge-Kutta methods (the Butcher tableau, explicit methods, implicit Euler);
-- `sde`: fixed-step SDE methods;
+- `sde`: SDE methods, fixed-step and adaptive;
 - `dde`: the method of steps for delay equations;
 - `linear`: zero-order hold and the bilinear transform for `LinearTerm`.
 """
@@ -23,7 +23,7 @@ from .rk import (
     Ralston,
     Tsit5,
 )
-from .sde import AbstractSDESolver, EulerMaruyama, Milstein, ReversibleHeun, StochasticHeun
+from .sde import SRA1, AbstractSDESolver, EulerMaruyama, Milstein, ReversibleHeun, StochasticHeun
 
 __all__ = [
     "AbstractExplicitRK",
@@ -45,6 +45,7 @@ __all__ = [
     "RK4",
     "Ralston",
     "ReversibleHeun",
+    "SRA1",
     "StepResult",
     "StochasticHeun",
     "Tsit5",

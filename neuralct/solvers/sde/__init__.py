@@ -1,9 +1,10 @@
-"""Fixed-step solvers for SDEs: a drift plus a noise term (`SDETerm`)."""
+"""Solvers for SDEs, a drift plus a noise term (`SDETerm`): fixed-step, and adaptive with an error estimate."""
 
 from .base import AbstractSDESolver
 from .euler_maruyama import EulerMaruyama
 from .milstein import Milstein
 from .reversible_heun import ReversibleHeun
+from .sra1 import SRA1
 from .stochastic_heun import StochasticHeun
 
-__all__ = ["AbstractSDESolver", "EulerMaruyama", "Milstein", "ReversibleHeun", "StochasticHeun"]
+__all__ = ["AbstractSDESolver", "EulerMaruyama", "Milstein", "ReversibleHeun", "SRA1", "StochasticHeun"]

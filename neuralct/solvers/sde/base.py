@@ -1,9 +1,19 @@
-"""Shared machinery of the fixed-step SDE solvers.
+"""Shared machinery of the SDE solvers.
 
 Conventions every SDE solver follows:
 
-- It integrates an [`SDETerm`][neuralct.SDETerm] with `nct.ConstantStep(dt)` only
-  (`error_order = None`); the step loop lands exactly on save times.
+- It integrates an [`SDETerm`][neuralct.SDETerm]. Solvers with an embedded error estimate
+  (`StochasticHeun`, `SRA1`) also run under `nct.PIDController`; the others have
+  `error_order = None` and run with `nct.ConstantStep(dt)` only. Either way the step loop
+  lands exactly on save times.
+- `error_order` is $q - 1$ where the error estimate of a step of size $h$ scales as
+  $h^q$ (the controller's exponent is $1/q$): a difference of two methods of strong orders
+  $p < \\hat p$ is of size $h^{p + 1/2}$, so `error_order` $= p - 1/2$ (diffrax's
+  `error_order` is $q$, Kidger, "On Neural Differential Equations", 2022, section 5.5).
+- An adaptive solve needs a Brownian motion that can be queried at any time with values
+  that do not depend on the query sequence (`nct.BrownianPath(..., tol=...)`), so that a
+  rejected step re-queries the same realisation and a sample's path does not depend on its
+  batch mates' steps; `check_adaptive_term` says so before the solve.
 - `order` is the strong order the method guarantees for every noise type it accepts;
   `strong_order(noise_type)` gives the (possibly higher) order for a given noise type, and
   `weak_order` the weak order.
@@ -55,6 +65,29 @@ class AbstractSDESolver(AbstractSolver):
         """The strong order for `noise_type` (default: `order`)."""
         return self.order
 
+    def check_adaptive_term(self, term: SDETerm) -> None:
+        """Raise `IncompatibleTermError` when an adaptive controller cannot drive this solver on
+        `term`: no error estimate, or a Brownian motion whose values depend on the query
+        sequence or that cannot be queried off a grid (a `BrownianGrid`)."""
+        if not self.adaptive:
+            raise IncompatibleTermError(
+                f"solver {type(self).__name__} has no error estimate; adaptive SDE solvers: "
+                f"{', '.join(adaptive_sde_solvers())}"
+            )
+        brownian = term.noise.brownian
+        if getattr(brownian, "query_independent", False):
+            return
+        why = (
+            "a grid cannot be queried between its times"
+            if hasattr(brownian, "grid")
+            else "its values depend on the query order"
+        )
+        raise IncompatibleTermError(
+            f"solver {type(self).__name__} with an adaptive controller cannot use a {type(brownian).__name__} ({why}): "
+            f"adaptive SDE steps need nct.BrownianPath(t0, t1, shape, seed=..., tol=1e-9), the dyadic Brownian tree; "
+            f"or step with nct.ConstantStep(dt)"
+        )
+
     def check_term(self, term: AbstractTerm) -> None:
         """Raise `IncompatibleTermError` unless `term` is an `SDETerm` whose noise type and
         SDE type this solver handles; the message lists the solvers that can."""
@@ -98,13 +131,25 @@ class AbstractStratonovichHeun(AbstractSDESolver):
 
 def sde_solvers_for(noise_type: NoiseType, sde_type: SDEType) -> list[str]:
     """Names of the concrete SDE solvers that handle `noise_type` with `sde_type`."""
-    names, pending = [], list(AbstractSDESolver.__subclasses__())
+    return sorted(
+        {cls.__name__ for cls in _concrete_sde_solvers() if noise_type in cls.noise_types and sde_type in cls.sde_types}
+    )
+
+
+def adaptive_sde_solvers() -> list[str]:
+    """Names of the concrete SDE solvers with an error estimate."""
+    return sorted({cls.__name__ for cls in _concrete_sde_solvers() if cls.error_order is not None})
+
+
+def _concrete_sde_solvers() -> list[type[AbstractSDESolver]]:
+    """Every concrete subclass of `AbstractSDESolver`, at any depth."""
+    found, pending = [], list(AbstractSDESolver.__subclasses__())
     while pending:
         cls = pending.pop(0)
         pending.extend(cls.__subclasses__())
-        if not inspect.isabstract(cls) and noise_type in cls.noise_types and sde_type in cls.sde_types:
-            names.append(cls.__name__)
-    return sorted(set(names))
+        if not inspect.isabstract(cls):
+            found.append(cls)
+    return found
 
 
 def linear_coefficients(y0: Tensor, y1: Tensor, dense: bool) -> Tensor | None:
@@ -115,6 +160,13 @@ def linear_coefficients(y0: Tensor, y1: Tensor, dense: bool) -> Tensor | None:
 def brownian_step(term: SDETerm, t0: Tensor, h: Tensor) -> Tensor:
     """$\\Delta W = W(t_0 + h) - W(t_0)$ for `[B]` times and steps -> `[B, M]`, in the state dtype."""
     return term.increment(t0, t0 + h)
+
+
+def brownian_step_and_area(term: SDETerm, t0: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """$\\Delta W$ and the space-time Lévy area $H$ over the step (see
+    `BrownianPath.increment_and_area`) for `[B]` times and steps -> two `[B, M]`."""
+    # SRA1.check_term made sure the Brownian motion has `increment_and_area`.
+    return cast(Any, term.noise.brownian).increment_and_area(t0, t0 + h)
 
 
 def step_size(h: Tensor, like: Tensor) -> Tensor:

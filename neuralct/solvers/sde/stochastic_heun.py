@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -25,8 +25,16 @@ class StochasticHeun(AbstractStratonovichHeun):
     equations", SIAM J. Numer. Anal. 19, 1982; Burrage, Burrage & Tian, "Numerical methods
     for strong solutions of stochastic differential equations: an overview", Proc. R. Soc.
     Lond. A 460, 2004). Four evaluations per step (two drifts, two diffusions).
-    Fixed-step only: use `nct.ConstantStep(dt)`.
+
+    Adaptive: the predictor $\\bar y$ is an Euler step, so $y_1 - \\bar y =
+    \\tfrac12(\\bar\\mu - \\mu_0) h + \\tfrac12(\\bar\\sigma - \\sigma_0)\\Delta W$ is a free error
+    estimate (diffrax's `Heun` uses the same embedded pair). It is of size $h$ for
+    multiplicative noise ($\\tfrac12\\sigma'\\sigma\\,\\Delta W^2$) and $h^{3/2}$ for additive noise,
+    so `error_order = 0` (the controller's exponent is 1). Under `nct.PIDController` the
+    Brownian motion must be a dyadic tree, `nct.BrownianPath(..., tol=...)`.
     """
+
+    error_order: ClassVar[int | None] = 0
 
     def step(
         self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
@@ -41,4 +49,4 @@ class StochasticHeun(AbstractStratonovichHeun):
         drift1 = term.drift_field(t1, predictor, args)
         diffusion1 = term.diffusion(t1, predictor, args)
         y1 = y0 + 0.5 * (hs * (drift0 + drift1) + term.prod(diffusion0 + diffusion1, dw))
-        return StepResult(y1=y1, error=None, carry=(), evals=4, coeffs=linear_coefficients(y0, y1, dense))
+        return StepResult(y1=y1, error=y1 - predictor, carry=(), evals=4, coeffs=linear_coefficients(y0, y1, dense))
