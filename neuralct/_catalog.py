@@ -86,6 +86,9 @@ _SOLVERS = _entries(
         "dopri8": ("Dopri8", "Dormand-Prince 8(7): eighth order, 13 stages, seventh-order error estimate"),
         # stiff
         "implicit_euler": ("ImplicitEuler", "Implicit Euler: order 1, L-stable, for stiff problems"),
+        "kvaerno3": ("Kvaerno3", "Kvaerno's ESDIRK 3(2): order 3, L-stable, for stiff problems at moderate rtol"),
+        "kvaerno5": ("Kvaerno5", "Kvaerno's ESDIRK 5(4): order 5, L-stable, for stiff problems at tight rtol"),
+        "kencarp4": ("KenCarp4", "Kennedy-Carpenter ARK4(3)6L: order 4, IMEX over a SplitTerm, else implicit"),
         # linear terms
         "zoh": ("ZOH", "Zero-order hold for a LinearTerm, exact for input held constant over each step"),
         "gbt": ("GBT", "Generalized bilinear transform for a LinearTerm: forward, backward Euler or bilinear"),

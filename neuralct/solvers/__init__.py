@@ -1,6 +1,7 @@
 """Solvers: one-step methods for each kind of term, grouped by family.
 
-- `rk`: Runge-Kutta methods (the Butcher tableau, explicit methods, implicit Euler);
+- `rk`: Runge-Kutta methods (the Butcher tableau, explicit methods, implicit Euler, the ESDIRK
+  methods Kvaerno3/Kvaerno5 and the IMEX pair KenCarp4);
 - `sde`: SDE methods, fixed-step and adaptive;
 - `dde`: the method of steps for delay equations;
 - `linear`: zero-order hold and the bilinear transform for `LinearTerm`.
@@ -12,6 +13,7 @@ from .linear import GBT, ZOH, AbstractLinearSolver
 from .rk import (
     RK4,
     AbstractExplicitRK,
+    AbstractImplicitRK,
     Bosh3,
     ButcherTableau,
     Dopri5,
@@ -19,6 +21,9 @@ from .rk import (
     Euler,
     Heun,
     ImplicitEuler,
+    KenCarp4,
+    Kvaerno3,
+    Kvaerno5,
     Midpoint,
     Ralston,
     Tsit5,
@@ -27,6 +32,7 @@ from .sde import SRA1, AbstractSDESolver, EulerMaruyama, Milstein, ReversibleHeu
 
 __all__ = [
     "AbstractExplicitRK",
+    "AbstractImplicitRK",
     "AbstractLinearSolver",
     "AbstractSDESolver",
     "AbstractSolver",
@@ -39,6 +45,9 @@ __all__ = [
     "EulerMaruyama",
     "Heun",
     "ImplicitEuler",
+    "KenCarp4",
+    "Kvaerno3",
+    "Kvaerno5",
     "MethodOfSteps",
     "Midpoint",
     "Milstein",
