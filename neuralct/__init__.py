@@ -26,8 +26,11 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         LevyArea,
         LinearPath,
         PiecewiseConstantPath,
+        BrownianTree,
         RectilinearPath,
     )
+    from .events import Event
+    from .saveat import SaveAt
     from .solution import Solution, SolveStats, Status
     from .solve import solve
     from .solvers import (
@@ -49,6 +52,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         Milstein,
         Ralston,
         ReversibleHeun,
+        SRA1,
         StochasticHeun,
         Tsit5,
         ZOH,
@@ -81,6 +85,7 @@ lazy_package(
             "AbstractPiecewisePath",
             "BrownianGrid",
             "BrownianPath",
+            "BrownianTree",
             "CubicPath",
             "DenseInterpolant",
             "LevyArea",
@@ -88,6 +93,8 @@ lazy_package(
             "PiecewiseConstantPath",
             "RectilinearPath",
         ),
+        ".events": ("Event",),
+        ".saveat": ("SaveAt",),
         ".solution": ("Solution", "SolveStats", "Status"),
         ".solve": ("solve",),
         ".solvers": (
@@ -109,6 +116,7 @@ lazy_package(
             "Milstein",
             "Ralston",
             "ReversibleHeun",
+            "SRA1",
             "StochasticHeun",
             "Tsit5",
             "ZOH",
@@ -133,6 +141,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RK4",
+    "SaveAt",
+    "SRA1",
     "AbstractController",
     "AbstractDriftTerm",
     "AbstractExplicitRK",
@@ -148,6 +158,7 @@ __all__ = [
     "Bosh3",
     "BrownianGrid",
     "BrownianPath",
+    "BrownianTree",
     "ButcherTableau",
     "ConstantStep",
     "ControlTerm",
@@ -159,6 +170,7 @@ __all__ = [
     "Dopri8",
     "Euler",
     "EulerMaruyama",
+    "Event",
     "GBT",
     "Heun",
     "ImplicitEuler",

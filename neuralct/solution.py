@@ -147,48 +147,51 @@ def empty_stats(batch: int, device: torch.device) -> SolveStats:
     return SolveStats(zeros(), zeros(), zeros(), zeros())
 
 
-def failure_message(solution: Solution, max_steps: int, shown: int = 5) -> str:
+def failure_message(solution: Solution, max_steps: int, t_end: Tensor | None = None, shown: int = 5) -> str:
     """The message of `SolveFailed`: the failed samples of `solution`, where each stopped, and
     what to change.
 
     Args:
         solution: a solution with `status` `[B]`, some of it not `SUCCESS`.
         max_steps: the step budget of the solve, quoted in the advice.
+        t_end: `[B]` where each sample's solve was to end (default: its last save time,
+            `ts[:, -1]`; pass it when the saves do not reach the end, as under `SaveAt(steps=True)`
+            or `lengths`).
         shown: how many failed samples are listed one per line.
     """
+    t_end = solution.ts[:, -1] if t_end is None else t_end
     failed = (~solution.succeeded).nonzero().flatten().tolist()
     lines = [f"solve failed for {len(failed)} of {solution.status.shape[0]} samples:"]
     for b in failed[:shown]:
         status = Status(int(solution.status[b]))
-        t_end = float(solution.ts[b, -1])
-        lines.append(f"  sample {b}: {status.name} at t = {float(solution.t_final[b]):.6g} (solving to {t_end:.6g})")
+        end = float(t_end[b])
+        lines.append(f"  sample {b}: {status.name} at t = {float(solution.t_final[b]):.6g} (solving to {end:.6g})")
     if len(failed) > shown:
         lines.append(f"  ... and {len(failed) - shown} more")
-    coarse = [b for b in failed if _time_resolution_too_coarse(solution, b)]
+    coarse = [b for b in failed if _time_resolution_too_coarse(solution, b, t_end)]
     reasons = {Status(int(solution.status[b])) for b in failed if b not in coarse}
     for status in sorted(reasons):
         lines.append(f"{status.name}: {_ADVICE[status].format(max_steps=max_steps)}")
     if coarse:
-        lines.append(_resolution_advice(solution, coarse[0]))
+        lines.append(_resolution_advice(solution, coarse[0], t_end))
     lines.append("Pass throw=False to get the partial solution and per-sample statuses instead.")
     return "\n".join(lines)
 
 
-def _time_resolution_too_coarse(solution: Solution, b: int) -> bool:
+def _time_resolution_too_coarse(solution: Solution, b: int, t_end: Tensor) -> bool:
     """Whether sample `b` failed with DT_UNDERFLOW where its time dtype cannot resolve a
     millionth of its span: its step vanished by rounding rather than by error control."""
     if int(solution.status[b]) != Status.DT_UNDERFLOW:
         return False
-    ts = solution.ts[b]
-    ulp = torch.finfo(ts.dtype).eps * solution.t_final[b].abs()
-    return bool(ulp > 1e-6 * (ts[-1] - ts[0]).abs())
+    ulp = torch.finfo(solution.ts.dtype).eps * solution.t_final[b].abs()
+    return bool(ulp > 1e-6 * (t_end[b] - solution.ts[b, 0]).abs())
 
 
-def _resolution_advice(solution: Solution, b: int) -> str:
+def _resolution_advice(solution: Solution, b: int, t_end: Tensor) -> str:
     """What to change for sample `b`, whose step vanished below its times' resolution."""
     t = solution.t_final[b]
     ulp = float(torch.finfo(t.dtype).eps * t.abs())
-    span = float((solution.ts[b, -1] - solution.ts[b, 0]).abs())
+    span = float((t_end[b] - solution.ts[b, 0]).abs())
     return (
         f"DT_UNDERFLOW (sample {b}): the step vanished by rounding, not by stiffness: {t.dtype} times near "
         f"t = {float(t):.6g} resolve no step below about {ulp:.2g}, too coarse for a span of {span:.6g}; shift "

@@ -83,7 +83,7 @@ def solve(
     problem = _problem(term, y0, t, solver, controller, dt0, max_steps, dense, args, compile, lengths, event, saveat)
     solution = _run(problem, y0, gradient)
     if throw and not bool(solution.succeeded.all()):
-        raise SolveFailed(failure_message(solution, max_steps), solution)
+        raise SolveFailed(failure_message(solution, max_steps, problem.t_end), solution)
     return solution
 
 
@@ -110,6 +110,8 @@ def _problem(
     _check_compile(compile, solver)
     solver.check_term(term)
     controller.check_solver(solver)
+    if controller.adaptive and isinstance(solver, AbstractSolver):
+        solver.check_adaptive_term(term)
     problem = Problem(
         term=term,
         solver=solver,

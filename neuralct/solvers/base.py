@@ -63,7 +63,7 @@ class AbstractSolver(abc.ABC):
     """
 
     order: ClassVar[float]
-    error_order: ClassVar[int | None] = None
+    error_order: ClassVar[float | None] = None
     term_types: ClassVar[tuple[type, ...]] = ()
 
     @property
@@ -94,6 +94,10 @@ class AbstractSolver(abc.ABC):
     def check_term(self, term: AbstractTerm) -> None:
         """Raise `IncompatibleTermError` when this solver cannot integrate `term`."""
         check_term_type(self, term)
+
+    def check_adaptive_term(self, term: AbstractTerm) -> None:
+        """Raise `IncompatibleTermError` when an adaptive controller cannot drive this solver on
+        `term` (default: it can; SDE solvers check their Brownian motion)."""
 
     def jump_times(self, term: AbstractTerm, ts: Tensor) -> Tensor | None:
         """The times this solver must land on when it integrates `term` over save times `ts`

@@ -20,7 +20,6 @@ from torch import Tensor
 from ..data.series import IrregularBatch
 from ..errors import InvalidInputError, SolveFailed
 from ..models.base import AbstractSequenceModel, ModelOutput, SolveOptions
-from ..solution import Status
 from .distributed import Runner
 
 
@@ -81,7 +80,7 @@ def _failed(
     statuses of a failing solve over the whole batch, row for row; else by halves of the batch."""
     status = getattr(error.solution, "status", None)
     if isinstance(status, Tensor) and status.shape == (batch.batch_size,):
-        return (status != Status.SUCCESS).cpu()
+        return (~error.solution.succeeded).cpu()  # a terminal event is a success too
     if batch.batch_size == 1:
         return torch.ones(1, dtype=torch.bool)
     halves = torch.arange(batch.batch_size).tensor_split(2)

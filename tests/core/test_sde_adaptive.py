@@ -174,3 +174,13 @@ def test_adaptive_control_refuses_a_brownian_motion_that_depends_on_the_queries(
         match="EulerMaruyama has no error estimate; adaptive SDE solvers: SRA1, StochasticHeun",
     ):
         nct.EulerMaruyama().check_adaptive_term(double_well(brownian))
+
+
+def test_solve_refuses_an_adaptive_sde_solve_on_a_grid_before_stepping():
+    grid = nct.BrownianGrid(torch.linspace(0, 1, 9, dtype=F64), (2, 1), seed=0)
+    y0 = torch.ones(2, 1, dtype=F64)
+    heun = nct.StochasticHeun()
+    with pytest.raises(nct.IncompatibleTermError, match="cannot use a BrownianGrid .*nct.BrownianTree"):
+        nct.solve(gbm(grid), y0, ONE, solver=heun, controller=pid(1e-3))
+    fixed = nct.solve(gbm(grid), y0, ONE, solver=heun, controller=nct.ConstantStep(0.125))
+    assert fixed.succeeded.all()

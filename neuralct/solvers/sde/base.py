@@ -84,7 +84,7 @@ class AbstractSDESolver(AbstractSolver):
         )
         raise IncompatibleTermError(
             f"solver {type(self).__name__} with an adaptive controller cannot use a {type(brownian).__name__} ({why}): "
-            f"adaptive SDE steps need nct.BrownianPath(t0, t1, shape, seed=..., tol=1e-9), the dyadic Brownian tree; "
+            f"adaptive SDE steps need nct.BrownianTree(t0, t1, shape, seed=...), independent of the queries; "
             f"or step with nct.ConstantStep(dt)"
         )
 

@@ -46,7 +46,7 @@ class SRA1(AbstractSDESolver):
 
     order: ClassVar[float] = 1.5
     weak_order: ClassVar[float] = 2.0
-    error_order: ClassVar[float | None] = 0.5  # type: ignore[assignment]  # an SDE error estimate scales as h^1.5
+    error_order: ClassVar[float | None] = 0.5  # an SDE error estimate scales as h^1.5
     noise_types: ClassVar[frozenset[NoiseType]] = frozenset({NoiseType.ADDITIVE})
     sde_types: ClassVar[frozenset[SDEType]] = frozenset(SDEType)
 
