@@ -33,6 +33,8 @@ class ESDIRKTableau:
         filter_error: pass the error estimate through $(I - h\\gamma J)^{-1}$, which damps its
             stiff components (Shampine's filter, for low-order pairs whose estimate is not itself
             L-stable).
+        extrapolate: start Newton at the first implicit stage from $y_0 + c_1 h f_0$ (else from
+            $y_0$, safer for a one-stage method whose $c_1 h$ is the whole step).
     """
 
     c: tuple[float, ...]
@@ -42,6 +44,7 @@ class ESDIRKTableau:
     b_error: tuple[float, ...]
     explicit: ButcherTableau | None = None
     filter_error: bool = False
+    extrapolate: bool = True
     a_terms: tuple[Combination | None, ...] = field(init=False, compare=False, repr=False)
     b_terms: Combination | None = field(init=False, compare=False, repr=False)
     b_error_terms: Combination | None = field(init=False, compare=False, repr=False)

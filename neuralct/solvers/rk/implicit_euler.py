@@ -11,7 +11,9 @@ from .implicit import AbstractImplicitRK
 # Implicit Euler as an ESDIRK with an explicit first stage: the first slope, f(t0, y0), costs nothing
 # (it is the previous step's last) and serves the error estimate, the trapezoidal rule's difference
 # h/2 (f1 - f0), filtered through (I - hJ)^-1.
-_TABLEAU = ESDIRKTableau(c=(0.0, 1.0), a=((), (0.0,)), gamma=1.0, b=(0.0, 1.0), b_error=(-0.5, 0.5), filter_error=True)
+_TABLEAU = ESDIRKTableau(
+    c=(0.0, 1.0), a=((), (0.0,)), gamma=1.0, b=(0.0, 1.0), b_error=(-0.5, 0.5), filter_error=True, extrapolate=False
+)
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class ImplicitEuler(AbstractImplicitRK):
     Each sample solves its own nonlinear equation by the shared per-sample Newton machinery of
     [`AbstractImplicitRK`][neuralct.solvers.rk.implicit.AbstractImplicitRK] (chord iteration on a
     batched LU factorisation of $I - h\\,\\partial_y f$, the Jacobian reused across steps while
-    Newton converges quickly), starting from the explicit Euler predictor. A sample whose iteration
+    Newton converges quickly), starting from $y_0$. A sample whose iteration
     fails is reported in `StepResult.failed`: an adaptive controller rejects and shrinks the step,
     `ConstantStep` ends the sample with status `NEWTON_FAILED`.
 

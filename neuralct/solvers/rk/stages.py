@@ -159,7 +159,7 @@ def _predict(tab: ESDIRKTableau, i: int, zs: list[Tensor], hs: Tensor, f0: Tenso
     Newton starts within $O(h^3)$ of a smooth solution."""
     c = tab.c
     if i == 1:
-        return torch.addcmul(zs[0], hs, f0, value=c[1])
+        return zs[0] if not tab.extrapolate else torch.addcmul(zs[0], hs, f0, value=c[1])
     j = min(range(1, i), key=lambda k: (abs(c[k] - c[i]), -k))
     ratio = c[i] / c[j]
     curve = torch.addcmul(zs[j] - zs[0], hs, f0, value=-c[j])
