@@ -15,9 +15,10 @@ One iteration (`loop._iterate`) reads as the algorithm:
    With an event (`events.py`), the event function is then evaluated at each step's end; a
    sample whose value changed sign has its crossing located on the step's interpolant
    (`roots.py`, Illinois) and, for a terminal event, is moved back onto it and stops there.
-2. **record saves** (`saves.py`): a sample that landed on its save time writes its state; an
-   adaptive solve with dense output instead keeps a window of `StepRecord`s (`records.py`)
-   and interpolates the save times they passed every `SAVE_WINDOW` steps.
+2. **record saves** (`saves.py`): a sample that landed on its save time notes it (the state
+   is written out with its window of steps); an adaptive solve with dense output instead
+   keeps a window of `StepRecord`s (`records.py`) and interpolates the save times they passed
+   every `SAVE_WINDOW` steps.
 3. **boundaries and jumps** (`jumps.py`): a sample that landed on a jump time of the term
    restarts its solver carry from the limit past it.
 4. **count** (`counters.py`): evaluations, steps and accepted steps, tallied per iteration
@@ -26,6 +27,12 @@ One iteration (`loop._iterate`) reads as the algorithm:
    onto a boundary, and the fixed-step count that keeps n steps of `dt` on the n-th multiple.
 6. **update statuses** (`progress.py`): samples on their last save time finish; those out of
    steps, step size or finite values fail with their `Status`.
+
+No step reads a device value to decide: rare paths (rejections, landings, jumps, failures)
+are device-side masks, and an iteration after a sample is done is an exact no-op for it. The
+loop reads the device only at its looks (`look.py`), every 8 to 32 iterations: how many
+samples still run, and what the window of saves has to write. (Events still read once per
+step whether any sample crossed, to locate crossings only then.)
 
 The state (`state.py`) groups these as records: `Clock`, `SaveBuffer`, `Counters`,
 `Progress`, beside `y`, the solver's carry and the controller's state, and, as asked, the

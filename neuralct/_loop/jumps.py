@@ -64,7 +64,7 @@ def cross_jumps(problem: Problem, s: LoopState, step: Attempt) -> tuple[Carry, T
 
     Their carry restarts from the limit past the jump (evaluated a hair past it, see
     `short_of_jumps`), at `evals` evaluations for each sample in `jumped` `[B]` (`None`, and
-    nothing changed, without jumps). A sample that stepped onto its last time is done: a jump
+    nothing changed, without jumps or carry). A sample that stepped onto its last time is done: a jump
     there needs no restart.
     """
     next_jump, at_jump = s.clock.next_jump, step.end.at_jump
@@ -74,8 +74,9 @@ def cross_jumps(problem: Problem, s: LoopState, step: Attempt) -> tuple[Carry, T
     if not step.carry:
         # A solver that carries nothing from step to step has nothing to restart.
         return step.carry, next_jump + jumped, None, 0
-    if not bool(jumped.any()):
-        return step.carry, next_jump, None, 0
+    # Every sample restarts, and only those that jumped keep it: a masked no-op for the others
+    # instead of a read of `jumped.any()` at every step (jumps are rare, or, at the knots of
+    # a linear or rectilinear path, nearly every step's).
     past = step.t + problem.direction * jump_margin(step.t, step.t)
     restarted, evals = problem.solver.init(problem.term, past, step.y, problem.args)
     return problem.solver.merge_carry(jumped, restarted, step.carry), next_jump + jumped, jumped, evals

@@ -18,9 +18,10 @@ from .compile import AttemptStep, step_function
 from .counters import count, first_counters, settle_counters
 from .events import event_outputs, find_events, first_events, hold_past_events, stop_at_events
 from .jumps import cross_jumps, first_jump, start_time
+from .look import look
 from .progress import first_progress, update_progress
 from .records import StepRecord, Steps
-from .saves import first_saves, flush, gather_saves, hold_past_ends, record_saves
+from .saves import first_saves, flush, gather_saves, hold_past_ends, read_pending, record_saves
 from .state import LoopState, Tally
 from .trail import extend, first_visit, trail_outputs
 
@@ -78,14 +79,17 @@ def _start_controller(
 
 
 def advance(problem: Problem, state: LoopState, max_iterations: int | None = None) -> LoopState:
-    """Take steps until every sample is done (or `max_iterations` loop iterations)."""
+    """Take steps until every sample is done (or `max_iterations` loop iterations), looking at
+    the device's values only every few iterations (`look.py`): the iterations past a sample's
+    end are exact no-ops for it, and none runs past `problem.max_steps`."""
     attempt = step_function(problem)
-    iterations = 0
-    while max_iterations is None or iterations < max_iterations:
-        if bool(state.done.all()):
+    stop = problem.max_steps if max_iterations is None else min(problem.max_steps, state.iteration + max_iterations)
+    while state.iteration < stop:
+        state, seen = look(problem, state)
+        if seen.ahead == 0:
             break
-        state = _iterate(problem, attempt, state)
-        iterations += 1
+        for _ in range(min(seen.ahead, stop - state.iteration)):
+            state = _iterate(problem, attempt, state)
     return state
 
 
@@ -122,9 +126,10 @@ def settle(problem: Problem, state: LoopState) -> LoopState:
     written and its tallied iterations added to its counters. A settled state holds the
     current step's values, not the records of up to `SAVE_WINDOW` earlier steps (each with
     the step's stages): what a checkpoint keeps of a stretch's start, and how a solve ends."""
-    return dataclasses.replace(
-        state, saves=flush(problem, state.clock.t, state.y, state.saves), counters=settle_counters(state.counters)
-    )
+    saves = state.saves
+    if saves.window:
+        saves = flush(problem, state.clock.t, state.y, saves, read_pending(problem, state.clock.t, saves))
+    return dataclasses.replace(state, saves=saves, counters=settle_counters(state.counters))
 
 
 def finish(problem: Problem, state: LoopState) -> Solution:

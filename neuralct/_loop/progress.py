@@ -32,37 +32,26 @@ def first_progress(problem: Problem, f0: Tensor | None) -> Progress:
 
 def update_progress(problem: Problem, s: LoopState, step: Attempt, finished: Tensor | None, reach: Tensor) -> Progress:
     """Progress after `step`: samples that reached their last save time (`finished` `[B]`,
-    `None`: none did) finish; those out of steps, step size or finite values fail.
+    `None`: none can have) finish; those out of steps, step size or finite values fail.
 
     A rejected sample fails when an adaptive controller cannot shrink its step any further
     (below `dt_min`, or so small that `t + h == t`; the step factor is never NaN), or at once
     under a fixed step; its status says why its last step was rejected (NONFINITE,
     NEWTON_FAILED) or else DT_UNDERFLOW. `reach` `[B]` is the clock's reach for the next step.
+    Device-side masks only: no value is read to decide.
     """
-    failing = _failing(problem, step, reach)
-    out_of_steps = s.iteration + 1 >= problem.max_steps
-    if finished is None and failing is None and not out_of_steps:
-        return s.progress  # the common step: nobody finished or failed
-    done = s.progress.done if finished is None else s.progress.done | finished
-    status = s.progress.status
-    if failing is not None:
-        status = torch.where(failing, _failure_code(step.out), status)
-        done = done | failing
-    if out_of_steps:
+    # Under a fixed step a rejected step cannot be retried smaller: it fails at once.
+    failing = step.rejected & _stalled(problem, step, reach) if problem.controller.adaptive else step.rejected
+    done = s.progress.done | failing
+    if finished is not None:
+        done = done | finished
+    status = torch.where(failing, _failure_code(step.out), s.progress.status)
+    if s.iteration + 1 >= problem.max_steps:
         # Samples run from the first iteration until they are done: one still running has
         # taken a step in every iteration.
         status = torch.where(done, status, int(Status.MAX_STEPS))
         done = torch.ones_like(done)
     return Progress(status=status, done=done)
-
-
-def _failing(problem: Problem, step: Attempt, reach: Tensor) -> Tensor | None:
-    """`[B]` the samples whose rejected step fails them, or `None` when none does."""
-    if not bool(step.rejected.any()):
-        return None
-    # Under a fixed step a rejected step cannot be retried smaller: it fails at once.
-    failing = step.rejected & _stalled(problem, step, reach) if problem.controller.adaptive else step.rejected
-    return failing if bool(failing.any()) else None
 
 
 def _stalled(problem: Problem, step: Attempt, reach: Tensor) -> Tensor:

@@ -1,13 +1,18 @@
 """Saves: writing each sample's outputs at its save times.
 
 Two ways, chosen by `Problem.interpolate_saves`. Solves that step onto their save times
-write the state each time a sample lands on its next one. Adaptive solves with dense output
-instead keep a window of step records and interpolate the save times those steps passed,
-every `SAVE_WINDOW` steps and at the end, in one batched evaluation. Outputs go into blocks
-(see `SaveBuffer`) that `gather_saves` maps back to `[B, K]` at the end.
+note, at every step, which samples landed on their next one (`Landing`). Adaptive solves
+with dense output instead keep a window of step records and interpolate the save times those
+steps passed. Either window is written out (`flush`) at the loop's looks (see `look.py`)
+once it holds `SAVE_WINDOW` steps, and at the end, in one batched gather or evaluation whose
+width the look reads together with its other values: a step itself reads nothing from the
+device. Outputs go into blocks (see `SaveBuffer`) that `gather_saves` maps back to `[B, K]`
+at the end.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -16,11 +21,20 @@ from ..paths.dense import accepted_end_keys, evaluate_polynomial, stack_coeffici
 from ..problem import Problem
 from .records import StepRecord
 from .rows import expand_like, gather_row
-from .state import Attempt, SaveBuffer
+from .state import Attempt, Landing, SaveBuffer
 
-# Steps whose records are kept before the save times they passed are interpolated in one
-# batch: bounds the memory of a solve without gradients while amortizing the interpolation.
+# Steps whose records are kept before the save times they passed are written in one batch:
+# bounds the memory of a solve without gradients while amortizing the writing.
 SAVE_WINDOW = 32
+
+
+class Pending(NamedTuple):
+    """What a window of steps has left to write, read from the device at a look: `width`, the
+    most outputs a sample has to write, and `current`, whether every sample with one to write
+    (one each) stands exactly on its save time (its state is then the output, exactly)."""
+
+    width: int
+    current: bool
 
 
 def first_saves(problem: Problem, y0: Tensor, zeros: Tensor, ones: Tensor) -> SaveBuffer:
@@ -38,60 +52,103 @@ def first_saves(problem: Problem, y0: Tensor, zeros: Tensor, ones: Tensor) -> Sa
 def record_saves(
     problem: Problem, saves: SaveBuffer, step: Attempt, record: StepRecord
 ) -> tuple[SaveBuffer, Tensor | None, Tensor | None]:
-    """Write what `step` (whose record is `record`) saves: `(saves, finished, landed)`, with
+    """Note what `step` (whose record is `record`) saves: `(saves, finished, landed)`, with
     `finished` `[B]` the samples on their last save time and `landed` `[B]` those that stepped
-    onto their boundary (each `None` when it cannot have changed)."""
+    onto their boundary (`None` when it cannot have changed). Device-side only: the outputs are
+    written when the window is flushed."""
     if problem.interpolate_saves:
-        window = saves.window + (record,)
-        if len(window) >= SAVE_WINDOW:
-            return interpolate_window(problem, step.t, step.y, saves, window), step.finished, None
-        return _replace_window(saves, window), step.finished, None
+        return _replace_window(saves, saves.window + (record,)), step.finished, None
     landing = step.accept & step.end.hit
     at_jump = step.end.at_jump
     # A jump time may coincide with the save time: the step then lands on both.
     on_save = landing if at_jump is None else landing & (~at_jump | (step.end.t1 == saves.save_time))
-    if not bool(on_save.any()):
-        # Nothing to update while no sample reached its save time (the common step).
-        return saves, None, None if at_jump is None else landing
     next_save = saves.next_save + on_save
     saves = SaveBuffer(
-        blocks=saves.blocks + (step.out.y1.unsqueeze(1),),
-        starts=saves.starts + (saves.next_save,),
-        ends=saves.ends + (next_save,),
+        blocks=saves.blocks,
+        starts=saves.starts,
+        ends=saves.ends,
         next_save=next_save,
         save_time=gather_row(problem.ts, next_save),
-        window=(),
+        window=saves.window + (Landing(y=step.out.y1, saved=on_save),),
     )
     return saves, next_save >= problem.save_counts, landing
 
 
-def flush(problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer) -> SaveBuffer:
-    """`saves` with the save times its window of records passed written, up to each sample's
-    time `t` `[B]` (where its state is `y` `[B, *state]`)."""
-    return interpolate_window(problem, t, y, saves, saves.window) if saves.window else saves
+def pending(problem: Problem, t: Tensor, saves: SaveBuffer) -> Tensor:
+    """`[2]` integers, `Pending`'s fields on the device, for samples at times `t` `[B]`."""
+    if not problem.interpolate_saves:
+        if not saves.window:
+            return torch.zeros(2, dtype=torch.long, device=t.device)
+        width = torch.stack([landing.saved for landing in saves.window], dim=1).sum(1).amax()
+        return torch.stack([width, torch.zeros_like(width)])
+    reached = _reached(problem, t)
+    width = (reached - saves.next_save).amax()
+    current = ((reached == saves.next_save) | (gather_row(problem.ts, saves.next_save) == t)).all()
+    return torch.stack([width, current.long()])
 
 
-def interpolate_window(
-    problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer, window: tuple[StepRecord, ...]
-) -> SaveBuffer:
+def read_pending(problem: Problem, t: Tensor, saves: SaveBuffer) -> Pending:
+    """`Pending` read from the device (one read); for the end of a solve or stretch."""
+    width, current = pending(problem, t, saves).tolist()
+    return Pending(width, bool(current))
+
+
+def _reached(problem: Problem, t: Tensor) -> Tensor:
+    """`[B]` the save times up to each sample's time `t` `[B]` (one past the last)."""
+    return torch.searchsorted(problem.key_times, problem.along(t).unsqueeze(1), right=True).squeeze(1)
+
+
+def flush(problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer, todo: Pending) -> SaveBuffer:
+    """`saves` with the outputs its window noted written (`todo` as `pending` gave it), up to
+    each sample's time `t` `[B]` (where its state is `y` `[B, *state]`); the window empties."""
+    if not saves.window:
+        return saves
+    if not problem.interpolate_saves:
+        return _write_landings(saves, todo.width)
+    return interpolate_window(problem, t, y, saves, todo)
+
+
+def interpolate_window(problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer, todo: Pending) -> SaveBuffer:
     """Write every save time up to each sample's current time `t` `[B]` (where its state is
-    `y` `[B, *state]`) from the dense output of the steps in `window`; the window empties.
+    `y` `[B, *state]`) from the dense output of the steps in the window; the window empties.
 
-    One batched evaluation for up to W save times per sample. A save time at the end of an
-    accepted step takes that step's value exactly; when the only save time any sample has
-    left to write is its current time (a solve that ends, with one save after its start or
-    its last), no interpolation is needed at all.
+    One batched evaluation for up to `todo.width` save times per sample. A save time at the
+    end of an accepted step takes that step's value exactly; when the only save time any
+    sample has left to write is its current time (`todo.current`: a solve that ends, with one
+    save after its start or its last), no interpolation is needed at all.
     """
-    reached = torch.searchsorted(problem.key_times, problem.along(t).unsqueeze(1), right=True).squeeze(1)
-    width = int((reached - saves.next_save).max())
-    if width == 0:
+    reached = _reached(problem, t)
+    if todo.width == 0:
         block = None
-    elif width == 1 and _only_current_time(problem, t, reached, saves.next_save):
+    elif todo.width == 1 and todo.current:
         # Each sample's one save time left is where it stands: its state, exactly.
         block = y.unsqueeze(1)
     else:
-        block = _evaluate_window(problem, t, window, saves.next_save, width)
+        block = _evaluate_window(problem, t, saves.window, saves.next_save, todo.width)
     return _append(saves, block, reached)
+
+
+def _write_landings(saves: SaveBuffer, width: int) -> SaveBuffer:
+    """`saves` with the states its window of `Landing`s saved written as one block of `width`
+    columns (row b: its landings in order); the window empties."""
+    if width == 0:
+        return _replace_window(saves, ())
+    saved = torch.stack([landing.saved for landing in saves.window], dim=1)  # [B, W]
+    start = saves.next_save - saved.sum(1)
+    reached = torch.cumsum(saved, dim=1)
+    # Column j of row b: the first step of the window where its (j + 1)-th landing happened.
+    wanted = torch.arange(1, width + 1, device=saved.device).expand(saved.shape[0], -1).contiguous()
+    step = torch.searchsorted(reached, wanted).clamp_max(saved.shape[1] - 1)
+    states = torch.stack([landing.y for landing in saves.window], dim=1)  # [B, W, *state]
+    block = states.gather(1, step.reshape(step.shape + (1,) * (states.ndim - 2)).expand(-1, -1, *states.shape[2:]))
+    return SaveBuffer(
+        blocks=saves.blocks + (block,),
+        starts=saves.starts + (start,),
+        ends=saves.ends + (saves.next_save,),
+        next_save=saves.next_save,
+        save_time=saves.save_time,
+        window=(),
+    )
 
 
 def _evaluate_window(
@@ -135,7 +192,7 @@ def _append(saves: SaveBuffer, block: Tensor | None, reached: Tensor) -> SaveBuf
     )
 
 
-def _replace_window(saves: SaveBuffer, window: tuple[StepRecord, ...], next_save: Tensor | None = None) -> SaveBuffer:
+def _replace_window(saves: SaveBuffer, window: tuple, next_save: Tensor | None = None) -> SaveBuffer:
     """`saves` with `window`, and `next_save` `[B]` when given."""
     return SaveBuffer(
         blocks=saves.blocks,
@@ -145,12 +202,6 @@ def _replace_window(saves: SaveBuffer, window: tuple[StepRecord, ...], next_save
         save_time=saves.save_time,
         window=window,
     )
-
-
-def _only_current_time(problem: Problem, t: Tensor, reached: Tensor, next_save: Tensor) -> bool:
-    """Whether every sample with a save time to write (`next_save < reached`, one each) stands
-    exactly on it (`t` `[B]`)."""
-    return bool(((reached == next_save) | (gather_row(problem.ts, next_save) == t)).all())
 
 
 def _take_rows(stacked: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:

@@ -46,6 +46,14 @@ class Clock:
     next_jump: Tensor
 
 
+class Landing(NamedTuple):
+    """One step of a solve that steps onto its save times: `y` `[B, *state]` the state the
+    step proposed and `saved` `[B]` the samples that landed on their next save time with it."""
+
+    y: Tensor
+    saved: Tensor
+
+
 @dataclass(frozen=True)
 class SaveBuffer:
     """The outputs written so far, as blocks, and what is pending.
@@ -57,8 +65,9 @@ class SaveBuffer:
         ends: `[B]` one past the last output index of each block.
         next_save: `[B]` outputs written so far (the index of the next one).
         save_time: `[B]` the next save time, in solves that step onto their save times.
-        window: in solves that interpolate their save times, the records of the latest
-            steps, whose passed save times are written every `SAVE_WINDOW` steps and at the end.
+        window: the latest steps not yet written out (`saves.flush`, every `SAVE_WINDOW`
+            steps and at the end): in solves that interpolate their save times, their
+            records; in solves that step onto them, their `Landing`s.
     """
 
     blocks: tuple[Tensor, ...]
@@ -66,7 +75,7 @@ class SaveBuffer:
     ends: tuple[Tensor, ...]
     next_save: Tensor
     save_time: Tensor
-    window: tuple[StepRecord, ...]
+    window: tuple[StepRecord, ...] | tuple[Landing, ...]
 
 
 class Tally(NamedTuple):

@@ -1,0 +1,63 @@
+"""Looks: the loop's only reads of device values, one every few iterations.
+
+A step decides nothing on the host: every rare path (a rejection, a landing on a save or
+jump time, a failure) is a device-side mask, and an iteration after a sample is done is an
+exact no-op for it. So the loop need not know, at every step, whether any sample is still
+running. It looks every 8 to `CHECK_EVERY` iterations instead, and reads, in one transfer,
+how many samples still run, an estimate of the iterations the slowest needs, and the width
+of the outputs its window of steps has to write (`saves.pending`). On a GPU a read waits for
+every queued kernel; one read per iteration would leave the device idle between steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+
+from ..problem import Problem
+from .saves import SAVE_WINDOW, Pending, flush, pending
+from .state import LoopState
+
+# The most iterations between two looks, and the fewest (unless the window or `max_steps`
+# ends sooner): a look near the end comes after the estimated iterations the slowest running
+# sample still needs, so that the loop does not run on long after every sample is done.
+CHECK_EVERY = 32
+CHECK_AT_LEAST = 8
+
+
+class Look(NamedTuple):
+    """What a look read: `running`, the samples still running, and `ahead`, the iterations to
+    take before the next look (0 when every sample is done)."""
+
+    running: int
+    ahead: int
+
+
+def look(problem: Problem, state: LoopState) -> tuple[LoopState, Look]:
+    """Read the state's progress from the device (one read) and write out its window of saves
+    when it is full: `(state, look)`."""
+    full = len(state.saves.window) >= SAVE_WINDOW
+    running = ~state.done
+    values = [running.sum(), _iterations_left(problem, state, running)]
+    if full:
+        values.extend(pending(problem, state.clock.t, state.saves).unbind())
+    read = torch.stack(values).tolist()
+    if full:
+        todo = Pending(int(read[2]), bool(read[3]))
+        state = dataclasses.replace(state, saves=flush(problem, state.clock.t, state.y, state.saves, todo))
+    count = int(read[0])
+    window_room = SAVE_WINDOW - len(state.saves.window)
+    ahead = min(max(int(read[1]), CHECK_AT_LEAST), CHECK_EVERY, window_room) if count else 0
+    return state, Look(running=count, ahead=ahead)
+
+
+def _iterations_left(problem: Problem, state: LoopState, running: torch.Tensor) -> torch.Tensor:
+    """`[]` integer: the most iterations a running sample (`running` `[B]`) needs at its
+    proposed step size to reach its end (at most `CHECK_EVERY`): a lower bound under a fixed
+    step, an estimate under an adaptive one."""
+    clock = state.clock
+    left = problem.along(problem.t_end - clock.t) / clock.h.abs()
+    left = torch.nan_to_num(left, nan=CHECK_EVERY, posinf=CHECK_EVERY).clamp(0, CHECK_EVERY).ceil()
+    return torch.where(running, left, 0).amax().long()
