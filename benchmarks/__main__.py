@@ -1,8 +1,10 @@
-"""Run the benchmark suite and write `benchmarks/results/<machine>.json` and `.md`.
+"""Run the benchmark suite and write `benchmarks/results/<machine>[-quick].json` and `.md`.
 
 `python -m benchmarks [--quick] [--only NAME ...] [--device cuda] [--threads N]`. Each
 benchmark module (see `BENCHMARKS`) times neuralct and its peer in this one process; the
-Markdown file is what `docs/benchmarks.md` includes.
+Markdown file is what `docs/benchmarks.md` includes. A quick run writes `<machine>-quick.*`, so it
+never overwrites the full results. Each module's time is printed against its budget
+(`BUDGETS_S`), with the total at the end.
 """
 
 from __future__ import annotations
@@ -14,15 +16,41 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Settings, machine_info, write_results
+from benchmarks.harness import BenchmarkResult, Settings
+from benchmarks.report import machine_info, results_stem, write_results
 
 BENCHMARKS = ("neural_ode", "heterogeneous", "ncde", "sde", "ltc", "dde", "ssm", "scan", "scaling", "memory")
 RESULTS = Path(__file__).parent / "results"
+# Seconds each module may take on a quiet 2-core machine: (quick, full). The quick budgets add up to
+# 180 s (the `make bench-quick` promise is 5 minutes, with room for a busy host), the full ones to 20 minutes.
+BUDGETS_S = {
+    "neural_ode": (60, 300),
+    "heterogeneous": (15, 90),
+    "ncde": (25, 150),
+    "sde": (15, 90),
+    "ltc": (10, 60),
+    "dde": (20, 150),
+    "ssm": (10, 60),
+    "scan": (10, 60),
+    "scaling": (10, 60),
+    "memory": (5, 180),
+}
+
+
+def run_timed(name: str, settings: Settings) -> BenchmarkResult:
+    """Run benchmark module `name`; the result carries its seconds and its budget, printed."""
+    start = time.perf_counter()
+    result = importlib.import_module(f"benchmarks.{name}").run(settings)
+    result.seconds = time.perf_counter() - start
+    result.budget_s = BUDGETS_S[name][0 if settings.quick else 1]
+    over = "  OVER BUDGET" if result.seconds > result.budget_s else ""
+    print(f"{name}: {result.seconds:.0f} s (budget {result.budget_s:g} s){over}", flush=True)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (minutes, not tens)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter budgets (minutes, not tens)")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, help="run only these benchmarks")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -31,13 +59,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = Settings.create(args.quick, args.device)
-    results = []
-    for name in args.only or BENCHMARKS:
-        start = time.perf_counter()
-        results.append(importlib.import_module(f"benchmarks.{name}").run(settings))
-        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-    json_path, md_path = write_results(results, machine_info(settings.device), settings, args.output)
+    results = [run_timed(name, settings) for name in args.only or BENCHMARKS]
+    # On a GPU, `<gpu>.md` is `benchmarks.gpu`'s report; this suite's is `<gpu>-suite.md`.
+    stem = results_stem(settings, "-suite" if settings.device.type == "cuda" else "")
+    json_path, md_path = write_results(results, machine_info(settings.device), settings, args.output, stem)
     print(md_path.read_text())
+    total, budget = sum(result.seconds for result in results), sum(result.budget_s for result in results)
+    print(f"total: {total:.0f} s (budget {budget:g} s)")
     print(f"wrote {json_path} and {md_path}")
 
 

@@ -39,12 +39,12 @@ from benchmarks.harness import (
     Measurement,
     Settings,
     Target,
-    main_for,
     median_seconds,
     pareto_front,
     profile_shares,
     wall_at_error,
 )
+from benchmarks.report import main_for
 
 BATCH, HIDDEN, SEED = 32, 32, 0
 TOLERANCES = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7)

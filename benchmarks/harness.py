@@ -1,33 +1,22 @@
-"""What every benchmark shares: settings, timing, result records, targets and the report.
+"""What every benchmark shares: settings, timing, result records, targets and fitted curves.
 
 A benchmark module exposes `run(settings) -> BenchmarkResult`. It times neuralct and the
 peer on the same problem in the same process and records one `Measurement` per (case,
-library); its `Target`s compare the two as ratios. `write_results` turns a list of results
-into `<machine>.json` and `<machine>.md`; `main_for` runs one module on its own.
+library); its `Target`s compare the two as ratios. `benchmarks.report` writes the results
+files; `benchmarks.precision` runs work-precision sweeps.
 """
 
 from __future__ import annotations
 
-import argparse
 import cProfile
-import dataclasses
-import datetime
-import importlib.metadata
-import json
 import math
-import os
-import platform
 import pstats
-import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-
-PEERS = ("torchdiffeq", "torchode", "torchsde", "torchcde", "torchdde", "ncps")
 
 
 @dataclass(frozen=True)
@@ -35,22 +24,27 @@ class Settings:
     """How hard to measure.
 
     Attributes:
-        quick: smaller problem sets and fewer repeats (the whole suite in minutes).
-        repeats: timed calls per measurement (after one warm-up call).
-        budget_s: a measurement stops repeating once its timed calls took this long.
+        quick: smaller problem sets and shorter budgets (the whole suite in minutes).
+        repeats: the most timed calls per measurement (after one warm-up call).
+        budget_s: a measurement stops repeating once its timed calls took this long (at least
+            `MIN_REPEATS` calls are always timed): the median of as many repeats as fit.
         device: where tensors live.
     """
 
     quick: bool = False
-    repeats: int = 20
-    budget_s: float = 10.0
+    repeats: int = 30
+    budget_s: float = 3.0
     device: torch.device = torch.device("cpu")
 
     @classmethod
     def create(cls, quick: bool, device: str = "cpu") -> Settings:
-        """Quick: 5 repeats within 2 s per measurement; full: 20 within 10 s."""
-        repeats, budget = (5, 2.0) if quick else (20, 10.0)
+        """Quick: up to 10 repeats within 0.4 s per measurement; full: up to 30 within 3 s."""
+        repeats, budget = (10, 0.4) if quick else (30, 3.0)
         return cls(quick=quick, repeats=repeats, budget_s=budget, device=torch.device(device))
+
+
+# Timed calls every measurement takes, whatever its budget: the median of fewer is one noisy call.
+MIN_REPEATS = 3
 
 
 @dataclass
@@ -87,7 +81,8 @@ class Target:
 @dataclass
 class BenchmarkResult:
     """Everything one benchmark measured: rows of `Measurement`s, the `Target`s checked on
-    them, and free-form notes (fitted slopes, what a column means)."""
+    them, free-form notes (fitted slopes, what a column means), and, when the suite ran it,
+    the seconds the benchmark took and its budget."""
 
     name: str
     title: str
@@ -95,6 +90,8 @@ class BenchmarkResult:
     rows: list[Measurement] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    budget_s: float | None = None
 
     def wall(self, case: str, library: str) -> float:
         """The median wall time of `library` on `case`."""
@@ -123,7 +120,7 @@ def synchronize(device: torch.device) -> None:
 
 def median_seconds(fn: Callable[[], object], settings: Settings, repeats: int | None = None) -> float:
     """Median wall seconds of `fn()` over up to `repeats` timed calls after one warm-up
-    call; stops early (after at least 3 calls) once the calls took `settings.budget_s`."""
+    call; stops early (after at least `MIN_REPEATS` calls) once the calls took `settings.budget_s`."""
     return interleaved_medians({"fn": fn}, settings, repeats)["fn"]
 
 
@@ -133,23 +130,36 @@ def interleaved_medians(
     """Median wall seconds of each of `runs`, timed in turns: every round calls each run once,
     so that a shared host's slow spells fall on all of them alike (medians taken one after
     the other, seconds apart, can differ by tens of percent there). One warm-up call each,
-    then up to `repeats` rounds (`settings.repeats` by default), stopping (after at least 3)
-    once the timed calls took `settings.budget_s` per run."""
+    then up to `repeats` rounds (`settings.repeats` by default), stopping (after at least
+    `MIN_REPEATS`, or `repeats` if fewer) once the timed calls took `settings.budget_s` per run.
+    On CUDA each call is timed by CUDA events around it (`timed_call`)."""
     repeats = settings.repeats if repeats is None else repeats
     for fn in runs.values():
         fn()
     synchronize(settings.device)
     times: dict[str, list[float]] = {name: [] for name in runs}
     spent, rounds = 0.0, 0
-    while rounds < repeats and (rounds < 3 or spent < settings.budget_s * len(runs)):
+    while rounds < repeats and (rounds < MIN_REPEATS or spent < settings.budget_s * len(runs)):
         for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            synchronize(settings.device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed_call(fn, settings.device))
             spent += times[name][-1]
         rounds += 1
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timed_call(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of `fn()` takes: on CUDA between two CUDA events recorded around it
+    on the current stream (the work it queued included), elsewhere by the wall clock."""
+    if device.type != "cuda":
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    events[0].record()
+    fn()
+    events[1].record()
+    events[1].synchronize()
+    return events[0].elapsed_time(events[1]) / 1e3
 
 
 def saved_mib(fn: Callable[[], object]) -> float:
@@ -216,136 +226,16 @@ def wall_at_error(points: list[tuple[float, float]], error: float) -> float | No
     return None
 
 
+def slowest_ratio_at_equal_error(ours: list[tuple[float, float]], peer: list[tuple[float, float]]) -> float:
+    """The smallest `peer wall / our wall` over our (error, wall) points, the peer's wall at our
+    error read off its curve (`wall_at_error`; our points outside its range are skipped); NaN
+    when none is inside it."""
+    ratios = [peer_wall / wall for error, wall in ours if (peer_wall := wall_at_error(peer, error)) is not None]
+    return min(ratios) if ratios else math.nan
+
+
 def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of log y against log x."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
     mx, my = statistics.fmean(lx), statistics.fmean(ly)
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
-
-
-def machine_info(device: torch.device) -> dict[str, object]:
-    """The machine, the library versions and the thread count, for the report."""
-    info: dict[str, object] = {
-        "date": datetime.date.today().isoformat(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    info["versions"] = {name: _version(name) for name in ("neuralct", "torch", *PEERS)}
-    return info
-
-
-def machine_name(device: torch.device) -> str:
-    """File stem for this machine's results: `cpu-<cores>core` or the GPU's name."""
-    if device.type == "cuda":
-        return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
-    return f"cpu-{os.cpu_count()}core"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def write_results(results: list[BenchmarkResult], info: dict, settings: Settings, folder: Path) -> tuple[Path, Path]:
-    """Write `<machine>.json` and `<machine>.md` into `folder`; returns both paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = machine_name(settings.device)
-    payload = {
-        "machine": info,
-        "settings": {"quick": settings.quick, "repeats": settings.repeats, "budget_s": settings.budget_s},
-        "benchmarks": [dataclasses.asdict(result) | {"targets": _targets_json(result)} for result in results],
-    }
-    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
-    md_path.write_text(markdown_report(results, info, settings))
-    return json_path, md_path
-
-
-def _targets_json(result: BenchmarkResult) -> list[dict]:
-    return [dataclasses.asdict(target) | {"met": target.met} for target in result.targets]
-
-
-def markdown_report(results: list[BenchmarkResult], info: dict, settings: Settings) -> str:
-    """The whole report: machine and versions, a summary of the targets, then each benchmark.
-
-    In the tables, "time ratio" is a row's wall time over that of its case's first row
-    (neuralct's, where a peer is compared): above 1 means neuralct is faster."""
-    versions = ", ".join(f"{name} {version}" for name, version in info["versions"].items())
-    mode = "quick" if settings.quick else "full"
-    lines = [
-        f"Measured on {info['date']}: {info.get('gpu', info['cpu'])}, {info['cores']} cores, "
-        f"{info['threads']} torch threads, device `{info['device']}`, Python {info['python']}; {versions}. "
-        f"Mode `{mode}`: median of up to {settings.repeats} timed calls after a warm-up, "
-        f"at most {settings.budget_s:g} s per measurement. In each table, time ratio = wall time / wall time of "
-        "the case's first row (neuralct): above 1, neuralct is faster.",
-        "",
-        "| benchmark | target | measured | required | met |",
-        "|---|---|---|---|---|",
-    ]
-    for result in results:
-        for target in result.targets:
-            relation = "<=" if target.at_most else ">="
-            lines.append(
-                f"| {result.title} | {target.description} | {target.measured:.3g} | {relation} {target.required:g} "
-                f"| {'yes' if target.met else '**no**'} |"
-            )
-    for result in results:
-        lines += ["", f"### {result.title}", "", result.setup, "", *_rows_table(result)]
-        if result.notes:
-            lines += ["", *(f"- {note}" for note in result.notes)]
-    return "\n".join(lines) + "\n"
-
-
-def _rows_table(result: BenchmarkResult) -> list[str]:
-    columns = [("evals", "evals"), ("error", "error"), ("memory_mib", "saved MiB"), ("note", "note")]
-    shown = [(key, title) for key, title in columns if any(getattr(row, key) not in (None, "") for row in result.rows)]
-    header = ["case", "library", "wall ms", "time ratio", *(title for _, title in shown)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    first_of_case: dict[str, float] = {}
-    for row in result.rows:
-        reference = first_of_case.setdefault(row.case, row.wall_s)
-        cells = [row.case, row.library, f"{row.wall_s * 1e3:.3g}", f"{row.wall_s / reference:.2f}x"]
-        cells += [_cell(getattr(row, key)) for key, _ in shown]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def main_for(run: Callable[[Settings], BenchmarkResult], description: str) -> BenchmarkResult:
-    """Command line for one benchmark module: `--quick`, `--device`, `--threads`; prints its report."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    settings = Settings.create(args.quick, args.device)
-    result = run(settings)
-    print(markdown_report([result], machine_info(settings.device), settings))
-    return result

@@ -20,15 +20,19 @@ is the largest absolute error over samples and save times against scipy's DOP853
 
 These rows compare the controllers at equal tolerance, where joint control, which steps every
 sample at the pace of the hardest, is far more accurate than asked on the others. The
-work-precision rows compare them at equal error: neuralct per-sample and joint at rtol 1e-3 ..
-1e-9 (atol = rtol / 100), evaluations against error, and the ratio of evaluations at equal error
-with joint control's evaluations interpolated log-log at each per-sample error inside its range.
+work-precision rows compare them at equal error: every library at rtol 1e-3 .. 1e-9 (1e-4,
+1e-6, 1e-8 in quick mode; atol = rtol / 100), wall time and evaluations against error; the
+targets are that no peer is faster at equal error (`benchmarks.precision`), and the ratio of
+evaluations at equal error with joint control's evaluations interpolated log-log at each
+per-sample error inside its range.
 Run: `python -m benchmarks.heterogeneous [--quick] [--device cuda] [--threads N]`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -38,15 +42,9 @@ from scipy.integrate import solve_ivp
 from torch import Tensor
 
 import neuralct as nct
-from benchmarks.harness import (
-    BenchmarkResult,
-    Measurement,
-    Settings,
-    Target,
-    main_for,
-    median_seconds,
-    wall_at_error,
-)
+from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, median_seconds, wall_at_error
+from benchmarks.precision import equal_error_targets, sweep
+from benchmarks.report import main_for
 
 BATCH, MU_MIN, MU_MAX, T_END, SAVES = 64, 1.0, 20.0, 10.0, 5
 RTOL, ATOL = 1e-6, 1e-8
@@ -63,113 +61,142 @@ class VanDerPol:
 
     def __call__(self, t: Tensor, y: Tensor, args: object = None) -> Tensor:
         self.calls += 1
+        return self.uncounted(t, y, args)
+
+    def uncounted(self, t: Tensor, y: Tensor, args: object = None) -> Tensor:
+        """The field without its call counter (which `torch.compile` would compile again for)."""
         x, v = y[:, 0], y[:, 1]
         return torch.stack([v, self.mu * (1 - x * x) * v - x], dim=1)
 
 
-def problem(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """`mu` `[B]` (log-spaced), `y0` `[B, 2]` and the save times `[K]`, float64."""
-    mu = torch.logspace(np.log10(MU_MIN), np.log10(MU_MAX), BATCH, dtype=torch.float64, device=device)
-    y0 = torch.tensor([2.0, 0.0], dtype=torch.float64, device=device).expand(BATCH, 2).contiguous()
+def problem(device: torch.device, copies: int = 1, distinct: int = BATCH) -> tuple[Tensor, Tensor, Tensor]:
+    """`mu` `[B]` (`distinct` log-spaced values, the whole set repeated `copies` times), `y0` `[B, 2]`
+    and the save times `[K]`, float64."""
+    mu = torch.logspace(np.log10(MU_MIN), np.log10(MU_MAX), distinct, dtype=torch.float64, device=device)
+    mu = mu.repeat(copies)
+    y0 = torch.tensor([2.0, 0.0], dtype=torch.float64, device=device).expand(mu.shape[0], 2).contiguous()
     return mu, y0, torch.linspace(0.0, T_END, SAVES, dtype=torch.float64, device=device)
 
 
 def reference(mu: Tensor, ts: Tensor) -> Tensor:
-    """`[B, K, 2]` scipy DOP853 solutions at rtol = atol = 1e-12, one oscillator at a time."""
+    """`[B, K, 2]` scipy DOP853 solutions at rtol = atol = 1e-12, one distinct oscillator at a time."""
     t_eval = ts.cpu().numpy()
+    distinct, index = mu.unique(return_inverse=True)
     solutions = []
-    for m in mu.tolist():
+    for m in distinct.tolist():
         field = lambda t, y, m=m: [y[1], m * (1 - y[0] ** 2) * y[1] - y[0]]  # noqa: E731
         sol = solve_ivp(field, (0.0, T_END), [2.0, 0.0], method="DOP853", t_eval=t_eval, rtol=1e-12, atol=1e-12)
         solutions.append(sol.y.T)
-    return torch.from_numpy(np.stack(solutions)).to(mu.device)
+    return torch.from_numpy(np.stack(solutions)).to(mu.device)[index]
 
 
 def solve_neuralct(
-    field: VanDerPol, y0: Tensor, ts: Tensor, per_sample: bool, rtol: float = RTOL, atol: float = ATOL
+    field: VanDerPol,
+    y0: Tensor,
+    ts: Tensor,
+    per_sample: bool,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    compile: bool = False,
 ) -> tuple[Tensor, int]:
     """`[B, K, 2]` states and per-sample evaluations summed over the batch."""
     controller = nct.PIDController(rtol=rtol, atol=atol, per_sample=per_sample)
-    sol = nct.solve(nct.ODETerm(field), y0, ts, solver=nct.Dopri5(), controller=controller, max_steps=100_000)
+    term = nct.ODETerm(field)
+    sol = nct.solve(term, y0, ts, solver=nct.Dopri5(), controller=controller, max_steps=100_000, compile=compile)
     return sol.ys, int(sol.stats.vf_evals.sum())
 
 
-def solve_torchdiffeq(field: VanDerPol, y0: Tensor, ts: Tensor) -> tuple[Tensor, None]:
+def solve_torchdiffeq(
+    field: VanDerPol, y0: Tensor, ts: Tensor, rtol: float = RTOL, atol: float = ATOL
+) -> tuple[Tensor, None]:
     """`[B, K, 2]` states; torchdiffeq keeps no per-sample counts."""
-    return torchdiffeq.odeint(field, y0, ts, method="dopri5", rtol=RTOL, atol=ATOL).transpose(0, 1), None
+    return torchdiffeq.odeint(field, y0, ts, method="dopri5", rtol=rtol, atol=atol).transpose(0, 1), None
 
 
-def solve_torchode(field: VanDerPol, y0: Tensor, ts: Tensor) -> tuple[Tensor, int]:
-    """`[B, K, 2]` states and per-sample evaluations from torchode's per-sample step counts."""
+def torchode_solver(field: Callable, rtol: float = RTOL, atol: float = ATOL) -> torchode.AutoDiffAdjoint:
+    """torchode's Dopri5 with its integral controller, backprop through the solver."""
     term = torchode.ODETerm(field)
-    controller = torchode.IntegralController(atol=ATOL, rtol=RTOL, term=term)
-    solver = torchode.AutoDiffAdjoint(torchode.Dopri5(term=term), controller)
+    controller = torchode.IntegralController(atol=atol, rtol=rtol, term=term)
+    return torchode.AutoDiffAdjoint(torchode.Dopri5(term=term), controller)
+
+
+def solve_torchode(
+    field: VanDerPol, y0: Tensor, ts: Tensor, rtol: float = RTOL, atol: float = ATOL, solver: Callable | None = None
+) -> tuple[Tensor, int]:
+    """`[B, K, 2]` states and per-sample evaluations from torchode's per-sample step counts;
+    `solver` a (compiled) `torchode_solver(field, rtol, atol)` to reuse, else a fresh one."""
+    solver = torchode_solver(field, rtol, atol) if solver is None else solver
     sol = solver.solve(torchode.InitialValueProblem(y0=y0, t_eval=ts.expand(y0.shape[0], -1)))
-    evals = TORCHODE_INITIAL_EVALS * BATCH + DOPRI5_NEW_EVALS_PER_STEP * int(sol.stats["n_steps"].sum())
+    evals = TORCHODE_INITIAL_EVALS * y0.shape[0] + DOPRI5_NEW_EVALS_PER_STEP * int(sol.stats["n_steps"].sum())
     return sol.ys, evals
 
 
-SOLVERS: dict[str, Callable[[VanDerPol, Tensor, Tensor], tuple[Tensor, int | None]]] = {
-    "neuralct": lambda field, y0, ts: solve_neuralct(field, y0, ts, per_sample=True),
-    "neuralct (joint)": lambda field, y0, ts: solve_neuralct(field, y0, ts, per_sample=False),
+Solve = Callable[..., tuple[Tensor, int | None]]
+SOLVERS: dict[str, Solve] = {
+    "neuralct": partial(solve_neuralct, per_sample=True),
+    "neuralct (joint)": partial(solve_neuralct, per_sample=False),
     "torchdiffeq": solve_torchdiffeq,
     "torchode": solve_torchode,
 }
 
 
+class Counted:
+    """One library's solve of the batch as a `precision.Forward`: `()` returns the states `[B, K, 2]`
+    and leaves the evaluations summed over samples in `evals` (calls x batch where the library
+    keeps no per-sample count) and the calls on the whole batch in `calls`."""
+
+    def __init__(self, solve: Solve, mu: Tensor, y0: Tensor, ts: Tensor, **tolerances: float) -> None:
+        self.solve, self.mu, self.y0, self.ts, self.tolerances = solve, mu, y0, ts, tolerances
+        self.evals = self.calls = 0
+
+    def __call__(self) -> Tensor:
+        field = VanDerPol(self.mu)
+        ys, evals = self.solve(field, self.y0, self.ts, **self.tolerances)
+        self.calls = field.calls
+        self.evals = field.calls * self.y0.shape[0] if evals is None else evals
+        return ys
+
+
 def measure(library: str, mu: Tensor, y0: Tensor, ts: Tensor, exact: Tensor, settings: Settings) -> Measurement:
     """Time one library's solve and count its work (calls x batch where the library keeps no per-sample count)."""
-    field = VanDerPol(mu)
-    solve = SOLVERS[library]
+    solve = Counted(SOLVERS[library], mu, y0, ts)
     with torch.no_grad():
-        wall = median_seconds(lambda: solve(field, y0, ts), settings)
-        field.calls = 0
-        ys, evals = solve(field, y0, ts)
-    evals = field.calls * BATCH if evals is None else evals
-    error = float((ys - exact).abs().max())
-    return Measurement(CASE, library, wall, evals=evals, error=error, note=f"{field.calls} batched calls")
-
-
-WORK_PRECISION_REPEATS = 3
-
-
-def measure_controller(
-    per_sample: bool, exponent: int, mu: Tensor, y0: Tensor, ts: Tensor, exact: Tensor, settings: Settings
-) -> Measurement:
-    """neuralct's Dopri5 at rtol 10^-exponent, atol rtol / 100 (wall: median of 3 calls after a warm-up)."""
-    rtol, atol = 10.0**-exponent, 10.0 ** -(exponent + 2)
-    solve = torch.no_grad()(lambda: solve_neuralct(VanDerPol(mu), y0, ts, per_sample, rtol, atol))
-    wall = median_seconds(solve, settings, repeats=WORK_PRECISION_REPEATS)
-    ys, evals = solve()
-    library = "neuralct" if per_sample else "neuralct (joint)"
-    error = float((ys - exact).abs().max())
-    return Measurement(f"work-precision, rtol 1e-{exponent}", library, wall, evals=evals, error=error)
+        wall = median_seconds(solve, settings)
+        error = float((solve() - exact).abs().max())
+    return Measurement(CASE, library, wall, evals=solve.evals, error=error, note=f"{solve.calls} batched calls")
 
 
 def work_precision(
     result: BenchmarkResult, settings: Settings, mu: Tensor, y0: Tensor, ts: Tensor, exact: Tensor
 ) -> None:
-    """Per-sample and joint control over tolerances; adds the worst ratio of evaluations at equal
-    error as a target, the ratios of evaluations and of wall time at each per-sample point as a note."""
-    exponents = _exponents(settings)
-    rows = {
-        per_sample: [measure_controller(per_sample, e, mu, y0, ts, exact, settings) for e in exponents]
-        for per_sample in (True, False)
+    """Every library over tolerances (rtol, atol = rtol / 100); targets: no peer faster at equal
+    error, and per-sample control's worst ratio of evaluations to joint control's at equal
+    error; the ratios of evaluations and of wall time at each per-sample point as a note."""
+    forwards = {
+        library: lambda tol, solve=solve: Counted(solve, mu, y0, ts, rtol=tol, atol=tol / 100)
+        for library, solve in SOLVERS.items()
     }
-    result.rows += rows[True] + rows[False]
-    joint_evals = [(row.error, row.evals) for row in rows[False]]
-    joint_wall = [(row.error, row.wall_s) for row in rows[False]]
+    tolerances = [10.0**-exponent for exponent in _exponents(settings)]
+    curves = sweep(result, settings, "work-precision", forwards, tolerances, exact, evals=lambda solve: solve.evals)
+    equal_error_targets(result, "Van der Pol work-precision", {k: v for k, v in curves.items() if "joint" not in k})
+    joint_evals = [(row.error, row.evals) for row in _sweep_rows(result, "neuralct (joint)")]
     # wall_at_error reads any cost off a work-precision front: evaluations as well as wall time.
     points = [
         (row.error, row.evals / evals, row.wall_s / wall)
-        for row in rows[True]
+        for row in _sweep_rows(result, "neuralct")
         if (evals := wall_at_error(joint_evals, row.error)) is not None
-        and (wall := wall_at_error(joint_wall, row.error)) is not None
+        and (wall := wall_at_error(curves["neuralct (joint)"], row.error)) is not None
     ]
     listed = "; ".join(f"error {error:.2g}: {evals:.2f} and {wall:.2f}" for error, evals, wall in points)
     result.notes.append(f"Per-sample / joint control at equal error, evaluations and wall time: {listed}.")
+    worst = max((evals for _, evals, _ in points), default=math.nan)
     description = f"per-sample / joint evals at equal error, worst of {len(points)} points"
-    result.targets.append(Target(description, max(evals for _, evals, _ in points), 1.0, at_most=True))
+    result.targets.append(Target(description, worst, 1.0, at_most=True))
+
+
+def _sweep_rows(result: BenchmarkResult, library: str) -> list[Measurement]:
+    """`library`'s work-precision rows, by decreasing tolerance."""
+    return [row for row in result.rows if row.library == library and row.case.startswith("work-precision")]
 
 
 def _exponents(settings: Settings) -> tuple[int, ...]:
@@ -198,8 +225,8 @@ def run(settings: Settings) -> BenchmarkResult:
             f"(torchdiffeq has no Tsit5). Timed: one solve of the batch. evals = vector-field evaluations summed over "
             f"samples (per-sample counts for neuralct and torchode, calls x batch for joint control); note = calls "
             f"of the vector field on the whole batch; error = max |y - y_ref| over samples and save times against "
-            f"scipy DOP853 at rtol = atol = 1e-12. Work-precision: neuralct's per-sample and joint control at rtol "
-            f"{_tolerance_range(settings)}, atol = rtol / 100, wall the median of 3 calls; the ratio of evaluations "
+            f"scipy DOP853 at rtol = atol = 1e-12. Work-precision: every library at rtol "
+            f"{_tolerance_range(settings)}, atol = rtol / 100, timed in turns; the ratio of evaluations "
             f"at equal error "
             f"reads joint control's evaluations off its curve (log-log) at each per-sample error inside its range."
         ),

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import long_baselines as baselines
-from benchmarks.harness import machine_info, machine_name
+from benchmarks.report import machine_info, machine_name
 from neuralct import registry
 from neuralct.data import IrregularBatch
 from neuralct.data.datasets import load

@@ -26,16 +26,18 @@ from benchmarks.harness import (
     BenchmarkResult,
     Measurement,
     Settings,
-    main_for,
     median_seconds,
     profile_shares,
     saved_mib,
 )
+from benchmarks.report import main_for
 from neuralct.data.series import IrregularBatch
 from neuralct.models.ltc import LTC, LTCFused
 
 BATCH, LENGTH, CHANNELS, UNITS, UNFOLDS = 32, 100, 4, 32, 6
 SEED = 0
+# Issue 24: the train step at least this much faster than the ncps loop.
+SPEEDUP_TARGET = 1.5
 BACKWARD = (torch.Tensor.backward,)
 
 
@@ -122,7 +124,7 @@ def run(settings: Settings) -> BenchmarkResult:
     for library, (_, states) in libraries.items():
         wall = median_seconds(lambda s=states: forward_only(s), settings)
         result.rows.append(Measurement("forward", library, wall, evals=UNFOLDS * LENGTH))
-    result.speedup("train step", "ncps", 3.0)
+    result.speedup("train step", "ncps", SPEEDUP_TARGET)
     result.notes.append(
         f"States agree to {float((ours - theirs).abs().max()):.2g} (max abs, float32; asserted <= 1e-5)."
     )

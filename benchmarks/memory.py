@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, loglog_slope, main_for, median_seconds
+from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, loglog_slope, median_seconds
+from benchmarks.report import main_for
 
 STEPS, QUICK_STEPS = (32, 128, 512), (32, 256)
 BATCH, STATE, WIDTH, SAVES = 64, 4, 64, 5

@@ -17,8 +17,10 @@ torchcde needs one time grid for the batch, so the cross-library cases use a sha
 grid; NaN-filling the union of per-sample grids would give 3200 knots and a different spline
 (missing values are filled linearly before the spline is fitted). A last case times neuralct
 alone on per-sample grids. The control is the natural cubic spline, built once outside the
-timed step (`nct.CubicPath.natural`, `torchcde.natural_cubic_coeffs`). The notes compare both
-libraries with the cost of the vector field alone and split one profiled step of each.
+timed step (`nct.CubicPath.natural`, `torchcde.natural_cubic_coeffs`). A target compares the rk4
+step with the cost of its vector field alone (the floor); a work-precision sweep of the Dopri5
+training step (rtol 1e-3 .. 1e-6, atol = rtol / 100; 1e-3 and 1e-4, and 40 observations, in quick mode) compares both
+libraries at equal error; in full mode the notes split one profiled step of each.
 Run: `python -m benchmarks.ncde [--quick] [--device cuda] [--threads N]`.
 """
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -38,16 +41,21 @@ from benchmarks.harness import (
     BenchmarkResult,
     Measurement,
     Settings,
-    main_for,
+    Target,
     median_seconds,
     profile_shares,
     saved_mib,
 )
+from benchmarks.precision import equal_error_targets, sweep
+from benchmarks.report import main_for
 
 BATCH, OBSERVATIONS, CHANNELS, HIDDEN, WIDTH = 32, 100, 3, 32, 64
+QUICK_OBSERVATIONS = 40
 RK4_STEP = 2.0**-5  # a power of two: both libraries accumulate the same float32 step times
 RTOL, ATOL = 1e-4, 1e-6
 NOISE = 0.05
+# Issue 24: the rk4 training step within this factor of its vector field's own cost (the floor).
+FLOOR_TARGET = 1.2
 RK4_CASE, DOPRI5_CASE = f"rk4 dt={RK4_STEP:g}, shared grid", f"dopri5 rtol={RTOL:g}, shared grid"
 
 
@@ -78,6 +86,10 @@ class VectorField(nn.Module):
 
     def forward(self, t: Tensor, z: Tensor, args: object = None) -> Tensor:
         self.calls += 1
+        return self.uncounted(t, z, args)
+
+    def uncounted(self, t: Tensor, z: Tensor, args: object = None) -> Tensor:
+        """The field without its call counter (which `torch.compile` would compile again for)."""
         return self.net(z).view(z.shape[0], HIDDEN, CHANNELS + 1)
 
 
@@ -91,14 +103,16 @@ class NeuralCDE(nn.Module):
         self.readout = nn.Linear(HIDDEN, 1)
 
 
-def irregular_series(shared: bool, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
+def irregular_series(
+    shared: bool, device: torch.device, seed: int = 0, batch: int = BATCH, observations: int = OBSERVATIONS
+) -> tuple[Tensor, Tensor]:
     """Observation times (`[L]` shared or `[B, L]` per sample, gaps uniform in [0.05, 0.2]) and
     `[B, L, 1 + C]` controls: time, then noisy sines of random frequency and phase."""
     gen = torch.Generator().manual_seed(seed)
-    gaps = 0.05 + 0.15 * torch.rand(1 if shared else BATCH, OBSERVATIONS - 1, generator=gen)
-    times = torch.cat([torch.zeros(gaps.shape[0], 1), gaps.cumsum(dim=1)], dim=1).expand(BATCH, -1)
-    frequency = 0.5 + 1.5 * torch.rand(BATCH, 1, CHANNELS, generator=gen)
-    phase = 6.28 * torch.rand(BATCH, 1, CHANNELS, generator=gen)
+    gaps = 0.05 + 0.15 * torch.rand(1 if shared else batch, observations - 1, generator=gen)
+    times = torch.cat([torch.zeros(gaps.shape[0], 1), gaps.cumsum(dim=1)], dim=1).expand(batch, -1)
+    frequency = 0.5 + 1.5 * torch.rand(batch, 1, CHANNELS, generator=gen)
+    phase = 6.28 * torch.rand(batch, 1, CHANNELS, generator=gen)
     values = torch.sin(frequency * times[..., None] + phase)
     values = values + NOISE * torch.randn(values.shape, generator=gen)
     data = torch.cat([times[..., None], values], dim=-1)
@@ -112,11 +126,13 @@ def neuralct_final(
     times: Tensor,
     solver: nct.AbstractSolver,
     controller: nct.AbstractController,
+    compile: bool = False,
 ) -> Tensor:
-    """`[B, H]` final state of the CDE solved by neuralct."""
+    """`[B, H]` final state of the CDE solved by neuralct (each step compiled with `compile`)."""
     z0 = model.embed(x0)
-    term = nct.ControlTerm(model.field, path)
-    return nct.solve(term, z0, times[..., [0, -1]], solver=solver, controller=controller).ys[:, -1]
+    term = nct.ControlTerm(model.field.uncounted if compile else model.field, path)
+    span = times[..., [0, -1]]
+    return nct.solve(term, z0, span, solver=solver, controller=controller, compile=compile).ys[:, -1]
 
 
 def torchcde_final(model: NeuralCDE, spline: torchcde.CubicSpline, x0: Tensor, **options) -> Tensor:
@@ -134,7 +150,7 @@ def reference_final(model: NeuralCDE, times: Tensor, data: Tensor) -> Tensor:
         return neuralct_final(exact, path, data[:, 0].double(), times.double(), nct.Dopri8(), pid)
 
 
-def training_step(model: NeuralCDE, final: Callable[[], Tensor], target: Tensor) -> Callable[[], None]:
+def training_step(model: NeuralCDE, final: Callable[[], Tensor], *, target: Tensor) -> Callable[[], None]:
     """Forward and backward of the mean-square loss on the readout of `final()`."""
 
     def step() -> None:
@@ -156,7 +172,7 @@ def measure(
     """Time one training step, count one forward solve's vector-field calls, record the row;
     returns the final state (detached)."""
     target = torch.zeros(BATCH, 1, device=settings.device)
-    wall = median_seconds(training_step(model, final, target), settings)
+    wall = median_seconds(training_step(model, final, target=target), settings)
     model.field.calls = 0
     with torch.no_grad():
         z_final = final()
@@ -179,9 +195,10 @@ def profile_note(library: str, step: Callable[[], None]) -> str:
     return f"cProfile of one {library} rk4 step (profiler overhead inflates Python-heavy parts): {shares}."
 
 
-def floor_note(model: NeuralCDE, result: BenchmarkResult, case: str, settings: Settings) -> str:
+def floor_target(model: NeuralCDE, result: BenchmarkResult, case: str, settings: Settings) -> None:
     """The time the vector field and its contraction with dX/dt take alone, forward and backward,
-    for as many calls as the rk4 step makes: a bound no solver can beat with the same steps."""
+    for as many calls as the rk4 step makes: a bound no solver can beat with the same steps. Adds
+    the target neuralct's step / this floor <= `FLOOR_TARGET` and a note with both libraries' ratios."""
     calls = result.row(case, "neuralct").evals
     z = torch.randn(BATCH, HIDDEN, device=settings.device, requires_grad=True)
     control = torch.randn(BATCH, CHANNELS + 1, 1, device=settings.device)
@@ -191,7 +208,8 @@ def floor_note(model: NeuralCDE, result: BenchmarkResult, case: str, settings: S
 
     floor = median_seconds(hundred_calls, settings) / 100 * calls
     ours, theirs = (result.wall(case, library) / floor for library in ("neuralct", "torchcde"))
-    return (
+    result.targets.append(Target(f"{case}: neuralct step / vector-field floor", ours, FLOOR_TARGET, at_most=True))
+    result.notes.append(
         f"{case}: the vector field times dX/dt alone, forward and backward, costs {floor / calls * 1e6:.0f} us per "
         f"call, {floor * 1e3:.0f} ms for the {calls} calls of the step; neuralct takes {ours:.2f}x and torchcde "
         f"{theirs:.2f}x this floor, so a speedup over torchcde is bounded by {theirs:.2f}x."
@@ -199,22 +217,19 @@ def floor_note(model: NeuralCDE, result: BenchmarkResult, case: str, settings: S
 
 
 def shared_grid_cases(result: BenchmarkResult, model: NeuralCDE, settings: Settings) -> None:
-    """rk4 and dopri5 on a shared irregular grid for both libraries; checks that rk4 agrees."""
-    times, data = irregular_series(shared=True, device=settings.device)
+    """rk4 and dopri5 on a shared irregular grid for both libraries; checks that rk4 agrees; the
+    floor target, the work-precision sweep and (full mode) the profiles."""
+    times, data = irregular_series(shared=True, device=settings.device, observations=observations(settings))
     path = nct.CubicPath.natural(data, times)
     spline = torchcde.CubicSpline(torchcde.natural_cubic_coeffs(data, times), times)
     reference = reference_final(model, times, data)
     x0 = data[:, 0]
-    pid = nct.PIDController(rtol=RTOL, atol=ATOL)
     cases = {
         RK4_CASE: (
             lambda: neuralct_final(model, path, x0, times, *RK4),
             lambda: torchcde_final(model, spline, x0, method="rk4", options=dict(step_size=RK4_STEP)),
         ),
-        DOPRI5_CASE: (
-            lambda: neuralct_final(model, path, x0, times, nct.Dopri5(), pid),
-            lambda: torchcde_final(model, spline, x0, method="dopri5", rtol=RTOL, atol=ATOL),
-        ),
+        DOPRI5_CASE: dopri5_finals(model, path, spline, x0, times, RTOL, ATOL).values(),
     }
     finals = {
         case: (
@@ -227,15 +242,46 @@ def shared_grid_cases(result: BenchmarkResult, model: NeuralCDE, settings: Setti
     gap = float((z_ours - z_theirs).abs().max())
     assert gap < 1e-4, f"neuralct and torchcde disagree on the same rk4 steps by {gap:.3g}"
     result.notes.append(f"{RK4_CASE}: neuralct and torchcde final states agree to {gap:.2g} (float32).")
-    result.notes.append(floor_note(model, result, RK4_CASE, settings))
+    floor_target(model, result, RK4_CASE, settings)
     target = torch.zeros(BATCH, 1, device=settings.device)
-    for library, final in zip(("neuralct", "torchcde"), cases[RK4_CASE]):
-        result.notes.append(profile_note(library, training_step(model, final, target)))
+    forwards = {
+        library: lambda tol, library=library: dopri5_finals(model, path, spline, x0, times, tol, tol / 100)[library]
+        for library in ("neuralct", "torchcde")
+    }
+    tolerances = [10.0**-exponent for exponent in ((3, 4) if settings.quick else (3, 4, 5, 6))]
+    timed = partial(training_step, model, target=target)
+    curves = sweep(result, settings, "work-precision dopri5", forwards, tolerances, reference, timed=timed)
+    equal_error_targets(result, "work-precision dopri5, train step", curves)
+    if not settings.quick:
+        for library, final in zip(("neuralct", "torchcde"), cases[RK4_CASE]):
+            result.notes.append(profile_note(library, training_step(model, final, target=target)))
+
+
+def dopri5_finals(
+    model: NeuralCDE,
+    path: nct.CubicPath,
+    spline: torchcde.CubicSpline,
+    x0: Tensor,
+    times: Tensor,
+    rtol: float,
+    atol: float,
+) -> dict[str, Callable[[], Tensor]]:
+    """Library -> the `[B, H]` final state by Dopri5 at `rtol`, `atol` on the shared grid."""
+    pid = nct.PIDController(rtol=rtol, atol=atol)
+    return {
+        "neuralct": lambda: neuralct_final(model, path, x0, times, nct.Dopri5(), pid),
+        "torchcde": lambda: torchcde_final(model, spline, x0, method="dopri5", rtol=rtol, atol=atol),
+    }
+
+
+def observations(settings: Settings) -> int:
+    """Observations per series: `QUICK_OBSERVATIONS` in quick mode, else `OBSERVATIONS`."""
+    return QUICK_OBSERVATIONS if settings.quick else OBSERVATIONS
 
 
 def per_sample_case(result: BenchmarkResult, model: NeuralCDE, settings: Settings) -> None:
     """neuralct alone on per-sample observation grids (torchcde has no such mode)."""
-    times, data = irregular_series(shared=False, device=settings.device, seed=1)
+    times, data = irregular_series(shared=False, device=settings.device, seed=1, observations=observations(settings))
     path = nct.CubicPath.natural(data, times)
     reference = reference_final(model, times, data)
     final = lambda: neuralct_final(model, path, data[:, 0], times, *RK4)  # noqa: E731
@@ -250,13 +296,15 @@ def run(settings: Settings) -> BenchmarkResult:
         name="ncde",
         title="Neural CDE training step vs torchcde",
         setup=(
-            f"Batch {BATCH} of irregular series with {OBSERVATIONS} observations (gaps uniform in [0.05, 0.2]) of "
-            f"{CHANNELS} noisy-sine channels plus time; natural cubic spline control; hidden {HIDDEN}, vector field "
+            f"Batch {BATCH} of irregular series with {observations(settings)} observations (gaps uniform in "
+            f"[0.05, 0.2]) of {CHANNELS} noisy-sine channels plus time; natural cubic spline control; hidden {HIDDEN}, "
+            "vector field "
             f"MLP {HIDDEN} -> {WIDTH} -> {HIDDEN}x{CHANNELS + 1} with tanh; float32. Timed: embedding, solve to the "
             f"last observation, linear readout, mean-square loss and backward (direct backpropagation, no adjoint). "
             f"rk4 = Kutta's 3/8 rule at dt = {RK4_STEP:g} in both; dopri5 at rtol {RTOL:g}, atol {ATOL:g}. evals = "
             f"vector-field calls on the batch in one forward solve; error = max |z(T) - z_ref(T)| against a float64 "
-            f"Dopri8 solve at 1e-10; saved MiB = activations kept for backward."
+            f"Dopri8 solve at 1e-10; saved MiB = activations kept for backward. Work-precision: the dopri5 step at "
+            f"rtol = tol, atol = tol / 100, both libraries timed in turns."
         ),
     )
     shared_grid_cases(result, model, settings)

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor, nn
 
 import neuralct as nct
-from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, loglog_slope, main_for, median_seconds
+from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, loglog_slope, median_seconds
+from benchmarks.report import main_for
 
 BATCHES, QUICK_BATCHES = (16, 64, 256, 1024), (16, 128, 1024)
 LENGTHS, QUICK_LENGTHS = (50, 100, 200, 400, 800), (50, 200, 800)

@@ -34,9 +34,9 @@ from benchmarks.harness import (
     Target,
     interleaved_medians,
     loglog_slope,
-    main_for,
     saved_mib,
 )
+from benchmarks.report import main_for
 from neuralct.models.ssm.kernels import diagonal_convolution, linear_recurrence
 from neuralct.models.ssm.s4d import S4D
 

@@ -12,7 +12,8 @@ Run: `python -m benchmarks.solve_overhead [--quick] [--threads N]`.
 from __future__ import annotations
 
 from benchmarks import neural_ode
-from benchmarks.harness import BenchmarkResult, Settings, main_for
+from benchmarks.harness import BenchmarkResult, Settings
+from benchmarks.report import main_for
 
 
 def run(settings: Settings) -> BenchmarkResult:

@@ -25,10 +25,10 @@ from benchmarks.harness import (
     Settings,
     Target,
     loglog_slope,
-    main_for,
     median_seconds,
     saved_mib,
 )
+from benchmarks.report import main_for
 from neuralct.models.ssm.lssl import LSSL
 
 WIDTH = STATE = 64
