@@ -1,0 +1,231 @@
+"""Stiff problems vs SciPy: Kvaerno5 against Radau and BDF at equal error, one problem and a batch.
+
+Three cases, float64, CPU:
+
+* Van der Pol, mu = 1000, on [0, 3000] (about two relaxation cycles), saved at 31 times;
+* Robertson's chemical kinetics on [0, 1e11], saved at 0 and 24 log-spaced times from 1e-5;
+* a batch of 64 Van der Pol oscillators, mu log-spaced in [10, 1000], each on its own grid
+  [0, 3 mu] (about two cycles each) with 11 save times: one neuralct solve of the batch against
+  SciPy looping over the samples.
+
+neuralct's `Kvaerno5` with a `PIDController` runs at several rtol (Newton tolerance rtol / 100); SciPy's
+`solve_ivp` with Radau and BDF at several rtol, both with the case's atol (Van der Pol 1e-6,
+Robertson 1e-10). The reference is SciPy Radau at rtol 1e-12 (atol 1e-6 of the case's), checked
+against Radau at tolerances ten times looser (BDF fails at 1e-12 on Van der Pol, and DOP853 cannot
+integrate these problems in reasonable time). The
+error is the largest over samples, components and save times of $|y - y_{ref}| / (atol + 10^{-6}
+|y_{ref}|)$: in units of an rtol 1e-6 tolerance, so the accuracy target "within 10x tolerance at rtol
+1e-6" is an error at most 10. Equal error: each SciPy method's wall time at neuralct's error is
+interpolated log-log on its work-precision front (no extrapolation). Run:
+`python -m benchmarks.stiff [--quick]`, which writes `benchmarks/results/stiff-<machine>[-quick].*`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+from torch import Tensor
+
+import neuralct as nct
+from benchmarks.harness import (
+    BenchmarkResult,
+    Measurement,
+    Settings,
+    Target,
+    median_seconds,
+    profile_shares,
+    wall_at_error,
+)
+from benchmarks.report import machine_info, results_stem, write_results
+from neuralct.solvers import Kvaerno5
+from neuralct.solvers.rk.newton import batched_jacobian, solve_stage
+
+D = torch.float64
+RESULTS = Path(__file__).parent / "results"
+OURS = (1e-6, 1e-7, 1e-8)
+SCIPY = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
+PEERS = ("Radau", "BDF")
+ACCURACY_RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Case:
+    """A stiff problem: NumPy and torch fields, start states `[B, D]`, save times `[B, K]`, atol."""
+
+    name: str
+    numpy_field: Callable[[float, np.ndarray, float], list]
+    torch_field: Callable[[Tensor, Tensor, Tensor], Tensor]
+    y0: np.ndarray
+    times: np.ndarray
+    params: np.ndarray
+    atol: float
+
+
+def vdp_numpy(t: float, y: np.ndarray, mu: float) -> list:
+    """Van der Pol $x'' - \\mu (1 - x^2) x' + x = 0$ as a first-order system."""
+    return [y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]]
+
+
+def vdp_torch(t: Tensor, y: Tensor, mu: Tensor) -> Tensor:
+    """The same for a batch `[B, 2]` with per-sample `mu` `[B]`."""
+    x, v = y[:, 0], y[:, 1]
+    return torch.stack([v, mu * (1 - x * x) * v - x], dim=1)
+
+
+def robertson_numpy(t: float, y: np.ndarray, _: float) -> list:
+    """Robertson's three-species kinetics."""
+    return [-0.04 * y[0] + 1e4 * y[1] * y[2], 0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2, 3e7 * y[1] ** 2]
+
+
+def robertson_torch(t: Tensor, y: Tensor, _: Tensor) -> Tensor:
+    """The same for a batch `[B, 3]`."""
+    a, b, c = y.unbind(1)
+    return torch.stack([-0.04 * a + 1e4 * b * c, 0.04 * a - 1e4 * b * c - 3e7 * b * b, 3e7 * b * b], dim=1)
+
+
+def cases(quick: bool) -> list[Case]:
+    """The single Van der Pol, Robertson and the batch (16 oscillators in quick mode)."""
+    batch = 16 if quick else 64
+    mus = np.logspace(1, 3, batch)
+    vdp_batch = np.stack([np.linspace(0, 3 * mu, 11) for mu in mus])
+    rober_times = np.concatenate([[0.0], np.logspace(-5, 11, 25)])[None]
+    return [
+        Case("Van der Pol mu=1000", vdp_numpy, vdp_torch, np.array([[2.0, 0.0]]), np.linspace(0, 3000, 31)[None],
+             np.array([1000.0]), 1e-6),
+        Case("Robertson", robertson_numpy, robertson_torch, np.array([[1.0, 0.0, 0.0]]), rober_times,
+             np.array([0.0]), 1e-10),
+        Case(f"Van der Pol batch of {batch}", vdp_numpy, vdp_torch, np.tile([[2.0, 0.0]], (batch, 1)), vdp_batch,
+             mus, 1e-6),
+    ]  # fmt: skip
+
+
+def solve_scipy(case: Case, method: str, rtol: float, atol: float) -> np.ndarray:
+    """`[B, K, D]` by SciPy, one sample after another."""
+    out = []
+    for y0, times, param in zip(case.y0, case.times, case.params):
+        sol = solve_ivp(case.numpy_field, (times[0], times[-1]), y0, method=method, rtol=rtol, atol=atol,
+                        t_eval=times, args=(param,))  # fmt: skip
+        if not sol.success:
+            raise RuntimeError(f"{case.name}: SciPy {method} failed at rtol {rtol:g}: {sol.message}")
+        out.append(sol.y.T)
+    return np.stack(out)
+
+
+def solve_neuralct(case: Case, rtol: float) -> np.ndarray:
+    """`[B, K, D]` by one batched `Kvaerno5` solve (Newton tolerance rtol / 100)."""
+    solver = Kvaerno5(newton_tol=rtol / 100, newton_atol=case.atol / 100)
+    with torch.no_grad():
+        sol = nct.solve(
+            nct.ODETerm(case.torch_field),
+            torch.tensor(case.y0, dtype=D),
+            torch.tensor(case.times, dtype=D),
+            solver=solver,
+            controller=nct.PIDController(rtol=rtol, atol=case.atol),
+            args=torch.tensor(case.params, dtype=D),
+            max_steps=200_000,
+        )
+    return sol.ys.numpy()
+
+
+def reference(case: Case) -> tuple[np.ndarray, float]:
+    """SciPy Radau at rtol 1e-12 (atol 1e-6 of the case's) and its gap, in error units, to Radau at
+    tolerances ten times looser (BDF fails at these tolerances on Van der Pol)."""
+    radau = solve_scipy(case, "Radau", 1e-12, case.atol * 1e-6)
+    looser = solve_scipy(case, "Radau", 1e-11, case.atol * 1e-5)
+    return radau, scaled_error(case, looser, radau)
+
+
+def scaled_error(case: Case, ys: np.ndarray, truth: np.ndarray) -> float:
+    """Largest $|y - y_{ref}| / (atol + 10^{-6} |y_{ref}|)$."""
+    return float((np.abs(ys - truth) / (case.atol + ACCURACY_RTOL * np.abs(truth))).max())
+
+
+def measure(result: BenchmarkResult, case: Case, settings: Settings) -> dict[str, list[tuple[float, float]]]:
+    """Every library at every tolerance: error and wall; returns the (error, wall) points."""
+    truth, gap = reference(case)
+    result.notes.append(f"{case.name}: the Radau reference agrees with Radau at rtol 1e-11 to {gap:.2g} error units.")
+    runs: dict[str, tuple[Callable[[float], np.ndarray], tuple[float, ...]]] = {
+        "neuralct": (lambda rtol: solve_neuralct(case, rtol), OURS if not settings.quick else OURS[:2]),
+        **{f"scipy {m}": (lambda rtol, m=m: solve_scipy(case, m, rtol, case.atol), SCIPY) for m in PEERS},
+    }
+    points: dict[str, list[tuple[float, float]]] = {}
+    for library, (solve, tolerances) in runs.items():
+        points[library] = []
+        for rtol in tolerances:
+            start = time.perf_counter()
+            error = scaled_error(case, solve(rtol), truth)
+            wall = time.perf_counter() - start
+            if not settings.quick:  # the quick run times the one call it needs for the error
+                wall = median_seconds(lambda solve=solve, rtol=rtol: solve(rtol), settings, repeats=3)
+            result.rows.append(Measurement(f"{case.name}, rtol {rtol:g}", library, wall, error=error))
+            points[library].append((error, wall))
+    return points
+
+
+def add_targets(result: BenchmarkResult, case: Case, points: dict[str, list[tuple[float, float]]]) -> None:
+    """Accuracy at rtol 1e-6 within 10x; the Radau (and BDF) wall at neuralct's error over neuralct's:
+    at least 1 for the batch, at least 1/3 for a single problem."""
+    ours = dict(zip(OURS, points["neuralct"]))
+    error, wall = ours[ACCURACY_RTOL]
+    result.targets.append(Target(f"{case.name}: neuralct error at rtol 1e-6 (units of tolerance)", error, 10.0, True))
+    required = 1.0 if "batch" in case.name else 1 / 3
+    for peer in PEERS:
+        peer_wall = wall_at_error(points[f"scipy {peer}"], error)
+        note = "outside SciPy's range" if peer_wall is None else f"{peer_wall * 1e3:.4g} ms at that error"
+        ours_note = f"neuralct rtol 1e-6, error {error:.3g} in {wall * 1e3:.4g} ms"
+        result.notes.append(f"{case.name}: {ours_note}; {peer} {note}.")
+        if peer_wall is not None and peer == "Radau":
+            result.targets.append(Target(f"{case.name}: Radau / neuralct wall at equal error", peer_wall / wall,
+                                         required))  # fmt: skip
+
+
+def profile_note(case: Case) -> str:
+    """Where one neuralct solve at rtol 1e-6 spends its time."""
+    parts = {
+        "Newton iterations (field included)": (solve_stage,),
+        "Jacobians": (batched_jacobian,),
+        "vector field": (case.torch_field,),
+    }
+    shares = profile_shares(lambda: solve_neuralct(case, ACCURACY_RTOL), parts)
+    split = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+    return f"cProfile of neuralct on {case.name} at rtol 1e-6: {split} (the field is counted inside Newton too)."
+
+
+def run(settings: Settings) -> BenchmarkResult:
+    """Work-precision of Kvaerno5, Radau and BDF on the three cases; accuracy and speed targets."""
+    torch.set_num_threads(1)
+    result = BenchmarkResult(
+        name="stiff",
+        title="Stiff problems vs SciPy Radau and BDF",
+        setup=__doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+    )
+    for case in cases(settings.quick):
+        points = measure(result, case, settings)
+        add_targets(result, case, points)
+        result.notes.append(profile_note(case))
+    return result
+
+
+def main(argv: list[str] | None = None) -> tuple[Path, Path]:
+    """Command line: `--quick`, `--output`; writes and prints the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a batch of 16, two neuralct tolerances, 2 s budgets")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"results folder (default: {RESULTS})")
+    args = parser.parse_args(argv)
+    settings = Settings.create(args.quick)
+    result = run(settings)
+    paths = write_results([result], machine_info(settings.device), settings, args.output,
+                          "stiff-" + results_stem(settings))  # fmt: skip
+    print(paths[1].read_text())
+    return paths
+
+
+if __name__ == "__main__":
+    main()
