@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
     from .solvers import (
         RK4,
         AbstractExplicitRK,
+        AbstractImplicitRK,
         AbstractSDESolver,
         AbstractSolver,
         Bosh3,
@@ -47,6 +48,9 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         GBT,
         Heun,
         ImplicitEuler,
+        KenCarp4,
+        Kvaerno3,
+        Kvaerno5,
         MethodOfSteps,
         Midpoint,
         Milstein,
@@ -69,6 +73,7 @@ if TYPE_CHECKING:  # the names below, for type checkers; at run time each is imp
         ODETerm,
         SDETerm,
         SDEType,
+        SplitTerm,
     )
 
 lazy_package(
@@ -100,6 +105,7 @@ lazy_package(
         ".solvers": (
             "RK4",
             "AbstractExplicitRK",
+            "AbstractImplicitRK",
             "AbstractSDESolver",
             "AbstractSolver",
             "Bosh3",
@@ -111,6 +117,9 @@ lazy_package(
             "GBT",
             "Heun",
             "ImplicitEuler",
+            "KenCarp4",
+            "Kvaerno3",
+            "Kvaerno5",
             "MethodOfSteps",
             "Midpoint",
             "Milstein",
@@ -133,6 +142,7 @@ lazy_package(
             "ODETerm",
             "SDETerm",
             "SDEType",
+            "SplitTerm",
         ),
     },
 )
@@ -146,6 +156,7 @@ __all__ = [
     "AbstractController",
     "AbstractDriftTerm",
     "AbstractExplicitRK",
+    "AbstractImplicitRK",
     "AbstractGradient",
     "AbstractPiecewisePath",
     "AbstractSDESolver",
@@ -174,6 +185,9 @@ __all__ = [
     "GBT",
     "Heun",
     "ImplicitEuler",
+    "KenCarp4",
+    "Kvaerno3",
+    "Kvaerno5",
     "IncompatibleTermError",
     "InvalidInputError",
     "KnotToKnot",
@@ -196,6 +210,7 @@ __all__ = [
     "ReversibleHeun",
     "SDETerm",
     "SDEType",
+    "SplitTerm",
     "SeparableHamiltonianTerm",
     "Solution",
     "SolveFailed",

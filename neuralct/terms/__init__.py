@@ -7,6 +7,7 @@ from .linear import LinearTerm
 from .noise import NoiseTerm, NoiseType, SDEType
 from .ode import ODETerm
 from .sde import MultiTerm, SDETerm
+from .split import SplitTerm
 
 __all__ = [
     "AbstractDriftTerm",
@@ -20,4 +21,5 @@ __all__ = [
     "ODETerm",
     "SDETerm",
     "SDEType",
+    "SplitTerm",
 ]
