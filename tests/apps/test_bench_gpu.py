@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import gpu, heterogeneous
-from benchmarks.harness import Settings
+from benchmarks.harness import BenchmarkResult, Settings
 
 TINY = gpu.Sizes(
     ode_batch=3, cde_batch=2, vdp_distinct=2, vdp_copies=2, observations=5, exponents=(2, 3), compile=False
@@ -52,3 +52,19 @@ def test_asking_for_cuda_without_a_gpu_names_the_smoke_test(capsys):
     with pytest.raises(SystemExit):
         gpu.main(["--device", "cuda"])
     assert "--device cpu --quick" in capsys.readouterr().err
+
+
+def test_compiled_neuralct_is_held_to_three_times_torchdiffeq_and_to_every_other_peer_at_equal_error():
+    result = BenchmarkResult("gpu", "GPU", "made up")
+    curve = [(1e-2, 1.0), (1e-4, 2.0)]
+    names = ("neuralct", "torchdiffeq", "torchode", gpu.COMPILED_NEURALCT, gpu.COMPILED_TORCHODE)
+    gpu.add_targets(result, "ODE solve", dict.fromkeys(names, curve), {"torchdiffeq": 3.0})
+    required = {target.description.split(": ")[1].split(" wall")[0]: target.required for target in result.targets}
+    assert required == {
+        "torchdiffeq / neuralct": 1.0,
+        "torchode / neuralct": 1.0,
+        "torchdiffeq / neuralct, compile=True": 3.0,
+        "torchode / neuralct, compile=True": 1.0,
+        "torchode, torch.compile / neuralct, compile=True": 1.0,
+    }
+    assert all(target.measured == pytest.approx(1.0) for target in result.targets)
