@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from ._checks import check_instance
 from .controllers.base import AbstractController
 from .events import Event
 from .solution import Solution
@@ -43,6 +44,8 @@ class Problem:
         event: the zero crossings to stop at or record (`neuralct.events.Event`), or `None`.
         save_steps: whether the solution saves every accepted step instead of the times `ts`
             (which then hold each sample's start and end only).
+        compact: whether the loop moves the running samples into a smaller batch once at
+            most half of the batch runs (`neuralct._loop.compaction`).
     """
 
     term: AbstractTerm
@@ -59,6 +62,10 @@ class Problem:
     lengths: Tensor | None = None
     event: Event | None = None
     save_steps: bool = False
+    compact: bool = False
+
+    def __post_init__(self) -> None:
+        check_instance("compact", self.compact, bool)
 
     @functools.cached_property
     def interpolate_saves(self) -> bool:

@@ -42,6 +42,7 @@ def solve(
     lengths: Tensor | None = None,
     event: Event | None = None,
     saveat: SaveAt | None = None,
+    compact: bool = False,
 ) -> Solution:
     """Integrate `term` from `y0` over per-sample time grids (the guide: docs/guide/solve.md).
 
@@ -67,13 +68,14 @@ def solve(
             span; its outputs past the end repeat its last one (the guide's "Padded batches").
         event: an `Event`: stop each sample where `cond(t, y, args)` crosses zero (the guide's "Events").
         saveat: a `SaveAt`: the times of `t`, its ends, or every step (the guide's "Choosing what is saved").
+        compact: gather the running samples into a smaller batch as others finish (the guide's "Finished samples").
 
     Returns:
         A [`Solution`][neuralct.Solution] with `ts` `[B, K]`, `ys` `[B, K, *state]`,
         `status` `[B]` and per-sample `stats` (and `mask`, `event_t`, `event_y` as asked).
 
     Raises:
-        InvalidInputError: bad `y0`, `t`, `lengths`, `max_steps`, `dt0`, `event` or `saveat`.
+        InvalidInputError: bad `y0`, `t`, `lengths`, `max_steps`, `dt0`, `event`, `saveat` or `compact`.
         IncompatibleTermError: a solver/term/controller mismatch or a dtype/device clash.
         SolveFailed: some sample failed and `throw=True`.
     """
@@ -81,9 +83,14 @@ def solve(
     _check_outputs(event, saveat, solver, gradient)
     y0 = check_y0(y0)
     problem = _problem(term, y0, t, solver, controller, dt0, max_steps, dense, args, compile, lengths, event, saveat)
-    solution = _run(problem, y0, gradient)
+    solution = _run(dataclasses.replace(problem, compact=compact), y0, gradient)
+    return _checked(solution, throw, max_steps, problem.t_end)
+
+
+def _checked(solution: Solution, throw: bool, max_steps: int, t_end: Tensor) -> Solution:
+    """`solution`, or `SolveFailed` when `throw` and a sample failed (`t_end` `[B]` its end times)."""
     if throw and not bool(solution.succeeded.all()):
-        raise SolveFailed(failure_message(solution, max_steps, problem.t_end), solution)
+        raise SolveFailed(failure_message(solution, max_steps, t_end), solution)
     return solution
 
 

@@ -32,7 +32,9 @@ No step reads a device value to decide: rare paths (rejections, landings, jumps,
 are device-side masks, and an iteration after a sample is done is an exact no-op for it. The
 loop reads the device only at its looks (`look.py`), every 8 to 32 iterations: how many
 samples still run, and what the window of saves has to write. (Events still read once per
-step whether any sample crossed, to locate crossings only then.)
+step whether any sample crossed, to locate crossings only then.) With `compact=True` a look
+that finds at most half of the batch running moves those samples into a smaller batch and
+scatters their results back (`compaction.py`).
 
 The state (`state.py`) groups these as records: `Clock`, `SaveBuffer`, `Counters`,
 `Progress`, beside `y`, the solver's carry and the controller's state, and, as asked, the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -14,6 +15,7 @@ from ..problem import Problem
 from ..solution import Solution, SolveStats, Status
 from ..terms.base import AbstractTerm
 from .clock import advance_clock, first_clock
+from .compaction import bucket, compacted
 from .compile import AttemptStep, step_function
 from .counters import count, first_counters, settle_counters
 from .events import event_outputs, find_events, first_events, hold_past_events, stop_at_events
@@ -88,9 +90,19 @@ def advance(problem: Problem, state: LoopState, max_iterations: int | None = Non
         state, seen = look(problem, state)
         if seen.ahead == 0:
             break
+        size = bucket(seen.running, state.y.shape[0]) if problem.compact else None
+        smaller = None if size is None else compacted(problem, state, size, _until(stop), settle)
+        if smaller is not None:
+            state = smaller
+            continue
         for _ in range(min(seen.ahead, stop - state.iteration)):
             state = _iterate(problem, attempt, state)
     return state
+
+
+def _until(stop: int) -> Callable[[Problem, LoopState], LoopState]:
+    """`advance` up to loop iteration `stop`, for a sub-batch (`compaction.py`)."""
+    return lambda problem, state: advance(problem, state, stop - state.iteration)
 
 
 def _iterate(problem: Problem, attempt: AttemptStep, s: LoopState) -> LoopState:

@@ -31,6 +31,7 @@ References:
 from __future__ import annotations
 
 import abc
+import copy
 from typing import ClassVar
 
 import torch
@@ -79,6 +80,15 @@ class AbstractPiecewisePath(abc.ABC):
     def interval(self) -> Tensor:
         """`[B, 2]` first and last knot of each sample."""
         return self.times[:, [0, -1]]
+
+    def rows(self, index: Tensor) -> AbstractPiecewisePath:
+        """The same path for the samples `index` `[b]`: knots `[b, L]`, coefficients
+        `[b, L - 1, P, C]`."""
+        view = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, Tensor) and value.ndim >= 2 and value.shape[0] == self.coeffs.shape[0]:
+                setattr(view, name, value.index_select(0, index))
+        return view
 
     @abc.abstractmethod
     def jump_times(self) -> Tensor | None:

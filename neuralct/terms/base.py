@@ -30,6 +30,13 @@ class AbstractTerm(nn.Module, abc.ABC):
         """
         return None
 
+    def select_rows(self, index: Tensor) -> AbstractTerm | None:
+        """The term for the samples `index` `[b]` of its batch, evaluated on `[b, *state]` states
+        (`solve(..., compact=True)` moves the running samples into a smaller batch), or `None`
+        when the term holds per-sample data it cannot take row by row: it then keeps the whole
+        batch. Default `None`."""
+        return None
+
 
 class AbstractDriftTerm(AbstractTerm):
     """A term whose equation is an ODE $dy/dt = F(t, y)$ once its control is resolved.

@@ -69,6 +69,12 @@ class ControlTerm(AbstractDriftTerm):
         flat = matrix.reshape(matrix.shape[0], -1, matrix.shape[-1])
         return torch.bmm(flat, control.unsqueeze(-1)).reshape(y.shape)
 
+    def select_rows(self, index: Tensor) -> ControlTerm | None:
+        """The term for the samples `index` `[b]`: the same `f` on the path's rows, when the path
+        takes them (`rows(index)`, as the interpolated paths do); else `None`."""
+        rows = getattr(self.path, "rows", None)
+        return None if rows is None else ControlTerm(self.f, rows(index))
+
     def jump_times(self, ts: Tensor) -> Tensor | None:
         """The path's knots, when it declares them by a `jump_times()` method
         (see `AbstractTerm.jump_times`)."""

@@ -48,6 +48,11 @@ class ODETerm(AbstractDriftTerm):
     def extra_repr(self) -> str:
         return "" if isinstance(self.f, nn.Module) else f"f={getattr(self.f, '__name__', repr(self.f))}"
 
+    def select_rows(self, index: Tensor) -> ODETerm | None:
+        """The same term for the samples `index` `[b]`: `f` holds no per-sample data (such data goes
+        through `args`, taken row by row); `None` when `f` reads an `inputs` path."""
+        return self if self.inputs is None else None
+
     def jump_times(self, ts: Tensor) -> Tensor | None:
         """The knots of `inputs`, when it declares them (see `AbstractTerm.jump_times`)."""
         return path_jump_times(self.inputs)
