@@ -329,8 +329,10 @@ def test_a_path_taking_many_times_per_sample_is_queried_once_per_step_with_the_s
     assert torch.equal(batched.ys, alone.ys)
     stages = len(solver.nodes)
     # One [B, stages] query per loop iteration; [B] ones only for the slope at the start and
-    # after each knot the linear path's derivative jumps at.
-    assert batched_path.queries.count((B, stages)) == int(batched.stats.steps.max())
+    # after each knot the linear path's derivative jumps at. The loop looks at the device every
+    # few iterations, so it may run a few no-op iterations past the slowest sample's last step.
+    iterations = batched_path.queries.count((B, stages))
+    assert int(batched.stats.steps.max()) <= iterations < int(batched.stats.steps.max()) + 8
     assert set(batched_path.queries) == {(B,), (B, stages)}
     assert set(alone_path.queries) == {(B,)} and len(alone_path.queries) > len(batched_path.queries)
 
