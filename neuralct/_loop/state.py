@@ -80,11 +80,11 @@ class SaveBuffer:
 
 class Tally(NamedTuple):
     """What one loop iteration spent: `running` and `accepted` `[B]` and the evaluations
-    each running sample made."""
+    each running sample made (an int for every one, or `[B]`)."""
 
     running: Tensor
     accepted: Tensor
-    evals: int
+    evals: int | Tensor
 
 
 @dataclass(frozen=True)

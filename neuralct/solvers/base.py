@@ -25,7 +25,8 @@ class StepResult:
         error: `[B, *state]` local error estimate, or `None` for methods without one.
         carry: solver data handed to the next step if this one is accepted
             (e.g. the first-same-as-last stage), each `[B, ...]`.
-        evals: vector-field evaluations this step cost each sample.
+        evals: vector-field evaluations this step cost each sample: an int when it is the same
+            for every sample, else `[B]` integers (e.g. an implicit method's Newton iterations).
         coeffs: `[B, P, *state]` dense-output polynomial coefficients on the step, or the
             stages they are formed from (see `neuralct.paths.dense`), or `None` when not
             requested.
@@ -36,7 +37,7 @@ class StepResult:
     y1: Tensor
     error: Tensor | None
     carry: Carry
-    evals: int
+    evals: int | Tensor
     coeffs: Coefficients | None = None
     failed: Tensor | None = None
 
