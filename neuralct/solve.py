@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ._checks import check_instance, describe
 from ._loop import hold_past_ends
+from ._loop.compile import compile_refusal
 from ._validate import check_lengths, check_step_options, check_term_tensors, check_times, check_y0
 from .controllers.base import AbstractController
 from .controllers.pid import PIDController
@@ -21,7 +22,7 @@ from .problem import AbstractRunner, Problem
 from .saveat import SaveAt
 from .solution import Solution, failure_message
 from .solvers.base import AbstractSolver
-from .solvers.rk import AbstractExplicitRK, Tsit5
+from .solvers.rk import Tsit5
 from .terms.base import AbstractTerm
 
 
@@ -114,7 +115,7 @@ def _problem(
     lengths = check_lengths(lengths, ts)
     check_term_tensors(term, y0)
     check_step_options(max_steps, dt0)
-    _check_compile(compile, solver)
+    _check_compile(compile, solver, term)
     solver.check_term(term)
     controller.check_solver(solver)
     if controller.adaptive and isinstance(solver, AbstractSolver):
@@ -199,13 +200,15 @@ def _check_kinds(term: Any, solver: Any, controller: Any, gradient: Any) -> None
             raise TypeError(f"`{name}` must be an {expected}; got {describe(value)}")
 
 
-def _check_compile(compile: Any, solver: AbstractSolver | AbstractRunner) -> None:
+def _check_compile(compile: Any, solver: AbstractSolver | AbstractRunner, term: AbstractTerm) -> None:
+    """Refuse a `compile` that is not a bool, and `compile=True` for steps that are not fixed
+    tensor arithmetic (see `neuralct._loop.compile.compile_refusal`)."""
     if not isinstance(compile, bool):
         raise InvalidInputError(f"`compile` must be True or False; got {compile!r}")
-    if compile and not isinstance(solver, AbstractExplicitRK):
+    why = compile_refusal(solver, term) if compile else None
+    if why is not None:
         raise InvalidInputError(
-            f"`compile=True` needs an explicit Runge-Kutta solver (Tsit5, Dopri5, RK4, ...), whose steps are "
-            f"fixed tensor arithmetic; {type(solver).__name__} is not one: leave `compile` False"
+            f"`compile=True` needs steps that torch.compile can trace: {why}; leave `compile` False"
         )
 
 

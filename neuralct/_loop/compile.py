@@ -1,4 +1,9 @@
-"""`solve(..., compile=True)`: the attempt step under `torch.compile`.
+"""`solve(..., compile=True)`: the attempt step under `torch.compile`, and which solvers it takes.
+
+Steps that are fixed tensor arithmetic compile: explicit Runge-Kutta methods, the step maps
+(`AbstractStepMapSolver`: the LTC fused step, symplectic Euler), the fixed-step SDE solvers on a
+`BrownianGrid`, and the method of steps, whose history lookups (sizes that grow with the solve)
+run eagerly between the compiled pieces (`torch.compiler.disable` in `solvers/dde`).
 
 Only `attempt.attempt_step` is compiled; the bookkeeping around it stays eager (it reads
 values to decide, e.g. whether any sample reached a save time). The step reads derived values
@@ -14,7 +19,14 @@ from collections.abc import Callable
 
 import torch
 
-from ..problem import Problem
+from ..paths.brownian_grid import BrownianGrid
+from ..problem import AbstractRunner, Problem
+from ..solvers.base import AbstractSolver, AbstractStepMapSolver
+from ..solvers.dde import MethodOfSteps
+from ..solvers.rk import AbstractExplicitRK
+from ..solvers.sde import AbstractSDESolver
+from ..terms.base import AbstractTerm
+from ..terms.sde import SDETerm
 from .attempt import attempt_step
 from .state import Attempt, LoopState
 
@@ -22,6 +34,32 @@ AttemptStep = Callable[[Problem, LoopState], Attempt]
 
 # The derived values of a `Problem`: all of its cached properties, read off the class.
 DERIVED = tuple(name for name, member in vars(Problem).items() if isinstance(member, functools.cached_property))
+
+
+# Solvers whose steps are fixed tensor arithmetic on any term they accept.
+TRACEABLE = (AbstractExplicitRK, AbstractStepMapSolver, MethodOfSteps)
+
+
+def compile_refusal(solver: AbstractSolver | AbstractRunner, term: AbstractTerm) -> str | None:
+    """Why `solve(..., compile=True)` cannot compile the steps of `solver` on `term`, or `None`
+    when it can: the solver is one of `TRACEABLE`, or a fixed-step SDE solver whose Brownian
+    motion is a `BrownianGrid` (a tree search, or torchsde's interval, is Python per query)."""
+    if isinstance(solver, TRACEABLE):
+        return None
+    if isinstance(solver, AbstractSDESolver):
+        if not isinstance(term, SDETerm):
+            return None  # `check_term` refuses it, naming both
+        brownian = term.noise.brownian
+        if isinstance(brownian, BrownianGrid):
+            return None
+        return (
+            f"{type(solver).__name__} compiles with a BrownianGrid only (one gather per step), "
+            f"not with a {type(brownian).__name__}"
+        )
+    return (
+        f"{type(solver).__name__} is not one of the solvers whose steps are fixed tensor arithmetic "
+        f"(explicit Runge-Kutta, LTCFused, SymplecticEuler, MethodOfSteps, SDE solvers on a BrownianGrid)"
+    )
 
 
 def step_function(problem: Problem) -> AttemptStep:

@@ -12,6 +12,12 @@ from .._validate import check_finite, check_tensor
 from ..errors import InvalidInputError
 from .brownian import check_noise_shape, resolve_seed
 
+# How to stay on the grid, or leave it.
+ADVICE = (
+    "Step on the grid (ConstantStep with a multiple of its spacing) or use nct.BrownianPath, "
+    "which can be queried anywhere"
+)
+
 
 class BrownianGrid:
     """A batch of Brownian motions sampled at the times of a grid, all at once.
@@ -126,14 +132,20 @@ class BrownianGrid:
         # when t is on the grid, and then t is not more than the slack below it either.
         index = torch.searchsorted(self._upper, t)
         off = ~(self._lower.gather(1, index) <= t)  # (a NaN time is off the grid too)
-        if bool(off.any()):
+        if torch.compiler.is_compiling():
+            # A compiled step reads no value back: the check runs on the device, a RuntimeError
+            # on CPU and a device-side assert on CUDA, without the sample and time it would name.
+            torch._assert_async(
+                ~off.any(),
+                f"{' and '.join(f'`{n}`' for n in names)} must be times of the BrownianGrid's grid. {ADVICE}",
+            )
+        elif bool(off.any()):
             b, q = (int(i) for i in off.nonzero()[0])
             nearest = float(grid[b, min(int(index[b, q]), grid.shape[1] - 1)])
             name = names[q]
             raise InvalidInputError(
                 f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = "
-                f"{float(t[b, q]):.9g}, nearest grid time {nearest:.9g}. Step on the grid (ConstantStep "
-                f"with a multiple of its spacing) or use nct.BrownianPath, which can be queried anywhere"
+                f"{float(t[b, q]):.9g}, nearest grid time {nearest:.9g}. {ADVICE}"
             )
         return index
 

@@ -11,6 +11,8 @@ import torch
 
 import neuralct as nct
 from neuralct.errors import InvalidInputError
+from neuralct.models.hamiltonian import SeparableHamiltonianTerm, SymplecticEuler
+from neuralct.models.ltc import LTCField, LTCFused, LTCTerm
 
 pytestmark = pytest.mark.skipif(
     shutil.which("g++") is None and shutil.which("clang++") is None,
@@ -139,18 +141,28 @@ def test_a_failing_sample_gets_the_same_status():
     assert torch.allclose(compiled.ys[0], eager.ys[0], rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "solver",
-    [nct.ImplicitEuler(), nct.MethodOfSteps(nct.Tsit5()), nct.EulerMaruyama(), nct.TorchDiffEq("dopri5")],
-    ids=["implicit", "method-of-steps", "sde", "backend"],
-)
-def test_refused_for_solvers_that_are_not_explicit_runge_kutta(solver):
+@pytest.mark.parametrize("solver", [nct.ImplicitEuler(), nct.TorchDiffEq("dopri5")], ids=["implicit", "backend"])
+def test_refused_for_solvers_whose_steps_are_not_fixed_tensor_arithmetic(solver):
     with pytest.raises(InvalidInputError, match=f"compile=True.*{type(solver).__name__}"):
         nct.solve(
             nct.ODETerm(lambda t, y, args: -y),
             torch.ones(2, 1),
             torch.linspace(0.0, 1.0, 3),
             solver=solver,
+            controller=nct.ConstantStep(0.1),
+            compile=True,
+        )
+
+
+def test_refused_for_an_sde_whose_brownian_motion_is_not_a_grid():
+    brownian = nct.BrownianPath(0.0, 1.0, (2, 1), seed=0)
+    term = nct.SDETerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: y, brownian))
+    with pytest.raises(InvalidInputError, match="compile=True.*EulerMaruyama compiles with a BrownianGrid only.*Path"):
+        nct.solve(
+            term,
+            torch.ones(2, 1),
+            torch.linspace(0.0, 1.0, 3),
+            solver=nct.EulerMaruyama(),
             controller=nct.ConstantStep(0.1),
             compile=True,
         )
@@ -177,3 +189,132 @@ def test_a_new_batch_size_compiles_once_more_then_no_longer():
     run(6)  # compiles again, the batch size now symbolic
     with torch.compiler.set_stance("fail_on_recompile"):
         assert run(9).ys.shape == (9, 3, 3)
+
+
+# ------------------------------------------------ SDEs on a grid, the method of steps, step maps
+
+
+def sde_solve(solver: nct.AbstractSDESolver, seed: int, compile: bool) -> tuple[nct.Solution, torch.Tensor]:
+    """A neural SDE (MLP drift, diagonal noise `0.3 y`) by `solver` on a BrownianGrid, stepping
+    every second grid time; returns the solution and the gradient of its
+    outputs' squares with respect to the drift's parameters and `y0`, `[P + B * 3]`."""
+    field = Field()
+    generator = torch.Generator().manual_seed(seed)
+    brownian = nct.BrownianGrid(torch.linspace(0.0, 1.0, 41, dtype=F64), (4, 3), seed=seed)
+    sde_type = nct.SDEType.ITO if isinstance(solver, (nct.EulerMaruyama, nct.Milstein)) else nct.SDEType.STRATONOVICH
+    noise = nct.NoiseTerm(lambda t, y, args: 0.3 * y, brownian, sde_type=sde_type)
+    y0 = torch.randn(4, 3, dtype=F64, generator=generator, requires_grad=True)
+    save = torch.linspace(0.0, 1.0, 6, dtype=F64)
+    solution = nct.solve(
+        nct.SDETerm(nct.ODETerm(field), noise),
+        y0,
+        save,
+        solver=solver,
+        controller=nct.ConstantStep(0.05),
+        compile=compile,
+    )
+    gradients = torch.autograd.grad(solution.ys.square().sum(), [*field.parameters(), y0])
+    return solution, torch.cat([g.flatten() for g in gradients])
+
+
+SDE_SOLVERS = [
+    nct.EulerMaruyama(),
+    pytest.param(nct.Milstein(), marks=pytest.mark.slow),
+    pytest.param(nct.StochasticHeun(), marks=pytest.mark.slow),
+    pytest.param(nct.ReversibleHeun(), marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("solver", SDE_SOLVERS, ids=lambda solver: type(solver).__name__)
+def test_fixed_step_sde_on_a_brownian_grid_matches_eager_and_compiles_once(solver):
+    (eager, eager_grads), (compiled, grads) = both(lambda c: sde_solve(solver, 0, c))
+    assert torch.equal(compiled.status, eager.status) and bool(compiled.succeeded.all())
+    assert torch.equal(compiled.stats.steps, eager.stats.steps) and torch.equal(
+        compiled.stats.steps[0], torch.tensor(20)
+    )
+    assert torch.allclose(compiled.ys, eager.ys, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(grads, eager_grads, rtol=1e-6, atol=1e-9)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        again, _ = sde_solve(solver, 1, True)  # a new path, state and field
+    assert not torch.allclose(again.ys, compiled.ys)
+
+
+def test_a_compiled_step_off_the_brownian_grid_is_refused_on_the_device():
+    brownian = nct.BrownianGrid(torch.linspace(0.0, 1.0, 11, dtype=F64), (2, 1), seed=0)
+    term = nct.SDETerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: y, brownian))
+    with pytest.raises(RuntimeError, match="`ta` and `tb` must be times of the BrownianGrid's grid"):
+        nct.solve(
+            term,
+            torch.ones(2, 1, dtype=F64),
+            torch.linspace(0.0, 1.0, 3, dtype=F64),
+            solver=nct.EulerMaruyama(),
+            controller=nct.ConstantStep(0.03),
+            compile=True,
+        )
+
+
+class DelayedField(torch.nn.Module):
+    """$f(t, y, y(t - 1)) = \\tanh(W [y, y(t - 1)])$, state 2, float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.linear = torch.nn.Linear(4, 2).double()
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor, delayed: torch.Tensor, args: object = None) -> torch.Tensor:
+        return torch.tanh(self.linear(torch.cat([y, delayed[:, 0]], dim=1)))
+
+
+@pytest.mark.parametrize(
+    "solver, controller",
+    [
+        pytest.param(nct.MethodOfSteps(nct.RK4(), chunk_size=4), nct.ConstantStep(0.1), marks=pytest.mark.slow),
+        pytest.param(nct.MethodOfSteps(), nct.PIDController(1e-8, 1e-10), marks=pytest.mark.slow),
+    ],
+    ids=["rk4", "tsit5-adaptive"],
+)
+def test_method_of_steps_matches_eager_with_its_history_looked_up_eagerly(solver, controller):
+    field = DelayedField()
+    history = torch.nn.Parameter(torch.tensor([[0.5, -0.2]], dtype=F64).expand(3, 2).clone())
+    ts = torch.linspace(0.0, 3.5, 8, dtype=F64)  # over three delays: lookups in the solution's steps
+
+    def run(compile: bool) -> tuple[nct.Solution, torch.Tensor]:
+        term = nct.DelayTerm(field, [1.0], history)
+        solution = nct.solve(term, history.detach().clone(), ts, solver=solver, controller=controller, compile=compile)
+        gradients = torch.autograd.grad(solution.ys.square().sum(), [*field.parameters(), history])
+        return solution, torch.cat([g.flatten() for g in gradients])
+
+    (eager, eager_grads), (compiled, grads) = both(run)
+    assert torch.equal(compiled.status, eager.status) and bool(compiled.succeeded.all())
+    assert (compiled.stats.steps - eager.stats.steps).abs().max() <= 1
+    assert torch.allclose(compiled.ys, eager.ys, rtol=0, atol=1e-9)
+    assert torch.allclose(grads, eager_grads, rtol=1e-6, atol=1e-9)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        run(True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["ltc", "hamiltonian"])
+def test_step_maps_match_eager(model):
+    """The LTC fused step (over the knots of a held input) and symplectic Euler, compiled."""
+    torch.manual_seed(2)
+    ts = torch.rand(3, 7, dtype=F64).add(0.2).cumsum(dim=1)
+    if model == "ltc":
+        path = nct.PiecewiseConstantPath(torch.randn(3, 7, 2, dtype=F64), ts)
+        term = LTCTerm(LTCField(2, 5).double(), path)
+        solver, controller, y0 = LTCFused(6), nct.KnotToKnot(), torch.zeros(3, 5, dtype=F64)
+    else:
+        term = SeparableHamiltonianTerm(2, layers=4, span=float(ts.max())).double()
+        solver, controller, y0 = SymplecticEuler(), nct.ConstantStep(0.1), torch.randn(3, 4, dtype=F64)
+
+    def run(compile: bool) -> tuple[nct.Solution, torch.Tensor]:
+        solution = nct.solve(term, y0, ts, solver=solver, controller=controller, compile=compile)
+        gradients = torch.autograd.grad(solution.ys.square().sum(), list(term.parameters()))
+        return solution, torch.cat([g.flatten() for g in gradients])
+
+    (eager, eager_grads), (compiled, grads) = both(run)
+    assert torch.equal(compiled.status, eager.status) and torch.equal(compiled.stats.steps, eager.stats.steps)
+    assert torch.allclose(compiled.ys, eager.ys, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(grads, eager_grads, rtol=1e-6, atol=1e-9)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        run(True)

@@ -134,6 +134,8 @@ class History:
         """No steps yet, from `start` `[B]` in `direction` `[B]`."""
         return History(start, direction, chunk_size)
 
+    # Under `compile=True` a step's history grows eagerly between the compiled pieces.
+    @torch.compiler.disable
     def append(self, record: Record, valid: Tensor) -> History:
         """Add `record` for the `[B]` samples in `valid` (nothing when no sample accepted)."""
         if not bool(valid.any()):

@@ -82,26 +82,38 @@ class _DelayedStages:
         args: Any,
     ):
         self.term, self.args, self.first, self.times = term, args, first, times
-        taus = term.delay_values(t0)
-        mid = history.direction * (t0 - history.start) + h.abs() / 2
-        before_start = mid[:, None] < taus[None, :]
-        window = history.window(history.direction * t0, taus, ~before_start & (h != 0)[:, None])
-        shifts = history.direction[:, None] * taus[None, :]
-        delayed = torch.stack(times[first:], dim=1)[:, :, None] - shifts[:, None, :]
-        values = None if window is None else window.evaluate(delayed.flatten(1)).unflatten(1, delayed.shape[1:])
-        if values is None or bool(before_start.any()):
-            # Pairs read from the solution ask phi at a harmless time, so that no value outside
-            # phi's domain (nor its gradient) can leak through the `where` below.
-            safe = torch.where(before_start[:, None, :], delayed, (history.start[:, None] - shifts)[:, None, :])
-            columns = safe.flatten(1).unbind(1)
-            before = torch.stack([term.history_at(t, like) for t in columns], dim=1).unflatten(1, delayed.shape[1:])
-            mask = before_start.reshape(before_start.shape[0], 1, -1, *(1,) * (like.ndim - 1))
-            values = before if values is None else torch.where(mask, before, values)
-        self.values = values
+        self.values = _delayed_values(term, history, t0, h, like, times[first:])
 
     def __call__(self, stage: int, y: Tensor) -> Tensor:
         """$f(t, y, y(t - \\tau), \\text{args})$ at stage `stage` (time `times[stage]`)."""
         return self.term.vector_field(self.times[stage], y, self.values[:, stage - self.first], self.args)
+
+
+# Under `compile=True` the lookups run eagerly between the compiled pieces of the step: their
+# sizes (the chunks a step reads) grow with the solve, and they decide on values.
+@torch.compiler.disable
+def _delayed_values(
+    term: DelayTerm, history: History, t0: Tensor, h: Tensor, like: Tensor, times: list[Tensor]
+) -> Tensor:
+    """`[B, S, n_delays, *state]` the delayed values $y(t_s - \\tau_j)$ at the S stage `times`
+    (each `[B]`) of the steps from `t0` by `h` `[B]`, from the history function before the start
+    and from `history`'s accepted steps after it (see `_DelayedStages`)."""
+    taus = term.delay_values(t0)
+    mid = history.direction * (t0 - history.start) + h.abs() / 2
+    before_start = mid[:, None] < taus[None, :]
+    window = history.window(history.direction * t0, taus, ~before_start & (h != 0)[:, None])
+    shifts = history.direction[:, None] * taus[None, :]
+    delayed = torch.stack(times, dim=1)[:, :, None] - shifts[:, None, :]
+    values = None if window is None else window.evaluate(delayed.flatten(1)).unflatten(1, delayed.shape[1:])
+    if values is None or bool(before_start.any()):
+        # Pairs read from the solution ask phi at a harmless time, so that no value outside
+        # phi's domain (nor its gradient) can leak through the `where` below.
+        safe = torch.where(before_start[:, None, :], delayed, (history.start[:, None] - shifts)[:, None, :])
+        columns = safe.flatten(1).unbind(1)
+        before = torch.stack([term.history_at(t, like) for t in columns], dim=1).unflatten(1, delayed.shape[1:])
+        mask = before_start.reshape(before_start.shape[0], 1, -1, *(1,) * (like.ndim - 1))
+        values = before if values is None else torch.where(mask, before, values)
+    return values
 
 
 @dataclass(frozen=True)
@@ -191,7 +203,7 @@ class MethodOfSteps(AbstractSolver):
             history = History.empty(t0, direction, self.chunk_size)
         stale = state.stale if state.slope is not None else None
         start_slope = state.slope
-        fresh_start = start_slope is None or stale is None or bool(stale.any())
+        fresh_start = start_slope is None or stale is None or _any(stale)
         times = stage_times(t0, h, self.solver.nodes)
         field = _DelayedStages(term, history, t0, h, y0, times, 0 if fresh_start else 1, args)
         if fresh_start:  # counted by `init`
@@ -222,6 +234,12 @@ class MethodOfSteps(AbstractSolver):
         stale = ~output.moved if kept.stale is None else torch.where(output.moved, False, kept.stale)
         slope = _where_rows(moved, output.end_slope, _where_rows(output.moved, output.start_slope, previous))
         return (_State(history=history, slope=slope, stale=stale),)
+
+
+@torch.compiler.disable
+def _any(rows: Tensor) -> bool:
+    """Whether any of the `[B]` `rows` is set (read eagerly: it decides which stages run)."""
+    return bool(rows.any())
 
 
 def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
