@@ -24,16 +24,16 @@ RESULTS = Path(__file__).parent / "results"
 # Seconds each module may take on a quiet 2-core machine: (quick, full). The quick budgets add up to
 # 180 s (the `make bench-quick` promise is 5 minutes, with room for a busy host), the full ones to 20 minutes.
 BUDGETS_S = {
-    "neural_ode": (50, 300),
+    "neural_ode": (75, 300),
     "heterogeneous": (15, 90),
-    "ncde": (20, 150),
-    "sde": (20, 90),
-    "ltc": (8, 60),
-    "dde": (15, 150),
-    "ssm": (10, 60),
-    "scan": (10, 60),
-    "scaling": (7, 60),
-    "memory": (25, 180),
+    "ncde": (15, 150),
+    "sde": (15, 90),
+    "ltc": (6, 60),
+    "dde": (10, 150),
+    "ssm": (8, 60),
+    "scan": (12, 60),
+    "scaling": (6, 60),
+    "memory": (18, 180),
 }
 
 

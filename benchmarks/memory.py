@@ -28,7 +28,7 @@ import neuralct as nct
 from benchmarks.harness import BenchmarkResult, Measurement, Settings, Target, loglog_slope, median_seconds
 from benchmarks.report import main_for
 
-STEPS, QUICK_STEPS = (32, 128, 512), (32, 256)
+STEPS, QUICK_STEPS = (32, 128, 512), (32, 128)
 BATCH, STATE, WIDTH, SAVES = 64, 4, 64, 5
 CHECKPOINT_EVERY = 16
 STRATEGIES = {

@@ -20,7 +20,8 @@ layers, tanh output), with 10 save times on [0, 10].
   `solve(..., compile=True)` (each step, vector field included, under `torch.compile`) and
   with torchode's `solve` under `torch.compile`, timed after a first call that compiles
   (its time is in the notes; the cases share one compile cache, emptied when the module
-  starts); their calls are read from the solvers' statistics. Targets (issue 24): solve
+  starts; quick mode leaves torchode's compiled runs out); their calls are read from the
+  solvers' statistics. Targets (issue 24): solve
   overhead <= 1.5 eager and <= 1.15 compiled, compiled train-step overhead <= 1.0, the full-norm
   adjoint at least as fast as torchdiffeq's, and no peer faster at equal error.
 
@@ -181,16 +182,23 @@ def note_compilation(result: BenchmarkResult, case: str, library: str, run: Call
     result.notes.append(f"{case}: {library}'s first call (compiling) took {time.perf_counter() - start:.1f} s")
 
 
-def add_speedups(result: BenchmarkResult, case: str, required: dict[str, float], compiled: bool) -> None:
+def add_speedups(result: BenchmarkResult, case: str, required: dict[str, float], compiled: tuple[str, ...]) -> None:
     """Speedup targets on `case`: neuralct over each peer in `required` (at least the value
-    given), and, where the case was run `compiled`, compiled neuralct over the same peers and
-    over compiled torchode."""
+    given), and, where the case ran compiled neuralct, compiled neuralct over the same peers and
+    over compiled torchode (where it ran: `compiled` names the compiled runs)."""
     for peer, factor in required.items():
         result.speedup(case, peer, factor)
-    if compiled:
+    if COMPILED[0] in compiled:
         for peer, factor in required.items():
             result.speedup(case, peer, factor, library=COMPILED[0])
-        result.speedup(case, COMPILED[1], required["torchode"], library=COMPILED[0])
+        if COMPILED[1] in compiled:
+            result.speedup(case, COMPILED[1], required["torchode"], library=COMPILED[0])
+
+
+def compiled_runs(settings: Settings) -> tuple[str, ...]:
+    """The compiled runs of the solve and backprop cases: both in full mode; quick mode leaves out
+    torchode under `torch.compile`, whose compilation takes minutes on 2 cores."""
+    return COMPILED[:1] if settings.quick else COMPILED
 
 
 # Calls of the field alone in one timed run of the one-call measurement.
@@ -245,13 +253,13 @@ def solve_cases(result: BenchmarkResult, settings: Settings) -> None:
     for method in ("tsit5",) if settings.quick else SOLVERS:
         case = f"solve {method}, batch 256"
         runs = {}
-        for library in LIBRARIES + COMPILED:
+        for library in LIBRARIES + compiled_runs(settings):
             solve = solver_for(library, method, 1e-6)
             runs[library] = torch.no_grad()(lambda solve=solve: solve(f, y0, ts))
         overheads = measure_case(result, settings, case, runs, f, field_calls(f, y0, backward=False))
         for library, required in OVERHEAD_TARGETS.items():
             result.targets.append(Target(f"{case}: {library} overhead", overheads[library], required, at_most=True))
-        add_speedups(result, case, {"torchdiffeq": 1.0, "torchode": 1.0}, compiled=True)
+        add_speedups(result, case, {"torchdiffeq": 1.0, "torchode": 1.0}, compiled_runs(settings))
     result.notes.append("solves: one call = one vector-field call on the batch of 256")
 
 
@@ -267,7 +275,7 @@ def train_cases(result: BenchmarkResult, settings: Settings, gradients: tuple[st
         case = f"train step, {gradient}"
         libraries = LIBRARIES[:2] if gradient.endswith("seminorm") else LIBRARIES
         if gradient == "backprop":
-            libraries += COMPILED
+            libraries += compiled_runs(settings)
         runs = {}
         for library in libraries:
             solve = solver_for(library, "dopri5", 1e-6, gradient)
@@ -282,7 +290,7 @@ def train_cases(result: BenchmarkResult, settings: Settings, gradients: tuple[st
             overhead = overheads[COMPILED[0]]
             description = f"{case}: {COMPILED[0]} overhead"
             result.targets.append(Target(description, overhead, TRAIN_OVERHEAD_TARGET, at_most=True))
-        add_speedups(result, case, TRAIN_SPEEDUPS[gradient], compiled=COMPILED[0] in libraries)
+        add_speedups(result, case, TRAIN_SPEEDUPS[gradient], libraries)
     result.notes.append(
         "train steps: one call = one forward + backward vector-field call on the batch of 32 (adjoint calls include "
         "the backward solve's)"

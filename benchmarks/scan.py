@@ -16,7 +16,7 @@ difference from the loop's output. A last case feeds an `S4D` layer (same sizes)
 of a regular sampler's 4096 points dropped: its gaps are whole multiples of the sampler's step, so
 `S4D` runs it as one convolution over the lattice (`lattice`, the default) instead of the scan over
 the ~2048 observations (`scan`, `mode="recurrent"`); error there is against the scan.
-The loop is timed up to `LOOP_STEPS` and scaled linearly beyond
+The loop is timed up to `LOOP_STEPS` (1024 in quick mode) and scaled linearly beyond
 (its cost is linear in L); such rows say so. Run: `python -m benchmarks.scan [--quick]`.
 """
 
@@ -43,6 +43,7 @@ from neuralct.models.ssm.s4d import S4D
 BATCH, WIDTH, MODES = 32, 2, 32
 STEP = 0.01
 LOOP_STEPS = 4096
+QUICK_LOOP_STEPS = 1024
 METHODS = {"scan": "scan", "loop": "sequential"}
 
 
@@ -72,18 +73,25 @@ def layer_outputs(u: Tensor, eigenvalues: Tensor, c: Tensor, method: str) -> Ten
     return 2 * torch.einsum("hm,blhm->blh", c, h).real
 
 
-def paths(u: Tensor, parameters: tuple[Tensor, Tensor]) -> dict[str, tuple[Callable[[], Tensor], tuple[Tensor, ...]]]:
+def loop_length(settings: Settings) -> int:
+    """The most steps the loops are timed on: `QUICK_LOOP_STEPS` in quick mode, else `LOOP_STEPS`."""
+    return QUICK_LOOP_STEPS if settings.quick else LOOP_STEPS
+
+
+def paths(
+    u: Tensor, parameters: tuple[Tensor, Tensor], loop_steps: int = LOOP_STEPS
+) -> dict[str, tuple[Callable[[], Tensor], tuple[Tensor, ...]]]:
     """Each timed path: a forward call and the tensors its backward pass reaches.
 
     The layer paths train the eigenvalues and readout; the "recurrence only" paths time
     `linear_recurrence` alone on fixed `(a_bar, b_bar u)`, the part that the scan replaces. The
-    loops run on the first `LOOP_STEPS` steps (causal: a prefix is a shorter run).
+    loops run on the first `loop_steps` steps (causal: a prefix is a shorter run).
     """
     with torch.no_grad():
         a, b = discretise(u, parameters[0])
     # Copies, not views, of the prefix: the saved-memory count takes whole storages.
-    prefix = tuple(x[:, :LOOP_STEPS].clone().requires_grad_() for x in (a, b))
-    u_prefix = u[:, :LOOP_STEPS].clone()
+    prefix = tuple(x[:, :loop_steps].clone().requires_grad_() for x in (a, b))
+    u_prefix = u[:, :loop_steps].clone()
     a, b = a.requires_grad_(), b.requires_grad_()
     return {
         "scan": (lambda: layer_outputs(u, *parameters, "scan"), parameters),
@@ -109,7 +117,8 @@ def measure(
 ) -> list[Measurement]:
     """One row per path (those whose name contains `only`) at length `length`: median seconds
     (timed in turns), error against the loop, saved MiB."""
-    timed = paths(torch.randn(batch, length, WIDTH, device=settings.device), parameters)
+    loop_steps = loop_length(settings)
+    timed = paths(torch.randn(batch, length, WIDTH, device=settings.device), parameters, loop_steps)
     timed = {name: path for name, path in timed.items() if only in name}
     medians = interleaved_medians({name: _training_step(*path) for name, path in timed.items()}, settings)
     with torch.no_grad():
@@ -119,7 +128,7 @@ def measure(
     for name, output in outputs.items():
         scale = length / output.shape[1]
         reference = outputs["loop, recurrence only" if "recurrence" in name else "loop"]
-        error = (output[:, :LOOP_STEPS] - reference).abs().max().item()
+        error = (output[:, :loop_steps] - reference).abs().max().item()
         memory = saved_mib(timed[name][0]) * scale
         note = f"timed on {output.shape[1]} steps, scaled" if scale > 1 else ""
         wall = medians[name] * scale
@@ -169,7 +178,8 @@ def run(settings: Settings) -> BenchmarkResult:
             "irregular-series path) and run `linear_recurrence`; convolution is the uniform-grid path; the "
             '"recurrence only" rows time `linear_recurrence` alone on fixed inputs. error = largest output '
             "difference from the loop's. saved MiB = memory autograd keeps for the backward pass. "
-            f"The loop is timed on at most {LOOP_STEPS} steps and scaled linearly beyond."
+            f"The loop is timed on at most {loop_length(settings)} steps and scaled "
+            "linearly beyond."
         ),
     )
     torch.manual_seed(0)
@@ -186,7 +196,9 @@ def run(settings: Settings) -> BenchmarkResult:
     result.speedup(case, "loop, recurrence only", 10.0, library="scan, recurrence only")
     slopes = []
     for name in paths(torch.zeros(1, 1, WIDTH), parameters):
-        timed = [length for length in lengths if not name.startswith("loop") or length <= LOOP_STEPS]
+        timed = [length for length in lengths if not name.startswith("loop") or length <= loop_length(settings)]
+        if len(timed) < 2:
+            continue
         walls = [result.wall(f"L = {length}", name) for length in timed]
         slopes.append(f"{name} {loglog_slope(timed, walls):.2f}" + (f" (L <= {timed[-1]})" if timed != lengths else ""))
     result.notes.append("log-log slopes of time vs L: " + ", ".join(slopes))
