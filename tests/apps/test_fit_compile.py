@@ -45,9 +45,12 @@ def test_a_compiled_fit_trains_to_the_metrics_of_the_eager_fit(tmp_path: Path, m
     eager = fitted(tmp_path, model, False)
     compiled = fitted(tmp_path, model, True)
     assert compiled["test_failed"] == eager["test_failed"] == 0
-    assert compiled["test_vf_evals"] == eager["test_vf_evals"]
-    assert compiled["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-4)
-    assert compiled["test_accuracy"] == eager["test_accuracy"]
+    # Fused float32 arithmetic rounds differently: an adaptive step (ncde, ancde: Tsit5) whose
+    # error ratio is within rounding of 1 may be decided the other way, so evaluations and
+    # the loss agree to that, not bit for bit.
+    assert compiled["test_vf_evals"] == pytest.approx(eager["test_vf_evals"], rel=0.05)
+    assert compiled["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-3)
+    assert compiled["test_accuracy"] == pytest.approx(eager["test_accuracy"], abs=0.05)
 
 
 def test_a_model_whose_numerics_do_not_compile_is_refused_before_training(tmp_path: Path) -> None:
