@@ -103,7 +103,7 @@ class Factorisation:
 
     def solve(self, rhs: Tensor) -> Tensor:
         """$M_b^{-1} r_b$ for `rhs` `[B, *state]` -> `[B, *state]` (NaN for singular samples)."""
-        return torch.matmul(self.inverse, rhs.reshape(rhs.shape[0], -1, 1)).reshape(rhs.shape)
+        return torch.bmm(self.inverse, rhs.reshape(rhs.shape[0], -1, 1)).reshape(rhs.shape)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,9 @@ class NewtonTolerance:
     $\\|x\\| = \\mathrm{RMS}_j\\, x_j / (a + r |z_{0,j}|)$ ($z_0$ the stage's first guess): once the
     estimated error of its iterate is at most 1. After iteration $k \\ge 2$ that estimate is
     $\\tfrac{\\theta}{1-\\theta}\\|\\Delta_k\\|$ with $\\theta = \\|\\Delta_k\\| / \\|\\Delta_{k-1}\\|$
-    the observed contraction (Hairer & Wanner, section IV.8); after the first it is $\\|\\Delta_1\\|$.
+    the observed contraction (Hairer & Wanner, section IV.8); after the first it is
+    $\\eta\\|\\Delta_1\\|$ with $\\eta = (\\tfrac{\\theta_0}{1-\\theta_0})^{0.8}$ from the contraction
+    $\\theta_0$ the same sample showed at its previous stage (RADAU5's `FACCON`), or 1 without one.
 
     Attributes:
         rtol: relative tolerance $r$.
@@ -137,8 +139,8 @@ class StageSolution:
     Attributes:
         z: `[B, *state]` the last iterate (frozen where the sample stopped).
         failed: `[B]` samples whose iteration diverged, went non-finite or ran out of iterations.
-        rate: `[B]` the last contraction factor $\\theta$ observed (0 after a single iteration):
-            a slow rate asks for a fresh Jacobian.
+        rate: `[B]` the last contraction factor $\\theta$ observed (the one passed in after a single
+            iteration): a slow rate asks for a fresh Jacobian.
         iterations: iterations the batch ran (field evaluations spent).
     """
 
@@ -156,6 +158,7 @@ def solve_stage(
     factors: Factorisation,
     tol: NewtonTolerance,
     skip: Tensor | None = None,
+    rate: Tensor | None = None,
 ) -> StageSolution:
     """Solve $z = r + h\\gamma F(z)$ per sample by the chord iteration
     $z \\leftarrow z - M^{-1}(z - r - h\\gamma F(z))$ with $M = I - h\\gamma J$ held fixed.
@@ -173,33 +176,56 @@ def solve_stage(
         factors: the factorised $M$ of every sample.
         tol: the convergence test and the iteration limit.
         skip: `[B]` samples not to iterate (already failed at an earlier stage); they stay failed.
+        rate: `[B]` each sample's contraction $\\theta_0$ at its previous stage (0: none), which lets
+            a sample converge after one iteration.
     """
     batch = z0.shape[0]
     inverse_scale = tol.inverse_scale(z0)
-    z, rate = z0, torch.zeros(batch, dtype=z0.dtype, device=z0.device)
+    rate = torch.zeros(batch, dtype=z0.dtype, device=z0.device) if rate is None else rate
+    eta = _first_factor(rate)
+    z = z0
     failed = factors.singular if skip is None else factors.singular | skip
-    done, finished = failed, int(failed.sum())
+    done, finished = failed, int(torch.count_nonzero(failed))
     previous, iterations = None, 0
     while iterations < tol.max_iters and finished < batch:
         iterations += 1
         delta = factors.solve(torch.addcmul(z - rhs, hg, field(z), value=-1))
-        scaled = delta * inverse_scale
-        size = torch.linalg.vector_norm(scaled if scaled.ndim == 2 else scaled.flatten(1), dim=1)
-        # The estimated error of the new iterate; theta is NaN for a non-finite update.
+        size = torch.linalg.vector_norm((delta * inverse_scale).flatten(1), dim=1)
         if previous is None:
-            theta, error, bad = torch.zeros_like(size), size, ~torch.isfinite(size)
+            theta, converged, bad = rate, size * eta <= 1, ~torch.isfinite(size)
         else:
-            theta = size / previous
-            error = size * theta / (1 - theta)
-            # Diverging, or too slow to converge in the iterations left (Hairer & Wanner, IV.8).
-            bad = ~(theta < 1) | ~(error * theta.pow(tol.max_iters - iterations) <= 1)
+            theta, converged, bad = _judge(size, previous, tol.max_iters - iterations)
         if finished == 0:  # every sample moves: no masking needed
-            z, rate, failed, done = z - delta, theta, bad, bad | (error <= 1)
+            z, rate, failed, done = z - delta, theta, bad, bad | converged
         else:
             active = ~done
             z = torch.where(active.reshape((batch,) + (1,) * (z.ndim - 1)), z - delta, z)
             rate = torch.where(active, theta, rate)
             failed = failed | (active & bad)
-            done = done | bad | (error <= 1)
-        previous, finished = size, int(done.sum())
+            done = done | bad | converged
+        previous, finished = size, int(torch.count_nonzero(done))
     return StageSolution(z=z, failed=failed | ~done, rate=rate, iterations=iterations)
+
+
+def _judge(size: Tensor, previous: Tensor, left: int) -> tuple[Tensor, Tensor, Tensor]:
+    """`(theta, converged, bad)` `[B]` after an iteration $k \\ge 2$ with update sizes `size` and
+    `previous` and `left` iterations allowed after it.
+
+    With $\\theta = \\|\\Delta_k\\| / \\|\\Delta_{k-1}\\| < 1$, converged is
+    $\\tfrac{\\theta}{1-\\theta}\\|\\Delta_k\\| \\le 1$, written
+    $\\|\\Delta_k\\|(\\|\\Delta_k\\| + 1) \\le \\|\\Delta_{k-1}\\|$;
+    bad is diverging ($\\theta \\ge 1$ or NaN) or too slow to converge in the iterations left,
+    $\\theta^{left} \\tfrac{\\theta}{1-\\theta}\\|\\Delta_k\\| > 1$, written
+    $\\theta^{left+1}\\|\\Delta_k\\| > 1 - \\theta$ (Hairer & Wanner, IV.8)."""
+    theta = size / previous
+    converged = torch.addcmul(size, size, size) <= previous
+    bad = ~(theta < 1) | (theta.pow(left + 1).mul_(size) > torch.rsub(theta, 1))
+    return theta, converged, bad
+
+
+def _first_factor(rate: Tensor) -> Tensor:
+    """`[B]` the factor $\\eta$ on the first update's size: $(\\theta_0 / (1 - \\theta_0))^{0.8}$ for a
+    known contraction $\\theta_0 > 0$ (at least machine epsilon), else 1 (Hairer & Wanner, IV.8); a
+    sample with $\\theta_0 \\ge 1$ has failed and is not iterated."""
+    ratio = (rate / torch.rsub(rate, 1)).clamp_min_(torch.finfo(rate.dtype).eps).pow_(0.8)
+    return torch.where(rate > 0, ratio, 1.0)

@@ -61,14 +61,15 @@ def run_stages(
 
     Each stage starts Newton from the guess that its implicit slope equals the previous stage's
     (the extrapolation a smooth solution makes good); a sample that failed at one stage is not
-    iterated at the later ones.
+    iterated at the later ones, and each stage's test after its first iteration uses the
+    contraction the sample showed at the stage before.
     """
     explicit, implicit = parts
     hg, inverse = _scaled_gamma(tab, hs)
     slopes_i, slopes_e = [carry[1]], None if explicit is None else [carry[0] - carry[1]]
     zs, evals = [y0], 0
     failed = torch.zeros(y0.shape[0], dtype=torch.bool, device=y0.device)
-    rate = torch.zeros(y0.shape[0], dtype=y0.dtype, device=y0.device)
+    rate = last = torch.zeros(y0.shape[0], dtype=y0.dtype, device=y0.device)
     for i in range(1, tab.stages):
         rhs = _known(tab, i, y0, hs, slopes_i, slopes_e)
         t = times[i]
@@ -80,13 +81,15 @@ def run_stages(
             factors,
             tol,
             skip=failed,
+            rate=last,
         )
         slopes_i.append((solved.z - rhs) * inverse)
         if slopes_e is not None:
             slopes_e.append(explicit.vector_field(t, solved.z, args))
             evals += 1
         zs.append(solved.z)
-        failed, rate, evals = solved.failed, torch.maximum(rate, solved.rate), evals + solved.iterations
+        failed, last, evals = solved.failed, solved.rate, evals + solved.iterations
+        rate = torch.maximum(rate, last)
     return StageRun(slopes_i, slopes_e, zs, failed, rate, evals)
 
 
