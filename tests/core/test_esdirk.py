@@ -220,6 +220,70 @@ def test_kencarp4_converges_at_order_four_as_imex_and_fully_implicit():
         assert abs(_slope(error, [0.2, 0.1, 0.05]) - 4) < 0.3
 
 
+# ARK4(3)6L[2]SA transcribed from Kennedy & Carpenter (2003), tables 5 and 6, for a reference step that
+# shares no code with the solver: the explicit rows, the implicit rows (diagonal 1/4) and the weights.
+_ARK_C = (0.0, 1 / 2, 83 / 250, 31 / 50, 17 / 20, 1.0)
+_ARK_B = (82889 / 524892, 0.0, 15625 / 83664, 69875 / 102672, -2260 / 8211, 1 / 4)
+_ARK_EXPLICIT = (
+    (1 / 2,),
+    (13861 / 62500, 6889 / 62500),
+    (-116923316275 / 2393684061468, -2731218467317 / 15368042101831, 9408046702089 / 11113171139209),
+    (-451086348788 / 2902428689909, -2682348792572 / 7519795681897, 12662868775082 / 11960479115383,
+     3355817975965 / 11060851509271),
+    (647845179188 / 3216320057751, 73281519250 / 8382639484533, 552539513391 / 3454668386233,
+     3354512671639 / 8306763924573, 4040 / 17871),
+)  # fmt: skip
+_ARK_IMPLICIT = (
+    (1 / 4,),
+    (8611 / 62500, -1743 / 31250),
+    (5012029 / 34652500, -654441 / 2922500, 174375 / 388108),
+    (15267082809 / 155376265600, -71443401 / 120774400, 730878875 / 902184768, 2285395 / 8070912),
+    _ARK_B[:5],
+)
+
+
+def _ark_step(t: float, y: np.ndarray, h: float, rate: float) -> np.ndarray:
+    """One IMEX step of the rotation (explicit) plus the relaxation (implicit) in NumPy; each stage's
+    implicit equation is linear, $z (1 + h\\gamma k) = r + h\\gamma k \\cos t_i$, and solved exactly."""
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])
+    fs, gs = [rotation @ y], [-rate * (y - np.cos(t))]
+    for i in range(1, 6):
+        known = y + h * sum(_ARK_IMPLICIT[i - 1][j] * gs[j] + _ARK_EXPLICIT[i - 1][j] * fs[j] for j in range(i))
+        ti = t + _ARK_C[i] * h
+        z = (known + h * rate * np.cos(ti) / 4) / (1 + h * rate / 4)
+        fs.append(rotation @ z)
+        gs.append(-rate * (z - np.cos(ti)))
+    return y + h * sum(b * (f + g) for b, f, g in zip(_ARK_B, fs, gs))
+
+
+def test_kencarp4_imex_step_is_the_papers_and_its_stiff_local_error_is_first_order():
+    """With h * rate from 25 to 400 the IMEX step equals the transcribed reference step, so its local
+    error, which falls only like h (order reduction of the explicit coupling, stage order 1), is the
+    method's and not a defect; the all-implicit step's falls like h^2."""
+    t0, rate, steps = 1.0, float(STIFF), (0.2, 0.05, 0.025, 0.0125)
+    start = _split_reference(np.array([0.0, t0]), rate)[-1]
+    local = {"imex": [], "implicit": []}
+    for h in steps:
+        exact = _split_reference(np.array([0.0, t0, t0 + h]), rate)[-1]
+        for name, term in (("imex", SPLIT), ("implicit", SUMMED)):
+            sol = nct.solve(
+                term,
+                torch.tensor(start[None], dtype=D),
+                torch.tensor([t0, t0 + h], dtype=D),
+                solver=KenCarp4(**TIGHT_NEWTON),
+                controller=nct.ConstantStep(h),
+                args=STIFF,
+            )
+            y1 = sol.ys[0, -1].numpy()
+            if name == "imex":
+                np.testing.assert_allclose(y1, _ark_step(t0, start, h, rate), rtol=1e-12, atol=1e-14)
+            local[name].append(float(np.abs(y1 - exact).max()))
+    fit = lambda errors: float(np.polyfit(np.log(steps[1:]), np.log(errors[1:]), 1)[0])  # noqa: E731
+    assert 1.0 < fit(local["imex"]) < 1.5
+    assert 1.8 < fit(local["implicit"]) < 2.6
+    assert local["implicit"][0] < local["imex"][0] / 10
+
+
 # --- against SciPy on stiff problems ------------------------------------------------------------
 
 
