@@ -3,7 +3,8 @@
 A step decides nothing on the host: every rare path (a rejection, a landing on a save or
 jump time, a failure) is a device-side mask, and an iteration after a sample is done is an
 exact no-op for it. So the loop need not know, at every step, whether any sample is still
-running. It looks every 8 to `CHECK_EVERY` iterations instead, and reads, in one transfer,
+running. It looks every few iterations instead (after 1, 1, 1, 2, 3, 4, 6, 9, ... iterations,
+half the iterations so far, up to `CHECK_EVERY`), and reads, in one transfer,
 how many samples still run, an estimate of the iterations the slowest needs, and the width
 of the outputs its window of steps has to write (`saves.pending`). On a GPU a read waits for
 every queued kernel; one read per iteration would leave the device idle between steps.
@@ -20,9 +21,13 @@ from ..problem import Problem
 from .saves import SAVE_WINDOW, Pending, flush, pending
 from .state import LoopState
 
-# The most iterations between two looks, and the fewest (unless the window or `max_steps`
-# ends sooner): a look near the end comes after the estimated iterations the slowest running
-# sample still needs, so that the loop does not run on long after every sample is done.
+# The most iterations between two looks, and the fewest once the solve has run long enough
+# (unless the window or `max_steps` ends sooner): a look near the end comes after the estimated
+# iterations the slowest running sample still needs, so that the loop does not run on long
+# after every sample is done. Early on the gap between looks is at most half the iterations
+# taken so far, so a short solve (a few steps, as between two save times of an adjoint) runs
+# at most about half as many no-op iterations as it took steps, however wrong the estimate
+# from its first step size is; a long one still looks about once per `CHECK_EVERY` iterations.
 CHECK_EVERY = 32
 CHECK_AT_LEAST = 8
 
@@ -49,7 +54,8 @@ def look(problem: Problem, state: LoopState) -> tuple[LoopState, Look]:
         state = dataclasses.replace(state, saves=flush(problem, state.clock.t, state.y, state.saves, todo))
     count = int(read[0])
     window_room = SAVE_WINDOW - len(state.saves.window)
-    ahead = min(max(int(read[1]), CHECK_AT_LEAST), CHECK_EVERY, window_room) if count else 0
+    most = max(1, min(CHECK_EVERY, state.iteration // 2))
+    ahead = min(max(int(read[1]), min(CHECK_AT_LEAST, most)), most, window_room) if count else 0
     return state, Look(running=count, ahead=ahead)
 
 

@@ -24,6 +24,10 @@ EXACT = dict(rtol=0, atol=0)
 # sub-batch sums its own before they are scattered back, in another order: the last place
 # may differ.
 GRADIENT = dict(rtol=1e-13, atol=0)
+# Saves interpolated from the dense output are written a window of steps at a time, by a
+# matrix product over that window and the rows in it; its rounding can depend on those sizes,
+# which differ once samples leave the batch: the last place may differ (measured: 1 ulp).
+INTERPOLATED = dict(rtol=1e-15, atol=1e-15)
 
 
 class Counted:
@@ -183,8 +187,8 @@ def test_compacted_checkpointed_backprop_gives_the_same_gradients():
         return sol, torch.autograd.grad(sol.ys.sum(), mu)[0]
 
     (plain, grad), (packed, packed_grad) = _both(solve_once)
-    _assert_same(plain, packed, EXACT)
-    torch.testing.assert_close(packed_grad, grad, **EXACT)
+    _assert_same(plain, packed, INTERPOLATED)
+    torch.testing.assert_close(packed_grad, grad, **GRADIENT)
 
 
 def test_a_term_that_cannot_take_rows_keeps_the_whole_batch():
