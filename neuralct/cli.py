@@ -68,7 +68,7 @@ _FLAGS = {  # config field -> (type, help)
     "strict": (bool, "stop at the first failed solve (default: leave the failed samples out and count them)"),
     "gradient": (str, "gradients through the solves: backprop, checkpoint:K, backsolve or backsolve-seminorm"),
     "dtype": (str, "float32 or float64 for the model and the data"),
-    "compile": (bool, "run each solver step through torch.compile (explicit Runge-Kutta numerics)"),
+    "compile": (bool, "run each step through torch.compile (explicit RK, LTC, method of steps, SDE on a grid)"),
     "dt0": (float, "first step of an adaptive solve (default: chosen per sample)"),
     "interpolation": (str, "control path of a CDE model (ncde, ancde): limited_hermite, hermite, linear, ..."),
     "workers": (int, "processes that prepare minibatches in the background (default 0: none)"),

@@ -63,8 +63,8 @@ def solve(
         throw: raise `SolveFailed` when a sample fails; `False` returns the partial solution.
         dense: keep the dense interpolant for `Solution.evaluate(t)`.
         args: passed unchanged to the vector field(s).
-        compile: run each step, vector field included, through `torch.compile` (explicit RK
-            solvers; the guide's "Compiled steps"). `Backsolve`'s backward solve stays eager.
+        compile: run each step through `torch.compile` (explicit RK, `LTCFused`, `SymplecticEuler`,
+            `MethodOfSteps`, SDE solvers on a `BrownianGrid`; the guide's "Compiled steps").
         lengths: `[B]` integers: sample b ends at `t[b, lengths[b] - 1]` and costs only its own
             span; its outputs past the end repeat its last one (the guide's "Padded batches").
         event: an `Event`: stop each sample where `cond(t, y, args)` crosses zero (the guide's "Events").

@@ -101,7 +101,8 @@ class FitConfig:
             (backprop recomputing stretches of K steps), `"backsolve"` or `"backsolve-seminorm"`
             (the continuous adjoint, `Backsolve(seminorm=...)`).
         dtype: `"float32"` or `"float64"` for the model and the data.
-        compile: run each solver step through `torch.compile` (explicit Runge-Kutta numerics).
+        compile: run each solver step through `torch.compile` (explicit RK, LTC fused, method of
+            steps, fixed-step SDEs on a `BrownianGrid`).
         dt0: the first step of an adaptive solve (`None`: chosen per sample).
         interpolation: the control path of a CDE model (`ncde`, `ancde`): one of
             `neuralct.data.controls.KINDS`; `None` keeps the model's default.
