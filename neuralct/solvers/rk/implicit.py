@@ -56,8 +56,8 @@ class AbstractImplicitRK(AbstractSolver):
             for components far below 1 in size.
         max_newton_iters: Newton iterations allowed per stage.
 
-    `evals` counts, for the batch, one evaluation per Newton iteration, explicit slope and
-    Jacobian (its forward pass).
+    `evals` counts, per sample `[B]`, one evaluation per Newton iteration it ran, explicit slope, and
+    Jacobian it asked for (its forward pass), so it never depends on its batch mates.
     """
 
     newton_tol: float | None = None
@@ -124,17 +124,17 @@ class AbstractImplicitRK(AbstractSolver):
         times = stage_times(t0, h, self.tableau.c)
         hs = broadcast_step(h, y0)
         jac, refresh = carry[2], carry[3]
-        evals = 0
+        evals = torch.zeros_like(refresh, dtype=torch.long)
         if bool(refresh.any()):
             jac = torch.where(refresh[:, None, None], batched_jacobian(implicit, t0, y0, args), jac)
-            evals += 1
+            evals = evals + refresh
         with torch.no_grad():
             run = self._run(explicit, implicit, times, y0.detach(), hs, carry, jac, args)
             retry = run.failed & ~refresh
             if bool(retry.any()):
                 jac = torch.where(retry[:, None, None], batched_jacobian(implicit, t0, y0, args), jac)
                 run = merge_runs(retry, self._run(explicit, implicit, times, y0.detach(), hs, carry, jac, args), run)
-                evals += 1
+                evals = evals + retry
         fresh = refresh | retry
         if torch.is_grad_enabled():
             run = attach_graph(self.tableau, (explicit, implicit), times, y0, hs, carry, run, args)
@@ -186,7 +186,7 @@ class AbstractImplicitRK(AbstractSolver):
         else:
             g1 = implicit.vector_field(t1, y1, args)
             f1 = g1 if explicit is None else explicit.vector_field(t1, y1, args) + g1
-            evals += 1 if explicit is None else 2
+            evals = evals + (1 if explicit is None else 2)
         refresh = (run.rate > REFRESH_RATE) & ~failed
         carry = (f1, g1, jacobian[0], refresh, jacobian[1])
         coeffs = self._dense(y0, y1, slopes, f1, hs) if dense else None

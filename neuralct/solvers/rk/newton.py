@@ -141,13 +141,13 @@ class StageSolution:
         failed: `[B]` samples whose iteration diverged, went non-finite or ran out of iterations.
         rate: `[B]` the last contraction factor $\\theta$ observed (the one passed in after a single
             iteration): a slow rate asks for a fresh Jacobian.
-        iterations: iterations the batch ran (field evaluations spent).
+        iterations: `[B]` iterations each sample ran (its field evaluations): none once it stopped.
     """
 
     z: Tensor
     failed: Tensor
     rate: Tensor
-    iterations: int
+    iterations: Tensor
 
 
 def solve_stage(
@@ -186,7 +186,8 @@ def solve_stage(
     z = z0
     failed = factors.singular if skip is None else factors.singular | skip
     done, finished = failed, int(torch.count_nonzero(failed))
-    previous, iterations = None, 0
+    previous, iterations, shared = None, 0, 0
+    own = torch.zeros(batch, dtype=torch.long, device=z0.device)  # iterations run while a mate had stopped
     while iterations < tol.max_iters and finished < batch:
         iterations += 1
         delta = factors.solve(torch.addcmul(z - rhs, hg, field(z), value=-1))
@@ -196,15 +197,16 @@ def solve_stage(
         else:
             theta, converged, bad = _judge(size, previous, tol.max_iters - iterations)
         if finished == 0:  # every sample moves: no masking needed
-            z, rate, failed, done = z - delta, theta, bad, bad | converged
+            z, rate, failed, done, shared = z - delta, theta, bad, bad | converged, shared + 1
         else:
             active = ~done
+            own = own + active
             z = torch.where(active.reshape((batch,) + (1,) * (z.ndim - 1)), z - delta, z)
             rate = torch.where(active, theta, rate)
             failed = failed | (active & bad)
             done = done | bad | converged
         previous, finished = size, int(torch.count_nonzero(done))
-    return StageSolution(z=z, failed=failed | ~done, rate=rate, iterations=iterations)
+    return StageSolution(z=z, failed=failed | ~done, rate=rate, iterations=own + shared)
 
 
 def _judge(size: Tensor, previous: Tensor, left: int) -> tuple[Tensor, Tensor, Tensor]:

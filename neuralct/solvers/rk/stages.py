@@ -29,7 +29,7 @@ class StageRun:
         z: the `s` stage values `[B, *state]` (stage 0: the step's start).
         failed: `[B]` samples whose Newton iteration failed at some stage.
         rate: `[B]` slowest contraction factor of their iterations.
-        evals: field evaluations the batch spent.
+        evals: field evaluations each sample spent, `[B]` (or an int, the same for all).
     """
 
     implicit: list[Tensor]
@@ -37,7 +37,7 @@ class StageRun:
     z: list[Tensor]
     failed: Tensor
     rate: Tensor
-    evals: int
+    evals: int | Tensor
 
     def slopes(self) -> list[Tensor]:
         """The stage slopes of the whole field, `[B, *state]` each."""
@@ -86,7 +86,7 @@ def run_stages(
         slopes_i.append((solved.z - rhs) * inverse)
         if slopes_e is not None:
             slopes_e.append(explicit.vector_field(t, solved.z, args))
-            evals += 1
+            evals = evals + 1
         zs.append(solved.z)
         failed, last, evals = solved.failed, solved.rate, evals + solved.iterations
         rate = torch.maximum(rate, last)
@@ -122,13 +122,14 @@ def attach_graph(
         slopes_i.append((z - rhs) * inverse)
         if slopes_e is not None:
             slopes_e.append(explicit.vector_field(times[i], z, args))
-            evals += 1
-        evals += 2
+            evals = evals + 1
+        evals = evals + 2
     return StageRun(slopes_i, slopes_e, run.z, run.failed, run.rate, evals)
 
 
 def merge_runs(rows: Tensor, new: StageRun, old: StageRun) -> StageRun:
-    """`new` for the `[B]` boolean `rows`, `old` elsewhere; the evaluations of both."""
+    """`new` for the `[B]` boolean `rows`, `old` elsewhere; the evaluations of both for `rows`, of `old`
+    elsewhere (the others' second run is discarded, as it would not have happened alone)."""
     state = rows.reshape(rows.shape + (1,) * (new.z[0].ndim - 1))
 
     def pick(a: list[Tensor], b: list[Tensor]) -> list[Tensor]:
@@ -141,7 +142,7 @@ def merge_runs(rows: Tensor, new: StageRun, old: StageRun) -> StageRun:
         z=pick(new.z, old.z),
         failed=torch.where(rows, new.failed, old.failed),
         rate=torch.where(rows, new.rate, old.rate),
-        evals=new.evals + old.evals,
+        evals=torch.where(rows, new.evals + old.evals, old.evals),
     )
 
 
