@@ -43,6 +43,7 @@ from ..errors import IncompatibleTermError
 from ..paths.dense import evaluate_polynomial
 from ..terms.base import AbstractDriftTerm
 from ..terms.ode import ODETerm
+from ._swap import ParameterSlots
 
 # Three-point Gauss-Legendre rule on [0, 1]: exact for polynomials of degree 5.
 GAUSS_NODES = (0.5 - 0.1 * 15**0.5, 0.5, 0.5 + 0.1 * 15**0.5)
@@ -101,6 +102,10 @@ class AdjointSystem:
         self.inputs: tuple[Tensor, ...] = tuple(p for _, p in named) + tuple(leaves[i] for i in self.arg_slots)
         self.state_shape = state_shape
         self.mode = "vmap"
+        # Found once: each call of the field swaps these parameter slots, and the per-sample
+        # VJP is vmapped once, not at every call of the augmented field.
+        self.slots = ParameterSlots(self.field, self.param_names)
+        self._per_sample_vjp = torch.func.vmap(self._one_sample_vjp, in_dims=(None, 0, 0, 0))
 
     @property
     def state_size(self) -> int:
@@ -113,23 +118,29 @@ class AdjointSystem:
     def call(self, inputs: tuple[Tensor, ...], t: Tensor, y: Tensor) -> Tensor:
         """The vector field with the differentiable inputs replaced by `inputs`."""
         k = len(self.param_names)
-        leaves = list(self.leaves)
-        for slot, value in zip(self.arg_slots, inputs[k:]):
-            leaves[slot] = value
-        args = tree_unflatten(leaves, self.args_spec)
-        params = dict(zip(self.param_names, inputs[:k]))
-        return torch.func.functional_call(self.field, params, (t, y, args))
+        args = self.args
+        if self.arg_slots:
+            leaves = list(self.leaves)
+            for slot, value in zip(self.arg_slots, inputs[k:]):
+                leaves[slot] = value
+            args = tree_unflatten(leaves, self.args_spec)
+        with self.slots.swapped(inputs[:k]):
+            return self.field(t, y, args)
+
+    def _one_sample_vjp(
+        self, inputs: tuple[Tensor, ...], tb: Tensor, yb: Tensor, ab: Tensor
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """One sample's field value, its VJP in y and its VJP in `inputs` (vmapped over samples)."""
+
+        def field(inputs: tuple[Tensor, ...], yb: Tensor) -> Tensor:
+            return self.call(inputs, tb.unsqueeze(0), yb.unsqueeze(0)).squeeze(0)
+
+        out, pullback = torch.func.vjp(field, inputs, yb)
+        g_inputs, g_y = pullback(ab)
+        return out, g_y, g_inputs
 
     def _vjp_vmap(self, t: Tensor, y: Tensor, a: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-        def one(inputs: tuple[Tensor, ...], tb: Tensor, yb: Tensor, ab: Tensor):
-            def field(inputs: tuple[Tensor, ...], yb: Tensor) -> Tensor:
-                return self.call(inputs, tb.unsqueeze(0), yb.unsqueeze(0)).squeeze(0)
-
-            out, pullback = torch.func.vjp(field, inputs, yb)
-            g_inputs, g_y = pullback(ab)
-            return out, g_y, g_inputs
-
-        return torch.func.vmap(one, in_dims=(None, 0, 0, 0))(self.inputs, t, y, a)
+        return self._per_sample_vjp(self.inputs, t, y, a)
 
     def _vjp_batched(self, t: Tensor, y: Tensor, a: Tensor) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
         with torch.enable_grad():
