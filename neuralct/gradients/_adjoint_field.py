@@ -169,9 +169,10 @@ class AdjointSystem:
         a = z[:, n : 2 * n].reshape(batch, *self.state_shape)
         vjp = self._vjp_vmap if self.mode == "vmap" else self._vjp_batched
         out, g_y, g_inputs = vjp(t, y, a)
-        parts = [out.reshape(batch, n), -g_y.reshape(batch, n)]
-        parts += [-g.reshape(batch, -1) for g in g_inputs]
-        return torch.cat(parts, dim=1)
+        z = torch.cat([out.reshape(batch, n), g_y.reshape(batch, n), *(g.reshape(batch, -1) for g in g_inputs)], dim=1)
+        # The adjoints are minus the VJPs: one negation of their columns, not one per part.
+        z[:, n:].neg_()
+        return z
 
     def term(self) -> ODETerm:
         """The augmented system as a term for the core loop."""
