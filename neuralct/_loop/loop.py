@@ -139,7 +139,7 @@ def settle(problem: Problem, state: LoopState) -> LoopState:
     current step's values, not the records of up to `SAVE_WINDOW` earlier steps (each with
     the step's stages): what a checkpoint keeps of a stretch's start, and how a solve ends."""
     saves = state.saves
-    if saves.window:
+    if saves.window or not problem.interpolate_saves:  # a solve that steps onto its end notes no landing
         saves = flush(problem, state.clock.t, state.y, saves, read_pending(problem, state.clock.t, saves))
     return dataclasses.replace(state, saves=saves, counters=settle_counters(state.counters))
 

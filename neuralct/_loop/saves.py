@@ -57,7 +57,11 @@ def record_saves(
     onto their boundary (`None` when it cannot have changed). Device-side only: the outputs are
     written when the window is flushed."""
     if problem.interpolate_saves:
-        return _replace_window(saves, saves.window + (record,)), step.finished, None
+        # With no save time between the start and the end, the one output left is where the
+        # loop stops (it lands on the end): no step needs keeping. A backward adjoint interval
+        # is such a solve, of a large augmented state.
+        window = saves.window + (record,) if _between(problem) else ()
+        return _replace_window(saves, window), step.finished, None
     landing = step.accept & step.end.hit
     at_jump = step.end.at_jump
     # A jump time may coincide with the save time: the step then lands on both.
@@ -69,7 +73,7 @@ def record_saves(
         ends=saves.ends,
         next_save=next_save,
         save_time=gather_row(problem.ts, next_save),
-        window=saves.window + (Landing(y=step.out.y1, saved=on_save),),
+        window=saves.window + (Landing(y=step.out.y1, saved=on_save),) if _between(problem) else (),
     )
     return saves, next_save >= problem.save_counts, landing
 
@@ -77,8 +81,9 @@ def record_saves(
 def pending(problem: Problem, t: Tensor, saves: SaveBuffer) -> Tensor:
     """`[2]` integers, `Pending`'s fields on the device, for samples at times `t` `[B]`."""
     if not problem.interpolate_saves:
-        if not saves.window:
-            return torch.zeros(2, dtype=torch.long, device=t.device)
+        if not saves.window:  # nothing noted, or only the end to save (`_between`)
+            width = (saves.next_save - saves.ends[-1]).amax()
+            return torch.stack([width, torch.zeros_like(width)])
         width = torch.stack([landing.saved for landing in saves.window], dim=1).sum(1).amax()
         return torch.stack([width, torch.zeros_like(width)])
     reached = _reached(problem, t)
@@ -101,10 +106,10 @@ def _reached(problem: Problem, t: Tensor) -> Tensor:
 def flush(problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer, todo: Pending) -> SaveBuffer:
     """`saves` with the outputs its window noted written (`todo` as `pending` gave it), up to
     each sample's time `t` `[B]` (where its state is `y` `[B, *state]`); the window empties."""
-    if not saves.window:
-        return saves
     if not problem.interpolate_saves:
-        return _write_landings(saves, todo.width)
+        return _write_landings(saves, todo.width) if saves.window else _write_ends(saves, y, todo.width)
+    if not saves.window and not (todo.width == 1 and todo.current):
+        return saves
     return interpolate_window(problem, t, y, saves, todo)
 
 
@@ -126,6 +131,28 @@ def interpolate_window(problem: Problem, t: Tensor, y: Tensor, saves: SaveBuffer
     else:
         block = _evaluate_window(problem, t, saves.window, saves.next_save, todo.width)
     return _append(saves, block, reached)
+
+
+def _between(problem: Problem) -> bool:
+    """Whether the solve has save times between its start and its end. Without any, the one
+    output left is where each sample stops (the loop lands on its end), so no step is kept for
+    it: a backward adjoint interval, of a large augmented state, is such a solve."""
+    return problem.ts.shape[1] > 2
+
+
+def _write_ends(saves: SaveBuffer, y: Tensor, width: int) -> SaveBuffer:
+    """`saves` with the end state `y` `[B, *state]` written for the samples that landed on their
+    end since the last block (`width` 1: some did; 0: none), in a solve without saves between."""
+    if width == 0:
+        return saves
+    return SaveBuffer(
+        blocks=saves.blocks + (y.unsqueeze(1),),
+        starts=saves.starts + (saves.ends[-1],),
+        ends=saves.ends + (saves.next_save,),
+        next_save=saves.next_save,
+        save_time=saves.save_time,
+        window=(),
+    )
 
 
 def _write_landings(saves: SaveBuffer, width: int) -> SaveBuffer:
