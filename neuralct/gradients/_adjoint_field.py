@@ -12,7 +12,7 @@ be kept per sample (`[B, P]`) and summed over the batch only at the end. Per-sam
 vector-Jacobian products come from one of two schemes, chosen by `probe`:
 
 - `"vmap"`: `torch.func.vmap` over a per-sample `torch.func.vjp` of
-  `torch.func.functional_call` (cost O(B)); valid when the vector field can be called on
+  the field with its parameters swapped in (`ParameterSlots`, cost O(B)); valid when the vector field can be called on
   one sample at a time, i.e. it holds no per-sample data of its own.
 - `"batched"`: one batched call, then `torch.autograd.grad(..., is_grads_batched=True)`
   with one cotangent per sample that is zero off that sample (cost O(B^2) in the parameter
@@ -51,7 +51,7 @@ GAUSS_WEIGHTS = (5 / 18, 8 / 18, 5 / 18)
 
 
 class _Field(nn.Module):
-    """Wraps a term so that `torch.func.functional_call` can call its vector field."""
+    """Wraps a term as a module, so that its parameters can be swapped (`ParameterSlots`) around a call of its field."""
 
     def __init__(self, term: AbstractDriftTerm):
         super().__init__()
