@@ -49,7 +49,7 @@ reads). `rows.py` has the row-wise tensor helpers.
 from .loop import advance, finish, initial_state, settle
 from ..problem import Problem
 from .records import StepRecord, Steps
-from .saves import hold_past_ends
+from .outputs import hold_past_ends
 from .state import LoopState
 
 __all__ = [

@@ -21,9 +21,10 @@ from .counters import count, first_counters, settle_counters
 from .events import event_outputs, find_events, first_events, hold_past_events, stop_at_events
 from .jumps import cross_jumps, first_jump, start_time
 from .look import look
+from .outputs import gather_saves, hold_past_ends
 from .progress import first_progress, update_progress
 from .records import StepRecord, Steps
-from .saves import first_saves, flush, gather_saves, hold_past_ends, read_pending, record_saves
+from .saves import first_saves, flush, read_pending, record_saves
 from .state import LoopState, Tally
 from .trail import extend, first_visit, trail_outputs
 

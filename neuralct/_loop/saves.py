@@ -6,7 +6,7 @@ with dense output instead keep a window of step records and interpolate the save
 steps passed. Either window is written out (`flush`) at the loop's looks (see `look.py`)
 once it holds `SAVE_WINDOW` steps, and at the end, in one batched gather or evaluation whose
 width the look reads together with its other values: a step itself reads nothing from the
-device. Outputs go into blocks (see `SaveBuffer`) that `gather_saves` maps back to `[B, K]`
+device. Outputs go into blocks (see `SaveBuffer`) that `outputs.gather_saves` maps back to `[B, K]`
 at the end.
 """
 
@@ -234,37 +234,3 @@ def _replace_window(saves: SaveBuffer, window: tuple, next_save: Tensor | None =
 def _take_rows(stacked: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
     """`[*shape, ...]` rows `flat` of `[W, B, ...]` `stacked`, its rows counted step after step."""
     return stacked.flatten(0, 1).index_select(0, flat).unflatten(0, shape)
-
-
-def gather_saves(problem: Problem, saves: SaveBuffer, y: Tensor) -> Tensor:
-    """`[B, K, *state]` outputs from the save blocks (`y` `[B, *state]` the final state, for
-    its shape); outputs never reached are NaN."""
-    num_saves = problem.ts.shape[1]
-    blocks = saves.blocks
-    in_one_block = len(blocks) == 2 and blocks[1].shape[1] == num_saves - 1
-    if in_one_block and bool((saves.next_save == num_saves).all()):
-        # Every sample wrote all its outputs after the first in one block: they are in order.
-        return torch.cat(blocks, dim=1)
-    widths = torch.tensor([block.shape[1] for block in blocks], device=y.device)
-    offsets = torch.cumsum(widths, 0) - widths
-    values = torch.cat(blocks + (torch.full_like(y, torch.nan)[:, None],), dim=1)
-    ends = torch.stack(saves.ends, dim=1)
-    positions = torch.arange(num_saves, device=y.device).expand(y.shape[0], -1).contiguous()
-    block = torch.searchsorted(ends, positions, right=True).clamp_max(len(blocks) - 1)
-    start = torch.stack(saves.starts, dim=1).gather(1, block)
-    column = offsets[block] + positions - start
-    filled = positions < saves.next_save[:, None]
-    column = torch.where(filled, column, values.shape[1] - 1)
-    return values[torch.arange(y.shape[0], device=y.device)[:, None], column]
-
-
-def hold_past_ends(ys: Tensor, lengths: Tensor | None) -> Tensor:
-    """`ys` `[B, K, *state]` with every sample's outputs past its end (columns
-    `k >= lengths[b]`, `lengths` `[B]`) replaced by its last one, `ys[b, lengths[b] - 1]`;
-    unchanged when `lengths` is `None`. A gather, so the padding's gradient reaches that
-    last output."""
-    if lengths is None:
-        return ys
-    positions = torch.arange(ys.shape[1], device=ys.device)
-    index = torch.minimum(positions, (lengths - 1)[:, None])
-    return ys.gather(1, index.reshape(index.shape + (1,) * (ys.ndim - 2)).expand_as(ys))
