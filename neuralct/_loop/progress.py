@@ -7,7 +7,6 @@ from torch import Tensor
 
 from ..problem import Problem
 from ..solution import Status
-from ..solvers.base import StepResult
 from .rows import finite_rows
 from .state import Attempt, LoopState, Progress
 
@@ -45,7 +44,7 @@ def update_progress(problem: Problem, s: LoopState, step: Attempt, finished: Ten
     done = s.progress.done | failing
     if finished is not None:
         done = done | finished
-    status = torch.where(failing, _failure_code(step.out), s.progress.status)
+    status = torch.where(failing, _failure_code(step), s.progress.status)
     if s.iteration + 1 >= problem.max_steps:
         # Samples run from the first iteration until they are done: one still running has
         # taken a step in every iteration.
@@ -67,9 +66,10 @@ def _stalled(problem: Problem, step: Attempt, reach: Tensor) -> Tensor:
     return stalled | (step.end.hit & (problem.along(step.end.t1 - t) <= reach))
 
 
-def _failure_code(out: StepResult) -> Tensor:
+def _failure_code(step: Attempt) -> Tensor:
     """`[B]` status code explaining a rejected step: NONFINITE, NEWTON_FAILED or DT_UNDERFLOW."""
-    code = torch.where(finite_rows(out.y1), int(Status.DT_UNDERFLOW), int(Status.NONFINITE))
-    if out.failed is not None:
-        code = torch.where(out.failed & (code == int(Status.DT_UNDERFLOW)), int(Status.NEWTON_FAILED), code)
+    code = torch.where(step.finite, int(Status.DT_UNDERFLOW), int(Status.NONFINITE))
+    failed = step.out.failed
+    if failed is not None:
+        code = torch.where(failed & (code == int(Status.DT_UNDERFLOW)), int(Status.NEWTON_FAILED), code)
     return code

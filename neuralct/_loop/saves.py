@@ -67,13 +67,15 @@ def record_saves(
     # A jump time may coincide with the save time: the step then lands on both.
     on_save = landing if at_jump is None else landing & (~at_jump | (step.end.t1 == saves.save_time))
     next_save = saves.next_save + on_save
+    between = _between(problem)
     saves = SaveBuffer(
         blocks=saves.blocks,
         starts=saves.starts,
         ends=saves.ends,
         next_save=next_save,
-        save_time=gather_row(problem.ts, next_save),
-        window=saves.window + (Landing(y=step.out.y1, saved=on_save),) if _between(problem) else (),
+        # Without save times between, the next one is the end (or the start) for good.
+        save_time=gather_row(problem.ts, next_save) if between else saves.save_time,
+        window=saves.window + (Landing(y=step.out.y1, saved=on_save),) if between else (),
     )
     return saves, next_save >= problem.save_counts, landing
 

@@ -201,6 +201,7 @@ class Attempt(NamedTuple):
         y: `[B, *state]` the state after the step (`out.y1` where accepted).
         carry: the solver's carry after the step.
         rejected: `[B]` running samples whose step was not accepted.
+        finite: `[B]` steps whose end state is finite.
         finished: in solves that interpolate their save times, `[B]` whether each sample
             stands on its last one (`None` in solves that step onto them).
     """
@@ -214,4 +215,5 @@ class Attempt(NamedTuple):
     y: Tensor
     carry: Carry
     rejected: Tensor
+    finite: Tensor
     finished: Tensor | None

@@ -11,6 +11,12 @@ from ..errors import InvalidInputError
 from .base import AbstractController, ControllerStart, ControllerState, Decision
 
 
+def steady_decision(state: ControllerState) -> Decision:
+    """The decision of a controller without an error to judge: accept every running sample's
+    step and propose the signed step `state[0]` `[B]` again, unchanged."""
+    return Decision(accept=None, h_next=state[0], state=state, changed=False)
+
+
 @dataclass(frozen=True)
 class ConstantStep(AbstractController):
     """Steps of size `dt`, shortened only to land exactly on save times and jump times.
@@ -47,4 +53,4 @@ class ConstantStep(AbstractController):
         error_order: int | None,
     ) -> Decision:
         """Accept every running sample's step; the next one is `dt` again, unchanged."""
-        return Decision(accept=None, h_next=state[0], state=state, changed=False)
+        return steady_decision(state)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .base import AbstractController, ControllerStart, ControllerState, Decision
+from .constant import steady_decision
 
 
 @dataclass(frozen=True)
@@ -41,4 +42,4 @@ class KnotToKnot(AbstractController):
         error_order: int | None,
     ) -> Decision:
         """Accept every running sample's step and propose the whole span again, unchanged."""
-        return Decision(accept=None, h_next=state[0], state=state, changed=False)
+        return steady_decision(state)
