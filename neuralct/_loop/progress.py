@@ -39,9 +39,14 @@ def update_progress(problem: Problem, s: LoopState, step: Attempt, finished: Ten
     NEWTON_FAILED) or else DT_UNDERFLOW. `reach` `[B]` is the clock's reach for the next step.
     Device-side masks only: no value is read to decide.
     """
-    # Under a fixed step a rejected step cannot be retried smaller: it fails at once.
-    failing = step.rejected & _stalled(problem, step, reach) if problem.controller.adaptive else step.rejected
-    done = s.progress.done | failing
+    if problem.controller.adaptive:
+        failing = step.rejected & _stalled(problem, step, reach)
+        done = s.progress.done | failing
+    else:
+        # Under a fixed step a rejected step cannot be retried smaller: it fails at once. A
+        # step stands only for a running sample, so the samples done now are the others.
+        failing = step.rejected
+        done = ~step.accept
     if finished is not None:
         done = done | finished
     status = torch.where(failing, _failure_code(step), s.progress.status)

@@ -54,7 +54,8 @@ def record_saves(
 ) -> tuple[SaveBuffer, Tensor | None, Tensor | None]:
     """Note what `step` (whose record is `record`) saves: `(saves, finished, landed)`, with
     `finished` `[B]` the samples on their last save time and `landed` `[B]` those that stepped
-    onto their boundary (`None` when it cannot have changed). Device-side only: the outputs are
+    onto their boundary (`None` when none can short of its end: a sample that lands then is
+    done, and its fixed-step count is never read again). Device-side only: the outputs are
     written when the window is flushed."""
     if problem.interpolate_saves:
         # With no save time between the start and the end, the one output left is where the
@@ -77,7 +78,7 @@ def record_saves(
         save_time=gather_row(problem.ts, next_save) if between else saves.save_time,
         window=saves.window + (Landing(y=step.out.y1, saved=on_save),) if between else (),
     )
-    return saves, next_save >= problem.save_counts, landing
+    return saves, next_save >= problem.save_counts, landing if between or problem.jumps is not None else None
 
 
 def pending(problem: Problem, t: Tensor, saves: SaveBuffer) -> Tensor:
