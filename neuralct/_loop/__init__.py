@@ -10,8 +10,10 @@ One iteration (`loop._iterate`) reads as the algorithm:
 1. **attempt** (`attempt.py`): every running sample takes one solver step to its step end
    (`clock.step_end`: the proposed step, stretched onto the next boundary when it would fall
    just short of it) and the controller returns its `Decision` (accept, next step size,
-   whether it changed). Tensor operations only: what `compile=True` compiles (`compile.py`,
-   which also prepares the problem's derived values before tracing).
+   whether it changed; `ConstantStep` and `KnotToKnot`, with no error to judge, are not
+   asked: "accept, same step" is built directly). Tensor operations only: what
+   `compile=True` compiles (`compile.py`, which also prepares the problem's derived values
+   before tracing).
    With an event (`events.py`), the event function is then evaluated at each step's end; a
    sample whose value changed sign has its crossing located on the step's interpolant
    (`roots.py`, Illinois) and, for a terminal event, is moved back onto it and stops there.
