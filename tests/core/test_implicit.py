@@ -206,3 +206,21 @@ def test_implicit_euler_dense_output_passes_through_the_steps():
 def test_implicit_euler_rejects_bad_options_by_name(kwargs, message):
     with pytest.raises(nct.InvalidInputError, match=message):
         nct.ImplicitEuler(**kwargs)
+
+
+def test_newton_judges_convergence_divergence_and_slow_contraction_per_sample():
+    # After iteration k with update sizes |D_k| (size) and |D_k-1| (previous), in tolerance units:
+    # converged when theta/(1-theta)|D_k| <= 1; bad when diverging (theta >= 1, NaN) or when even
+    # the iterations left cannot bring theta^left theta/(1-theta)|D_k| to 1 (Hairer & Wanner IV.8).
+    from neuralct.solvers.rk.newton import _judge
+
+    size = torch.tensor([0.5, 5.0, 0.2, 0.1, float("nan"), 0.9, 2.0], dtype=torch.float64)
+    previous = torch.tensor([1.0, 10.0, 0.2, 0.09, 1.0, 1.0, 2.5], dtype=torch.float64)
+    theta, converged, bad = _judge(size, previous, left=3)
+    torch.testing.assert_close(theta, size / previous, equal_nan=True)
+    assert converged.tolist() == [True, False, False, False, False, False, False]
+    # 5 after 10: not converged (theta/(1-theta)|D| = 5), but at theta = 1/2 three more iterations
+    # bring it to 0.625: not bad. theta = 1 and a slightly growing small update diverge; NaN is bad;
+    # 0.9 after 1.0 is too slow for 3 iterations; 2.0 after 2.5 (theta = 0.8) needs
+    # 0.8^4 * 2 = 0.82 > 0.2 = 1 - theta: too slow.
+    assert bad.tolist() == [False, False, True, True, True, True, True]

@@ -221,7 +221,8 @@ def _judge(size: Tensor, previous: Tensor, left: int) -> tuple[Tensor, Tensor, T
     $\\theta^{left+1}\\|\\Delta_k\\| > 1 - \\theta$ (Hairer & Wanner, IV.8)."""
     theta = size / previous
     converged = torch.addcmul(size, size, size) <= previous
-    bad = ~(theta < 1) | (theta.pow(left + 1).mul_(size) > torch.rsub(theta, 1))
+    # theta^(left+1) |D_k| + theta > 1 also holds for theta >= 1, and is false for NaN: one test.
+    bad = ~(theta.pow(left + 1).mul_(size).add_(theta) <= 1)
     return theta, converged, bad
 
 
