@@ -28,6 +28,7 @@ from ..solvers.sde import AbstractSDESolver
 from ..terms.base import AbstractTerm
 from ..terms.sde import SDETerm
 from .attempt import attempt_step
+from .checks import deferring
 from .state import Attempt, LoopState
 
 AttemptStep = Callable[[Problem, LoopState], Attempt]
@@ -64,11 +65,12 @@ def compile_refusal(solver: AbstractSolver | AbstractRunner, term: AbstractTerm)
 
 def step_function(problem: Problem) -> AttemptStep:
     """The attempt step for `problem`: `attempt_step`, or its compiled form (after
-    `prepare(problem)`) when the solve asked for `compile=True`."""
+    `prepare(problem)`) when the solve asked for `compile=True`, run with the problem's
+    deferred checks current (`checks.py`)."""
     if not problem.compile:
-        return attempt_step
+        return deferring(problem, attempt_step)
     prepare(problem)
-    return _compiled_attempt_step()
+    return deferring(problem, _compiled_attempt_step())
 
 
 def prepare(problem: Problem) -> None:

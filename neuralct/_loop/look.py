@@ -6,7 +6,8 @@ exact no-op for it. So the loop need not know, at every step, whether any sample
 running. It looks every few iterations instead (after 1, 1, 1, 2, 3, 4, 6, 9, ... iterations,
 half the iterations so far, up to `CHECK_EVERY`), and reads, in one transfer,
 how many samples still run, an estimate of the iterations the slowest needs, and the width
-of the outputs its window of steps has to write (`saves.pending`). On a GPU a read waits for
+of the outputs its window of steps has to write (`saves.pending`), with the checks its
+steps' path queries deferred (`checks.py`). On a GPU a read waits for
 every queued kernel; one read per iteration would leave the device idle between steps.
 """
 
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import torch
 
 from ..problem import Problem
+from . import checks
 from .saves import SAVE_WINDOW, Pending, flush, pending
 from .state import LoopState
 
@@ -48,7 +50,7 @@ def look(problem: Problem, state: LoopState) -> tuple[LoopState, Look]:
     values = [running.sum(), _iterations_left(problem, state, running)]
     if full:
         values.extend(pending(problem, state.clock.t, state.saves).unbind())
-    read = torch.stack(values).tolist()
+    read = checks.read(problem, torch.stack(values))  # with the steps' deferred checks
     if full:
         todo = Pending(int(read[2]), bool(read[3]))
         state = dataclasses.replace(state, saves=flush(problem, state.clock.t, state.y, state.saves, todo))

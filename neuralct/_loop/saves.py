@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..paths.dense import accepted_end_keys, evaluate_polynomial, stack_coefficients
 from ..problem import Problem
+from . import checks
 from .records import StepRecord
 from .rows import expand_like, gather_row
 from .state import Attempt, Landing, SaveBuffer
@@ -97,7 +98,7 @@ def pending(problem: Problem, t: Tensor, saves: SaveBuffer) -> Tensor:
 
 def read_pending(problem: Problem, t: Tensor, saves: SaveBuffer) -> Pending:
     """`Pending` read from the device (one read); for the end of a solve or stretch."""
-    width, current = pending(problem, t, saves).tolist()
+    width, current = checks.read(problem, pending(problem, t, saves))  # with the steps' deferred checks
     return Pending(width, bool(current))
 
 

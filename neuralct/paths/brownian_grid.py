@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from .._validate import check_finite, check_tensor
 from ..errors import InvalidInputError
 from .brownian import check_noise_shape, resolve_seed
+from .deferred import current_checks
 
 # How to stay on the grid, or leave it.
 ADVICE = (
@@ -25,8 +27,11 @@ class BrownianGrid:
     The increments over the grid cells are drawn in one call, $\\Delta W_k \\sim
     \\mathcal N(0, (t_{k+1} - t_k) I)$, and summed into $W(t_k) - W(t_0)$; a query between two
     grid times is one search, one gather and one subtraction on the device, plus a check that
-    the times lie on the grid (one flag read back to the host: free on CPU, a sync per query
-    on a GPU, where the solve loop already syncs once per step).
+    the times lie on the grid. A query outside a solve reads that check back at once; inside
+    a solve's step the check is noted on the device (`neuralct.paths.deferred`) and read with
+    the step loop's own reads, every few steps and at the end, so that a solve does not sync
+    the host with the device at every step. A time off the grid raises the same error either
+    way, in a solve a few steps after the query that made it.
     That makes it the fast Brownian motion for fixed-step SDE solves (`ConstantStep` whose
     steps land on the grid, or `KnotToKnot` on the grid's knots), where
     [`BrownianPath`][neuralct.BrownianPath] searches its interval tree at every step.
@@ -68,8 +73,16 @@ class BrownianGrid:
         cells = self._grid.diff(dim=1).to(dtype)
         noise = torch.randn((shape[0], cells.shape[1], *shape[1:]), generator=generator, dtype=dtype, device=ts.device)
         steps = noise * cells.sqrt().reshape(cells.shape + (1,) * (len(shape) - 1))
-        # [B, K, *M]: W(t_k) - W(t_0) at every grid time.
-        self.values = torch.cat([torch.zeros_like(steps[:, :1]), steps.cumsum(dim=1)], dim=1)
+        # [B, K + 1, *M]: W(t_k) - W(t_0) at every grid time, and W(t_{K-1}) - W(t_0) once more
+        # for a time past the grid's end (index K), which a query in a solve gathers until its
+        # deferred check is read and raises.
+        walk = steps.cumsum(dim=1)
+        self._values = torch.cat([torch.zeros_like(steps[:, :1]), walk, walk[:, -1:]], dim=1)
+
+    @property
+    def values(self) -> Tensor:
+        """`[B, K, *M]` $W(t_k) - W(t_0)$ at every grid time."""
+        return self._values[:, :-1]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -79,12 +92,12 @@ class BrownianGrid:
     @property
     def dtype(self) -> torch.dtype:
         """dtype of the increments."""
-        return self.values.dtype
+        return self._values.dtype
 
     @property
     def device(self) -> torch.device:
         """Device of the increments."""
-        return self.values.device
+        return self._values.device
 
     @property
     def grid(self) -> Tensor:
@@ -110,11 +123,36 @@ class BrownianGrid:
     def _at(self, names: tuple[str, ...], *times: Any) -> Tensor:
         """`[B, Q, *M]` the path at the Q grid times `times` (each `[B]` or a scalar)."""
         index = self._index(names, times)
-        shape = (*index.shape, *self.values.shape[2:])
-        return self.values.gather(1, index.reshape(*index.shape, *(1,) * (self.values.ndim - 2)).expand(shape))
+        values = self._values
+        shape = (*index.shape, *values.shape[2:])
+        return values.gather(1, index.reshape(*index.shape, *(1,) * (values.ndim - 2)).expand(shape))
 
     def _index(self, names: tuple[str, ...], times: tuple[Any, ...]) -> Tensor:
-        """`[B, Q]` grid index of each sample's times, checked to be on its grid."""
+        """`[B, Q]` grid index of each sample's times, checked to be on its grid: at once, or,
+        inside a solve's step, noted in its `DeferredChecks` and read with the loop's next read."""
+        t = self._columns(names, times)
+        # The first grid time that t does not exceed by more than the slack: t's own grid time
+        # when t is on the grid, and then t is not more than the slack below it either.
+        index = torch.searchsorted(self._upper, t)
+        on = self._lower.gather(1, index) <= t  # (False for a NaN time)
+        if torch.compiler.is_compiling():
+            # A compiled step reads no value back: the check runs on the device, a RuntimeError
+            # on CPU and a device-side assert on CUDA, without the sample and time it would name.
+            torch._assert_async(
+                on.all(),
+                f"{' and '.join(f'`{n}`' for n in names)} must be times of the BrownianGrid's grid. {ADVICE}",
+            )
+            return index
+        checks = current_checks()
+        if checks is None:
+            self._check_on_grid(names, t, index, on)
+            return index
+        checks.note(on, functools.partial(self._check_on_grid, names, t, index, on))
+        return index
+
+    def _columns(self, names: tuple[str, ...], times: tuple[Any, ...]) -> Tensor:
+        """`[B, Q]` the times `times` (each `[B]` or a scalar, named by `names`) in the grid's
+        dtype and device."""
         grid, batch = self._grid, self._grid.shape[0]
         columns = []
         for name, t in zip(names, times):
@@ -127,27 +165,21 @@ class BrownianGrid:
                     f"`{name}` must be a scalar or [B] with B = {batch}; got shape {tuple(t.shape)}"
                 )
             columns.append(t)
-        t = torch.stack(columns, dim=1)
-        # The first grid time that t does not exceed by more than the slack: t's own grid time
-        # when t is on the grid, and then t is not more than the slack below it either.
-        index = torch.searchsorted(self._upper, t)
-        off = ~(self._lower.gather(1, index) <= t)  # (a NaN time is off the grid too)
-        if torch.compiler.is_compiling():
-            # A compiled step reads no value back: the check runs on the device, a RuntimeError
-            # on CPU and a device-side assert on CUDA, without the sample and time it would name.
-            torch._assert_async(
-                ~off.any(),
-                f"{' and '.join(f'`{n}`' for n in names)} must be times of the BrownianGrid's grid. {ADVICE}",
-            )
-        elif bool(off.any()):
-            b, q = (int(i) for i in off.nonzero()[0])
-            nearest = float(grid[b, min(int(index[b, q]), grid.shape[1] - 1)])
-            name = names[q]
-            raise InvalidInputError(
-                f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = "
-                f"{float(t[b, q]):.9g}, nearest grid time {nearest:.9g}. {ADVICE}"
-            )
-        return index
+        return torch.stack(columns, dim=1)
+
+    def _check_on_grid(self, names: tuple[str, ...], t: Tensor, index: Tensor, on: Tensor) -> None:
+        """Raise unless every time `t` `[B, Q]` is on its grid (`on` `[B, Q]`, one read), naming
+        the first sample and time off it and the grid time nearest (`index` `[B, Q]`)."""
+        if bool(on.all()):
+            return
+        grid = self._grid
+        b, q = (int(i) for i in (~on).nonzero()[0])
+        nearest = float(grid[b, min(int(index[b, q]), grid.shape[1] - 1)])
+        name = names[q]
+        raise InvalidInputError(
+            f"`{name}` must be a time of the BrownianGrid's grid; sample {b} asks {name}[{b}] = "
+            f"{float(t[b, q]):.9g}, nearest grid time {nearest:.9g}. {ADVICE}"
+        )
 
     def __repr__(self) -> str:
         return f"BrownianGrid(K={self._grid.shape[1]}, shape={self._shape}, dtype={self.dtype}, seed={self.seed})"

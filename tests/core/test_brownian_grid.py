@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 
 import pytest
 import torch
 
 import neuralct as nct
+import neuralct._loop.checks as checks_module
+import neuralct.paths.brownian_grid as grid_module
 
 F64 = torch.float64
 
@@ -95,6 +99,66 @@ def test_a_query_off_the_grid_is_refused_naming_the_time_and_the_nearest_grid_ti
             solver=nct.EulerMaruyama(),
             controller=nct.ConstantStep(0.03),
         )
+
+
+def _sde(path, dt, end=1.0, **options):
+    """Euler-Maruyama on `path` (`(B, 1)` noise) from 0 to `end` with `ConstantStep(dt)`: the
+    solution, with `y` of shape `[B, 1]` and a drift parameter that requires grad."""
+    rate = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    drift = nct.ODETerm(lambda t, y, args: -rate * y + torch.sin(t)[:, None])
+    sde = nct.SDETerm(drift, nct.NoiseTerm(lambda t, y, args: 0.5 * torch.cos(y), path))
+    batch = path.shape[0]
+    t = torch.tensor([0.0, 0.5, end], dtype=F64)
+    y0 = torch.linspace(-1.0, 1.0, batch, dtype=F64)[:, None]
+    return nct.solve(sde, y0, t, solver=nct.EulerMaruyama(), controller=nct.ConstantStep(dt), **options), rate
+
+
+def test_a_solve_checking_its_grid_queries_later_gives_bit_for_bit_the_immediately_checked_result(monkeypatch):
+    """The check of each step's times is read with the loop's reads; the results (and gradients)
+    are those of the same solve checking every query at once."""
+    path = nct.BrownianGrid(torch.linspace(0.0, 1.0, 401, dtype=F64), shape=(5, 1), seed=4)
+    runs = []
+    for immediate in (False, True):
+        if immediate:
+            monkeypatch.setattr(grid_module, "current_checks", lambda: None)
+        sol, rate = _sde(path, 1 / 200)
+        (gradient,) = torch.autograd.grad(sol.ys[:, -1].square().sum(), rate)
+        runs.append((sol.ys, sol.stats.steps, gradient))
+    (ys, steps, gradient), (ys_now, steps_now, gradient_now) = runs
+    assert steps.tolist() == [200] * 5 and torch.equal(steps, steps_now)
+    assert torch.equal(ys, ys_now) and torch.equal(gradient, gradient_now)
+
+
+def test_a_solve_stepping_off_the_grid_is_refused_naming_the_sample_and_its_time():
+    # Sample 0's grid has every step time of dt = 0.05, sample 1's only every other one.
+    grids = torch.stack([torch.linspace(0.0, 1.0, 21, dtype=F64), torch.linspace(0.0, 2.0, 21, dtype=F64)])
+    path = nct.BrownianGrid(grids, shape=(2, 1), seed=0)
+    message = r"`tb` must be a time of the BrownianGrid's grid; sample 1 asks tb\[1\] = 0.05, nearest grid time 0.1\."
+    with pytest.raises(nct.InvalidInputError, match=message):
+        _sde(path, 0.05)
+    # The solve's deferral ended with it: a query outside a solve is checked at once.
+    with pytest.raises(nct.InvalidInputError, match=r"sample 0 asks tb\[0\] = 0.125"):
+        path.increment(0.0, 0.125)
+
+
+def test_a_query_off_the_grid_in_a_solves_last_step_is_refused_too():
+    """The 101st step leaves the grid and is the last `max_steps` allows: no look follows it,
+    the read that settles the solve finds it."""
+    path = nct.BrownianGrid(torch.linspace(0.0, 1.0, 101, dtype=F64), shape=(2, 1), seed=0)
+    with pytest.raises(nct.InvalidInputError, match=r"sample 0 asks tb\[0\] = 1.01, nearest grid time 1\."):
+        _sde(path, 0.01, end=2.0, max_steps=101, throw=False)
+    sol, _ = _sde(path, 0.01, end=2.0, max_steps=100, throw=False)  # 100 steps stay on the grid
+    assert sol.status.tolist() == [int(nct.Status.MAX_STEPS)] * 2
+
+
+def test_a_solves_deferred_checks_are_forgotten_with_it():
+    path = nct.BrownianGrid(torch.linspace(0.0, 1.0, 11, dtype=F64), shape=(2, 1), seed=0)
+    before = len(checks_module._CHECKS)
+    for dt in (0.1, 0.03):
+        with contextlib.suppress(nct.InvalidInputError):
+            _sde(path, dt)
+    gc.collect()
+    assert len(checks_module._CHECKS) == before
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import torch
 
 import neuralct as nct
 import neuralct._loop.look as look_module
+import neuralct.paths.brownian_grid as grid_module
 
 F64 = torch.float64
 READS = ("__bool__", "item", "tolist", "cpu", "__int__", "__float__", "__index__", "numpy")
@@ -101,3 +102,39 @@ def test_max_steps_stops_a_sample_at_exactly_max_steps(max_steps):
     )
     assert sol.status.tolist() == [int(nct.Status.SUCCESS), int(nct.Status.MAX_STEPS)]
     assert sol.stats.steps.tolist() == [20, max_steps]
+
+
+def _sde_on_grid(steps: int = 1000):
+    """Euler-Maruyama over `steps` steps of a `ConstantStep` onto the grid of a `BrownianGrid`,
+    for 4 samples with their own rates, saved at 5 times."""
+    grid = torch.linspace(0, 1, steps + 1, dtype=F64)
+    path = nct.BrownianGrid(grid, shape=(4, 3), seed=0)
+    rates = torch.tensor([[0.5], [1.0], [2.0], [3.0]], dtype=F64)
+    noise = nct.NoiseTerm(lambda t, y, args: 0.3 * torch.cos(y), path, nct.NoiseType.DIAGONAL)
+    term = nct.SDETerm(nct.ODETerm(_decay), noise)
+    t = torch.linspace(0, 1, 5, dtype=F64)
+    return nct.solve(
+        term,
+        torch.ones(4, 3, dtype=F64),
+        t,
+        solver=nct.EulerMaruyama(),
+        controller=nct.ConstantStep(1 / steps),
+        args=rates,
+    )
+
+
+def test_a_fixed_step_sde_solve_on_a_brownian_grid_reads_the_device_at_most_once_per_16_steps():
+    """The grid's check that each step's times lie on it is read with the loop's looks."""
+    with counting_reads() as reads:
+        sol = _sde_on_grid()
+    steps = int(sol.stats.steps.max())
+    assert steps == 1000 and bool(sol.succeeded.all())
+    assert reads[0] <= steps / 16, (reads[0], steps)
+
+
+def test_the_counter_sees_a_brownian_grid_that_checks_every_query(monkeypatch):
+    """The count is not vacuous: a grid that read its check at each query would fail the bound."""
+    monkeypatch.setattr(grid_module, "current_checks", lambda: None)
+    with counting_reads() as reads:
+        sol = _sde_on_grid()
+    assert reads[0] > int(sol.stats.steps.max())
