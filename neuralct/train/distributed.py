@@ -14,9 +14,10 @@ Processes are started by `torchrun --nproc-per-node N -m neuralct fit ...` or by
 `neuralct fit --nproc N` (which runs torchrun itself) on one machine, and on several by torchrun
 on each with a shared rendezvous (`torchrun --nnodes M --rdzv-backend c10d --rdzv-endpoint
 HOST:PORT ...`); `session()` joins the process group that torchrun describes in the environment
-(gloo on CPU, nccl on CUDA) and leaves it at the end. The global `RANK` decides the main process,
-`LOCAL_RANK` the GPU. Every process reads the run folder, so on several machines it must be on a
-file system they all mount at the same path (`Workers.check_shared` stops them at once otherwise).
+(gloo on CPU, nccl on CUDA) and leaves it at the end, in an order that `session` explains. The
+global `RANK` decides the main process, `LOCAL_RANK` the GPU. Every process reads the run folder,
+so on several machines it must be on a file system they all mount at the same path
+(`Workers.check_shared` stops them at once otherwise).
 
 ```python
 with session("cpu") as workers:   # one process: Workers(rank=0, world=1), no process group
@@ -27,6 +28,8 @@ with session("cpu") as workers:   # one process: Workers(rank=0, world=1), no pr
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
 import os
 import socket
 import subprocess
@@ -41,7 +44,7 @@ from torch import Tensor, nn
 
 from .._checks import check_int
 from ..data.series import IrregularBatch
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, NeuralCTError
 from ..models.base import AbstractSequenceModel, ModelOutput, SolveOptions
 
 Runner = Callable[[IrregularBatch, "SolveOptions | None"], ModelOutput]
@@ -60,7 +63,7 @@ class Workers:
         if not 0 <= rank < world:
             raise InvalidInputError(f"`rank` must be in [0, world={world}); got {rank!r}")
         self.rank, self.world, self.device = rank, world, torch.device(device)
-        self._runners: dict[int, Runner] = {}
+        self._replicas: dict[int, nn.Module] = {}  # the DistributedDataParallel wrappers, by id of their model
 
     def __repr__(self) -> str:
         return f"Workers(rank={self.rank}, world={self.world}, device={str(self.device)!r})"
@@ -85,13 +88,29 @@ class Workers:
 
     def runner(self, model: AbstractSequenceModel) -> Runner:
         """`model.run`, through `DistributedDataParallel` when there are several processes (made
-        once per model: constructing it broadcasts rank 0's parameters to every process)."""
+        once per model: constructing it broadcasts rank 0's parameters to every process).
+
+        The wrapper stays with this `Workers`, which alone holds it: what is returned only looks it
+        up, so that the wrapper goes when `session` drops it, whoever still holds the runner (a
+        frame of a propagating error's traceback, say)."""
         if self.world == 1:
             return model.run
-        if id(model) not in self._runners:
+        if id(model) not in self._replicas:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self._runners[id(model)] = nn.parallel.DistributedDataParallel(_Run(model), device_ids=device_ids)
-        return self._runners[id(model)]
+            self._replicas[id(model)] = nn.parallel.DistributedDataParallel(_Run(model), device_ids=device_ids)
+        return functools.partial(self._run_replica, id(model))
+
+    def _run_replica(self, key: int, batch: IrregularBatch, options: SolveOptions | None) -> ModelOutput:
+        replica = self._replicas.get(key)
+        if replica is None:
+            raise NeuralCTError("this runner's process group is gone: `session` has ended; train inside it")
+        return replica(batch, options)
+
+    def _drop_replicas(self) -> None:
+        """Free the `DistributedDataParallel` wrappers, and with them their reducers, now (see
+        `session`); one caught in a reference cycle is freed by the collection."""
+        self._replicas.clear()
+        gc.collect()
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """`values` summed elementwise over the processes (in float64)."""
@@ -163,6 +182,16 @@ def session(device: str = "cpu") -> Iterator[Workers]:
     gloo for `device="cpu"` and nccl for `"cuda"` (each process on GPU `LOCAL_RANK`); else a
     single process on `device`. The group is left when the block ends.
 
+    The teardown runs in this order: a barrier (after a block that ends normally), so that no
+    process leaves while another still writes; then the `DistributedDataParallel` wrappers of
+    `Workers.runner` are freed while the group lives; and only then is the group destroyed. A
+    wrapper's reducer holds the group from C++: freed after `destroy_process_group`, it would drop
+    the group's last reference, running gloo's destructor with the GIL held; that destructor joins
+    gloo's worker threads, and one of them may still be freeing the barrier's work, whose earlier
+    all-reduce holds a tensor that needs the GIL to go: a deadlock (pytorch issue 75097). Freed
+    first, the last reference is the group's Python object, which `destroy_process_group` drops
+    and whose destructor releases the GIL.
+
     Raises:
         InvalidInputError: `device` is not "cpu" or a CUDA device, or CUDA is asked for but absent.
     """
@@ -180,10 +209,12 @@ def session(device: str = "cpu") -> Iterator[Workers]:
     if kind == "cuda":
         torch.cuda.set_device(placed)
     dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    workers = Workers(rank, world, placed)
     try:
-        yield Workers(rank, world, placed)
+        yield workers
         dist.barrier()  # leave together: a process that leaves while another still writes aborts gloo
     finally:
+        workers._drop_replicas()  # the reducers go while the group lives, never after it
         dist.destroy_process_group()
 
 

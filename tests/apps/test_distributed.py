@@ -1,23 +1,27 @@
 """Data-parallel training: 2 CPU processes with gloo against one process with the same global batch,
 on one machine and as two single-process "nodes" meeting at a localhost rendezvous, and runs
-resumed on another number of processes."""
+resumed on another number of processes; the order of a session's teardown."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from neuralct import cli
-from neuralct.errors import InvalidInputError
+from neuralct.errors import InvalidInputError, NeuralCTError
 from neuralct.train import run as run_module
 from neuralct.train.config import FitConfig
-from neuralct.train.distributed import Workers
+from neuralct.train.distributed import Workers, session
 
 # 54 training samples in global minibatches of 15: shares of 8 and 7, and 5 and 4 in the last one.
 CONFIG = FitConfig(
@@ -170,3 +174,52 @@ def test_a_run_resumed_on_another_number_of_processes_ends_as_if_never_stopped(
     assert [int(line.split(",")[0]) for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]] == [1, 2, 3]
     resumed = json.loads((run_dir / "result.json").read_text())
     assert resumed["test_loss"] == pytest.approx(result["test_loss"], rel=1e-5)
+
+
+class _Linear(nn.Module):
+    """A stand-in sequence model: `run` maps a `[B, 2]` batch to `[B, 2]`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(2, 2)
+
+    def run(self, batch: torch.Tensor, options: None) -> torch.Tensor:
+        return self.layer(batch)
+
+
+@pytest.mark.parametrize("ending", ["normal", "error"])
+def test_a_session_frees_its_data_parallel_wrappers_before_it_destroys_the_process_group(
+    ending: str, monkeypatch
+) -> None:
+    # A wrapper's reducer freed after `destroy_process_group` runs gloo's destructor with the GIL
+    # held, which deadlocks against gloo's threads now and then (see `session`). This process plays
+    # rank 0 of 2 on a gloo group of its own, so that `Workers.runner` wraps the model.
+    port = str(_free_port())
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost", "MASTER_PORT": port}.items():
+        monkeypatch.setenv(name, value)
+    init, destroy, made, alive_at_destroy = dist.init_process_group, dist.destroy_process_group, [], []
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: init(backend, rank=0, world_size=1))
+
+    def recorded_destroy() -> None:
+        alive_at_destroy.extend(ref() is not None for ref in made)
+        destroy()
+
+    class Recorded(nn.parallel.DistributedDataParallel):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+            self.cycle = [self]  # a wrapper that only the garbage collector frees (hooks can make one)
+
+    monkeypatch.setattr(dist, "destroy_process_group", recorded_destroy)
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel", Recorded)
+    failure = pytest.raises(InvalidInputError) if ending == "error" else contextlib.nullcontext()
+    with failure, session("cpu") as workers:
+        run = workers.runner(_Linear())
+        run(torch.ones(3, 2), None).sum().backward()
+        workers.sum([1.0])
+        if ending == "error":  # the traceback's frames hold `run` until the error is handled
+            raise InvalidInputError("a failure inside the session")
+    assert len(made) == 1 and alive_at_destroy == [False]
+    assert not dist.is_initialized()
+    with pytest.raises(NeuralCTError, match="`session` has ended"):
+        run(torch.ones(3, 2), None)
