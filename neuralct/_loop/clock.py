@@ -18,7 +18,7 @@ def first_clock(problem: Problem, t0: Tensor, t_start: Tensor, h: Tensor, next_j
     return Clock(
         t=t0,
         h=h,
-        reach=reach(problem, h),
+        reach=reach(problem, h, t0),
         anchor=t_start.clone(),
         ahead=torch.ones_like(t0),
         next_jump=next_jump,
@@ -42,10 +42,18 @@ def step_end(problem: Problem, s: LoopState) -> StepEnd:
     return StepEnd(t1=t1, h=h, hit=hit, at_jump=at_jump)
 
 
-def reach(problem: Problem, h: Tensor) -> Tensor:
-    """`[B]` how far short of a boundary a step of size `h` `[B]` may end and still be
-    stretched onto it: a few ulps of the times (`time_slack`) plus 0.1% of the step."""
-    return torch.add(problem.time_slack, h.abs(), alpha=1.001)
+def reach(problem: Problem, h: Tensor, t: Tensor) -> Tensor:
+    """`[B]` how far short of a boundary a step of size `h` `[B]` from `t` `[B]` may end and still
+    be stretched onto it: 0.1% of the step plus a few ulps of the times. Fixed steps accumulate
+    rounding over the whole span, so theirs are ulps of the largest time (`time_slack`); an
+    adaptive step's end is rounded once, so its are ulps of the step's own times. (Ulps of the
+    largest time would let a step from 0 stretch by 9e-5 on a span to 1e11, and declare a rejected
+    first step there unable to shrink.)"""
+    if problem.controller.adaptive:
+        slack = torch.add(t.abs(), h.abs()).mul_(4 * torch.finfo(t.dtype).eps)
+    else:
+        slack = problem.time_slack
+    return torch.add(slack, h.abs(), alpha=1.001)
 
 
 def advance_clock(problem: Problem, s: LoopState, step: Attempt, next_jump: Tensor, landed: Tensor | None) -> Clock:
@@ -58,7 +66,7 @@ def advance_clock(problem: Problem, s: LoopState, step: Attempt, next_jump: Tens
     return Clock(
         t=step.t,
         h=h_next,
-        reach=reach(problem, h_next) if changed else s.clock.reach,
+        reach=reach(problem, h_next, step.t) if changed else s.clock.reach,
         anchor=anchor,
         ahead=ahead,
         next_jump=next_jump,

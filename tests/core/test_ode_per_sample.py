@@ -357,6 +357,28 @@ def test_constant_steps_that_sum_to_the_span_up_to_rounding_take_no_sliver_step(
     assert int(sol.stats.steps[0]) == 10
 
 
+def test_a_rejected_first_step_on_a_span_of_many_decades_shrinks_instead_of_underflowing():
+    # Save times 0, 1e-4, ..., 1e11 (Robertson-like). A step from 0 may be stretched onto 1e-4 by
+    # rounding slack only, i.e. ulps of 1e-4, not of 1e11 (9e-5): else the first step is stretched
+    # up to the save time, rejected, and its shrunk retry judged to be stretched onto it again,
+    # which ended the sample with DT_UNDERFLOW at t = 0.
+    term = nct.ODETerm(lambda t, y, args: -1e5 * (y - 1))
+    times = torch.cat([torch.zeros(1, dtype=F64), torch.logspace(-4, 11, 16, dtype=F64)])
+    for dt0 in (5e-5, 1e-4):
+        sol = nct.solve(
+            term,
+            torch.zeros(1, 1, dtype=F64),
+            times,
+            solver=nct.Kvaerno5(),
+            controller=nct.PIDController(rtol=1e-6, atol=1e-9),
+            dt0=dt0,
+            throw=False,
+        )
+        assert sol.status.tolist() == [nct.Status.SUCCESS], dt0
+        assert int(sol.stats.rejected[0]) >= 1  # the case: a first step that is rejected
+        torch.testing.assert_close(sol.ys[0, 1:, 0], 1 - torch.exp(-1e5 * times[1:]), rtol=1e-5, atol=1e-6)
+
+
 def test_a_field_that_is_nan_at_the_start_fails_that_sample_without_spinning():
     # sqrt of a negative rate: the slope at t0 is NaN, so no step size can help; the sample
     # fails as NONFINITE before its first step, with or without a given first step.
