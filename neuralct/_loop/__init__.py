@@ -33,7 +33,9 @@ One iteration (`loop._iterate`) reads as the algorithm:
 No step reads a device value to decide: rare paths (rejections, landings, jumps, failures)
 are device-side masks, and an iteration after a sample is done is an exact no-op for it. The
 loop reads the device only at its looks (`look.py`), every 8 to 32 iterations: how many
-samples still run, and what the window of saves has to write. (Events still read once per
+samples still run, and what the window of saves has to write. The checks that a step's path
+queries make (a `BrownianGrid`'s on-grid check) are noted on the device and read in the same
+transfers (`checks.py`). (Events still read once per
 step whether any sample crossed, to locate crossings only then.) With `compact=True` a look
 that finds at most half of the batch running moves those samples into a smaller batch and
 scatters their results back (`compaction.py`).
