@@ -111,8 +111,9 @@ class Problem:
 
     @functools.cached_property
     def time_slack(self) -> Tensor:
-        """`[B]` a few ulps of the largest time magnitude each sample meets: how far a step may
-        fall short of a boundary by rounding alone."""
+        """`[B]` a few ulps of the largest time magnitude each sample meets: how far a fixed step,
+        whose rounding accumulates over the span, may fall short of a boundary by rounding alone
+        (an adaptive step's slack is that of its own times, see `_loop.clock.reach`)."""
         largest = torch.maximum(self.ts[:, 0].abs(), self.t_end.abs())
         return 4 * torch.finfo(self.ts.dtype).eps * largest
 

@@ -49,11 +49,12 @@ def reach(problem: Problem, h: Tensor, t: Tensor) -> Tensor:
     adaptive step's end is rounded once, so its are ulps of the step's own times. (Ulps of the
     largest time would let a step from 0 stretch by 9e-5 on a span to 1e11, and declare a rejected
     first step there unable to shrink.)"""
+    size = h.abs()
     if problem.controller.adaptive:
-        slack = torch.add(t.abs(), h.abs()).mul_(4 * torch.finfo(t.dtype).eps)
+        slack = torch.add(t.abs(), size).mul_(4 * torch.finfo(t.dtype).eps)
     else:
         slack = problem.time_slack
-    return torch.add(slack, h.abs(), alpha=1.001)
+    return torch.add(slack, size, alpha=1.001)
 
 
 def advance_clock(problem: Problem, s: LoopState, step: Attempt, next_jump: Tensor, landed: Tensor | None) -> Clock:
