@@ -104,6 +104,10 @@ _SOLVERS = _entries(
             "Reversible Heun: an algebraically reversible scheme for Stratonovich SDEs",
         ),
         "sra1": ("SRA1", "Roessler's SRA1 for additive noise: strong order 1.5, adaptive"),
+        "step_doubling": (
+            "StepDoubling",
+            "Milstein made adaptive by step doubling on one Brownian path (Ito or Stratonovich)",
+        ),
         # DDE
         "method_of_steps": (
             "MethodOfSteps",

@@ -28,7 +28,7 @@ from .rk import (
     Ralston,
     Tsit5,
 )
-from .sde import SRA1, AbstractSDESolver, EulerMaruyama, Milstein, ReversibleHeun, StochasticHeun
+from .sde import SRA1, AbstractSDESolver, EulerMaruyama, Milstein, ReversibleHeun, StepDoubling, StochasticHeun
 
 __all__ = [
     "AbstractExplicitRK",
@@ -55,6 +55,7 @@ __all__ = [
     "Ralston",
     "ReversibleHeun",
     "SRA1",
+    "StepDoubling",
     "StepResult",
     "StochasticHeun",
     "Tsit5",

@@ -4,8 +4,10 @@ Conventions every SDE solver follows:
 
 - It integrates an [`SDETerm`][neuralct.SDETerm]. Solvers with an embedded error estimate
   (`StochasticHeun`, `SRA1`) also run under `nct.PIDController`; the others have
-  `error_order = None` and run with `nct.ConstantStep(dt)` only. Either way the step loop
-  lands exactly on save times.
+  `error_order = None` and run with `nct.ConstantStep(dt)` only, unless wrapped in
+  `StepDoubling` (the explicit ones, `EulerMaruyama` and `Milstein`), whose estimate is the
+  difference of one step and two half steps. Either way the step loop lands exactly on save
+  times.
 - `error_order` is $q - 1$ where the error estimate of a step of size $h$ scales as
   $h^q$ (the controller's exponent is $1/q$): a difference of two methods of strong orders
   $p < \\hat p$ is of size $h^{p + 1/2}$, so `error_order` $= p - 1/2$ (diffrax's
@@ -27,6 +29,7 @@ Conventions every SDE solver follows:
 
 from __future__ import annotations
 
+import abc
 import inspect
 from typing import Any, ClassVar, cast
 
@@ -36,7 +39,7 @@ from ...errors import IncompatibleTermError
 from ...terms.base import AbstractTerm
 from ...terms.noise import NoiseType, SDEType
 from ...terms.sde import SDETerm
-from ..base import AbstractSolver, Carry
+from ..base import AbstractSolver, Carry, StepResult
 
 ALL_NOISE = frozenset(NoiseType)
 
@@ -70,9 +73,10 @@ class AbstractSDESolver(AbstractSolver):
         `term`: no error estimate, or a Brownian motion whose values depend on the query
         sequence or that cannot be queried off a grid (a `BrownianGrid`)."""
         if not self.adaptive:
+            name = type(self).__name__
+            wrap = f", or nct.StepDoubling(nct.{name}())" if name in doubling_sde_solvers() else ""
             raise IncompatibleTermError(
-                f"solver {type(self).__name__} has no error estimate; adaptive SDE solvers: "
-                f"{', '.join(adaptive_sde_solvers())}"
+                f"solver {name} has no error estimate; adaptive SDE solvers: {', '.join(adaptive_sde_solvers())}{wrap}"
             )
         brownian = term.noise.brownian
         if getattr(brownian, "query_independent", False):
@@ -129,6 +133,38 @@ class AbstractStratonovichHeun(AbstractSDESolver):
         return self.order if noise_type == NoiseType.GENERAL else 1.0
 
 
+class AbstractExplicitSDESolver(AbstractSDESolver):
+    """An explicit one-step SDE method that reads the drift and the diffusion at the step's start
+    $(t_0, y_0)$, the Brownian increment $\\Delta W$, and whatever further evaluations it makes
+    itself (`EulerMaruyama`, `Milstein`). No carry, no error estimate; `StepDoubling` wraps these,
+    sharing the start's two evaluations between its whole step and its first half step."""
+
+    @property
+    def reads_step_end(self) -> bool:
+        """`False`: drift and diffusion are read at the step's start only, so steps land
+        exactly on jump times and take the Brownian increment over the whole gap."""
+        return False
+
+    def step(
+        self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
+    ) -> StepResult:
+        """One step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`: two evaluations at the
+        start, then `advance`."""
+        dw = brownian_step(term, t0, h)
+        drift = term.drift_field(t0, y0, args)
+        diffusion = term.diffusion(t0, y0, args)
+        y1, evals = self.advance(term, t0, y0, h, dw, (drift, diffusion), args)
+        return StepResult(y1=y1, error=None, carry=(), evals=2 + evals, coeffs=linear_coefficients(y0, y1, dense))
+
+    @abc.abstractmethod
+    def advance(
+        self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, dw: Tensor, start: tuple[Tensor, Tensor], args: Any
+    ) -> tuple[Tensor, int]:
+        """The step's end `[B, *state]` from `(t0 [B], y0 [B, *state])` by the signed step `h` `[B]`
+        with increment `dw` `[B, M]`, given `start = (drift, diffusion)` evaluated at `(t0, y0)`,
+        and the evaluations it made beyond those two."""
+
+
 def sde_solvers_for(noise_type: NoiseType, sde_type: SDEType) -> list[str]:
     """Names of the concrete SDE solvers that handle `noise_type` with `sde_type`."""
     return sorted(
@@ -141,13 +177,31 @@ def adaptive_sde_solvers() -> list[str]:
     return sorted({cls.__name__ for cls in _concrete_sde_solvers() if cls.error_order is not None})
 
 
+def doubling_sde_solvers() -> list[str]:
+    """Names of the solvers `StepDoubling` wraps: the concrete `AbstractExplicitSDESolver`s of
+    strong order at least 1 for every noise type they accept (see `can_double`)."""
+    return sorted({cls.__name__ for cls in _concrete_sde_solvers() if can_double(cls)})
+
+
+def can_double(solver: object) -> bool:
+    """Whether `StepDoubling` can wrap `solver` (an instance or a class): an explicit SDE method
+    of strong order at least 1. Steps chosen from the Brownian path are not previsible, and a
+    method of order 1/2 (Euler-Maruyama) then converges to another limit, as its sums of
+    $\\Delta W^2$ need not approach the elapsed time (Foster & Jelinčič, "On the convergence of
+    adaptive approximations for stochastic differential equations", arXiv:2311.14201, 2024)."""
+    kind = solver if isinstance(solver, type) else type(solver)
+    return issubclass(kind, AbstractExplicitSDESolver) and kind.order >= 1
+
+
 def _concrete_sde_solvers() -> list[type[AbstractSDESolver]]:
-    """Every concrete subclass of `AbstractSDESolver`, at any depth."""
+    """Every concrete subclass of `AbstractSDESolver`, at any depth, that declares its noise types
+    on the class: a wrapper (`StepDoubling`) takes them from the solver it wraps, and messages
+    name it apart."""
     found, pending = [], list(AbstractSDESolver.__subclasses__())
     while pending:
         cls = pending.pop(0)
         pending.extend(cls.__subclasses__())
-        if not inspect.isabstract(cls):
+        if not inspect.isabstract(cls) and isinstance(cls.noise_types, frozenset):
             found.append(cls)
     return found
 

@@ -10,12 +10,11 @@ from torch import Tensor
 
 from ...terms.noise import NoiseType, SDEType
 from ...terms.sde import SDETerm
-from ..base import Carry, StepResult
-from .base import AbstractSDESolver, brownian_step, linear_coefficients, step_size
+from .base import AbstractExplicitSDESolver, step_size
 
 
 @dataclass(frozen=True)
-class Milstein(AbstractSDESolver):
+class Milstein(AbstractExplicitSDESolver):
     """Milstein's method in derivative-free (Runge-Kutta) form, strong order 1.
 
     The Milstein scheme (Milstein, "Approximate integration of stochastic differential
@@ -35,7 +34,8 @@ class Milstein(AbstractSDESolver):
 
     Handles diagonal and scalar noise (both commutative, so no Lévy area is needed) and
     additive noise, where the correction vanishes and the step is Euler-Maruyama's (two
-    evaluations). Weak order 1. Fixed-step only: use `nct.ConstantStep(dt)`.
+    evaluations). Weak order 1. Fixed-step with `nct.ConstantStep(dt)`; adaptive as
+    `nct.StepDoubling(nct.Milstein())`.
     """
 
     order: ClassVar[float] = 1.0
@@ -43,23 +43,16 @@ class Milstein(AbstractSDESolver):
     noise_types: ClassVar[frozenset[NoiseType]] = frozenset({NoiseType.DIAGONAL, NoiseType.SCALAR, NoiseType.ADDITIVE})
     sde_types: ClassVar[frozenset[SDEType]] = frozenset(SDEType)
 
-    @property
-    def reads_step_end(self) -> bool:
-        """`False`: drift and diffusion are read at the step's start only, so steps land
-        exactly on jump times and take the Brownian increment over the whole gap."""
-        return False
-
-    def step(
-        self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, carry: Carry, args: Any, dense: bool
-    ) -> StepResult:
-        """One step of signed size `h` `[B]` from `(t0 [B], y0 [B, *state])`."""
-        dw = brownian_step(term, t0, h)
+    def advance(
+        self, term: SDETerm, t0: Tensor, y0: Tensor, h: Tensor, dw: Tensor, start: tuple[Tensor, Tensor], args: Any
+    ) -> tuple[Tensor, int]:
+        """The Milstein step `[B, *state]` from `start = (drift, diffusion)` at `(t0, y0)`, with the
+        evaluations of the difference quotient (1 Itô, 2 Stratonovich, 0 additive)."""
         hs = step_size(h, y0)
-        drift = term.drift_field(t0, y0, args)
-        diffusion = term.diffusion(t0, y0, args)
+        drift, diffusion = start
         euler = y0 + hs * drift
         y1 = euler + term.prod(diffusion, dw)
-        evals = 2
+        evals = 0
         if term.noise_type != NoiseType.ADDITIVE:
             # Samples with h = 0 (finished ones) divide by 1 instead of 0, so no NaN reaches autograd.
             root = torch.where(hs == 0, torch.ones_like(hs), hs.abs().sqrt())
@@ -72,5 +65,5 @@ class Milstein(AbstractSDESolver):
             behind_g = diffusion if behind is None else term.diffusion(t0, behind, args)
             scale = 2 * root if behind is None else 4 * root
             y1 = y1 + term.prod(ahead_g - behind_g, v) / scale
-            evals = 3 if behind is None else 4
-        return StepResult(y1=y1, error=None, carry=(), evals=evals, coeffs=linear_coefficients(y0, y1, dense))
+            evals = 1 if behind is None else 2
+        return y1, evals
