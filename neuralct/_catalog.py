@@ -88,6 +88,7 @@ _SOLVERS = _entries(
         "implicit_euler": ("ImplicitEuler", "Implicit Euler: order 1, L-stable, for stiff problems"),
         "kvaerno3": ("Kvaerno3", "Kvaerno's ESDIRK 3(2): order 3, L-stable, for stiff problems at moderate rtol"),
         "kvaerno5": ("Kvaerno5", "Kvaerno's ESDIRK 5(4): order 5, L-stable, for stiff problems at tight rtol"),
+        "radau5": ("Radau5", "Radau IIA of order 5: L-stable collocation, coupled Newton, for small stiff systems"),
         "kencarp4": ("KenCarp4", "Kennedy-Carpenter ARK4(3)6L: order 4, IMEX over a SplitTerm, else implicit"),
         # linear terms
         "zoh": ("ZOH", "Zero-order hold for a LinearTerm, exact for input held constant over each step"),

@@ -117,9 +117,11 @@ def _problem(
     check_step_options(max_steps, dt0)
     _check_compile(compile, solver, term)
     solver.check_term(term)
-    controller.check_solver(solver)
+    # The solver's own check first: an SDE solver without an error estimate names the adaptive
+    # SDE solvers, where the controller's generic message would suggest an ODE solver.
     if controller.adaptive and isinstance(solver, AbstractSolver):
         solver.check_adaptive_term(term)
+    controller.check_solver(solver)
     problem = Problem(
         term=term,
         solver=solver,

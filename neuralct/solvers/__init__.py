@@ -1,7 +1,7 @@
 """Solvers: one-step methods for each kind of term, grouped by family.
 
 - `rk`: Runge-Kutta methods (the Butcher tableau, explicit methods, implicit Euler, the ESDIRK
-  methods Kvaerno3/Kvaerno5 and the IMEX pair KenCarp4);
+  methods Kvaerno3/Kvaerno5, the IMEX pair KenCarp4 and the Radau IIA method Radau5);
 - `sde`: SDE methods, fixed-step and adaptive;
 - `dde`: the method of steps for delay equations;
 - `linear`: zero-order hold and the bilinear transform for `LinearTerm`.
@@ -24,6 +24,7 @@ from .rk import (
     KenCarp4,
     Kvaerno3,
     Kvaerno5,
+    Radau5,
     Midpoint,
     Ralston,
     Tsit5,
@@ -48,6 +49,7 @@ __all__ = [
     "KenCarp4",
     "Kvaerno3",
     "Kvaerno5",
+    "Radau5",
     "MethodOfSteps",
     "Midpoint",
     "Milstein",

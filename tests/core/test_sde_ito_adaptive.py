@@ -188,6 +188,10 @@ def test_an_explicit_solver_without_estimate_names_step_doubling_when_it_can_wra
         nct.Milstein().check_adaptive_term(term)
     with pytest.raises(nct.IncompatibleTermError, match="adaptive SDE solvers: SRA1, StochasticHeun$"):
         nct.EulerMaruyama().check_adaptive_term(term)
+    # Through `solve`, the SDE solver's message comes before PIDController's generic one (which
+    # would suggest an ODE solver such as Tsit5).
+    with pytest.raises(nct.IncompatibleTermError, match=r"or nct.StepDoubling\(nct.Milstein\(\)\)"):
+        nct.solve(term, torch.ones(2, 1, dtype=F64), ONE, solver=nct.Milstein(), controller=pid(1e-3))
 
 
 def test_the_registry_builds_step_doubling_around_milstein():

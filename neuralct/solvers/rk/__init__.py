@@ -1,5 +1,5 @@
 """Runge-Kutta methods: the Butcher tableau, explicit methods driven by one, implicit (ESDIRK and
-IMEX) methods with per-sample Newton."""
+IMEX) methods and Radau IIA with per-sample Newton."""
 
 from .butcher import ButcherTableau
 from .dopri5 import Dopri5
@@ -11,6 +11,7 @@ from .implicit_euler import ImplicitEuler
 from .kencarp4 import KenCarp4
 from .kvaerno3 import Kvaerno3
 from .kvaerno5 import Kvaerno5
+from .radau import Radau5
 from .tableaus import RK4, Bosh3, Euler, Heun, Midpoint, Ralston
 from .tsit5 import Tsit5
 
@@ -30,6 +31,7 @@ __all__ = [
     "Kvaerno3",
     "Kvaerno5",
     "Midpoint",
+    "Radau5",
     "Ralston",
     "Tsit5",
 ]

@@ -18,14 +18,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..._checks import check_int, check_number
 from ...paths.dense import Coefficients, StageCoefficients
 from ...terms.base import AbstractDriftTerm, stage_times
 from ...terms.split import SplitTerm
 from ..base import AbstractSolver, Carry, StepResult
 from .esdirk import ESDIRKTableau
 from .explicit import broadcast_step, combine_stages, hermite_coefficients, step_with
-from .newton import Factorisation, NewtonTolerance, batched_jacobian
+from .newton import Factorisation, NewtonOptions, batched_jacobian
 from .stages import Parts, StageRun, attach_graph, merge_runs, run_stages
 
 # A sample whose chord iteration contracted more slowly than this gets a fresh Jacobian next step.
@@ -33,7 +32,7 @@ REFRESH_RATE = 0.1
 
 
 @dataclass(frozen=True)
-class AbstractImplicitRK(AbstractSolver):
+class AbstractImplicitRK(NewtonOptions, AbstractSolver):
     """An ESDIRK method (or IMEX pair) given by the class attribute `tableau`.
 
     The carry is `(f0, g0, jac, refresh, fresh)`: the slope $F(t_0, y_0)$ `[B, *state]`, its
@@ -61,17 +60,8 @@ class AbstractImplicitRK(AbstractSolver):
     Jacobian it asked for (its forward pass), so it never depends on its batch mates.
     """
 
-    newton_tol: float | None = None
-    newton_atol: float | None = None
-    max_newton_iters: int = 10
-
     tableau: ClassVar[ESDIRKTableau]
     term_types: ClassVar[tuple[type, ...]] = (AbstractDriftTerm,)
-
-    def __post_init__(self) -> None:
-        check_number("newton_tol", self.newton_tol, 0.0, open_low=True, optional=True)
-        check_number("newton_atol", self.newton_atol, 0.0, open_low=True, optional=True)
-        check_int("max_newton_iters", self.max_newton_iters)
 
     @property
     def dense_order(self) -> int:
@@ -82,12 +72,6 @@ class AbstractImplicitRK(AbstractSolver):
     def interpolates_saves(self) -> bool:
         """Interpolate save times only when the dense output is within one order of the method."""
         return self.dense_order >= self.order - 1
-
-    def tolerance(self, like: Tensor) -> NewtonTolerance:
-        """The Newton test for states like `like` (defaults resolved by its dtype)."""
-        rtol = self.newton_tol if self.newton_tol is not None else torch.finfo(like.dtype).eps ** 0.5
-        atol = self.newton_atol if self.newton_atol is not None else rtol
-        return NewtonTolerance(rtol, atol, self.max_newton_iters)
 
     def parts(self, term: AbstractDriftTerm) -> tuple[AbstractDriftTerm | None, AbstractDriftTerm]:
         """`(explicit, implicit)` parts of `term`: those of a `SplitTerm` under an IMEX tableau,

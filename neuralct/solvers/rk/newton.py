@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..._checks import describe
+from ..._checks import check_int, check_number, describe
 from ...errors import IncompatibleTermError
 from ...terms.base import AbstractDriftTerm
 
@@ -92,11 +92,16 @@ class Factorisation:
     def of(cls, jac: Tensor, scale: Tensor) -> Factorisation:
         """Factorise $I - s_b J_b$ for `jac` `[B, N, N]` and `scale` `[B]` ($s = h\\gamma$)."""
         eye = torch.eye(jac.shape[1], dtype=jac.dtype, device=jac.device)
-        matrix = eye - scale.reshape(-1, 1, 1) * jac
-        if jac.shape[1] == 1:
+        return cls.invert(eye - scale.reshape(-1, 1, 1) * jac)
+
+    @classmethod
+    def invert(cls, matrix: Tensor) -> Factorisation:
+        """Factorise every sample's iteration matrix `matrix` `[B, N, N]`."""
+        if matrix.shape[1] == 1:
             inverse = matrix.reciprocal()
         else:
             lu, pivots, info = torch.linalg.lu_factor_ex(matrix)
+            eye = torch.eye(matrix.shape[1], dtype=matrix.dtype, device=matrix.device)
             inverse = torch.linalg.lu_solve(lu, pivots, eye.expand_as(matrix))
             inverse = torch.where((info != 0)[:, None, None], torch.nan, inverse)
         return cls(inverse, ~torch.isfinite(inverse).flatten(1).all(dim=1))
@@ -133,6 +138,33 @@ class NewtonTolerance:
 
 
 @dataclass(frozen=True)
+class NewtonOptions:
+    """The Newton options an implicit solver takes (see `AbstractImplicitRK` and `Radau5`).
+
+    Args:
+        newton_tol: relative tolerance of the Newton iterate's estimated error; `None` uses the
+            square root of the state dtype's machine epsilon (1.5e-8 in float64, 3.5e-4 in float32).
+        newton_atol: absolute tolerance of the Newton update; `None` uses `newton_tol`.
+        max_newton_iters: Newton iterations allowed per solve.
+    """
+
+    newton_tol: float | None = None
+    newton_atol: float | None = None
+    max_newton_iters: int = 10
+
+    def __post_init__(self) -> None:
+        check_number("newton_tol", self.newton_tol, 0.0, open_low=True, optional=True)
+        check_number("newton_atol", self.newton_atol, 0.0, open_low=True, optional=True)
+        check_int("max_newton_iters", self.max_newton_iters)
+
+    def tolerance(self, like: Tensor) -> NewtonTolerance:
+        """The Newton test for states like `like` (defaults resolved by its dtype)."""
+        rtol = self.newton_tol if self.newton_tol is not None else torch.finfo(like.dtype).eps ** 0.5
+        atol = self.newton_atol if self.newton_atol is not None else rtol
+        return NewtonTolerance(rtol, atol, self.max_newton_iters)
+
+
+@dataclass(frozen=True)
 class StageSolution:
     """One stage solved for every sample.
 
@@ -163,10 +195,7 @@ def solve_stage(
     """Solve $z = r + h\\gamma F(z)$ per sample by the chord iteration
     $z \\leftarrow z - M^{-1}(z - r - h\\gamma F(z))$ with $M = I - h\\gamma J$ held fixed.
 
-    A sample stops (its iterate frozen) once converged (see `NewtonTolerance`) or failed: its
-    update did not shrink ($\\theta \\ge 1$, divergence) or shrinks too slowly to converge within
-    `tol.max_iters` iterations ($\\theta^{k_{max} - k} \\tfrac{\\theta}{1-\\theta}\\|\\Delta_k\\| > 1$),
-    went non-finite, or its matrix is singular.
+    See `chord` for when a sample stops; its norm is scaled by the first guess `z0`.
 
     Args:
         field: $F$ at the stage time, `[B, *state]` -> `[B, *state]`.
@@ -179,8 +208,41 @@ def solve_stage(
         rate: `[B]` each sample's contraction $\\theta_0$ at its previous stage (0: none), which lets
             a sample converge after one iteration.
     """
+
+    def residual(z: Tensor) -> Tensor:
+        return torch.addcmul(z - rhs, hg, field(z), value=-1)
+
+    return chord(residual, z0, factors, tol, tol.inverse_scale(z0), skip, rate)
+
+
+def chord(
+    residual: StageMap,
+    z0: Tensor,
+    factors: Factorisation,
+    tol: NewtonTolerance,
+    inverse_scale: Tensor,
+    skip: Tensor | None = None,
+    rate: Tensor | None = None,
+) -> StageSolution:
+    """Solve $G(z) = 0$ per sample by the chord iteration $z \\leftarrow z - M^{-1} G(z)$ with the
+    factorised $M \\approx \\partial G / \\partial z$ held fixed.
+
+    A sample stops (its iterate frozen) once converged (see `NewtonTolerance`) or failed: its
+    update did not shrink ($\\theta \\ge 1$, divergence) or shrinks too slowly to converge within
+    `tol.max_iters` iterations ($\\theta^{k_{max} - k} \\tfrac{\\theta}{1-\\theta}\\|\\Delta_k\\| > 1$),
+    went non-finite, or its matrix is singular.
+
+    Args:
+        residual: $G$, `[B, *shape]` -> `[B, *shape]` (one field evaluation per call).
+        z0: `[B, *shape]` first guess.
+        factors: the factorised $M$ of every sample (`[B, K, K]`, K the size of `*shape`).
+        tol: the iteration limit (its tolerances are already in `inverse_scale`).
+        inverse_scale: `[B, *shape]` the norm's weights (see `NewtonTolerance.inverse_scale`).
+        skip: `[B]` samples not to iterate; they stay failed.
+        rate: `[B]` each sample's contraction $\\theta_0$ at its previous solve (0: none), which lets
+            a sample converge after one iteration.
+    """
     batch = z0.shape[0]
-    inverse_scale = tol.inverse_scale(z0)
     rate = torch.zeros(batch, dtype=z0.dtype, device=z0.device) if rate is None else rate
     eta = _first_factor(rate)
     z = z0
@@ -190,7 +252,7 @@ def solve_stage(
     own = torch.zeros(batch, dtype=torch.long, device=z0.device)  # iterations run while a mate had stopped
     while iterations < tol.max_iters and finished < batch:
         iterations += 1
-        delta = factors.solve(torch.addcmul(z - rhs, hg, field(z), value=-1))
+        delta = factors.solve(residual(z))
         size = torch.linalg.vector_norm((delta * inverse_scale).flatten(1), dim=1)
         if previous is None:
             theta, converged, bad = rate, size * eta <= 1, ~torch.isfinite(size)
