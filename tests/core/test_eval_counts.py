@@ -130,6 +130,7 @@ PROBLEMS = {
     "neural_ode_bosh3": lambda: _neural_ode(nct.Bosh3()),
     "van_der_pol_tsit5": lambda: _van_der_pol(nct.Tsit5(), ADAPTIVE),
     "van_der_pol_implicit_euler": lambda: _van_der_pol(nct.ImplicitEuler(), nct.PIDController(rtol=1e-4, atol=1e-6)),
+    "van_der_pol_radau5": lambda: _van_der_pol(nct.Radau5(), nct.PIDController(rtol=1e-6, atol=1e-8, predictive=True)),
     "model_ncde": lambda: _model("ncde", nct.Dopri8()),
     "model_ltc": lambda: _model("ltc", nct.Dopri8()),
     "model_tau_gru": lambda: _model("tau_gru", nct.MethodOfSteps(nct.Dopri8())),

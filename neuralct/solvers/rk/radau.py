@@ -222,14 +222,19 @@ def _error(
     which makes the estimate $O(h^4)$ on stiff components too, so a rejected step is not cut again
     and again (Hairer & Wanner IV.8)."""
     weights = _constants(y0.dtype, y0.device)[2]
-    factors = Factorisation.of(jac, h / MU_REAL)
+    eye = torch.eye(jac.shape[1], dtype=jac.dtype, device=jac.device)
+    lu, pivots, _ = torch.linalg.lu_factor_ex(torch.addcmul(eye, (h / -MU_REAL).reshape(-1, 1, 1), jac))
     hs = h.reshape((-1,) + (1,) * (y0.ndim - 1))
     combined = torch.tensordot(weights, z, dims=([0], [1]))
-    error = factors.solve(torch.addcmul(combined, hs, f0).div_(MU_REAL))
+
+    def filtered(slope: Tensor) -> Tensor:  # a singular matrix gives a non-finite estimate: a rejection
+        rhs = torch.addcmul(combined, hs, slope).div_(MU_REAL).reshape(y0.shape[0], -1, 1)
+        return torch.linalg.lu_solve(lu, pivots, rhs).reshape(y0.shape)
+
+    error = filtered(f0)
     if not bool(retried.any()):
         return error, torch.zeros_like(retried, dtype=torch.long)
-    slope = term.vector_field(t0, y0 + error, args)
-    refined = factors.solve(torch.addcmul(combined, hs, slope).div_(MU_REAL))
+    refined = filtered(term.vector_field(t0, y0 + error, args))
     rows = retried.reshape((-1,) + (1,) * (y0.ndim - 1))
     return torch.where(rows, refined, error), retried.long()
 
@@ -273,12 +278,15 @@ def _attach_graph(
 ) -> tuple[Tensor, int]:
     """`(z, evals)`: the converged increments `z_star` `[B, 3, *state]` put on the graph by one exact
     Newton step $Z = Z^* - M^{-1} G(Z^*)$, $M_{ij} = \\delta_{ij} I - h a_{ij} J(y_0 + Z^*_j)$: the
-    implicit-function derivative. `z_star` unchanged (no evaluations) when nothing requires a gradient."""
+    implicit-function derivative. `z_star` unchanged when nothing requires a gradient (found by
+    evaluating the first stage: one evaluation)."""
     matrix = _constants(y0.dtype, y0.device)[0]
     times = [t0 + c * h for c in NODES]
-    slopes = _stage_slopes(term, times, y0, z_star, args)
-    if not slopes.requires_grad:
-        return z_star, 3
+    first = term.vector_field(times[0], y0 + z_star[:, 0], args)
+    if not first.requires_grad:  # grad mode on, but nothing to differentiate: one evaluation to know it
+        return z_star, 1
+    rest = [term.vector_field(t, y0 + z_star[:, i], args) for i, t in enumerate(times[1:], start=1)]
+    slopes = torch.stack([first, *rest], dim=1)
     batch, size = y0.shape[0], y0[0].numel()
     jacobians = torch.stack(
         [batched_jacobian(term, t, (y0 + z_star[:, i]).detach(), args) for i, t in enumerate(times)], dim=1
