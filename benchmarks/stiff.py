@@ -1,4 +1,4 @@
-"""Stiff problems vs SciPy: Kvaerno5 against Radau and BDF at equal error, one problem and a batch.
+"""Stiff problems vs SciPy: Radau5 and Kvaerno5 against Radau and BDF at equal error, one problem and a batch.
 
 Three cases, float64, CPU:
 
@@ -8,16 +8,18 @@ Three cases, float64, CPU:
   [0, 3 mu] (about two cycles each) with 11 save times: one neuralct solve of the batch against
   SciPy looping over the samples.
 
-neuralct's `Kvaerno5` with a `PIDController` at safety 0.8 (the stiff guide's setting) runs at
-several rtol (Newton tolerances rtol / 300 and atol / 300); SciPy's `solve_ivp` with Radau and BDF at
-several rtol, both with the case's atol (Van der Pol 1e-6, Robertson 1e-10). The reference is SciPy
+neuralct runs at several rtol: `Radau5` under `PIDController(predictive=True)` with Newton tolerances
+1/1000 of the controller's (SciPy's choice), and `Kvaerno5` under a `PIDController` at safety 0.8 with
+Newton tolerances 1/300 (the stiff guide's settings); SciPy's `solve_ivp` with Radau and BDF at several
+rtol, all with the case's atol (Van der Pol 1e-6, Robertson 1e-10). The reference is SciPy
 Radau at rtol 1e-12 (atol 1e-6 of the case's), checked against Radau at tolerances ten times looser
 (BDF fails at 1e-12 on Van der Pol, and DOP853 cannot integrate these problems in reasonable time).
 The error is the largest over samples, components and save times of $|y - y_{ref}| / (atol +
 10^{-6} |y_{ref}|)$: in units of an rtol 1e-6 tolerance, so the accuracy target "within 10x
 tolerance at rtol 1e-6" is an error at most 10. Equal error: each SciPy method's wall time at
 neuralct's error is interpolated log-log on its work-precision front (no extrapolation); the speed
-target is the worst ratio over neuralct's tolerances whose error lies in Radau's range. Run:
+target is the worst ratio over neuralct's tolerances whose error lies in Radau's range. The targets
+are taken by `Radau5`, the guide's recommendation for small stiff systems; `Kvaerno5` is shown beside. Run:
 `python -m benchmarks.stiff [--quick]`, which writes `benchmarks/results/stiff-<machine>[-quick].*`.
 """
 
@@ -46,20 +48,24 @@ from benchmarks.harness import (
     wall_at_error,
 )
 from benchmarks.report import machine_info, results_stem, write_results
-from neuralct.solvers import Kvaerno5
-from neuralct.solvers.rk.newton import batched_jacobian, solve_stage
+from neuralct.solvers import Kvaerno5, Radau5
+from neuralct.solvers.rk.newton import batched_jacobian, chord
 
 D = torch.float64
 RESULTS = Path(__file__).parent / "results"
 OURS = (1e-6, 1e-7, 1e-8)
-SCIPY = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
-PEERS = ("Radau", "BDF")
+# Radau reaches down to 1e-10 so that its work-precision front covers Radau5's errors (0.004 tolerances on
+# Robertson at rtol 1e-8, below Radau's 0.066 at rtol 1e-8); BDF stays above 1e-9, where it fails.
+SCIPY = {"Radau": (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10), "BDF": (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)}
+PEERS = tuple(SCIPY)
 ACCURACY_RTOL = 1e-6
-# Newton's tolerances as a fraction of the controller's: at 1/100 the Newton error of the six sequential
-# stages doubles the global error on Van der Pol mu=1000 (12.4 tolerances at rtol 1e-6, 6.3 with an exact
-# Newton); at 1/300 it is 5.4 for 10% more evaluations.
-NEWTON = 1 / 300
-# The controller's safety factor: at 0.8 rather than the default 0.9, Van der Pol mu=1000 at rtol 1e-6 rejects 65
+# Kvaerno5's Newton tolerances as a fraction of the controller's: at 1/100 the Newton error of the six
+# sequential stages doubles the global error on Van der Pol mu=1000 (12.4 tolerances at rtol 1e-6, 6.3 with
+# an exact Newton); at 1/300 it is 5.4 for 10% more evaluations. Radau5's: 1/1000, as SciPy's Radau at rtol
+# 1e-6 (its estimate is formed from the stages, which amplifies their Newton error).
+NEWTON = {"Kvaerno5": 1 / 300, "Radau5": 1e-3}
+TARGETED = "neuralct Radau5"
+# Kvaerno5's safety factor: at 0.8 rather than the default 0.9, Van der Pol mu=1000 at rtol 1e-6 rejects 65
 # of 473 steps instead of 169 of 562 (9988 evaluations instead of 12782, error 4.1 against 5.6 tolerances); the
 # batch of 16 rejects 11% instead of 30% (25% fewer evaluations); Robertson takes 147 steps instead of 135.
 SAFETY = 0.8
@@ -128,20 +134,24 @@ def solve_scipy(case: Case, method: str, rtol: float, atol: float) -> np.ndarray
     return np.stack(out)
 
 
-def solve_neuralct(case: Case, rtol: float) -> nct.Solution:
-    """One batched `Kvaerno5` solve (Newton tolerances `NEWTON` of the controller's); its `ys` are `[B, K, D]`."""
-    solver = Kvaerno5(newton_tol=rtol * NEWTON, newton_atol=case.atol * NEWTON)
+def solve_neuralct(case: Case, rtol: float, method: str = "Radau5") -> nct.Solution:
+    """One batched solve by `method` ("Radau5" or "Kvaerno5", with its settings above); its `ys` are
+    `[B, K, D]`."""
+    newton = {"newton_tol": rtol * NEWTON[method], "newton_atol": case.atol * NEWTON[method]}
+    if method == "Radau5":
+        solver, controller = Radau5(**newton), nct.PIDController(rtol=rtol, atol=case.atol, predictive=True)
+    else:
+        solver, controller = Kvaerno5(**newton), nct.PIDController(rtol=rtol, atol=case.atol, safety=SAFETY)
     with torch.no_grad():
-        sol = nct.solve(
+        return nct.solve(
             nct.ODETerm(case.torch_field),
             torch.tensor(case.y0, dtype=D),
             torch.tensor(case.times, dtype=D),
             solver=solver,
-            controller=nct.PIDController(rtol=rtol, atol=case.atol, safety=SAFETY),
+            controller=controller,
             args=torch.tensor(case.params, dtype=D),
             max_steps=200_000,
         )
-    return sol
 
 
 def reference(case: Case) -> tuple[np.ndarray, float]:
@@ -161,9 +171,10 @@ def measure(result: BenchmarkResult, case: Case, settings: Settings) -> dict[str
     """Every library at every tolerance: error and wall; returns the (error, wall) points."""
     truth, gap = reference(case)
     result.notes.append(f"{case.name}: the Radau reference agrees with Radau at rtol 1e-11 to {gap:.2g} error units.")
+    ours = OURS if not settings.quick else OURS[:2]
     runs: dict[str, tuple[Callable[[float], np.ndarray], tuple[float, ...]]] = {
-        "neuralct": (lambda rtol: solve_neuralct(case, rtol).ys.numpy(), OURS if not settings.quick else OURS[:2]),
-        **{f"scipy {m}": (lambda rtol, m=m: solve_scipy(case, m, rtol, case.atol), SCIPY) for m in PEERS},
+        **{f"neuralct {m}": (lambda rtol, m=m: solve_neuralct(case, rtol, m).ys.numpy(), ours) for m in NEWTON},
+        **{f"scipy {m}": (lambda rtol, m=m: solve_scipy(case, m, rtol, case.atol), SCIPY[m]) for m in PEERS},
     }
     points: dict[str, list[tuple[float, float]]] = {}
     for library, (solve, tolerances) in runs.items():
@@ -182,52 +193,52 @@ def measure(result: BenchmarkResult, case: Case, settings: Settings) -> dict[str
 def add_targets(result: BenchmarkResult, case: Case, points: dict[str, list[tuple[float, float]]]) -> None:
     """Accuracy at rtol 1e-6 within 10x; the Radau wall at neuralct's error over neuralct's, the worst
     over neuralct's tolerances whose error lies in Radau's range (NaN, not met, when none does): at
-    least 1 for the batch, at least 1/3 for a single problem."""
-    ours = dict(zip(OURS, points["neuralct"]))
+    least 1 for the batch, at least 1/3 for a single problem. Taken by `TARGETED`."""
+    ours = dict(zip(OURS, points[TARGETED]))
     error, wall = ours[ACCURACY_RTOL]
-    result.targets.append(Target(f"{case.name}: neuralct error at rtol 1e-6 (units of tolerance)", error, 10.0, True))
+    result.targets.append(Target(f"{case.name}: {TARGETED} error at rtol 1e-6 (units of tolerance)", error, 10.0, True))
     required = 1.0 if "batch" in case.name else 1 / 3
     for peer in PEERS:
         peer_wall = wall_at_error(points[f"scipy {peer}"], error)
         note = "outside SciPy's range" if peer_wall is None else f"{peer_wall * 1e3:.4g} ms at that error"
-        ours_note = f"neuralct rtol 1e-6, error {error:.3g} in {wall * 1e3:.4g} ms"
+        ours_note = f"{TARGETED} rtol 1e-6, error {error:.3g} in {wall * 1e3:.4g} ms"
         result.notes.append(f"{case.name}: {ours_note}; {peer} {note}.")
     ratios = [
         peer_wall / ours_wall
-        for ours_error, ours_wall in points["neuralct"]
+        for ours_error, ours_wall in points[TARGETED]
         if (peer_wall := wall_at_error(points["scipy Radau"], ours_error)) is not None
     ]
     worst = min(ratios) if ratios else math.nan
-    label = f"{case.name}: Radau / neuralct wall at equal error, worst of {len(ratios)} points"
+    label = f"{case.name}: Radau / {TARGETED} wall at equal error, worst of {len(ratios)} points"
     result.targets.append(Target(label, worst, required))
 
 
-def profile_note(case: Case) -> str:
-    """Where one neuralct solve at rtol 1e-6 spends its time."""
+def profile_note(case: Case, method: str) -> str:
+    """Where one neuralct solve by `method` at rtol 1e-6 spends its time."""
     parts = {
-        "Newton iterations (field included)": (solve_stage,),
+        "Newton iterations (field included)": (chord,),
         "Jacobians": (batched_jacobian,),
         "vector field": (case.torch_field,),
     }
-    shares = profile_shares(lambda: solve_neuralct(case, ACCURACY_RTOL), parts)
+    shares = profile_shares(lambda: solve_neuralct(case, ACCURACY_RTOL, method), parts)
     split = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
-    return f"cProfile of neuralct on {case.name} at rtol 1e-6: {split} (the field is counted inside Newton too)."
+    return f"cProfile of {method} on {case.name} at rtol 1e-6: {split} (the field is counted inside Newton too)."
 
 
-def work_note(case: Case) -> str:
-    """The work of one neuralct solve at rtol 1e-6: steps, rejections, evaluations per step (per sample,
-    the largest over the batch)."""
-    stats = solve_neuralct(case, ACCURACY_RTOL).stats
+def work_note(case: Case, method: str) -> str:
+    """The work of one neuralct solve by `method` at rtol 1e-6: steps, rejections, evaluations per step
+    (per sample, the largest over the batch)."""
+    stats = solve_neuralct(case, ACCURACY_RTOL, method).stats
     steps, rejected, evals = (int(x.max()) for x in (stats.steps, stats.rejected, stats.vf_evals))
     per_step = (stats.vf_evals / stats.steps).max()
     return (
-        f"{case.name}: neuralct at rtol 1e-6 takes {steps} steps ({rejected} rejected, {rejected / steps:.0%}) "
-        f"and {evals} evaluations, {float(per_step):.1f} per step (six implicit stages), largest over samples."
+        f"{case.name}: {method} at rtol 1e-6 takes {steps} steps ({rejected} rejected, {rejected / steps:.0%}) "
+        f"and {evals} evaluations, {float(per_step):.1f} per step, largest over samples."
     )
 
 
 def run(settings: Settings) -> BenchmarkResult:
-    """Work-precision of Kvaerno5, Radau and BDF on the three cases; accuracy and speed targets."""
+    """Work-precision of Radau5, Kvaerno5, SciPy's Radau and BDF on the three cases; accuracy and speed targets."""
     torch.set_num_threads(1)
     result = BenchmarkResult(
         name="stiff",
@@ -237,8 +248,9 @@ def run(settings: Settings) -> BenchmarkResult:
     for case in cases(settings.quick):
         points = measure(result, case, settings)
         add_targets(result, case, points)
-        result.notes.append(work_note(case))
-        result.notes.append(profile_note(case))
+        for method in NEWTON:
+            result.notes.append(work_note(case, method))
+            result.notes.append(profile_note(case, method))
     return result
 
 
