@@ -533,3 +533,26 @@ def test_registry_builds_the_stiff_solvers_by_name(name, cls):
 def test_bad_newton_options_are_refused_by_name(kwargs, message):
     with pytest.raises(nct.InvalidInputError, match=message):
         Kvaerno5(**kwargs)
+
+
+@pytest.mark.parametrize("solver", [Kvaerno5(), nct.ImplicitEuler()], ids=["kvaerno5", "implicit_euler"])
+def test_grad_mode_with_nothing_to_differentiate_counts_its_one_probe_per_step(solver):
+    """Outside `torch.no_grad()`, with nothing requiring a gradient, the graph step evaluates stage 1
+    to find that out: one evaluation per attempted step, counted (it once went uncounted), and the
+    same steps and values as under `no_grad`."""
+
+    def relax(t, y, rate):
+        return -rate * (y - torch.cos(t)[:, None])
+
+    options = {
+        "solver": solver,
+        "controller": nct.PIDController(rtol=1e-5, atol=1e-7),
+        "args": torch.tensor([[10.0], [1000.0]], dtype=torch.float64),
+    }
+    y0, times = torch.zeros(2, 1, dtype=torch.float64), torch.linspace(0, 2, 3, dtype=torch.float64)
+    graph_mode = nct.solve(nct.ODETerm(relax), y0, times, **options)
+    with torch.no_grad():
+        plain = nct.solve(nct.ODETerm(relax), y0, times, **options)
+    assert torch.equal(graph_mode.ys, plain.ys)
+    assert torch.equal(graph_mode.stats.steps, plain.stats.steps)
+    assert torch.equal(graph_mode.stats.vf_evals - plain.stats.vf_evals, plain.stats.steps)

@@ -3,7 +3,7 @@ graph is being built, differentiated through by one exact Newton step per stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -106,7 +106,8 @@ def attach_graph(
     """`run` with its slopes recomputed on the graph: from each converged stage value $z^*_i$ one
     Newton step $z_i = z^*_i - M_i^{-1} G_i(z^*_i)$ with $M_i = I - h\\gamma J(t_i, z^*_i)$ held
     constant, so $\\partial z_i = M_i^{-1} \\partial(r_i + h\\gamma F)$: the implicit-function
-    derivative. Returns `run` unchanged when nothing it depends on requires a gradient."""
+    derivative. Returns `run` with one more evaluation (the probe of stage 1) when nothing it
+    depends on requires a gradient."""
     explicit, implicit = parts
     hg, inverse = _scaled_gamma(tab, hs)
     slopes_i, slopes_e = [carry[1]], None if explicit is None else [carry[0] - carry[1]]
@@ -115,8 +116,8 @@ def attach_graph(
         rhs = _known(tab, i, y0, hs, slopes_i, slopes_e)
         z_star = run.z[i]
         g = implicit.vector_field(times[i], z_star, args)
-        if i == 1 and not (g.requires_grad or rhs.requires_grad):
-            return run
+        if i == 1 and not (g.requires_grad or rhs.requires_grad):  # the probe `g` was an evaluation
+            return replace(run, evals=run.evals + 1)
         factors = Factorisation.of(batched_jacobian(implicit, times[i], z_star, args), hg.reshape(-1))
         z = z_star - factors.solve(torch.addcmul(z_star - rhs, hg, g, value=-1))
         slopes_i.append((z - rhs) * inverse)
