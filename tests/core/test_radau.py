@@ -299,23 +299,6 @@ def test_each_sample_of_a_batch_is_solved_as_if_alone():
     assert len(set(batch.stats.steps.tolist())) == len(mus)
 
 
-def test_grad_mode_without_anything_to_differentiate_costs_one_probe_per_step():
-    """Outside `torch.no_grad()` with no tensor requiring a gradient, the graph step finds that out
-    from its first stage: one evaluation per attempted step, same steps and values (it once cost three)."""
-    options = {
-        "solver": nct.Radau5(),
-        "controller": nct.PIDController(rtol=1e-6, atol=1e-6, predictive=True),
-        "args": torch.tensor([100.0], dtype=D),
-    }
-    y0, times = torch.tensor([[2.0, 0.0]], dtype=D), torch.linspace(0, 30, 4, dtype=D)
-    graph_mode = nct.solve(nct.ODETerm(van_der_pol), y0, times, **options)
-    with torch.no_grad():
-        plain = nct.solve(nct.ODETerm(van_der_pol), y0, times, **options)
-    assert torch.equal(graph_mode.ys, plain.ys)
-    assert torch.equal(graph_mode.stats.steps, plain.stats.steps)
-    assert torch.equal(graph_mode.stats.vf_evals - plain.stats.vf_evals, plain.stats.steps)
-
-
 # --- dense output -------------------------------------------------------------------------------
 
 
