@@ -214,7 +214,7 @@ def _predictive_factor(ratio: Tensor, h: Tensor, state: ControllerState, k: int)
     the last accepted step (at its first index and last). 1 before any accepted step
     ($|h_{n-1}| = 0$); NaN for a NaN ratio."""
     last_step = state[-1]
-    growth = (last_step.new_ones(()) / (state[0] * ratio.clamp_min(1e-10))).pow_(1.0 / k)
+    growth = (state[0] * ratio.clamp_min(1e-10)).pow_(-1.0 / k)
     factor = (h.abs().to(ratio.dtype) / last_step).mul_(growth).clamp_(max=1.0)
     return torch.where(last_step > 0, factor, 1.0)
 

@@ -5,8 +5,8 @@ Conventions every SDE solver follows:
 - It integrates an [`SDETerm`][neuralct.SDETerm]. Solvers with an embedded error estimate
   (`StochasticHeun`, `SRA1`) also run under `nct.PIDController`; the others have
   `error_order = None` and run with `nct.ConstantStep(dt)` only, unless wrapped in
-  `StepDoubling` (the explicit ones, `EulerMaruyama` and `Milstein`), whose estimate is the
-  difference of one step and two half steps. Either way the step loop lands exactly on save
+  `StepDoubling` (explicit methods of strong order at least 1: `Milstein`), whose estimate is
+  the difference of one step and two half steps. Either way the step loop lands exactly on save
   times.
 - `error_order` is $q - 1$ where the error estimate of a step of size $h$ scales as
   $h^q$ (the controller's exponent is $1/q$): a difference of two methods of strong orders
@@ -136,8 +136,9 @@ class AbstractStratonovichHeun(AbstractSDESolver):
 class AbstractExplicitSDESolver(AbstractSDESolver):
     """An explicit one-step SDE method that reads the drift and the diffusion at the step's start
     $(t_0, y_0)$, the Brownian increment $\\Delta W$, and whatever further evaluations it makes
-    itself (`EulerMaruyama`, `Milstein`). No carry, no error estimate; `StepDoubling` wraps these,
-    sharing the start's two evaluations between its whole step and its first half step."""
+    itself (`EulerMaruyama`, `Milstein`). No carry, no error estimate; `StepDoubling` wraps those of
+    strong order at least 1, sharing the start's two evaluations between its whole step and its
+    first half step."""
 
     @property
     def reads_step_end(self) -> bool:

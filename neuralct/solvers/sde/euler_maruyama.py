@@ -20,7 +20,8 @@ class EulerMaruyama(AbstractExplicitSDESolver):
     (Kloeden & Platen, "Numerical Solution of Stochastic Differential Equations", Springer
     1992, section 10.2; Maruyama, "Continuous Markov processes and stochastic equations",
     Rend. Circ. Mat. Palermo 4, 1955). Two evaluations per step (drift + diffusion).
-    Fixed-step with `nct.ConstantStep(dt)`; adaptive as `nct.StepDoubling(nct.EulerMaruyama())`.
+    Fixed-step only, with `nct.ConstantStep(dt)`: on steps chosen from the Brownian path it
+    converges to another limit, so `nct.StepDoubling` refuses it (use it around `Milstein`).
     """
 
     order: ClassVar[float] = 0.5
