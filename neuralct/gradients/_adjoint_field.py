@@ -89,9 +89,12 @@ class AdjointSystem:
         term: the forward term; its parameters that require grad are differentiated.
         args: the `args` of the solve; its tensor leaves that require grad are differentiated.
         state_shape: the per-sample state shape `*state`.
+        compile: run the per-sample VJPs (`"vmap"` mode) under `torch.compile`, which removes
+            the per-operation cost of `vmap` over `vjp` (about 4x on small MLPs); falls back to
+            them eagerly if the field cannot be compiled (see `probe`).
     """
 
-    def __init__(self, term: AbstractDriftTerm, args: Any, state_shape: torch.Size):
+    def __init__(self, term: AbstractDriftTerm, args: Any, state_shape: torch.Size, compile: bool = False):
         self.field = _Field(term)
         named = [(name, p) for name, p in self.field.named_parameters() if p.requires_grad]
         self.param_names = [name for name, _ in named]
@@ -105,7 +108,8 @@ class AdjointSystem:
         # Found once: each call of the field swaps these parameter slots, and the per-sample
         # VJP is vmapped once, not at every call of the augmented field.
         self.slots = ParameterSlots(self.field, self.param_names)
-        self._per_sample_vjp = torch.func.vmap(self._one_sample_vjp, in_dims=(None, 0, 0, 0))
+        self._eager_vjp = torch.func.vmap(self._one_sample_vjp, in_dims=(None, 0, 0, 0))
+        self._per_sample_vjp = torch.compile(self._eager_vjp) if compile else self._eager_vjp
 
     @property
     def state_size(self) -> int:
@@ -257,16 +261,24 @@ class AdjointSystem:
             out = self.call(self.inputs, t0, y0)
         check_hidden_leaves(out, self.inputs, "Backsolve")
         out = out.detach()
-        try:
-            zeros = torch.zeros_like(y0)
-            per_sample = self._vjp_vmap(t0, y0, zeros)[0]
-            tol = 1e3 * torch.finfo(out.dtype).eps
-            same = per_sample.shape == out.shape and torch.allclose(
-                per_sample, out, rtol=tol, atol=tol * float(out.abs().max().clamp_min(1.0))
-            )
-        except Exception:  # noqa: BLE001 - any failure under vmap means: use the batched scheme
-            same = False
+        same = self._per_sample_matches(t0, y0, out)
+        if not same and self._per_sample_vjp is not self._eager_vjp:
+            # The compiled VJPs failed or differ: the field is not traceable; use them eagerly.
+            self._per_sample_vjp = self._eager_vjp
+            same = self._per_sample_matches(t0, y0, out)
         self.mode = "vmap" if same else "batched"
+
+    def _per_sample_matches(self, t0: Tensor, y0: Tensor, out: Tensor) -> bool:
+        """Whether the per-sample VJPs' field values at `(t0 [B], y0 [B, *state])` reproduce the
+        batched call's `out`, i.e. the field can be called one sample at a time."""
+        try:
+            per_sample = self._vjp_vmap(t0, y0, torch.zeros_like(y0))[0]
+        except Exception:  # noqa: BLE001 - any failure under vmap (or compiling it) means: not per sample
+            return False
+        tol = 1e3 * torch.finfo(out.dtype).eps
+        return per_sample.shape == out.shape and torch.allclose(
+            per_sample, out, rtol=tol, atol=tol * float(out.abs().max().clamp_min(1.0))
+        )
 
 
 def check_hidden_leaves(out: Tensor, inputs: tuple[Tensor, ...], strategy: str) -> None:

@@ -86,7 +86,9 @@ def test_no_recompilation_for_new_values_of_the_same_shapes():
     assert bool(solution.succeeded.all())
 
 
-@pytest.mark.parametrize("gradient", [nct.Backprop(), nct.Backprop(checkpoint_every=2), nct.Backsolve()])
+@pytest.mark.parametrize(
+    "gradient", [nct.Backprop(), nct.Backprop(checkpoint_every=2), nct.Backsolve(), nct.Backsolve(seminorm=True)]
+)
 def test_gradients_match_eager(gradient):
     field = Field()
     y0 = torch.randn(4, 3, dtype=F64, requires_grad=True)
@@ -103,6 +105,29 @@ def test_gradients_match_eager(gradient):
     (eager_params, eager_y0), (params, dy0) = both(run)
     assert torch.allclose(params, eager_params, rtol=1e-6, atol=1e-9)
     assert torch.allclose(dy0, eager_y0, rtol=1e-6, atol=1e-9)
+
+
+def test_backsolve_compiles_its_per_sample_vjps_and_falls_back_to_eager_ones():
+    from neuralct.gradients._adjoint_field import AdjointSystem
+
+    field = Field()
+    y0 = torch.randn(4, 3, dtype=F64)
+    t0 = torch.zeros(4, dtype=F64)
+    compiled = AdjointSystem(nct.ODETerm(field), None, y0.shape[1:], compile=True)
+    compiled.probe(t0, y0)
+    assert compiled.mode == "vmap" and compiled._per_sample_vjp is not compiled._eager_vjp
+    a = torch.randn(4, 3, dtype=F64)
+    for ours, eager in zip(compiled._vjp_vmap(t0, y0, a), compiled._eager_vjp(compiled.inputs, t0, y0, a)):
+        for x, y in zip(ours if isinstance(ours, tuple) else (ours,), eager if isinstance(eager, tuple) else (eager,)):
+            assert torch.allclose(x, y, rtol=1e-12, atol=1e-12)
+
+    def broken(*args):
+        raise RuntimeError("cannot compile")
+
+    fallback = AdjointSystem(nct.ODETerm(field), None, y0.shape[1:], compile=True)
+    fallback._per_sample_vjp = broken
+    fallback.probe(t0, y0)
+    assert fallback.mode == "vmap" and fallback._per_sample_vjp is fallback._eager_vjp
 
 
 def test_fixed_step_controlled_equation_over_knots_matches_eager():
