@@ -6,7 +6,9 @@ observation gap. neuralct solves `LTC.term(batch)` with its default `LTCFused(6)
 `KnotToKnot()`; ncps runs `LTCCell(FullyConnected(32), implicit_param_constraints=True)` in a
 Python loop with the elapsed times shaped (B, 1), its parameters copied from the neuralct model.
 We time forward + backward of the mean square of all 100 states, and the forward alone without
-gradients (median of repeats after a warm-up), and assert once that the states agree. A cProfile
+gradients (median of repeats after a warm-up), and assert once that the states agree; neuralct
+runs eagerly and, in full mode, with `solve(..., compile=True)` (the first call compiles; its time
+is noted). A cProfile
 of one train step per library splits the time into the steps (the same unfold arithmetic in
 both), autograd's backward and the rest (the solver loop and its bookkeeping).
 Run: `python -m benchmarks.ltc [--quick]`.
@@ -14,6 +16,8 @@ Run: `python -m benchmarks.ltc [--quick]`.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable
 
 import torch
@@ -39,6 +43,8 @@ SEED = 0
 # Issue 24: the train step at least this much faster than the ncps loop.
 SPEEDUP_TARGET = 1.5
 BACKWARD = (torch.Tensor.backward,)
+# neuralct also runs with `solve(..., compile=True)`, timed after a first call that compiles.
+COMPILED = "neuralct, compile=True"
 
 
 def make_batch(device: torch.device) -> IrregularBatch:
@@ -56,9 +62,10 @@ def make_models(device: torch.device) -> tuple[LTC, LTCCell]:
     return model.to(device), cell.to(device)
 
 
-def states_neuralct(model: LTC, batch: IrregularBatch) -> Tensor:
-    """`[B, T, N]` states at the observations: the LTC field solved knot to knot by `LTCFused`."""
-    options = model.default_solve_options()
+def states_neuralct(model: LTC, batch: IrregularBatch, compile: bool = False) -> Tensor:
+    """`[B, T, N]` states at the observations: the LTC field solved knot to knot by `LTCFused`
+    (each step under `torch.compile` with `compile`)."""
+    options = dataclasses.replace(model.default_solve_options(), compile=compile)
     term, y0 = model.term(batch), model.initial_state(batch)
     return nct.solve(term, y0, model.save_times(batch), **options.solve_kwargs()).ys[:, 1:]
 
@@ -105,13 +112,24 @@ def run(settings: Settings) -> BenchmarkResult:
     with torch.no_grad():
         ours, theirs = (states() for _, states in libraries.values())
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    agreement = f"States agree to {float((ours - theirs).abs().max()):.2g}"
+    if not settings.quick:  # its compilation would take more than quick mode's budget
+        libraries[COMPILED] = (model, lambda: states_neuralct(model, batch, compile=True))
+        start = time.perf_counter()
+        train_step(model, libraries[COMPILED][1])
+        compile_note = f"{COMPILED}: the first train step (compiling) took {time.perf_counter() - start:.1f} s."
+        with torch.no_grad():
+            compiled = libraries[COMPILED][1]()
+        torch.testing.assert_close(compiled, theirs, rtol=0, atol=1e-5)
+        agreement += f", compiled {float((compiled - theirs).abs().max()):.2g}"
     result = BenchmarkResult(
         name="ltc",
         title="LTC vs ncps",
         setup=(
             f"Fully connected LTC, {UNITS} neurons, {CHANNELS} input channels, batch {BATCH}, {LENGTH} observations "
             f"at per-sample gaps in [0.1, 2.1], float32, {UNFOLDS} fused semi-implicit unfolds per gap (softplus "
-            "constraints). neuralct: `LTC` states by `nct.solve(LTCFused(6), KnotToKnot())`; ncps: Python loop "
+            "constraints). neuralct: `LTC` states by `nct.solve(LTCFused(6), KnotToKnot())`, eagerly and (full "
+            "mode) with `compile=True`; ncps: Python loop "
             "over `LTCCell` with elapsed times (B, 1), parameters copied. Timed: forward + backward of the "
             "mean-square of all states ('train step'), and the forward alone under `no_grad`. evals = unfolds "
             "(state-synapse evaluations) per sample."
@@ -125,14 +143,16 @@ def run(settings: Settings) -> BenchmarkResult:
         wall = median_seconds(lambda s=states: forward_only(s), settings)
         result.rows.append(Measurement("forward", library, wall, evals=UNFOLDS * LENGTH))
     result.speedup("train step", "ncps", SPEEDUP_TARGET)
-    result.notes.append(
-        f"States agree to {float((ours - theirs).abs().max()):.2g} (max abs, float32; asserted <= 1e-5)."
-    )
+    result.notes.append(agreement + " (max abs, float32; asserted <= 1e-5).")
+    if COMPILED in libraries:
+        result.speedup("train step", "ncps", SPEEDUP_TARGET, library=COMPILED)
+        result.notes.append(compile_note)
     parts = {
         "neuralct": {"fused steps (`LTCFused.step`)": (LTCFused.step,)},
         "ncps": {"cell steps (`LTCCell.forward`)": (LTCCell.forward,)},
     }
-    for library, (module, states) in libraries.items():
+    for library in ("neuralct", "ncps"):
+        module, states = libraries[library]
         shares = profile_shares(lambda m=module, s=states: train_step(m, s), {**parts[library], "backward": BACKWARD})
         result.notes.append(profile_note(library, shares))
     return result

@@ -7,10 +7,13 @@ state (median of repeats after a warm-up). neuralct runs twice: with a `Brownian
 the step grid (its fast path for fixed steps) and with a `BrownianPath`, which queries a
 `torchsde.BrownianInterval` with the same seed in the same order as torchsde does with its
 default interval, so those two integrate the same realisation: the benchmark asserts that
-their final states and gradients agree at every step count. The libraries of one step count are
-timed in turns. In full mode a cProfile of one call per library at the larger step count
-splits the time into Brownian queries, the MLPs, autograd's
-backward and the rest (solver loop and bookkeeping). Run: `python -m benchmarks.sde [--quick]`.
+their final states and gradients agree at every step count. The `BrownianGrid` solve also runs
+with `solve(..., compile=True)` in full mode (timed after warm-up calls that compile). A bare
+Python loop of Euler-Maruyama steps (the two MLPs and two tensor operations per step) is timed
+beside them as the floor of any eager loop. The libraries of one step count are timed in turns.
+In full mode a cProfile of one call per library at the larger step count splits the time into
+Brownian queries, the MLPs, autograd's backward and the rest (solver loop and bookkeeping).
+Run: `python -m benchmarks.sde [--quick]`.
 """
 
 from __future__ import annotations
@@ -73,6 +76,14 @@ class NeuralSDE(nn.Module):
         """Diffusion in neuralct's signature."""
         return self.g(t, y)
 
+    def drift_uncounted(self, t: Tensor, y: Tensor, args: object) -> Tensor:
+        """The drift without the call counter, which `torch.compile` would compile again for."""
+        return self.drift_net(y)
+
+    def diffusion_uncounted(self, t: Tensor, y: Tensor, args: object) -> Tensor:
+        """The diffusion without the call counter."""
+        return self.diffusion_net(y)
+
 
 def time_grid(device: torch.device) -> Tensor:
     """[0, 1] in float64: with float32 times both libraries sum n steps of 1/n to just below 1
@@ -94,11 +105,26 @@ def solve_neuralct_path(sde: NeuralSDE, y0: Tensor, steps: int) -> Tensor:
     return _solve_neuralct(sde, y0, steps, path)
 
 
-def _solve_neuralct(sde: NeuralSDE, y0: Tensor, steps: int, path: nct.BrownianPath | nct.BrownianGrid) -> Tensor:
-    noise = nct.NoiseTerm(sde.diffusion, path, nct.NoiseType.DIAGONAL, nct.SDEType.ITO)
-    term = nct.SDETerm(nct.ODETerm(sde.drift), noise)
+def solve_neuralct_compiled(sde: NeuralSDE, y0: Tensor, steps: int) -> Tensor:
+    """As `solve_neuralct`, each step under `torch.compile` (the fields called uncounted)."""
+    grid = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=y0.device)
+    path = nct.BrownianGrid(grid, y0.shape, dtype=y0.dtype, seed=SEED)
+    return _solve_neuralct(sde, y0, steps, path, compile=True)
+
+
+def _solve_neuralct(
+    sde: NeuralSDE, y0: Tensor, steps: int, path: nct.BrownianPath | nct.BrownianGrid, compile: bool = False
+) -> Tensor:
+    diffusion, drift = (sde.diffusion_uncounted, sde.drift_uncounted) if compile else (sde.diffusion, sde.drift)
+    noise = nct.NoiseTerm(diffusion, path, nct.NoiseType.DIAGONAL, nct.SDEType.ITO)
+    term = nct.SDETerm(nct.ODETerm(drift), noise)
     solution = nct.solve(
-        term, y0, time_grid(y0.device), solver=nct.EulerMaruyama(), controller=nct.ConstantStep(1.0 / steps)
+        term,
+        y0,
+        time_grid(y0.device),
+        solver=nct.EulerMaruyama(),
+        controller=nct.ConstantStep(1.0 / steps),
+        compile=compile,
     )
     return solution.ys[:, -1]
 
@@ -110,11 +136,27 @@ def solve_torchsde(sde: NeuralSDE, y0: Tensor, steps: int) -> Tensor:
     return torchsde.sdeint(sde, y0, time_grid(y0.device), bm=bm, method="euler", dt=1.0 / steps)[-1]
 
 
+def solve_floor(sde: NeuralSDE, y0: Tensor, steps: int) -> Tensor:
+    """The floor: Euler-Maruyama as a bare Python loop of the two MLPs and two tensor operations per
+    step, its increments drawn up front (what no solver with per-sample bookkeeping can beat)."""
+    generator = torch.Generator(device=y0.device).manual_seed(SEED)
+    h = 1.0 / steps
+    increments = torch.randn(steps, *y0.shape, generator=generator, device=y0.device, dtype=y0.dtype) * h**0.5
+    y = y0
+    for k in range(steps):
+        y = y + sde.f(None, y) * h + sde.g(None, y) * increments[k]
+    return y
+
+
 SOLVERS: dict[str, Callable[[NeuralSDE, Tensor, int], Tensor]] = {
     "neuralct": solve_neuralct,
     "neuralct (BrownianPath)": solve_neuralct_path,
     "torchsde": solve_torchsde,
+    "neuralct, compile=True": solve_neuralct_compiled,
+    "bare loop (floor)": solve_floor,
 }
+# The compiled solve calls its fields uncounted: its evaluations are those of the eager one.
+COUNTED_AS = {"neuralct, compile=True": "neuralct"}
 # The two that integrate the same Brownian realisation.
 SAME_NOISE = ("neuralct (BrownianPath)", "torchsde")
 
@@ -127,14 +169,15 @@ def train_step(solve: Callable[[NeuralSDE, Tensor, int], Tensor], sde: NeuralSDE
     return final.detach()
 
 
-def count_evals(sde: NeuralSDE, steps: int, y0: Tensor) -> dict[str, int]:
-    """Drift + diffusion calls of one train step per library."""
+def count_evals(sde: NeuralSDE, steps: int, y0: Tensor, solvers: dict[str, Callable]) -> dict[str, int]:
+    """Drift + diffusion calls of one train step per library in `solvers` (which also compiles the
+    compiled ones)."""
     evals = {}
-    for library, solve in SOLVERS.items():
+    for library, solve in solvers.items():
         sde.calls = 0
         train_step(solve, sde, y0, steps)
         evals[library] = sde.calls
-    return evals
+    return {library: evals[COUNTED_AS.get(library, library)] for library in solvers}
 
 
 def assert_agreement(sde: NeuralSDE, y0: Tensor) -> float:
@@ -208,11 +251,15 @@ def run(settings: Settings) -> BenchmarkResult:
             f"{STATE}->{HIDDEN}->{STATE} (tanh; sigmoid-output diffusion); Euler-Maruyama with fixed steps over "
             "[0, 1] (float64 time grid); timed: forward + backward of the mean-square final state, backprop "
             "through the solver (torchsde `sdeint`, not the adjoint). neuralct: with a `BrownianGrid` drawn on the "
-            "step grid, and with a `BrownianPath` that queries a seeded torchsde `BrownianInterval` in the order "
-            "torchsde does (the same realisation; states and gradients asserted equal). "
+            "step grid (eagerly and, in full mode, with `compile=True`), and with a `BrownianPath` that queries a "
+            "seeded torchsde `BrownianInterval` in the order torchsde does (the same realisation; states and "
+            "gradients asserted equal). The floor: Euler-Maruyama as a bare Python loop (two MLPs and two tensor "
+            "operations per step, increments drawn up front). "
             "evals = drift + diffusion calls on the whole batch."
         ),
     )
+    # Quick mode leaves the compiled solve out: its compilation would take most of the module's budget.
+    solvers = {k: v for k, v in SOLVERS.items() if not (settings.quick and k in COUNTED_AS)}
     difference = assert_agreement(sde, y0)
     result.notes.append(
         f"over {AGREEMENT_STEPS} steps the BrownianPath solve and torchsde's agree: max final-state difference "
@@ -220,13 +267,15 @@ def run(settings: Settings) -> BenchmarkResult:
     )
     for steps in STEPS:
         case = f"{steps} steps"
-        evals = count_evals(sde, steps, y0)
-        runs = {library: partial(train_step, solve, sde, y0, steps) for library, solve in SOLVERS.items()}
+        evals = count_evals(sde, steps, y0, solvers)
+        runs = {library: partial(train_step, solve, sde, y0, steps) for library, solve in solvers.items()}
         walls = interleaved_medians(runs, settings)
-        for library, solve in SOLVERS.items():
+        for library, solve in solvers.items():
             memory = saved_mib(partial(solve, sde, y0, steps))
             result.rows.append(Measurement(case, library, walls[library], evals=evals[library], memory_mib=memory))
         result.speedup(case, "torchsde", SPEEDUP_TARGET)
+        if "neuralct, compile=True" in solvers:
+            result.speedup(case, "torchsde", SPEEDUP_TARGET, library="neuralct, compile=True")
         queries = brownian_seconds(steps, settings)
         result.notes.append(
             f"{case}: the {steps} "
@@ -236,6 +285,8 @@ def run(settings: Settings) -> BenchmarkResult:
         )
     if not settings.quick:
         for library, solve in SOLVERS.items():
+            if library in COUNTED_AS or library == "bare loop (floor)":
+                continue  # a compiled step is one opaque call to cProfile; the floor has no parts
             shares = brownian_profile(partial(train_step, solve, sde, y0, STEPS[-1]))
             result.notes.append(profile_note(library, STEPS[-1], shares))
     return result
