@@ -59,11 +59,12 @@ class Backsolve(AbstractGradient):
     can be called one sample at a time, and batched VJPs with one cotangent per sample
     otherwise (O(B^2) work, e.g. for `ControlTerm`s whose path holds per-sample data).
 
-    With `solve(..., compile=True)` the per-sample VJPs run under `torch.compile` and, with the
-    full norm, so do the backward solve's steps (with the seminorm the parameter quadrature's
-    backward solves stay eager). On the benchmark's neural-ODE train step (batch 32, Dopri5 at
-    1e-6) that takes the full-norm adjoint from 211 ms to 49 ms, after about 18 s of compiling
-    on first use; a field that cannot be compiled falls back to the eager VJPs.
+    With `solve(..., compile=True)` the backward solve's steps run under `torch.compile`, with
+    the per-sample VJPs of the full norm in them (the seminorm's parameter quadrature stays
+    eager, one batched product every eight steps). On the benchmark's neural-ODE train step
+    (batch 32, Dopri5 at 1e-6) that takes the full-norm adjoint from 211 ms to 49 ms, after
+    about 18 s of compiling on first use; a field whose per-sample VJPs cannot be compiled falls
+    back to eager ones.
 
     Args:
         rtol: relative tolerance of the backward solve; `None` takes the forward
@@ -174,10 +175,7 @@ class Backsolve(AbstractGradient):
             dense=quadrature,
             jumps=jumps,
             lengths=lengths,
-            # The quadrature's state field takes `autograd.grad`, which splits a compiled step into
-            # pieces compiled again for every stage: slower than eager (168 ms against 84 ms on
-            # the benchmark's train step), so those backward solves run eagerly.
-            compile=problem.compile and not quadrature and compile_refusal(solver, term) is None,
+            compile=problem.compile and compile_refusal(solver, term) is None,
         )
 
 
