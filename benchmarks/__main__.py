@@ -52,7 +52,11 @@ BUDGETS_S = {
 
 
 def run_timed(name: str, settings: Settings) -> BenchmarkResult:
-    """Run benchmark module `name`; the result carries its seconds and its budget, printed."""
+    """Run benchmark module `name` from an empty compile cache (torch compiles a function at most
+    `recompile_limit` times per process, and the modules' compiled runs would otherwise share
+    that allowance and fall back to eager steps); the result carries its seconds and its
+    budget, printed."""
+    torch._dynamo.reset()
     start = time.perf_counter()
     result = importlib.import_module(f"benchmarks.{name}").run(settings)
     result.seconds = time.perf_counter() - start
