@@ -35,17 +35,18 @@ BENCHMARKS = (
 RESULTS = Path(__file__).parent / "results"
 # Seconds each module may take on a quiet 2-core machine: (quick, full). The quick budgets are 1.3x what
 # each module took in a quiet `make bench-quick` on 2026-12-07 (176 s in all, 3 min 1 s with the set-up);
-# they add up to 234 s (the promise is 5 minutes), the full ones to 21 minutes.
+# they add up to 234 s (the promise is 5 minutes). The full ones add up to 25 minutes (the promise is 30): the
+# full make bench of 2026-12-08 took 12 min 50 s, heterogeneous 128 s and scan 164 s of it (budgets 1.3x).
 BUDGETS_S = {
     "neural_ode": (45, 300),
-    "heterogeneous": (26, 90),
+    "heterogeneous": (26, 170),
     "compaction": (6, 60),
     "ncde": (21, 150),
     "sde": (30, 90),
     "ltc": (8, 60),
     "dde": (13, 150),
     "ssm": (13, 60),
-    "scan": (24, 60),
+    "scan": (24, 215),
     "scaling": (12, 60),
     "memory": (36, 180),
 }
