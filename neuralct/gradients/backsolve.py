@@ -61,7 +61,8 @@ class Backsolve(AbstractGradient):
 
     With `solve(..., compile=True)` the backward solve's steps run under `torch.compile`, with
     the per-sample VJPs of the full norm in them (the seminorm's parameter quadrature stays
-    eager, one batched product every eight steps). On the benchmark's neural-ODE train step
+    eager, one batched product every eight steps; so do the full norm's steps when its VJPs are
+    the batched ones, which cannot be traced). On the benchmark's neural-ODE train step
     (batch 32, Dopri5 at 1e-6) that takes the full-norm adjoint from 211 ms to 49 ms, after
     about 18 s of compiling on first use; a field whose per-sample VJPs cannot be compiled falls
     back to eager ones.
@@ -175,7 +176,8 @@ class Backsolve(AbstractGradient):
             dense=quadrature,
             jumps=jumps,
             lengths=lengths,
-            compile=problem.compile and compile_refusal(solver, term) is None,
+            # Batched per-sample VJPs (`is_grads_batched`) cannot be traced: those steps stay eager.
+            compile=problem.compile and (quadrature or system.mode == "vmap") and compile_refusal(solver, term) is None,
         )
 
 
