@@ -110,17 +110,10 @@ def solver_for(library: str, method: str, tol: float, gradient: str = "backprop"
     """A function `(f, y0 [B, 4], ts [K]) -> ys [B, K, 4]` solving with `library`, its
     gradient by `"backprop"`, `"adjoint"` or `"adjoint, seminorm"`."""
     adjoint, seminorm = gradient != "backprop", gradient.endswith("seminorm")
-    if library == COMPILED[0] and adjoint:
-        return _compiled_adjoint(method, tol, seminorm)
-    if library in COMPILED:
-        return _compiled_solver(library, method, tol)
-    if library == "neuralct":
-        strategy = nct.Backsolve(seminorm=seminorm) if adjoint else nct.Backprop()
-        controller = nct.PIDController(rtol=tol, atol=tol)
-        solver = SOLVERS[method][0]()
-        return lambda f, y0, ts: (
-            nct.solve(nct.ODETerm(f), y0, ts, solver=solver, controller=controller, gradient=strategy).ys
-        )
+    if library in ("neuralct", COMPILED[0]):
+        return _neuralct_solver(method, tol, gradient, compile=library == COMPILED[0])
+    if library == COMPILED[1]:
+        return _compiled_torchode(method, tol)
     if library == "torchdiffeq":
         method = TORCHDIFFEQ_METHOD.get(method, method)
         if not adjoint:
@@ -132,20 +125,29 @@ def solver_for(library: str, method: str, tol: float, gradient: str = "backprop"
     return _torchode_solver(method, tol, adjoint)
 
 
-def _compiled_solver(library: str, method: str, tol: float) -> Solve:
-    """`library` in `COMPILED`, gradients by backprop, calling the field without its counter
-    (`VectorField.uncounted`); adds the calls its statistics report to `f.calls` (the sample
-    that ran longest was running at every call on the batch)."""
-    if library == COMPILED[0]:
-        controller = nct.PIDController(rtol=tol, atol=tol)
-        solver = SOLVERS[method][0]()
+def _neuralct_solver(method: str, tol: float, gradient: str, compile: bool) -> Solve:
+    """`nct.solve` with the gradient named by `gradient`, each step under `torch.compile` with
+    `compile`. Compiled, the field is called without its counter (`Uncounted`): a backprop solve
+    adds the calls its statistics report to `f.calls` (the sample that ran longest was running
+    at every call on the batch); an adjoint's are counted on the eager run (see `train_cases`)."""
+    adjoint = gradient != "backprop"
+    strategy = nct.Backsolve(seminorm=gradient.endswith("seminorm")) if adjoint else nct.Backprop()
+    controller = nct.PIDController(rtol=tol, atol=tol)
+    solver = SOLVERS[method][0]()
 
-        def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-            solution = nct.solve(nct.ODETerm(f.uncounted), y0, ts, solver=solver, controller=controller, compile=True)
+    def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
+        term = nct.ODETerm(Uncounted(f) if compile else f)
+        solution = nct.solve(term, y0, ts, solver=solver, controller=controller, gradient=strategy, compile=compile)
+        if compile and not adjoint:
             f.calls += int(solution.stats.vf_evals.max())
-            return solution.ys
+        return solution.ys
 
-        return solve
+    return solve
+
+
+def _compiled_torchode(method: str, tol: float) -> Solve:
+    """torchode's `solve` under `torch.compile`, gradients by backprop, calling the field without
+    its counter (`VectorField.uncounted`); adds the calls its statistics report to `f.calls`."""
     compiled: dict[VectorField, Callable] = {}
 
     def solve_compiled(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
@@ -156,19 +158,6 @@ def _compiled_solver(library: str, method: str, tol: float) -> Solve:
         return solution.ys
 
     return solve_compiled
-
-
-def _compiled_adjoint(method: str, tol: float, seminorm: bool) -> Solve:
-    """neuralct's `Backsolve` under `compile=True`, calling the field without its counter (its
-    calls are counted on the eager run of the same solve: see `train_cases`)."""
-    strategy, solver = nct.Backsolve(seminorm=seminorm), SOLVERS[method][0]()
-    controller = nct.PIDController(rtol=tol, atol=tol)
-
-    def solve(f: VectorField, y0: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
-        term = nct.ODETerm(Uncounted(f))
-        return nct.solve(term, y0, ts, solver=solver, controller=controller, gradient=strategy, compile=True).ys
-
-    return solve
 
 
 def _torchode_adjoint(f: Callable, method: str, tol: float, adjoint: bool) -> torch.nn.Module:
