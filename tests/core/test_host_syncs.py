@@ -77,7 +77,6 @@ def test_a_solve_reads_the_device_at_most_once_per_16_steps(case, saves):
 def test_the_counter_sees_a_loop_that_reads_every_step(monkeypatch):
     """The count is not vacuous: a loop that looked at every iteration would fail the bound."""
     monkeypatch.setattr(look_module, "CHECK_EVERY", 1)
-    monkeypatch.setattr(look_module, "CHECK_AT_LEAST", 1)
     controller, solver, end = CASES["fixed"]
     with counting_reads() as reads:
         sol = _solve(controller, solver, end)
