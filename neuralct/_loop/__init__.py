@@ -32,8 +32,12 @@ One iteration (`loop._iterate`) reads as the algorithm:
 
 No step reads a device value to decide: rare paths (rejections, landings, jumps, failures)
 are device-side masks, and an iteration after a sample is done is an exact no-op for it. The
-loop reads the device only at its looks (`look.py`), every 8 to 32 iterations: how many
-samples still run, and what the window of saves has to write. The checks that a step's path
+loop reads the device only at its looks (`look.py`), at most 32 iterations apart and no later
+than the slowest sample's estimated end: how many samples still run, and what the window of
+saves has to write. Under a `ConstantStep` the iterations between two looks run as one
+*stride* (`strides.py`) where no sample can reach a save or jump time: the solver's steps
+back to back, the bookkeeping done once, and the stride discarded and run again iteration by
+iteration if a state it reached is not finite. The checks that a step's path
 queries make (a `BrownianGrid`'s on-grid check) are noted on the device and read in the same
 transfers (`checks.py`). (Events still read once per
 step whether any sample crossed, to locate crossings only then.) With `compact=True` a look

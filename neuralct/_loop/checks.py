@@ -34,9 +34,9 @@ R = TypeVar("R")
 _CHECKS: dict[int, DeferredChecks] = {}
 
 
-def deferring(problem: Problem, step: Callable[[Problem, LoopState], R]) -> Callable[[Problem, LoopState], R]:
-    """`step` run with `problem`'s deferred checks current, or `step` itself for a solve that
-    interpolates its saves (which may end without a read)."""
+def deferring(problem: Problem, step: Callable[..., R]) -> Callable[..., R]:
+    """`step(problem, state, *rest)` run with `problem`'s deferred checks current, or `step`
+    itself for a solve that interpolates its saves (which may end without a read)."""
     if problem.interpolate_saves:
         return step
     checks = _CHECKS.get(id(problem))
@@ -44,9 +44,9 @@ def deferring(problem: Problem, step: Callable[[Problem, LoopState], R]) -> Call
         checks = _CHECKS[id(problem)] = DeferredChecks()
         weakref.finalize(problem, _CHECKS.pop, id(problem), None)
 
-    def deferred(problem: Problem, state: LoopState) -> R:
+    def deferred(problem: Problem, state: LoopState, *rest: object) -> R:
         with checks:
-            return step(problem, state)
+            return step(problem, state, *rest)
 
     return deferred
 

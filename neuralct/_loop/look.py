@@ -22,6 +22,7 @@ from ..problem import Problem
 from . import checks
 from .saves import SAVE_WINDOW, Pending, flush, pending
 from .state import LoopState
+from .strides import Trial, clear_steps, strides_apply
 
 # The most iterations between two looks (unless the window or `max_steps` ends sooner). A look
 # comes after the estimated iterations the slowest running sample still needs, however few: an
@@ -36,30 +37,41 @@ CHECK_EVERY = 32
 
 
 class Look(NamedTuple):
-    """What a look read: `running`, the samples still running, and `ahead`, the iterations to
-    take before the next look (0 when every sample is done)."""
+    """What a look read: `running`, the samples still running; `ahead`, the iterations to take
+    before the next look (0 when every sample is done); `clear`, the steps every running sample
+    can take as one stride (`strides.clear_steps`; 0 in solves without strides); `held`, whether
+    the stride taken since the last look held (when it did not, the look returns the state
+    before it, and nothing else it read counts)."""
 
     running: int
     ahead: int
+    clear: int = 0
+    held: bool = True
 
 
-def look(problem: Problem, state: LoopState) -> tuple[LoopState, Look]:
-    """Read the state's progress from the device (one read) and write out its window of saves
-    when it is full: `(state, look)`."""
+def look(problem: Problem, state: LoopState, trial: Trial | None = None) -> tuple[LoopState, Look]:
+    """Read the state's progress from the device (one read), with the verdict on the stride
+    `trial` that led to `state` (`None`: none did), and write out its window of saves when it is
+    full: `(state, look)`."""
     full = len(state.saves.window) >= SAVE_WINDOW
     running = ~state.done
-    values = [running.sum(), _iterations_left(problem, state, running)]
+    zero = torch.zeros((), dtype=torch.long, device=running.device)
+    clear = clear_steps(problem, state, running, CHECK_EVERY) if strides_apply(problem) else zero
+    held = zero + 1 if trial is None else trial.held.long()
+    values = [running.sum(), _iterations_left(problem, state, running), clear, held]
     if full:
         values.extend(pending(problem, state.clock.t, state.saves).unbind())
     read = checks.read(problem, torch.stack(values))  # with the steps' deferred checks
+    if trial is not None and not read[3]:
+        return trial.before, Look(running=int(read[0]), ahead=trial.steps, held=False)
     if full:
-        todo = Pending(int(read[2]), bool(read[3]))
+        todo = Pending(int(read[4]), bool(read[5]))
         state = dataclasses.replace(state, saves=flush(problem, state.clock.t, state.y, state.saves, todo))
     count = int(read[0])
     window_room = SAVE_WINDOW - len(state.saves.window)
     most = max(1, min(CHECK_EVERY, state.iteration // 2))
     ahead = min(max(int(read[1]), 1), most, window_room) if count else 0
-    return state, Look(running=count, ahead=ahead)
+    return state, Look(running=count, ahead=ahead, clear=int(read[2]))
 
 
 def _iterations_left(problem: Problem, state: LoopState, running: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from ..paths.dense import DenseInterpolant
 from ..problem import Problem
 from ..solution import Solution, SolveStats, Status
 from ..terms.base import AbstractTerm
+from .checks import deferring
 from .clock import advance_clock, first_clock
 from .compaction import bucket, compacted
 from .compile import AttemptStep, step_function
@@ -26,6 +27,7 @@ from .progress import first_progress, update_progress
 from .records import StepRecord, Steps
 from .saves import first_saves, flush, read_pending, record_saves
 from .state import LoopState, Tally
+from .strides import FEWEST, stride, strides_apply
 from .trail import extend, first_visit, trail_outputs
 
 
@@ -84,11 +86,19 @@ def _start_controller(
 def advance(problem: Problem, state: LoopState, max_iterations: int | None = None) -> LoopState:
     """Take steps until every sample is done (or `max_iterations` loop iterations), looking at
     the device's values only every few iterations (`look.py`): the iterations past a sample's
-    end are exact no-ops for it, and none runs past `problem.max_steps`."""
+    end are exact no-ops for it, and none runs past `problem.max_steps`. Under a `ConstantStep`
+    the iterations between two looks run as one stride where no sample can reach a boundary
+    (`strides.py`)."""
     attempt = step_function(problem)
+    take_stride = deferring(problem, stride) if strides_apply(problem) else None
     stop = problem.max_steps if max_iterations is None else min(problem.max_steps, state.iteration + max_iterations)
+    trial = None
     while state.iteration < stop:
-        state, seen = look(problem, state)
+        state, seen = look(problem, state, trial)
+        trial = None
+        if not seen.held:  # the stride is discarded: its iterations run one by one
+            state = _iterations(problem, attempt, state, seen.ahead)
+            continue
         if seen.ahead == 0:
             break
         size = bucket(seen.running, state.y.shape[0]) if problem.compact else None
@@ -96,8 +106,19 @@ def advance(problem: Problem, state: LoopState, max_iterations: int | None = Non
         if smaller is not None:
             state = smaller
             continue
-        for _ in range(min(seen.ahead, stop - state.iteration)):
-            state = _iterate(problem, attempt, state)
+        ahead = min(seen.ahead, stop - state.iteration)
+        # A stride is always followed by a look, which reads whether it held.
+        if take_stride is not None and FEWEST <= ahead <= seen.clear and 0 < state.iteration < stop - ahead:
+            state, trial = take_stride(problem, state, ahead, seen.running == state.y.shape[0])
+            continue
+        state = _iterations(problem, attempt, state, ahead)
+    return state
+
+
+def _iterations(problem: Problem, attempt: AttemptStep, state: LoopState, count: int) -> LoopState:
+    """`count` loop iterations of `state`, one by one."""
+    for _ in range(count):
+        state = _iterate(problem, attempt, state)
     return state
 
 
