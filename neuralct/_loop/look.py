@@ -69,9 +69,20 @@ def look(problem: Problem, state: LoopState, trial: Trial | None = None) -> tupl
         state = dataclasses.replace(state, saves=flush(problem, state.clock.t, state.y, state.saves, todo))
     count = int(read[0])
     window_room = SAVE_WINDOW - len(state.saves.window)
-    most = max(1, min(CHECK_EVERY, state.iteration // 2))
+    most = _most_ahead(problem, state.iteration)
     ahead = min(max(int(read[1]), 1), most, window_room) if count else 0
     return state, Look(running=count, ahead=ahead, clear=int(read[2]))
+
+
+def _most_ahead(problem: Problem, iteration: int) -> int:
+    """The most iterations to take before the next look, after `iteration` iterations: half of
+    those, up to `CHECK_EVERY`, as the estimate of the iterations left may be wrong; under a
+    `ConstantStep`, whose estimate is a lower bound (or one more, for a last step stretched
+    onto the end), `CHECK_EVERY` from the second iteration on (the first runs alone: its
+    checks in `loop._check_first_step`)."""
+    if strides_apply(problem):
+        return 1 if iteration == 0 else CHECK_EVERY
+    return max(1, min(CHECK_EVERY, iteration // 2))
 
 
 def _iterations_left(problem: Problem, state: LoopState, running: torch.Tensor) -> torch.Tensor:
