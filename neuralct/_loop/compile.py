@@ -5,7 +5,9 @@ Steps that are fixed tensor arithmetic compile: explicit Runge-Kutta methods, th
 `BrownianGrid`, and the method of steps, whose history lookups (sizes that grow with the solve)
 run eagerly between the compiled pieces (`torch.compiler.disable` in `solvers/dde`).
 
-Only `attempt.attempt_step` is compiled; the bookkeeping around it stays eager (it reads
+Only `attempt.attempt_step` is compiled, and under a `ConstantStep` the step of a stride
+(`strides.stride_step`: the solver's step and the clock's arithmetic); the bookkeeping around
+them stays eager (it reads
 values to decide, e.g. whether any sample reached a save time). The step reads derived values
 of the `Problem` (cached properties); `prepare` computes every one of them before the step is
 traced, because one reads a tensor's value (`Problem.forward`) and torch.compile cannot enter
@@ -30,6 +32,7 @@ from ..terms.sde import SDETerm
 from .attempt import attempt_step
 from .checks import deferring
 from .state import Attempt, LoopState
+from .strides import StrideStep, stride_step
 
 AttemptStep = Callable[[Problem, LoopState], Attempt]
 
@@ -77,6 +80,18 @@ def prepare(problem: Problem) -> None:
     """Compute every derived value of `problem` now, outside the compiled graph."""
     for name in DERIVED:
         getattr(problem, name)
+
+
+def stride_step_function(problem: Problem) -> StrideStep:
+    """The step of a stride (`strides.py`) for `problem`: `stride_step`, or its compiled form
+    with `compile=True` (after `step_function(problem)` prepared the problem)."""
+    return _compiled_stride_step() if problem.compile else stride_step
+
+
+@functools.cache
+def _compiled_stride_step() -> StrideStep:
+    """`stride_step` under `torch.compile`, made once per process (see `_compiled_attempt_step`)."""
+    return torch.compile(stride_step)
 
 
 @functools.cache

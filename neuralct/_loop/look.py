@@ -51,9 +51,10 @@ class Look(NamedTuple):
 
 def look(problem: Problem, state: LoopState, trial: Trial | None = None) -> tuple[LoopState, Look]:
     """Read the state's progress from the device (one read), with the verdict on the stride
-    `trial` that led to `state` (`None`: none did), and write out its window of saves when it is
-    full: `(state, look)`."""
-    full = len(state.saves.window) >= SAVE_WINDOW
+    `trial` that led to `state` (`None`: none did), and write out its window of saves when it
+    could not take the iterations up to the next look: `(state, look)`."""
+    most = _most_ahead(problem, state.iteration)
+    full = len(state.saves.window) + most > SAVE_WINDOW
     running = ~state.done
     zero = torch.zeros((), dtype=torch.long, device=running.device)
     clear = clear_steps(problem, state, running, CHECK_EVERY) if strides_apply(problem) else zero
@@ -69,7 +70,6 @@ def look(problem: Problem, state: LoopState, trial: Trial | None = None) -> tupl
         state = dataclasses.replace(state, saves=flush(problem, state.clock.t, state.y, state.saves, todo))
     count = int(read[0])
     window_room = SAVE_WINDOW - len(state.saves.window)
-    most = _most_ahead(problem, state.iteration)
     ahead = min(max(int(read[1]), 1), most, window_room) if count else 0
     return state, Look(running=count, ahead=ahead, clear=int(read[2]))
 

@@ -17,7 +17,7 @@ from ..terms.base import AbstractTerm
 from .checks import deferring
 from .clock import advance_clock, first_clock
 from .compaction import bucket, compacted
-from .compile import AttemptStep, step_function
+from .compile import AttemptStep, step_function, stride_step_function
 from .counters import count, first_counters, settle_counters
 from .events import event_outputs, find_events, first_events, hold_past_events, stop_at_events
 from .jumps import cross_jumps, first_jump, start_time
@@ -27,7 +27,7 @@ from .progress import first_progress, update_progress
 from .records import StepRecord, Steps
 from .saves import first_saves, flush, read_pending, record_saves
 from .state import LoopState, Tally
-from .strides import FEWEST, stride, strides_apply
+from .strides import FEWEST, Trial, stride, strides_apply
 from .trail import extend, first_visit, trail_outputs
 
 
@@ -91,6 +91,7 @@ def advance(problem: Problem, state: LoopState, max_iterations: int | None = Non
     (`strides.py`)."""
     attempt = step_function(problem)
     take_stride = deferring(problem, stride) if strides_apply(problem) else None
+    stride_step = stride_step_function(problem)
     stop = problem.max_steps if max_iterations is None else min(problem.max_steps, state.iteration + max_iterations)
     trial = None
     while state.iteration < stop:
@@ -108,9 +109,11 @@ def advance(problem: Problem, state: LoopState, max_iterations: int | None = Non
             continue
         ahead = min(seen.ahead, stop - state.iteration)
         # A stride is always followed by a look, which reads whether it held.
-        if take_stride is not None and FEWEST <= ahead <= seen.clear and 0 < state.iteration < stop - ahead:
-            state, trial = take_stride(problem, state, ahead, seen.running == state.y.shape[0])
-            continue
+        if take_stride is not None and seen.clear >= FEWEST and 0 < state.iteration < stop - ahead:
+            before, steps = state, min(ahead, seen.clear)
+            state, held = take_stride(problem, state, steps, stride_step)
+            trial = Trial(before, ahead, held)
+            ahead -= steps
         state = _iterations(problem, attempt, state, ahead)
     return state
 

@@ -20,6 +20,7 @@ again for the discarded stretch).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -27,19 +28,22 @@ from torch import Tensor
 
 from ..controllers.constant import ConstantStep
 from ..problem import Problem
+from ..solvers.base import Carry, StepResult
 from .counters import count
 from .jumps import boundary
 from .rows import finite_rows, where_rows
-from .state import LoopState, Tally
+from .state import Clock, LoopState, Tally
+
+StrideStep = Callable[[Problem, Clock, Tensor, Tensor, Tensor, Tensor, Carry], tuple[Tensor, StepResult, Carry]]
 
 # The fewest steps worth a stride; the most is the look's `ahead`.
 FEWEST = 2
 
 
 class Trial(NamedTuple):
-    """A stride taken since the last look: `before`, the state it started from, `steps`, its
-    iterations, and `held` `[]` boolean, whether each of them would have accepted every running
-    sample."""
+    """A stride taken since the last look: `before`, the state it started from, `steps`, the
+    iterations since (the stride's, then any run one by one up to the look), and `held` `[]`
+    boolean, whether each of the stride's would have accepted every running sample."""
 
     before: LoopState
     steps: int
@@ -48,8 +52,8 @@ class Trial(NamedTuple):
 
 def strides_apply(problem: Problem) -> bool:
     """Whether `problem` takes strides: a `ConstantStep` solve stepping onto its save times
-    without an event, dense output, every-step saves or `compile=True`."""
-    plain = problem.event is None and not (problem.dense or problem.save_steps or problem.compile)
+    without an event, dense output or every-step saves."""
+    plain = problem.event is None and not (problem.dense or problem.save_steps)
     return plain and type(problem.controller) is ConstantStep and not problem.interpolate_saves
 
 
@@ -68,37 +72,42 @@ def clear_steps(problem: Problem, state: LoopState, running: Tensor, most: int) 
     return torch.where(running, steps, most).amin().long()
 
 
-def stride(problem: Problem, state: LoopState, steps: int, all_running: bool) -> tuple[LoopState, Trial]:
+def stride_step(
+    problem: Problem, clock: Clock, ahead: Tensor, running: Tensor, t: Tensor, y: Tensor, carry: Carry
+) -> tuple[Tensor, StepResult, Carry]:
+    """One step of a stride: `(t1, out, carry)`, the solver's step `out` from `(t [B], y [B, *state])`
+    to `t1` `[B]`, `ahead` `[B]` fixed steps of `clock`'s from its anchor (as `clock.step_end`
+    for a step that reaches no boundary), and the carry after it. Samples not `running` `[B]`
+    take a step of size 0. What `solve(..., compile=True)` compiles in a stride."""
+    t1 = torch.where(running, torch.addcmul(clock.anchor, ahead, clock.h), t)
+    out = problem.solver.step(problem.term, t, y, t1 - t, carry, problem.args, problem.want_coefficients)
+    return t1, out, problem.solver.merge_carry(running, out.carry, carry)
+
+
+def stride(problem: Problem, state: LoopState, steps: int, step: StrideStep) -> tuple[LoopState, Tensor]:
     """`steps` loop iterations of `state` in which every running sample takes a full fixed step
-    (`clear_steps` of them at most), and the `Trial` that says whether they held; `all_running`:
-    no sample is done, so none needs holding still."""
-    solver, clock = problem.solver, state.clock
+    (`clear_steps` of them at most), each by `step` (`stride_step` or its compiled form), and
+    `[]` boolean whether they held."""
+    clock = state.clock
     running = ~state.done
     t, y, carry, counters, failed = clock.t, state.y, state.carry, state.counters, None
     for k in range(steps):
         last_start = t
-        # As `clock.step_end` for a step that reaches no boundary: `ahead` counts the accepted steps.
-        t1 = torch.addcmul(clock.anchor, clock.ahead + k if k else clock.ahead, clock.h)
-        if not all_running:
-            t1 = torch.where(running, t1, t)  # a done sample takes steps of size 0
-        out = solver.step(problem.term, t, y, t1 - t, carry, problem.args, problem.want_coefficients)
+        t, out, carry = step(problem, clock, clock.ahead + k if k else clock.ahead, running, t, y, carry)
         if out.failed is not None:
             failed = out.failed if failed is None else failed | out.failed
-        y, t, carry = out.y1, t1, solver.merge_carry(running, out.carry, carry)
+        y = out.y1
         counters = count(counters, Tally(running, running, out.evals), None, 0)
     held = _held(problem, state, running, (last_start, y, failed))
-    if not all_running:
-        y = where_rows(running, y, state.y)
-    ahead = clock.ahead + steps if all_running else torch.where(running, clock.ahead + steps, clock.ahead)
     after = dataclasses.replace(
         state,
-        clock=dataclasses.replace(clock, t=t, ahead=ahead),
-        y=y,
+        clock=dataclasses.replace(clock, t=t, ahead=torch.where(running, clock.ahead + steps, clock.ahead)),
+        y=where_rows(running, y, state.y),
         carry=carry,
         counters=counters,
         iteration=state.iteration + steps,
     )
-    return after, Trial(before=state, steps=steps, held=held)
+    return after, held
 
 
 def _held(problem: Problem, state: LoopState, running: Tensor, end: tuple[Tensor, Tensor, Tensor | None]) -> Tensor:
