@@ -5,9 +5,9 @@ Steps that are fixed tensor arithmetic compile: explicit Runge-Kutta methods, th
 `BrownianGrid`, and the method of steps, whose history lookups (sizes that grow with the solve)
 run eagerly between the compiled pieces (`torch.compiler.disable` in `solvers/dde`).
 
-Only `attempt.attempt_step` is compiled, and under a `ConstantStep` the step of a stride
-(`strides.stride_step`: the solver's step and the clock's arithmetic); the bookkeeping around
-them stays eager (it reads
+Only `attempt.attempt_step` is compiled, and under a `ConstantStep` the steps of a stride
+(`strides.stride_steps`: the solver's steps and the clock's arithmetic, several to a call); the
+bookkeeping around them stays eager (it reads
 values to decide, e.g. whether any sample reached a save time). The step reads derived values
 of the `Problem` (cached properties); `prepare` computes every one of them before the step is
 traced, because one reads a tensor's value (`Problem.forward`) and torch.compile cannot enter
@@ -32,7 +32,7 @@ from ..terms.sde import SDETerm
 from .attempt import attempt_step
 from .checks import deferring
 from .state import Attempt, LoopState
-from .strides import StrideStep, stride_step
+from .strides import StrideRuns, StrideSteps, eager_runs, stride_steps
 
 AttemptStep = Callable[[Problem, LoopState], Attempt]
 
@@ -82,16 +82,29 @@ def prepare(problem: Problem) -> None:
         getattr(problem, name)
 
 
-def stride_step_function(problem: Problem) -> StrideStep:
-    """The step of a stride (`strides.py`) for `problem`: `stride_step`, or its compiled form
-    with `compile=True` (after `step_function(problem)` prepared the problem)."""
-    return _compiled_stride_step() if problem.compile else stride_step
+def stride_runs(problem: Problem) -> StrideRuns:
+    """How the steps of a stride (`strides.py`) run for `problem`: all in one eager call, or with
+    `compile=True` (after `step_function(problem)` prepared the problem) in compiled pieces of
+    `STRIDE_CHUNK` steps and single ones, a few steps to a call so that a compiled call's fixed
+    cost is not paid at every step."""
+    return _compiled_runs if problem.compile else eager_runs
+
+
+# Steps per compiled call in a stride: fewer pay a compiled call's fixed cost more often, more
+# take longer to compile (the steps are unrolled into one graph).
+STRIDE_CHUNK = 8
+
+
+def _compiled_runs(left: int) -> tuple[int, StrideSteps]:
+    """`STRIDE_CHUNK` steps in one compiled call while that many are left, then one at a time."""
+    size = STRIDE_CHUNK if left >= STRIDE_CHUNK else 1
+    return size, _compiled_stride_steps(size)
 
 
 @functools.cache
-def _compiled_stride_step() -> StrideStep:
-    """`stride_step` under `torch.compile`, made once per process (see `_compiled_attempt_step`)."""
-    return torch.compile(stride_step)
+def _compiled_stride_steps(size: int) -> StrideSteps:
+    """`stride_steps` of `size` steps under `torch.compile`, made once per process and size."""
+    return torch.compile(functools.partial(stride_steps, count=size))
 
 
 @functools.cache

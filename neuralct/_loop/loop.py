@@ -17,7 +17,7 @@ from ..terms.base import AbstractTerm
 from .checks import deferring
 from .clock import advance_clock, first_clock
 from .compaction import bucket, compacted
-from .compile import AttemptStep, step_function, stride_step_function
+from .compile import AttemptStep, step_function, stride_runs
 from .counters import count, first_counters, settle_counters
 from .events import event_outputs, find_events, first_events, hold_past_events, stop_at_events
 from .jumps import cross_jumps, first_jump, start_time
@@ -91,7 +91,7 @@ def advance(problem: Problem, state: LoopState, max_iterations: int | None = Non
     (`strides.py`)."""
     attempt = step_function(problem)
     take_stride = deferring(problem, stride) if strides_apply(problem) else None
-    stride_step = stride_step_function(problem)
+    runs = stride_runs(problem)
     stop = problem.max_steps if max_iterations is None else min(problem.max_steps, state.iteration + max_iterations)
     trial = None
     while state.iteration < stop:
@@ -111,7 +111,7 @@ def advance(problem: Problem, state: LoopState, max_iterations: int | None = Non
         # A stride is always followed by a look, which reads whether it held.
         if take_stride is not None and seen.clear >= FEWEST and 0 < state.iteration < stop - ahead:
             before, steps = state, min(ahead, seen.clear)
-            state, held = take_stride(problem, state, steps, stride_step)
+            state, held = take_stride(problem, state, steps, runs)
             trial = Trial(before, ahead, held)
             ahead -= steps
         state = _iterations(problem, attempt, state, ahead)

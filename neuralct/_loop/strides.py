@@ -20,6 +20,7 @@ again for the discarded stretch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,13 +29,16 @@ from torch import Tensor
 
 from ..controllers.constant import ConstantStep
 from ..problem import Problem
-from ..solvers.base import Carry, StepResult
+from ..solvers.base import Carry
 from .counters import count
 from .jumps import boundary
 from .rows import finite_rows, where_rows
 from .state import Clock, LoopState, Tally
 
-StrideStep = Callable[[Problem, Clock, Tensor, Tensor, Tensor, Tensor, Carry], tuple[Tensor, StepResult, Carry]]
+# `stride_steps` with its count bound, and what gives, for the steps left in a stride, how many
+# the next run takes and the function that takes them.
+StrideSteps = Callable[[Problem, Clock, Tensor, Tensor, Tensor, Tensor, Carry], "StrideRun"]
+StrideRuns = Callable[[int], tuple[int, StrideSteps]]
 
 # The fewest steps worth a stride; the most is the look's `ahead`.
 FEWEST = 2
@@ -72,37 +76,66 @@ def clear_steps(problem: Problem, state: LoopState, running: Tensor, most: int) 
     return torch.where(running, steps, most).amin().long()
 
 
-def stride_step(
-    problem: Problem, clock: Clock, ahead: Tensor, running: Tensor, t: Tensor, y: Tensor, carry: Carry
-) -> tuple[Tensor, StepResult, Carry]:
-    """One step of a stride: `(t1, out, carry)`, the solver's step `out` from `(t [B], y [B, *state])`
-    to `t1` `[B]`, `ahead` `[B]` fixed steps of `clock`'s from its anchor (as `clock.step_end`
-    for a step that reaches no boundary), and the carry after it. Samples not `running` `[B]`
-    take a step of size 0. What `solve(..., compile=True)` compiles in a stride."""
-    t1 = torch.where(running, torch.addcmul(clock.anchor, ahead, clock.h), t)
-    out = problem.solver.step(problem.term, t, y, t1 - t, carry, problem.args, problem.want_coefficients)
-    return t1, out, problem.solver.merge_carry(running, out.carry, carry)
+class StrideRun(NamedTuple):
+    """What `stride_steps` returns: the time `t` `[B]`, state `y` `[B, *state]` and carry after the
+    steps, `last_start` `[B]` the start time of the last one, `failed` `[B]` the samples whose
+    Newton iteration failed in one (`None` for explicit solvers) and each step's evaluations."""
+
+    t: Tensor
+    y: Tensor
+    carry: Carry
+    last_start: Tensor
+    failed: Tensor | None
+    evals: tuple[int | Tensor, ...]
 
 
-def stride(problem: Problem, state: LoopState, steps: int, step: StrideStep) -> tuple[LoopState, Tensor]:
-    """`steps` loop iterations of `state` in which every running sample takes a full fixed step
-    (`clear_steps` of them at most), each by `step` (`stride_step` or its compiled form), and
-    `[]` boolean whether they held."""
-    clock = state.clock
-    running = ~state.done
-    t, y, carry, counters, failed = clock.t, state.y, state.carry, state.counters, None
-    for k in range(steps):
+def stride_steps(
+    problem: Problem, clock: Clock, ahead: Tensor, running: Tensor, t: Tensor, y: Tensor, carry: Carry, count: int
+) -> StrideRun:
+    """`count` steps of a stride from `(t [B], y [B, *state])`, the first to `ahead` `[B]` fixed
+    steps of `clock`'s from its anchor (as `clock.step_end` for a step that reaches no boundary).
+    Samples not `running` `[B]` take steps of size 0 and keep their state. What `solve(..., compile=True)` compiles,
+    several steps to a call (`compile.py`)."""
+    solver, failed, evals, last_start = problem.solver, None, [], t
+    for j in range(count):
         last_start = t
-        t, out, carry = step(problem, clock, clock.ahead + k if k else clock.ahead, running, t, y, carry)
+        t1 = torch.where(running, torch.addcmul(clock.anchor, ahead + j if j else ahead, clock.h), t)
+        out = solver.step(problem.term, t, y, t1 - t, carry, problem.args, problem.want_coefficients)
+        carry = solver.merge_carry(running, out.carry, carry)
         if out.failed is not None:
             failed = out.failed if failed is None else failed | out.failed
-        y = out.y1
-        counters = count(counters, Tally(running, running, out.evals), None, 0)
-    held = _held(problem, state, running, (last_start, y, failed))
+        # A done sample is held still, as in the general iteration: its state may be one where
+        # the field is not finite (it failed there), and a step from the step of size 0 past it
+        # would feed NaN into the next, which backward turns into NaN gradients (0 * NaN).
+        t, y = t1, where_rows(running, out.y1, y)
+        evals.append(out.evals)
+    return StrideRun(t, y, carry, last_start, failed, tuple(evals))
+
+
+def eager_runs(left: int) -> tuple[int, StrideSteps]:
+    """All `left` steps of a stride in one eager `stride_steps` call."""
+    return left, functools.partial(stride_steps, count=left)
+
+
+def stride(problem: Problem, state: LoopState, steps: int, runs: StrideRuns) -> tuple[LoopState, Tensor]:
+    """`steps` loop iterations of `state` in which every running sample takes a full fixed step
+    (`clear_steps` of them at most), in the runs of `stride_steps` that `runs` gives (`eager_runs`,
+    or compiled pieces), and `[]` boolean whether they held."""
+    clock, running = state.clock, ~state.done
+    t, y, carry, counters, failed, done = clock.t, state.y, state.carry, state.counters, None, 0
+    while done < steps:
+        size, run_steps = runs(steps - done)
+        run = run_steps(problem, clock, clock.ahead + done if done else clock.ahead, running, t, y, carry)
+        t, y, carry, done = run.t, run.y, run.carry, done + size
+        if run.failed is not None:
+            failed = run.failed if failed is None else failed | run.failed
+        for evals in run.evals:
+            counters = count(counters, Tally(running, running, evals), None, 0)
+    held = _held(problem, state, running, (run.last_start, y, failed))
     after = dataclasses.replace(
         state,
         clock=dataclasses.replace(clock, t=t, ahead=torch.where(running, clock.ahead + steps, clock.ahead)),
-        y=where_rows(running, y, state.y),
+        y=y,
         carry=carry,
         counters=counters,
         iteration=state.iteration + steps,

@@ -301,6 +301,62 @@ def test_fixed_step_sde_on_a_brownian_grid_matches_eager_and_compiles_once(solve
     assert not torch.allclose(again.ys, compiled.ys)
 
 
+def _sde_with_a_blow_up(compile: bool, seed: int = 0) -> tuple[nct.Solution, torch.Tensor]:
+    """Euler-Maruyama over 200 steps on a `BrownianGrid` for 4 samples; sample 2's diffusion turns
+    infinite from t = 0.5 on. Returns the solution and the gradient of its final states' square
+    sum with respect to `y0`."""
+    grid = torch.linspace(0.0, 1.0, 201, dtype=F64)
+    brownian = nct.BrownianGrid(grid, (4, 3), seed=seed)
+    rates = torch.tensor([[0.5], [1.0], [2.0], [3.0]], dtype=F64)
+
+    def diffusion(t, y, args):
+        bad = (t >= 0.5) & (torch.arange(4) == 2)
+        return torch.where(bad[:, None], torch.inf, 0.3 * torch.cos(y))
+
+    term = nct.SDETerm(nct.ODETerm(lambda t, y, args: -args * y), nct.NoiseTerm(diffusion, brownian))
+    y0 = torch.ones(4, 3, dtype=F64, requires_grad=True)
+    solution = nct.solve(
+        term,
+        y0,
+        torch.tensor([0.0, 1.0], dtype=F64),
+        solver=nct.EulerMaruyama(),
+        controller=nct.ConstantStep(0.005),
+        args=rates,
+        compile=compile,
+        throw=False,
+    )
+    (gradient,) = torch.autograd.grad(solution.y_final.square().sum(), y0)
+    return solution, gradient
+
+
+def test_compiled_strides_take_several_steps_a_call_and_match_eager(monkeypatch):
+    """Under a `ConstantStep` the steps of a stride run `STRIDE_CHUNK` to a compiled call. Values,
+    gradients, statuses and statistics are the eager solve's, the sample whose state blows up
+    included (its stride is discarded and run again step by step), and new values of the same
+    shapes compile nothing new."""
+    import neuralct._loop.compile as compile_module
+
+    sizes = []
+    original = compile_module._compiled_runs
+
+    def counted(left):
+        size, run = original(left)
+        sizes.append(size)
+        return size, run
+
+    monkeypatch.setattr(compile_module, "_compiled_runs", counted)
+    (eager, eager_gradient), (compiled, gradient) = both(_sde_with_a_blow_up)
+    assert compiled.status.tolist() == eager.status.tolist() == [0, 0, int(nct.Status.NONFINITE), 0]
+    assert torch.equal(compiled.t_final, eager.t_final)
+    assert torch.allclose(compiled.y_final, eager.y_final, rtol=0, atol=1e-12)
+    assert torch.allclose(gradient, eager_gradient, rtol=1e-10, atol=1e-12)
+    assert torch.equal(compiled.stats.steps, eager.stats.steps)
+    assert torch.equal(compiled.stats.vf_evals, eager.stats.vf_evals)
+    assert sizes.count(compile_module.STRIDE_CHUNK) >= 10
+    with torch.compiler.set_stance("fail_on_recompile"):
+        _sde_with_a_blow_up(True, seed=1)
+
+
 def test_a_compiled_step_off_the_brownian_grid_is_refused_on_the_device():
     brownian = nct.BrownianGrid(torch.linspace(0.0, 1.0, 11, dtype=F64), (2, 1), seed=0)
     term = nct.SDETerm(nct.ODETerm(lambda t, y, args: -y), nct.NoiseTerm(lambda t, y, args: y, brownian))

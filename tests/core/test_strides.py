@@ -127,7 +127,7 @@ def test_gradients_through_strides_match_the_general_loop(monkeypatch):
     assert taken >= 5
 
 
-def sde_solve(steps: int, saves: int, diffusion=None):
+def sde_solve(steps: int, saves: int, diffusion=None, y0: torch.Tensor | None = None):
     grid = torch.linspace(0.0, 1.0, steps + 1, dtype=F64)
     path = nct.BrownianGrid(grid, (4, 3), seed=3)
     diffusion = diffusion or (lambda t, y, args: 0.3 * torch.cos(y))
@@ -135,7 +135,7 @@ def sde_solve(steps: int, saves: int, diffusion=None):
     ts = torch.linspace(0.0, 1.0, saves, dtype=F64)
     return nct.solve(
         term,
-        torch.ones(4, 3, dtype=F64),
+        torch.ones(4, 3, dtype=F64) if y0 is None else y0,
         ts,
         solver=nct.EulerMaruyama(),
         controller=nct.ConstantStep(1.0 / steps),
@@ -154,14 +154,21 @@ def test_an_sde_on_a_brownian_grid_matches_the_general_loop(monkeypatch, saves):
 def test_a_stride_in_which_a_sample_blows_up_is_run_again_step_by_step(monkeypatch):
     """Sample 2's diffusion turns infinite at t >= 0.5: the stride over that time does not hold,
     and the sample fails NONFINITE at the step where it would have, its state its last finite one
-    (its output at the end, not reached, is NaN)."""
+    (its output at the end, not reached, is NaN). Later strides hold it still there, where its
+    field is infinite, and its gradient stays the general loop's (finite)."""
 
     def blowing_up(t, y, args):
         bad = (t >= 0.5) & (torch.arange(4) == 2)
         return torch.where(bad[:, None], torch.inf, 0.3 * torch.cos(y))
 
-    strided, plain, (taken, discarded) = both(monkeypatch, lambda: sde_solve(400, 2, blowing_up))
+    def run():
+        y0 = torch.ones(4, 3, dtype=F64, requires_grad=True)
+        solution = sde_solve(400, 2, blowing_up, y0)
+        return solution, torch.autograd.grad(solution.y_final.square().sum(), y0)[0]
+
+    (strided, strided_grad), (plain, plain_grad), (taken, discarded) = both(monkeypatch, run)
     assert_same_solution(strided, plain)
+    assert torch.equal(strided_grad, plain_grad) and bool(torch.isfinite(plain_grad).all())
     assert plain.status.tolist() == [0, 0, int(nct.Status.NONFINITE), 0]
     assert bool(torch.isfinite(plain.y_final).all()) and float(plain.t_final[2]) == pytest.approx(0.5)
     assert discarded >= 1 and taken > discarded
