@@ -5,8 +5,8 @@ running sample accepts them, and the general iteration (`loop._iterate`) spends 
 operations per step deciding so (Euler-Maruyama on a small network: 42 besides the field's 11).
 A look (`look.py`) also reads how many steps every running sample can take before a step could
 reach its next boundary (`clear_steps`), and the loop then takes up to that many as one stride:
-each step is the solver's step and the clock's arithmetic (`clock.step_end` with no boundary in
-reach), nothing else.
+each step is the solver's step, the clock's arithmetic (`clock.step_end` with no boundary in
+reach) and the masks that hold done samples still, nothing else.
 
 What the iterations would decide one by one holds for a whole stride or not at all: every
 running sample accepts every step, unless a step's end is not finite or its Newton iteration
@@ -102,11 +102,10 @@ def stride_steps(
         t1 = torch.where(running, torch.addcmul(clock.anchor, ahead + j if j else ahead, clock.h), t)
         out = solver.step(problem.term, t, y, t1 - t, carry, problem.args, problem.want_coefficients)
         carry = solver.merge_carry(running, out.carry, carry)
-        if out.failed is not None:
-            failed = out.failed if failed is None else failed | out.failed
+        failed = _union(failed, out.failed)
         # A done sample is held still, as in the general iteration: its state may be one where
-        # the field is not finite (it failed there), and a step from the step of size 0 past it
-        # would feed NaN into the next, which backward turns into NaN gradients (0 * NaN).
+        # the field is not finite (it failed there), and its steps of size 0 would then feed NaN
+        # into the next ones, which backward turns into NaN gradients (0 * NaN).
         t, y = t1, where_rows(running, out.y1, y)
         evals.append(out.evals)
     return StrideRun(t, y, carry, last_start, failed, tuple(evals))
@@ -127,8 +126,7 @@ def stride(problem: Problem, state: LoopState, steps: int, runs: StrideRuns) -> 
         size, run_steps = runs(steps - done)
         run = run_steps(problem, clock, clock.ahead + done if done else clock.ahead, running, t, y, carry)
         t, y, carry, done = run.t, run.y, run.carry, done + size
-        if run.failed is not None:
-            failed = run.failed if failed is None else failed | run.failed
+        failed = _union(failed, run.failed)
         for evals in run.evals:
             counters = count(counters, Tally(running, running, evals), None, 0)
     held = _held(problem, state, running, (run.last_start, y, failed))
@@ -141,6 +139,13 @@ def stride(problem: Problem, state: LoopState, steps: int, runs: StrideRuns) -> 
         iteration=state.iteration + steps,
     )
     return after, held
+
+
+def _union(failed: Tensor | None, more: Tensor | None) -> Tensor | None:
+    """`[B]` the samples failed in either mask (`None`: none can fail)."""
+    if more is None:
+        return failed
+    return more if failed is None else failed | more
 
 
 def _held(problem: Problem, state: LoopState, running: Tensor, end: tuple[Tensor, Tensor, Tensor | None]) -> Tensor:
